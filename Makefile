@@ -1,0 +1,43 @@
+# Two commands matter: `make demo` and `make test`. Both set up what they need first.
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+TOOLS_STAMP := .tools/.installed
+
+.PHONY: demo test lint typecheck unit tools bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test,demo]'
+	$(PIP) check
+	touch $(STAMP)
+
+# System parts the tests drive for real: prometheus, promtool, alertmanager, chromium, helm.
+$(TOOLS_STAMP): scripts/install-tools.sh
+	bash scripts/install-tools.sh
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check exporter tests benchmarks
+	$(VENV)/bin/ruff format --check exporter tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP) $(TOOLS_STAMP)
+	$(VENV)/bin/pytest -n 2 -q
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(VENV)/bin/sg-churn-exporter demo
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

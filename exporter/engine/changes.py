@@ -1,0 +1,122 @@
+"""Typed changes parsed from CloudTrail records, and the rejection of a record that is not usable.
+
+These are the only facts the timeline consumes. A change whose `meta.error_code` is set is a
+failed call: it is counted but changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from exporter.engine.rules import Rule
+
+CONTROLLER_USER_AGENT_PREFIX = "elbv2.k8s.aws/"
+
+#: Every reason a record can be rejected for. A bounded set: it becomes a metric label.
+REJECTION_REASONS = (
+    "not_json",  # bytes that do not parse as JSON
+    "not_gzip",  # an S3 object that is not gzip
+    "not_a_record",  # JSON that is not a CloudTrail record or a known wrapper
+    "missing_field",  # a required field is absent
+    "wrong_type",  # a field has the wrong JSON type
+    "bad_time",  # eventTime does not parse
+    "bad_rule",  # an ip permission / rule that cannot be understood
+    "too_large",  # a record over the size limit
+)
+RejectionReason = Literal[
+    "not_json", "not_gzip", "not_a_record", "missing_field", "wrong_type", "bad_time", "bad_rule", "too_large"
+]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made the call, as CloudTrail attributes it."""
+
+    principal_arn: str | None = None
+    identity_type: str | None = None
+    issuer: str | None = None  # sessionContext.sessionIssuer.userName (the role name)
+    user_agent: str | None = None
+    source_ip: str | None = None
+
+    @property
+    def is_controller(self) -> bool:
+        """True when the call came from the AWS Load Balancer Controller (by its user agent)."""
+        return bool(self.user_agent and CONTROLLER_USER_AGENT_PREFIX in self.user_agent)
+
+    @property
+    def label(self) -> str:
+        """A short human name: the role (issuer) name, else the principal ARN, else "unknown"."""
+        return self.issuer or self.principal_arn or "unknown"
+
+
+@dataclass(frozen=True)
+class EventMeta:
+    event_id: str
+    event_time: datetime
+    event_name: str
+    event_source: str = ""
+    account_id: str | None = None
+    region: str | None = None
+    actor: Actor = field(default_factory=Actor)
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error_code is not None
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """AuthorizeSecurityGroupIngress or RevokeSecurityGroupIngress on one group.
+
+    `rules` holds the permissions given as IpPermissions (one Rule per source) and, for an
+    authorize, the rule ids from the response when present. `rule_ids` holds ids given to a
+    revoke by SecurityGroupRuleIds; they are resolved against rules already known.
+    """
+
+    meta: EventMeta
+    group_id: str
+    action: Literal["authorize", "revoke"]
+    rules: tuple[Rule, ...] = ()
+    rule_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleModification:
+    """ModifySecurityGroupRules: each rule id gets a new definition."""
+
+    meta: EventMeta
+    group_id: str
+    modifications: tuple[tuple[str, Rule], ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupDeletion:
+    meta: EventMeta
+    group_id: str
+
+
+@dataclass(frozen=True)
+class AttributeChange:
+    """ModifyTargetGroupAttributes: only the attributes this project watches are kept."""
+
+    meta: EventMeta
+    target_group_arn: str
+    attributes: tuple[tuple[str, str], ...] = ()
+
+
+Change = RuleChange | RuleModification | GroupDeletion | AttributeChange
+
+WATCHED_ATTRIBUTES = ("preserve_client_ip.enabled", "proxy_protocol_v2.enabled")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record that could not be used, with a bounded reason and a one-line detail."""
+
+    reason: RejectionReason
+    detail: str
+    event_id: str | None = None

@@ -1,0 +1,163 @@
+"""Rule algebra: security-group ingress rules, required flows, and exact coverage.
+
+A rule admits one protocol over a port range from one source. A flow is one protocol and
+port from one source that must be admitted. Coverage of a CIDR source is exact: the union
+of all matching rule CIDRs must cover the whole required network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SourceKind = Literal["cidr4", "cidr6", "sg", "prefix_list"]
+
+#: CloudTrail and the EC2 API spell protocols as names or IANA numbers.
+_PROTOCOL_ALIASES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6", "all": "-1"}
+
+ALL_PROTOCOLS = "-1"
+
+
+def normalize_protocol(value: str | int) -> str:
+    """Lower-case protocol name; numbers for tcp/udp/icmp become names, "all" becomes "-1"."""
+    text = str(value).strip().lower()
+    return _PROTOCOL_ALIASES.get(text, text)
+
+
+@dataclass(frozen=True, order=True)
+class Source:
+    """Where traffic comes from: a CIDR (v4/v6), a security group id, or a prefix list id."""
+
+    kind: SourceKind
+    value: str
+
+    @staticmethod
+    def cidr(text: str) -> Source:
+        """A CIDR source, normalized (host bits cleared); raises ValueError when invalid."""
+        network = ipaddress.ip_network(text.strip(), strict=False)
+        kind: SourceKind = "cidr4" if network.version == 4 else "cidr6"
+        return Source(kind, str(network))
+
+    @staticmethod
+    def group(group_id: str) -> Source:
+        return Source("sg", group_id)
+
+    @property
+    def network(self) -> IPNetwork:
+        return ipaddress.ip_network(self.value)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, order=True)
+class Rule:
+    """One ingress permission. `from_port`/`to_port` are -1 for all ports (protocol -1 or icmp)."""
+
+    protocol: str
+    from_port: int
+    to_port: int
+    source: Source
+    rule_id: str | None = None
+    description: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int, int, Source]:
+        """Identity in EC2: the same protocol, ports and source cannot be authorized twice."""
+        return (self.protocol, self.from_port, self.to_port, self.source)
+
+    def matches_port(self, protocol: str, port: int) -> bool:
+        """True when this rule's protocol and port range include (protocol, port)."""
+        if self.protocol == ALL_PROTOCOLS:
+            return True
+        if self.protocol != protocol:
+            return False
+        if self.from_port == -1 and self.to_port == -1:
+            return True
+        return self.from_port <= port <= self.to_port
+
+    def describe(self) -> str:
+        ports = "all" if self.protocol == ALL_PROTOCOLS or self.from_port == -1 else (
+            str(self.from_port) if self.from_port == self.to_port else f"{self.from_port}-{self.to_port}"
+        )
+        return f"{self.protocol}/{ports} from {self.source}"
+
+
+@dataclass(frozen=True, order=True)
+class Flow:
+    """A flow a target must admit: protocol, destination port and one source."""
+
+    protocol: str
+    port: int
+    source: Source
+
+    def describe(self) -> str:
+        return f"{self.protocol}/{self.port} from {self.source}"
+
+
+def _interval(network: IPNetwork) -> tuple[int, int]:
+    return int(network.network_address), int(network.broadcast_address)
+
+
+def uncovered(rules: Iterable[Rule], flow: Flow) -> list[IPNetwork]:
+    """The parts of the flow's source that no matching rule admits, as minimal CIDRs.
+
+    For security-group sources the answer is [] (admitted) or a one-element list holding
+    a sentinel network ``0.0.0.0/32``: callers only test emptiness for those. Prefix-list
+    rules are never counted as covering a CIDR (their entries are not known here).
+    """
+    source = flow.source
+    if source.kind in ("sg", "prefix_list"):
+        for rule in rules:
+            if rule.source == source and rule.matches_port(flow.protocol, flow.port):
+                return []
+        return [ipaddress.ip_network("0.0.0.0/32")]
+    required = source.network
+    req_lo, req_hi = _interval(required)
+    spans: list[tuple[int, int]] = []
+    for rule in rules:
+        if rule.source.kind != source.kind or not rule.matches_port(flow.protocol, flow.port):
+            continue
+        lo, hi = _interval(rule.source.network)
+        if hi < req_lo or lo > req_hi:
+            continue
+        spans.append((max(lo, req_lo), min(hi, req_hi)))
+    spans.sort()
+    holes: list[tuple[int, int]] = []
+    cursor = req_lo
+    for lo, hi in spans:
+        if lo > cursor:
+            holes.append((cursor, lo - 1))
+        cursor = max(cursor, hi + 1)
+        if cursor > req_hi:
+            break
+    if cursor <= req_hi:
+        holes.append((cursor, req_hi))
+    address = ipaddress.IPv4Address if required.version == 4 else ipaddress.IPv6Address
+    result: list[IPNetwork] = []
+    for lo, hi in holes:
+        result.extend(ipaddress.summarize_address_range(address(lo), address(hi)))  # type: ignore[arg-type]
+    return result
+
+
+def admits(rules: Iterable[Rule], flow: Flow) -> bool:
+    """True when the rules together admit the whole flow."""
+    return not uncovered(rules, flow)
+
+
+def admitting_rules(rules: Iterable[Rule], flow: Flow) -> list[Rule]:
+    """The rules that contribute to admitting the flow (matching port and overlapping source)."""
+    found: list[Rule] = []
+    source = flow.source
+    for rule in rules:
+        if rule.source.kind != source.kind or not rule.matches_port(flow.protocol, flow.port):
+            continue
+        if source.kind in ("sg", "prefix_list"):
+            if rule.source == source:
+                found.append(rule)
+        elif rule.source.network.overlaps(source.network):  # type: ignore[arg-type]
+            found.append(rule)
+    return found
