@@ -1,0 +1,51 @@
+"""The `sg-churn-exporter` command line: one subcommand per module in exporter.commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from exporter import __version__
+
+#: Subcommand modules, in help order. A module missing here is not yet built.
+COMMANDS = ("run", "demo", "snapshot", "replay", "backfill", "explain", "plan", "check-config")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sg-churn-exporter",
+        description="Measure security-group rule gaps behind AWS Network Load Balancers.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"exporter.commands.{name.replace('-', '_')}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"exporter.commands.{name.replace('-', '_')}":
+                raise
+            continue
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

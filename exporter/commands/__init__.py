@@ -1,0 +1,1 @@
+"""Subcommands. Each module has `add_parser(subparsers)` and `run(args) -> int`."""
