@@ -43,7 +43,7 @@ class LoadBalancer:
 
     @property
     def mode(self) -> str:
-        """"sg" when the NLB has security groups (rules reference its SG), else "legacy"."""
+        """ "sg" when the NLB has security groups (rules reference its SG), else "legacy"."""
         return "sg" if self.security_groups else "legacy"
 
 
@@ -178,7 +178,9 @@ class Inventory:
         if data.get("format") != FORMAT:
             raise InventoryError(f"inventory: 'format' must be {FORMAT!r}")
         if data.get("version") != VERSION:
-            raise InventoryError(f"inventory: unsupported 'version' {data.get('version')!r} (expected {VERSION})")
+            raise InventoryError(
+                f"inventory: unsupported 'version' {data.get('version')!r} (expected {VERSION})"
+            )
         where = "inventory"
         try:
             taken_at = parse_time(data["taken_at"])
@@ -276,7 +278,12 @@ def _lb_to_dict(lb: LoadBalancer) -> dict[str, Any]:
         "scheme": lb.scheme,
         "vpc_id": lb.vpc_id,
         "subnets": [
-            {"subnet_id": s.subnet_id, "cidr": s.cidr, "ipv6_cidr": s.ipv6_cidr, "availability_zone": s.availability_zone}
+            {
+                "subnet_id": s.subnet_id,
+                "cidr": s.cidr,
+                "ipv6_cidr": s.ipv6_cidr,
+                "availability_zone": s.availability_zone,
+            }
             for s in lb.subnets
         ],
         "security_groups": list(lb.security_groups),
@@ -315,7 +322,8 @@ def _tg_to_dict(tg: TargetGroup) -> dict[str, Any]:
         "load_balancer_arns": list(tg.load_balancer_arns),
         "attributes": dict(tg.attributes),
         "targets": [
-            {"target_id": t.target_id, "port": t.port, "eni_id": t.eni_id, "health": t.health} for t in tg.targets
+            {"target_id": t.target_id, "port": t.port, "eni_id": t.eni_id, "health": t.health}
+            for t in tg.targets
         ],
         "tags": dict(tg.tags),
     }

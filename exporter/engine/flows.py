@@ -1,0 +1,276 @@
+"""Which flows each target group needs, and whether a target's security groups admit them.
+
+Follows the AWS Load Balancer Controller's rules (DOMAIN.md):
+- SG mode (the NLB has security groups): traffic and health checks come from the NLB's
+  security groups; a rule referencing any of them admits the flow.
+- Legacy mode: traffic comes from the clients when preserve_client_ip is on (Service source
+  ranges, else 0.0.0.0/0 internet-facing / VPC CIDRs internal), from the NLB subnets when off;
+  health checks always come from the NLB subnets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
+from exporter.engine.rules import Flow, IPNetwork, Rule, Source, uncovered
+
+FlowKind = Literal["traffic", "health_check"]
+FLOW_KINDS: tuple[FlowKind, ...] = ("traffic", "health_check")
+
+#: Why a target does not admit a flow. A bounded set: it becomes a metric label.
+REASONS = (
+    "target_eni_not_found",  # no network interface known for the target
+    "security_group_missing",  # none of the ENI's security groups exists (deleted)
+    "no_rule_for_port",  # no rule matches the flow's protocol and port
+    "source_not_covered",  # rules match the port, but none admits the required source
+    "source_partly_covered",  # part of the required source CIDR is not admitted
+)
+Reason = Literal[
+    "target_eni_not_found",
+    "security_group_missing",
+    "no_rule_for_port",
+    "source_not_covered",
+    "source_partly_covered",
+]
+
+PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
+_ALWAYS_PRESERVING = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})
+
+
+def transport_protocols(target_group_protocol: str) -> tuple[str, ...]:
+    """The IP protocols a target group's listener protocol carries to targets."""
+    protocol = target_group_protocol.upper()
+    if protocol in ("TCP_UDP", "TCP_QUIC"):
+        return ("tcp", "udp")
+    if protocol in ("UDP", "QUIC"):
+        return ("udp",)
+    return ("tcp",)
+
+
+def preserve_client_ip(target_group: TargetGroup, attributes: Mapping[str, str]) -> bool:
+    """The effective preserve_client_ip, with the AWS default when the attribute is absent."""
+    if target_group.protocol.upper() in _ALWAYS_PRESERVING:
+        return True
+    value = attributes.get(PRESERVE_CLIENT_IP)
+    if value is not None:
+        return value.strip().lower() == "true"
+    return target_group.target_type == "instance"
+
+
+def health_check_port(target_group: TargetGroup, target_port: int) -> int:
+    """The health-check port for a target; "traffic-port" means the target's own port."""
+    if target_group.health_check_port in ("", "traffic-port"):
+        return target_port
+    return int(target_group.health_check_port)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What one flow kind needs, port aside: any one alternative fully admitted is enough.
+
+    An alternative is a tuple of (protocol, source) pairs that must all be admitted.
+    """
+
+    kind: FlowKind
+    alternatives: tuple[tuple[tuple[str, Source], ...], ...]
+
+    def flows(self, port: int) -> tuple[tuple[Flow, ...], ...]:
+        return tuple(tuple(Flow(proto, port, src) for proto, src in alt) for alt in self.alternatives)
+
+
+def _sources(cidrs: Sequence[str]) -> tuple[Source, ...]:
+    out: list[Source] = []
+    for text in cidrs:
+        try:
+            out.append(Source.cidr(text))
+        except ValueError:
+            continue
+    return tuple(sorted(set(out)))
+
+
+def client_sources(inventory: Inventory, target_group: TargetGroup, lb: LoadBalancer) -> tuple[Source, ...]:
+    """Sources of client traffic when client IPs are preserved (legacy mode)."""
+    binding = inventory.services.get(target_group.arn)
+    if binding and binding.source_ranges:
+        return _sources(binding.source_ranges)
+    dualstack = lb.ip_address_type.startswith("dualstack")
+    if lb.scheme == "internal":
+        vpc = inventory.vpcs.get(lb.vpc_id)
+        cidrs = list(vpc.cidrs) if vpc else []
+        if vpc and dualstack:
+            cidrs += list(vpc.ipv6_cidrs)
+        return _sources(cidrs)
+    return _sources(["0.0.0.0/0", "::/0"] if dualstack else ["0.0.0.0/0"])
+
+
+def subnet_sources(lb: LoadBalancer) -> tuple[Source, ...]:
+    """The NLB's subnet CIDRs: where its private IPs (health checks, unpreserved traffic) come from."""
+    cidrs = [s.cidr for s in lb.subnets]
+    if lb.ip_address_type.startswith("dualstack"):
+        cidrs += [s.ipv6_cidr for s in lb.subnets if s.ipv6_cidr]
+    return _sources(cidrs)
+
+
+def requirements(
+    inventory: Inventory, target_group: TargetGroup, lb: LoadBalancer, attributes: Mapping[str, str]
+) -> dict[FlowKind, Requirement]:
+    """The traffic and health-check requirements of a target group under the given attributes."""
+    protocols = transport_protocols(target_group.protocol)
+    if lb.security_groups:
+        by_group = tuple(
+            tuple((proto, Source.group(sg)) for proto in protocols) for sg in sorted(lb.security_groups)
+        )
+        health = tuple(((("tcp", Source.group(sg)),)) for sg in sorted(lb.security_groups))
+        return {
+            "traffic": Requirement("traffic", by_group),
+            "health_check": Requirement("health_check", health),
+        }
+    if preserve_client_ip(target_group, attributes):
+        traffic_sources = client_sources(inventory, target_group, lb)
+    else:
+        traffic_sources = subnet_sources(lb)
+    traffic = tuple((proto, src) for proto in protocols for src in traffic_sources)
+    health_check = tuple(("tcp", src) for src in subnet_sources(lb))
+    return {
+        "traffic": Requirement("traffic", (traffic,)),
+        "health_check": Requirement("health_check", (health_check,)),
+    }
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether one target admits one flow kind, and when not, why."""
+
+    admitted: bool
+    reason: Reason | None = None
+    uncovered: tuple[IPNetwork, ...] = ()
+    flow: Flow | None = None  # the first flow found not admitted
+
+
+ADMITTED = Admission(True)
+
+
+def check_rules(rules: Sequence[Rule], alternatives: tuple[tuple[Flow, ...], ...]) -> Admission:
+    """Admission of flows by a set of rules: any alternative whose flows are all admitted."""
+    if not alternatives or all(not alt for alt in alternatives):
+        return ADMITTED
+    first_failure: Admission | None = None
+    for alternative in alternatives:
+        failure: Admission | None = None
+        for flow in alternative:
+            missing = uncovered(rules, flow)
+            if missing:
+                failure = Admission(False, _reason(rules, flow, missing), tuple(missing), flow)
+                break
+        if failure is None:
+            return ADMITTED
+        first_failure = first_failure or failure
+    assert first_failure is not None
+    return first_failure
+
+
+def _reason(rules: Sequence[Rule], flow: Flow, missing: list[IPNetwork]) -> Reason:
+    port_rules = [r for r in rules if r.matches_port(flow.protocol, flow.port)]
+    if not port_rules:
+        return "no_rule_for_port"
+    if flow.source.kind in ("cidr4", "cidr6") and missing != [flow.source.network]:
+        return "source_partly_covered"
+    return "source_not_covered"
+
+
+class AdmissionChecker:
+    """Evaluates targets against rules with a memo: targets sharing groups and port cost one check.
+
+    Build one per evaluation point; `rules_by_group` is the rule state at that point.
+    """
+
+    def __init__(self, inventory: Inventory, rules_by_group: Mapping[str, Sequence[Rule]]) -> None:
+        self._inventory = inventory
+        self._rules_by_group = rules_by_group
+        self._memo: dict[tuple[tuple[str, ...], tuple[tuple[Flow, ...], ...]], Admission] = {}
+        self._union: dict[tuple[str, ...], list[Rule] | None] = {}
+
+    def groups_of(self, eni_id: str | None) -> tuple[str, ...] | None:
+        if eni_id is None:
+            return None
+        eni = self._inventory.network_interfaces.get(eni_id)
+        return None if eni is None else tuple(sorted(eni.security_group_ids))
+
+    def _rules(self, groups: tuple[str, ...]) -> list[Rule] | None:
+        if groups not in self._union:
+            present = [self._rules_by_group[g] for g in groups if g in self._rules_by_group]
+            self._union[groups] = None if not present else [r for rules in present for r in rules]
+        return self._union[groups]
+
+    def check(self, eni_id: str | None, alternatives: tuple[tuple[Flow, ...], ...]) -> Admission:
+        groups = self.groups_of(eni_id)
+        if groups is None:
+            return Admission(False, "target_eni_not_found")
+        key = (groups, alternatives)
+        found = self._memo.get(key)
+        if found is None:
+            rules = self._rules(groups)
+            found = (
+                Admission(False, "security_group_missing")
+                if rules is None
+                else check_rules(rules, alternatives)
+            )
+            self._memo[key] = found
+        return found
+
+
+@dataclass(frozen=True)
+class FlowStatus:
+    """One flow kind of one target group at one moment."""
+
+    kind: FlowKind
+    targets: int
+    admitted: int
+    unadmitted_by_reason: Mapping[str, int]
+
+    @property
+    def fully_admitted(self) -> bool:
+        return self.admitted == self.targets
+
+    @property
+    def ratio(self) -> float:
+        return 1.0 if self.targets == 0 else self.admitted / self.targets
+
+
+def target_admissions(
+    checker: AdmissionChecker,
+    inventory: Inventory,
+    target_group: TargetGroup,
+    lb: LoadBalancer,
+    attributes: Mapping[str, str],
+) -> dict[FlowKind, list[Admission]]:
+    """Per flow kind, the admission of every target of the group (in target order)."""
+    reqs = requirements(inventory, target_group, lb, attributes)
+    result: dict[FlowKind, list[Admission]] = {"traffic": [], "health_check": []}
+    for target in target_group.targets:
+        result["traffic"].append(checker.check(target.eni_id, reqs["traffic"].flows(target.port)))
+        hc_port = health_check_port(target_group, target.port)
+        result["health_check"].append(checker.check(target.eni_id, reqs["health_check"].flows(hc_port)))
+    return result
+
+
+def flow_status(
+    checker: AdmissionChecker,
+    inventory: Inventory,
+    target_group: TargetGroup,
+    lb: LoadBalancer,
+    attributes: Mapping[str, str],
+) -> dict[FlowKind, FlowStatus]:
+    """Counts of admitted targets per flow kind, with reasons for the rest."""
+    statuses: dict[FlowKind, FlowStatus] = {}
+    for kind, admissions in target_admissions(checker, inventory, target_group, lb, attributes).items():
+        reasons: dict[str, int] = {}
+        for admission in admissions:
+            if not admission.admitted and admission.reason:
+                reasons[admission.reason] = reasons.get(admission.reason, 0) + 1
+        admitted = sum(1 for a in admissions if a.admitted)
+        statuses[kind] = FlowStatus(kind, len(admissions), admitted, reasons)
+    return statuses

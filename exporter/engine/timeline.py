@@ -1,0 +1,192 @@
+"""Security-group rules and target-group attributes over time.
+
+A `RuleState` starts from an anchor (the inventory described at time T). Changes after T are
+applied forward; changes at or before T are undone in reverse order to reach the state before
+the earliest change, so a run today can rebuild last week. `ordered_changes` sorts by
+eventTime, drops duplicate eventIDs, and batches changes of the same second (CloudTrail's
+resolution), which are applied together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from exporter.engine.changes import (
+    AttributeChange,
+    Change,
+    EventMeta,
+    GroupDeletion,
+    RuleModification,
+)
+from exporter.engine.inventory import Inventory
+from exporter.engine.rules import Rule
+
+RuleKey = tuple[str, int, int, object]
+
+
+def ordered_changes(changes: Iterable[Change]) -> list[Change]:
+    """Changes sorted by eventTime (stable for equal times), each eventID once."""
+    seen: set[str] = set()
+    unique: list[Change] = []
+    for change in changes:
+        if change.meta.event_id in seen:
+            continue
+        seen.add(change.meta.event_id)
+        unique.append(change)
+    unique.sort(key=lambda c: c.meta.event_time)
+    return unique
+
+
+def batches(changes: list[Change]) -> Iterator[tuple[datetime, list[Change]]]:
+    """Consecutive changes grouped by identical eventTime."""
+    current: list[Change] = []
+    for change in changes:
+        if current and change.meta.event_time != current[0].meta.event_time:
+            yield current[0].meta.event_time, current
+            current = []
+        current.append(change)
+    if current:
+        yield current[0].meta.event_time, current
+
+
+def affected_group(change: Change) -> str | None:
+    if isinstance(change, AttributeChange):
+        return None
+    return change.group_id
+
+
+@dataclass
+class RuleState:
+    """Mutable rule and attribute state; `apply` moves it forward, `undo` back."""
+
+    rules: dict[str, dict[RuleKey, Rule]] = field(default_factory=dict)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    last_change: dict[tuple[str, RuleKey], EventMeta] = field(default_factory=dict)
+    deleted_groups: dict[str, dict[RuleKey, Rule]] = field(default_factory=dict)
+    watched_groups: frozenset[str] | None = None  # None: track every group
+
+    @staticmethod
+    def from_inventory(inventory: Inventory, watched_groups: Iterable[str] | None = None) -> RuleState:
+        watched = None if watched_groups is None else frozenset(watched_groups)
+        state = RuleState(watched_groups=watched)
+        for sg in inventory.security_groups.values():
+            if watched is None or sg.group_id in watched:
+                state.rules[sg.group_id] = {r.key: r for r in sg.rules}
+        for tg in inventory.target_groups.values():
+            state.attributes[tg.arn] = dict(tg.attributes)
+        return state
+
+    def rules_by_group(self) -> dict[str, list[Rule]]:
+        return {gid: list(rules.values()) for gid, rules in self.rules.items()}
+
+    def group_rules(self, group_id: str) -> list[Rule] | None:
+        rules = self.rules.get(group_id)
+        return None if rules is None else list(rules.values())
+
+    def _tracks(self, group_id: str) -> bool:
+        return self.watched_groups is None or group_id in self.watched_groups
+
+    def _resolve_ids(self, group_id: str, rule_ids: Iterable[str]) -> list[Rule]:
+        wanted = set(rule_ids)
+        return [r for r in self.rules.get(group_id, {}).values() if r.rule_id in wanted]
+
+    def apply(self, change: Change) -> None:
+        """Apply a change forward. Failed calls change nothing."""
+        if change.meta.failed:
+            return
+        if isinstance(change, AttributeChange):
+            self.attributes.setdefault(change.target_group_arn, {}).update(dict(change.attributes))
+            return
+        group_id = change.group_id
+        if not self._tracks(group_id):
+            return
+        if isinstance(change, GroupDeletion):
+            if group_id in self.rules:
+                self.deleted_groups[group_id] = self.rules.pop(group_id)
+            return
+        rules = self.rules.setdefault(group_id, {})
+        if isinstance(change, RuleModification):
+            for rule_id, new_rule in change.modifications:
+                for old in self._resolve_ids(group_id, [rule_id]):
+                    rules.pop(old.key, None)
+                rule = _with_id(new_rule, rule_id)
+                rules[rule.key] = rule
+                self.last_change[(group_id, rule.key)] = change.meta
+            return
+        if change.action == "authorize":
+            for rule in change.rules:
+                known = rules.get(rule.key)
+                if known is not None and rule.rule_id is None:
+                    rule = known
+                rules[rule.key] = rule
+                self.last_change[(group_id, rule.key)] = change.meta
+        else:
+            for rule in [*change.rules, *self._resolve_ids(group_id, change.rule_ids)]:
+                rules.pop(rule.key, None)
+                self.last_change[(group_id, rule.key)] = change.meta
+
+    def undo(self, change: Change, previous_value: dict[str, str] | None = None) -> None:
+        """Undo a change that the anchor already includes (walking back in time).
+
+        `previous_value` gives, for an attribute change, the attribute values in force before it
+        when known (from an earlier record); otherwise a watched boolean attribute is taken to
+        have held the opposite value (a record of a change is taken to be a change).
+        """
+        if change.meta.failed:
+            return
+        if isinstance(change, AttributeChange):
+            attrs = self.attributes.setdefault(change.target_group_arn, {})
+            for key, value in change.attributes:
+                if previous_value and key in previous_value:
+                    attrs[key] = previous_value[key]
+                elif value in ("true", "false"):
+                    attrs[key] = "false" if value == "true" else "true"
+            return
+        group_id = change.group_id
+        if not self._tracks(group_id):
+            return
+        if isinstance(change, GroupDeletion):
+            self.rules[group_id] = self.deleted_groups.pop(group_id, {})
+            return
+        rules = self.rules.setdefault(group_id, {})
+        if isinstance(change, RuleModification):
+            return  # the rule's earlier definition is not in the record; it is kept as is
+        if change.action == "authorize":
+            for rule in change.rules:
+                rules.pop(rule.key, None)
+        else:
+            for rule in change.rules:
+                rules.setdefault(rule.key, rule)
+
+
+def _with_id(rule: Rule, rule_id: str) -> Rule:
+    if rule.rule_id == rule_id:
+        return rule
+    return Rule(rule.protocol, rule.from_port, rule.to_port, rule.source, rule_id, rule.description)
+
+
+def rewind(state: RuleState, changes: list[Change], anchor_time: datetime) -> list[Change]:
+    """Undo every change at or before the anchor (newest first); return the changes undone.
+
+    After this the state is the one in force before the earliest change, and replaying the
+    ordered changes forward passes through the anchor state again.
+    """
+    earlier = [c for c in changes if c.meta.event_time <= anchor_time]
+    previous: dict[tuple[str, str], list[str]] = {}
+    for change in earlier:
+        if isinstance(change, AttributeChange) and not change.meta.failed:
+            for key, value in change.attributes:
+                previous.setdefault((change.target_group_arn, key), []).append(value)
+    for change in reversed(earlier):
+        prior: dict[str, str] | None = None
+        if isinstance(change, AttributeChange) and not change.meta.failed:
+            prior = {}
+            for key, _value in change.attributes:
+                values = previous[(change.target_group_arn, key)]
+                values.pop()
+                if values:
+                    prior[key] = values[-1]
+        state.undo(change, prior)
+    return earlier
