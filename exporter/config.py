@@ -1,0 +1,293 @@
+"""Typed settings: a YAML file, then SGCHURN_* environment variables, then command-line flags.
+
+Every error names the field (`intervals.inventory: must be a number >= 1`). The contract is
+docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+ENV_PREFIX = "SGCHURN_"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; `field` is the dotted path of the bad field."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+
+
+@dataclass(frozen=True)
+class Target:
+    region: str
+    role_arn: str | None = None
+    external_id: str | None = None
+    account_id: str | None = None  # informative; the real id comes from STS
+
+
+@dataclass(frozen=True)
+class Intervals:
+    inventory: float = 30.0
+    cloudtrail: float = 60.0
+    kubernetes: float = 60.0
+    evaluate: float = 15.0
+
+
+@dataclass(frozen=True)
+class CloudTrailSettings:
+    lookup_events: bool = True
+    overlap_seconds: float = 900.0
+    sqs_queue_url: str | None = None
+    settle_seconds: float = 900.0
+    retention_seconds: float = 86400.0  # how much history the timeline keeps in memory
+    start_lookback_seconds: float = 3600.0  # how far back the first poll reads
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    path: str = "/var/lib/sg-churn-exporter/state.sqlite3"
+    seen_event_ttl_seconds: float = 604800.0
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    enabled: str = "auto"  # auto | true | false
+    kubeconfig: str | None = None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    basic_auth_users: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sharding:
+    shard: int = 0
+    total_shards: int = 1
+    shard_from_hostname: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen_address: str = "0.0.0.0"
+    listen_port: int = 9877
+    cluster_name: str = ""
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+    targets: tuple[Target, ...] = (Target(region="us-east-1"),)
+    intervals: Intervals = field(default_factory=Intervals)
+    cloudtrail: CloudTrailSettings = field(default_factory=CloudTrailSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    sharding: Sharding = field(default_factory=Sharding)
+
+
+_CHOICES = {
+    "log_format": ("auto", "json", "console"),
+    "log_level": ("debug", "info", "warning", "error"),
+    "kubernetes.enabled": ("auto", "true", "false"),
+}
+_MIN = {
+    "listen_port": 0,
+    "intervals.inventory": 1,
+    "intervals.cloudtrail": 1,
+    "intervals.kubernetes": 1,
+    "intervals.evaluate": 1,
+    "cloudtrail.overlap_seconds": 0,
+    "cloudtrail.settle_seconds": 0,
+    "cloudtrail.retention_seconds": 60,
+    "cloudtrail.start_lookback_seconds": 0,
+    "state.seen_event_ttl_seconds": 60,
+    "sharding.shard": 0,
+    "sharding.total_shards": 1,
+}
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/.+$")
+
+
+def _coerce(value: Any, kind: Any, path: str) -> Any:
+    """Convert a YAML or environment value to the annotated type, or raise ConfigError."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(path, f"must be true or false, not {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(path, f"must be a whole number, not {value!r}")
+        try:
+            return int(str(value), 10)
+        except ValueError:
+            raise ConfigError(path, f"must be a whole number, not {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(path, f"must be a number, not {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(path, f"must be a number, not {value!r}") from None
+    if kind is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(path, f"must be a string, not {type(value).__name__}")
+    if kind == str | None:
+        return None if value is None else _coerce(value, str, path)
+    if kind == dict[str, str]:
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, "must be a mapping")
+        return {str(k): _coerce(v, str, f"{path}.{k}") for k, v in value.items()}
+    if kind == tuple[Target, ...]:
+        if not isinstance(value, list) or not value:
+            raise ConfigError(path, "must be a non-empty list of {region, role_arn, external_id}")
+        return tuple(_build(Target, item, f"{path}[{i}]") for i, item in enumerate(value))
+    if is_dataclass(kind):
+        return _build(kind, value, path)
+    raise ConfigError(path, f"unsupported type {kind}")  # pragma: no cover - a programming error
+
+
+def _build(cls: Any, data: Any, path: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(path or "config", "must be a mapping")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(where, f"unknown field (known: {', '.join(sorted(names))})")
+    values = {}
+    for f in fields(cls):
+        if f.name in data:
+            where = f"{path}.{f.name}" if path else f.name
+            values[f.name] = _coerce(data[f.name], hints[f.name], where)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(path or "config", str(exc)) from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """SGCHURN_LISTEN_PORT=9000 -> {"listen_port": "9000"}; SGCHURN_STATE__PATH -> {"state": {"path": ..}}."""
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "SGCHURN_SHARD_FROM_HOSTNAME":
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    if environ.get("SGCHURN_SHARD_FROM_HOSTNAME"):
+        tree.setdefault("sharding", {})["shard_from_hostname"] = environ["SGCHURN_SHARD_FROM_HOSTNAME"]
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    flat = _flatten(settings)
+    for path, allowed in _CHOICES.items():
+        if flat[path] not in allowed:
+            raise ConfigError(path, f"must be one of {', '.join(allowed)}, not {flat[path]!r}")
+    for path, minimum in _MIN.items():
+        if flat[path] < minimum:
+            raise ConfigError(path, f"must be >= {minimum}, not {flat[path]}")
+    if settings.listen_port > 65535:
+        raise ConfigError("listen_port", f"must be <= 65535, not {settings.listen_port}")
+    for i, target in enumerate(settings.targets):
+        if not _REGION.match(target.region):
+            raise ConfigError(f"targets[{i}].region", f"not an AWS region: {target.region!r}")
+        if target.role_arn is not None and not _ROLE_ARN.match(target.role_arn):
+            raise ConfigError(f"targets[{i}].role_arn", f"not an IAM role ARN: {target.role_arn!r}")
+    if bool(settings.web.tls_cert_file) != bool(settings.web.tls_key_file):
+        raise ConfigError("web.tls_key_file", "tls_cert_file and tls_key_file go together")
+    for user, digest in settings.web.basic_auth_users.items():
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ConfigError(f"web.basic_auth_users.{user}", "must be the sha256 hex digest of the password")
+    sharding = settings.sharding
+    if sharding.shard_from_hostname:
+        hostname = environ.get("HOSTNAME", "")
+        match = re.search(r"-(\d+)$", hostname)
+        if not match:
+            raise ConfigError(
+                "sharding.shard_from_hostname", f"HOSTNAME {hostname!r} has no trailing -<ordinal>"
+            )
+        sharding = replace(sharding, shard=int(match.group(1)))
+        settings = replace(settings, sharding=sharding)
+    if sharding.shard >= sharding.total_shards:
+        raise ConfigError(
+            "sharding.shard", f"must be < total_shards ({sharding.total_shards}), not {sharding.shard}"
+        )
+    return settings
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if is_dataclass(value) and not isinstance(value, type):
+            out.update(_flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def load_settings(
+    path: str | Path | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from a file (optional), the environment and flag overrides (a nested dict)."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("config", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise ConfigError("config", f"{path} must hold a mapping at the top level")
+        data = dict(loaded or {})
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, overrides or {})
+    settings = _build(Settings, data, "")
+    return _validate(settings, environ)
+
+
+def explain(settings: Settings) -> str:
+    """The effective settings, one `field = value` per line (passwords hidden)."""
+    lines = []
+    for path, value in _flatten(settings).items():
+        if path == "web.basic_auth_users":
+            value = {user: "<sha256>" for user in value}
+        if path == "targets":
+            value = [{k: v for k, v in vars(t).items() if v is not None} for t in value]
+        lines.append(f"{path} = {value}")
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""The snapshot: everything /metrics and the landing page show, built by jobs and swapped in whole.
+
+Immutable once built. A scrape reads the current snapshot and never waits on AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from exporter.engine.flows import FlowKind, FlowStatus
+
+#: Buckets of sgchurn_rule_gap_duration_seconds: 1 s to 1 h.
+GAP_DURATION_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+
+
+def labels_of(**values: str) -> Labels:
+    return tuple(sorted(values.items()))
+
+
+@dataclass(frozen=True)
+class TargetGroupView:
+    """One target group as it is now, with the labels that identify it."""
+
+    aws_account_id: str
+    aws_region: str
+    arn: str
+    name: str
+    load_balancer: str
+    scheme: str
+    mode: str  # "sg" | "legacy"
+    target_type: str
+    protocol: str
+    namespace: str
+    service: str
+    cluster: str
+    mapped_by: str  # "targetgroupbinding" | "tags" | "none"
+    preserve_client_ip: bool
+    targets: int
+    flows: Mapping[FlowKind, FlowStatus]
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The labels every per-target-group series carries."""
+        return {
+            "aws_account_id": self.aws_account_id,
+            "aws_region": self.aws_region,
+            "target_group": self.name,
+            "namespace": self.namespace,
+            "service": self.service,
+        }
+
+
+@dataclass(frozen=True)
+class GapView:
+    """A gap as shown: open (end None) or closed."""
+
+    key: str
+    aws_account_id: str
+    aws_region: str
+    target_group_arn: str
+    target_group: str
+    namespace: str
+    service: str
+    flow: FlowKind
+    start: datetime
+    end: datetime | None
+    cause: str
+    actor: str  # role / principal name, "" when unknown
+    actor_arn: str
+    explained: bool  # True when CloudTrail records explain it; False: seen by inventory polls only
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return None if self.end is None else (self.end - self.start).total_seconds()
+
+    def identity(self) -> dict[str, str]:
+        return {
+            "aws_account_id": self.aws_account_id,
+            "aws_region": self.aws_region,
+            "target_group": self.target_group,
+            "namespace": self.namespace,
+            "service": self.service,
+        }
+
+
+@dataclass(frozen=True)
+class HistogramState:
+    """Cumulative bucket counts (same order as GAP_DURATION_BUCKETS, +Inf last), sum and count."""
+
+    buckets: tuple[int, ...]
+    total: float
+    count: int
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    source: str  # inventory | cloudtrail | sqs | kubernetes
+    aws_account_id: str
+    aws_region: str
+    up: bool
+    last_success: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class JobStats:
+    job: str
+    runs: int
+    skipped: int
+    last_duration_seconds: float | None
+    last_success: datetime | None
+    last_error: str | None
+    duration_buckets: tuple[int, ...] = ()  # cumulative, JOB_DURATION_BUCKETS then +Inf
+    duration_sum: float = 0.0
+
+
+JOB_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    generated_at: datetime
+    version: str = "0.0.0"
+    shard: int = 0
+    total_shards: int = 1
+    ready: bool = False
+    target_groups: tuple[TargetGroupView, ...] = ()
+    open_gaps: tuple[GapView, ...] = ()
+    recent_gaps: tuple[GapView, ...] = ()  # closed, newest first
+    #: Persisted counters: family name (without _total) -> labels -> value.
+    counters: Mapping[str, Mapping[Labels, float]] = field(default_factory=dict)
+    #: sgchurn_rule_gap_duration_seconds by labels (target-group identity + flow).
+    gap_durations: Mapping[Labels, HistogramState] = field(default_factory=dict)
+    #: Last closed gap per target group and flow.
+    last_gaps: tuple[GapView, ...] = ()
+    sources: tuple[SourceHealth, ...] = ()
+    jobs: tuple[JobStats, ...] = ()
+    api_requests: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (service, operation)
+    api_errors: Mapping[tuple[str, str, str], int] = field(default_factory=dict)  # (service, operation, code)
+    cloudtrail_lag_seconds: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (account, region)
+    owned_targets: tuple[tuple[str, str], ...] = ()  # (account or "default", region) this shard watches
