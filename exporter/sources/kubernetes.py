@@ -101,7 +101,7 @@ class ClusterConfigError(ClusterError):
 
 
 def normalize_mode(mode: str | bool) -> KubeMode:
-    """ "auto" | "true" | "false"; YAML booleans are accepted. Raises ValueError otherwise."""
+    """The kubernetes.enabled setting as "auto", "true" or "false" (YAML booleans too); else ValueError."""
     if isinstance(mode, bool):
         return "true" if mode else "false"
     found = _MODES.get(str(mode).strip().lower())
