@@ -24,9 +24,18 @@ REJECTION_REASONS = (
     "bad_time",  # eventTime does not parse
     "bad_rule",  # an ip permission / rule that cannot be understood
     "too_large",  # a record over the size limit
+    "unreadable",  # a file or object that could not be read at all
 )
 RejectionReason = Literal[
-    "not_json", "not_gzip", "not_a_record", "missing_field", "wrong_type", "bad_time", "bad_rule", "too_large"
+    "not_json",
+    "not_gzip",
+    "not_a_record",
+    "missing_field",
+    "wrong_type",
+    "bad_time",
+    "bad_rule",
+    "too_large",
+    "unreadable",
 ]
 
 
@@ -74,7 +83,8 @@ class RuleChange:
 
     `rules` holds the permissions given as IpPermissions (one Rule per source) and, for an
     authorize, the rule ids from the response when present. `rule_ids` holds ids given to a
-    revoke by SecurityGroupRuleIds; they are resolved against rules already known.
+    revoke by SecurityGroupRuleIds; they are resolved against rules already known (and, when
+    the response lists the revoked rules' definitions, those are in `rules` too, with their ids).
     """
 
     meta: EventMeta

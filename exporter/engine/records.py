@@ -1,0 +1,833 @@
+"""CloudTrail records, in any wrapper, to typed changes or rejections.
+
+Pure: works on bytes, text or decoded JSON handed in; opens no files and reads no clock.
+Wrappers understood (and any JSON list of them, and JSON lines of them):
+a bare record; an S3 trail file ``{"Records": [...]}`` (gzip or plain bytes); a LookupEvents
+result or single event (``CloudTrailEvent`` is the record as a JSON string); an EventBridge
+envelope (record under ``detail``); an SQS message, receive result or body holding one; an SNS
+notification holding one.
+
+A pre-filter keeps big org trails cheap: records whose ``eventName`` is not watched are counted
+as ignored before any typed object is built, and JSON lines or ``CloudTrailEvent`` strings
+that do not even contain a watched name are skipped unparsed (so such text is counted as
+ignored whether or not it is valid JSON).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import orjson
+
+from exporter.engine.changes import (
+    WATCHED_ATTRIBUTES,
+    Actor,
+    AttributeChange,
+    Change,
+    EventMeta,
+    GroupDeletion,
+    Rejection,
+    RejectionReason,
+    RuleChange,
+    RuleModification,
+)
+from exporter.engine.rules import ALL_PROTOCOLS, Rule, Source, normalize_protocol
+from exporter.engine.timeutil import parse_time
+
+AUTHORIZE = "AuthorizeSecurityGroupIngress"
+REVOKE = "RevokeSecurityGroupIngress"
+MODIFY_RULES = "ModifySecurityGroupRules"
+DELETE_GROUP = "DeleteSecurityGroup"
+MODIFY_TG_ATTRIBUTES = "ModifyTargetGroupAttributes"
+
+#: The event names turned into changes; every other record is ignored.
+WATCHED_EVENT_NAMES = frozenset({AUTHORIZE, REVOKE, MODIFY_RULES, DELETE_GROUP, MODIFY_TG_ATTRIBUTES})
+
+#: A single record larger than this (serialized JSON bytes) is rejected as too_large.
+MAX_RECORD_BYTES = 256 * 1024
+#: A payload (after gzip decompression) larger than this is rejected as too_large.
+MAX_PAYLOAD_BYTES = 512 * 1024 * 1024
+#: Rejection details are one line of at most this many characters.
+MAX_DETAIL_CHARS = 200
+#: Detail prefix of a rejection made by the last-resort guard (a parser bug, never expected).
+UNEXPECTED_DETAIL_PREFIX = "unexpected "
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+JsonObject = dict[str, Any]
+Payload = bytes | bytearray | memoryview | str | dict[str, Any] | list[Any]
+
+_MAX_WRAPPER_DEPTH = 8
+_WATCHED_NAMES_BYTES = tuple(name.encode() for name in sorted(WATCHED_EVENT_NAMES))
+_RECORD_KEYS = ("eventVersion", "eventID", "eventName", "eventTime")
+_NAMED_PROTOCOLS = frozenset({"tcp", "udp", "icmp", "icmpv6", ALL_PROTOCOLS})
+_PORT_TEXT = re.compile(r"-?[0-9]{1,6}")
+_PROTOCOL_NUMBER = re.compile(r"[0-9]{1,3}")
+_MAX_ID_CHARS = 256
+_MAX_MESSAGE_CHARS = 1000
+
+
+@dataclass
+class ParseResult:
+    """What a payload yielded: typed changes, rejections, and how many records were ignored."""
+
+    changes: list[Change] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    ignored: int = 0
+
+    def extend(self, other: ParseResult) -> None:
+        """Add another result's changes, rejections and ignored count to this one."""
+        self.changes.extend(other.changes)
+        self.rejections.extend(other.rejections)
+        self.ignored += other.ignored
+
+
+class _Reject(Exception):
+    """Raised inside the parser; turned into a Rejection at the public boundary."""
+
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason: RejectionReason = reason
+        self.detail = detail
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """Collapse whitespace and cut to `limit` characters."""
+    flat = " ".join(text[: limit * 2].split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _show(value: object) -> str:
+    """A short, safe rendering of a value for a detail: scalars shown, containers by type."""
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    if value is None or isinstance(value, bool | float):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if -(10**18) < value < 10**18 else "a big int"
+    return f"a {type(value).__name__}"
+
+
+def _rejection(reason: RejectionReason, detail: str, event_id: str | None = None) -> Rejection:
+    return Rejection(reason, _one_line(detail), event_id)
+
+
+def _get(fields: JsonObject, key: str) -> Any:
+    """`fields[key]`, also under the PascalCase spelling (IpProtocol for ipProtocol)."""
+    if key in fields:
+        return fields[key]
+    return fields.get(key[:1].upper() + key[1:])
+
+
+def _has(fields: JsonObject, key: str) -> bool:
+    return key in fields or (key[:1].upper() + key[1:]) in fields
+
+
+def _object(value: Any, where: str) -> JsonObject:
+    if not isinstance(value, dict):
+        raise _Reject("wrong_type", f"{where} is {_show(value)}, not an object")
+    return value
+
+
+def _items(value: Any, where: str) -> list[Any]:
+    """A CloudTrail list: {"items": [...]}, a plain list, {} or null (empty), or one object."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        if "items" in value:
+            items = value["items"]
+            if items is None:
+                return []
+            if isinstance(items, list):
+                return items
+            if isinstance(items, dict):
+                return [items]
+            raise _Reject("wrong_type", f"{where}.items is {_show(items)}, not a list")
+        return [value] if value else []
+    raise _Reject("wrong_type", f"{where} is {_show(value)}, not a list")
+
+
+def _lenient_items(value: Any) -> list[Any]:
+    try:
+        return _items(value, "")
+    except _Reject:
+        return []
+
+
+def _required_str(fields: JsonObject, key: str, where: str) -> str:
+    value = _get(fields, key)
+    if value is None:
+        raise _Reject("missing_field", f"{where}{key} is missing")
+    if not isinstance(value, str):
+        raise _Reject("wrong_type", f"{where}{key} is {_show(value)}, not a string")
+    value = value.strip()
+    if not value:
+        raise _Reject("missing_field", f"{where}{key} is empty")
+    if len(value) > _MAX_ID_CHARS:
+        raise _Reject("wrong_type", f"{where}{key} is longer than {_MAX_ID_CHARS} characters")
+    return value
+
+
+def _optional_str(fields: Any, key: str, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
+    """A string attribute when present and a string (cut to `limit`), else None (lenient)."""
+    if not isinstance(fields, dict):
+        return None
+    value = _get(fields, key)
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:limit]
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+
+def _protocol(value: Any, where: str) -> str:
+    if value is None:
+        raise _Reject("bad_rule", f"{where}: ipProtocol is missing")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _Reject("bad_rule", f"{where}: ipProtocol is {_show(value)}")
+    if isinstance(value, int) and not -1 <= value <= 255:
+        raise _Reject("bad_rule", f"{where}: ipProtocol {value} is out of range")
+    if isinstance(value, str) and len(value) > 16:
+        raise _Reject("bad_rule", f"{where}: ipProtocol {_show(value)} is not a protocol")
+    name = normalize_protocol(value)
+    if name in _NAMED_PROTOCOLS:
+        return name
+    if _PROTOCOL_NUMBER.fullmatch(name) and int(name) <= 255:
+        return name
+    raise _Reject("bad_rule", f"{where}: ipProtocol {_show(value)} is not a protocol")
+
+
+def _port(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _PORT_TEXT.fullmatch(value.strip()):
+        number = int(value.strip())
+    else:
+        raise _Reject("bad_rule", f"{where}: port is {_show(value)}")
+    if not -1 <= number <= 65535:
+        raise _Reject("bad_rule", f"{where}: port {number} is out of range")
+    return number
+
+
+def _ports(protocol: str, from_value: Any, to_value: Any, where: str) -> tuple[int, int]:
+    """Port range for a protocol: -1/-1 for all protocols and for protocols without ports."""
+    if protocol == ALL_PROTOCOLS:
+        return -1, -1
+    if protocol in ("tcp", "udp"):
+        if from_value is None or to_value is None:
+            raise _Reject("bad_rule", f"{where}: {protocol} permission without fromPort/toPort")
+        low, high = _port(from_value, where), _port(to_value, where)
+        if low < 0 or high < 0 or low > high:
+            raise _Reject("bad_rule", f"{where}: {protocol} port range {low}-{high} is not valid")
+        return low, high
+    if protocol in ("icmp", "icmpv6"):
+        low = -1 if from_value is None else _port(from_value, where)
+        high = -1 if to_value is None else _port(to_value, where)
+        return low, high
+    return -1, -1
+
+
+def _cidr(value: Any, where: str) -> Source:
+    if not isinstance(value, str) or len(value) > 64:
+        raise _Reject("bad_rule", f"{where}: CIDR is {_show(value)}")
+    try:
+        return Source.cidr(value)
+    except ValueError:
+        raise _Reject("bad_rule", f"{where}: {_show(value)} is not a CIDR") from None
+
+
+def _source_id(value: Any, kind: str, where: str) -> Source:
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID_CHARS:
+        raise _Reject("bad_rule", f"{where}: {kind} id is {_show(value)}")
+    return Source("sg" if kind == "group" else "prefix_list", value.strip())
+
+
+def _description(fields: JsonObject) -> str | None:
+    return _optional_str(fields, "description", 255)
+
+
+def _entry(value: Any, where: str) -> JsonObject:
+    if not isinstance(value, dict):
+        raise _Reject("wrong_type", f"{where} entry is {_show(value)}, not an object")
+    return value
+
+
+def _permission_rules(permission: Any, where: str) -> list[Rule]:
+    """One IpPermission (request form) to one Rule per source."""
+    perm = _entry(permission, where)
+    protocol = _protocol(_get(perm, "ipProtocol"), where)
+    low, high = _ports(protocol, _get(perm, "fromPort"), _get(perm, "toPort"), where)
+    rules: list[Rule] = []
+
+    def add(source: Source, fields: JsonObject) -> None:
+        rules.append(Rule(protocol, low, high, source, None, _description(fields)))
+
+    for item in _items(_get(perm, "ipRanges"), f"{where}.ipRanges"):
+        fields = _entry(item, f"{where}.ipRanges")
+        add(_cidr(_get(fields, "cidrIp"), where), fields)
+    for item in _items(_get(perm, "ipv6Ranges"), f"{where}.ipv6Ranges"):
+        fields = _entry(item, f"{where}.ipv6Ranges")
+        add(_cidr(_get(fields, "cidrIpv6"), where), fields)
+    for item in _items(_get(perm, "groups"), f"{where}.groups"):
+        fields = _entry(item, f"{where}.groups")
+        if _get(fields, "groupId") is None:
+            raise _Reject("bad_rule", f"{where}: group source without groupId")
+        add(_source_id(_get(fields, "groupId"), "group", where), fields)
+    for item in _items(_get(perm, "prefixListIds"), f"{where}.prefixListIds"):
+        fields = _entry(item, f"{where}.prefixListIds")
+        add(_source_id(_get(fields, "prefixListId"), "prefix list", where), fields)
+    return rules
+
+
+def _flat_rule(fields: JsonObject, where: str) -> Rule:
+    """A rule in the one-source form of SecurityGroupRule / securityGroupRuleSet entries."""
+    protocol = _protocol(_get(fields, "ipProtocol"), where)
+    low, high = _ports(protocol, _get(fields, "fromPort"), _get(fields, "toPort"), where)
+    if _get(fields, "cidrIpv4") is not None:
+        source = _cidr(_get(fields, "cidrIpv4"), where)
+    elif _get(fields, "cidrIpv6") is not None:
+        source = _cidr(_get(fields, "cidrIpv6"), where)
+    elif _get(fields, "referencedGroupId") is not None:
+        source = _source_id(_get(fields, "referencedGroupId"), "group", where)
+    elif isinstance(_get(fields, "referencedGroupInfo"), dict):
+        source = _source_id(_get(_get(fields, "referencedGroupInfo"), "groupId"), "group", where)
+    elif _get(fields, "prefixListId") is not None:
+        source = _source_id(_get(fields, "prefixListId"), "prefix list", where)
+    else:
+        raise _Reject("bad_rule", f"{where}: rule without a source")
+    return Rule(protocol, low, high, source, None, _description(fields))
+
+
+def _response_rules(value: Any, group_id: str) -> list[Rule]:
+    """Ingress rules (with ids) from a response rule set; malformed entries are skipped."""
+    found: list[Rule] = []
+    for entry in _lenient_items(value):
+        if not isinstance(entry, dict) or _truthy(_get(entry, "isEgress")):
+            continue
+        rule_id = _optional_str(entry, "securityGroupRuleId", _MAX_ID_CHARS)
+        owner = _get(entry, "groupId")
+        if rule_id is None or (isinstance(owner, str) and owner != group_id):
+            continue
+        try:
+            found.append(replace(_flat_rule(entry, "response rule"), rule_id=rule_id))
+        except _Reject:
+            continue
+    return found
+
+
+def _unknown_keys(value: Any) -> set[tuple[str, int, int, Source]]:
+    """Keys of the permissions a revoke response lists as unknown (they changed nothing)."""
+    keys: set[tuple[str, int, int, Source]] = set()
+    for permission in _lenient_items(value):
+        try:
+            keys.update(rule.key for rule in _permission_rules(permission, "unknownIpPermissionSet"))
+        except _Reject:
+            continue
+    return keys
+
+
+# --- request parameters ----------------------------------------------------------------------
+
+
+def _request(record: JsonObject, event_name: str) -> JsonObject:
+    """requestParameters, merged with a nested `<EventName>Request` object, keys camelCase."""
+    value = record.get("requestParameters")
+    if value is None:
+        raise _Reject("missing_field", "requestParameters is missing")
+    params = _object(value, "requestParameters")
+    merged: JsonObject = {}
+    nested = params.get(f"{event_name}Request")
+    for source in (params, nested if isinstance(nested, dict) else {}):
+        for key, item in source.items():
+            if isinstance(key, str) and key:
+                merged[key[:1].lower() + key[1:]] = item
+    return merged
+
+
+def _group_id(params: JsonObject) -> str:
+    if params.get("groupId") is None and params.get("groupName") is not None:
+        raise _Reject("missing_field", "groupId is missing (the call named the group by groupName)")
+    return _required_str(params, "groupId", "requestParameters.")
+
+
+def _request_permissions(params: JsonObject) -> list[Any] | None:
+    """ipPermissions items, or the legacy top-level single permission; None when neither."""
+    if "ipPermissions" in params:
+        return _items(params["ipPermissions"], "ipPermissions")
+    if params.get("ipProtocol") is None:
+        return None
+    if params.get("cidrIp") is None:
+        raise _Reject("bad_rule", "top-level permission without cidrIp")
+    return [
+        {
+            "ipProtocol": params.get("ipProtocol"),
+            "fromPort": params.get("fromPort"),
+            "toPort": params.get("toPort"),
+            "ipRanges": [{"cidrIp": params.get("cidrIp")}],
+        }
+    ]
+
+
+def _rule_ids(params: JsonObject) -> tuple[str, ...] | None:
+    """securityGroupRuleIds in any of its shapes; None when the request has none."""
+    key = "securityGroupRuleIds" if "securityGroupRuleIds" in params else "securityGroupRuleId"
+    if key not in params:
+        return None
+    value = params[key]
+    values = [value] if isinstance(value, str) else _items(value, key)
+    found: list[str] = []
+    for item in values:
+        if isinstance(item, dict):
+            item = _get(item, "securityGroupRuleId")
+        for rule_id in item if isinstance(item, list) else [item]:
+            if not isinstance(rule_id, str) or not rule_id.strip() or len(rule_id) > _MAX_ID_CHARS:
+                raise _Reject("wrong_type", f"{key} holds {_show(rule_id)}, not a rule id")
+            found.append(rule_id.strip())
+    return tuple(dict.fromkeys(found))
+
+
+def _unique(rules: list[Rule]) -> tuple[Rule, ...]:
+    by_key: dict[tuple[str, int, int, Source], Rule] = {}
+    for rule in rules:
+        by_key.setdefault(rule.key, rule)
+    return tuple(by_key.values())
+
+
+def _rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
+    action: Literal["authorize", "revoke"] = "authorize" if meta.event_name == AUTHORIZE else "revoke"
+    params = _request(record, meta.event_name)
+    group_id = _group_id(params)
+    permissions = _request_permissions(params)
+    rule_ids = _rule_ids(params) if action == "revoke" else None
+    if permissions is None and rule_ids is None:
+        wanted = "ipPermissions" if action == "authorize" else "ipPermissions or securityGroupRuleIds"
+        raise _Reject("missing_field", f"requestParameters.{wanted} is missing")
+    rules = [
+        rule for i, p in enumerate(permissions or []) for rule in _permission_rules(p, f"permission {i}")
+    ]
+    response = record.get("responseElements")
+    response = response if isinstance(response, dict) else {}
+    if action == "authorize":
+        known = _response_rules(_get(response, "securityGroupRuleSet"), group_id)
+    else:
+        known = _response_rules(_get(response, "revokedSecurityGroupRuleSet"), group_id)
+        unknown = _unknown_keys(_get(response, "unknownIpPermissionSet"))
+        rules = [rule for rule in rules if rule.key not in unknown]
+    ids = {rule.key: rule.rule_id for rule in known}
+    rules = [replace(rule, rule_id=ids.get(rule.key, rule.rule_id)) for rule in rules]
+    if rule_ids:
+        # A revoke by id: the response's definitions let the timeline undo it.
+        rules.extend(rule for rule in known if rule.rule_id in rule_ids)
+    return RuleChange(meta, group_id, action, _unique(rules), rule_ids or ())
+
+
+def _modification(record: JsonObject, meta: EventMeta) -> RuleModification:
+    params = _request(record, meta.event_name)
+    group_id = _group_id(params)
+    if params.get("securityGroupRule") is None:
+        raise _Reject("missing_field", "SecurityGroupRule is missing")
+    modifications: list[tuple[str, Rule]] = []
+    for i, item in enumerate(_items(params["securityGroupRule"], "SecurityGroupRule")):
+        entry = _entry(item, "SecurityGroupRule")
+        rule_id = _required_str(entry, "securityGroupRuleId", f"SecurityGroupRule {i}: ")
+        definition = _get(entry, "securityGroupRule")
+        if definition is None:
+            raise _Reject("missing_field", f"SecurityGroupRule {i}: rule definition is missing")
+        rule = _flat_rule(_object(definition, f"SecurityGroupRule {i}"), f"SecurityGroupRule {i}")
+        modifications.append((rule_id, replace(rule, rule_id=rule_id)))
+    return RuleModification(meta, group_id, tuple(modifications))
+
+
+def _deletion(record: JsonObject, meta: EventMeta) -> GroupDeletion:
+    return GroupDeletion(meta, _group_id(_request(record, meta.event_name)))
+
+
+def _attribute_value(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text not in ("true", "false"):
+        raise _Reject("wrong_type", f"attribute {key} is {_show(value)}, not true/false")
+    return text
+
+
+def _attribute_pairs(value: Any) -> list[tuple[Any, Any]]:
+    """Attributes as (key, value) pairs from a {key,value} list or a plain mapping."""
+    if isinstance(value, dict) and "items" not in value and not _has(value, "key"):
+        return list(value.items())
+    pairs: list[tuple[Any, Any]] = []
+    for item in _items(value, "attributes"):
+        entry = _entry(item, "attributes")
+        pairs.append((_get(entry, "key"), _get(entry, "value")))
+    return pairs
+
+
+def _attribute_change(record: JsonObject, meta: EventMeta) -> AttributeChange:
+    params = _request(record, meta.event_name)
+    arn = _required_str(params, "targetGroupArn", "requestParameters.")
+    if params.get("attributes") is None:
+        raise _Reject("missing_field", "requestParameters.attributes is missing")
+    kept: dict[str, str] = {}
+    for key, value in _attribute_pairs(params["attributes"]):
+        if not isinstance(key, str):
+            raise _Reject("wrong_type", f"attribute key is {_show(key)}, not a string")
+        if key in WATCHED_ATTRIBUTES:
+            kept[key] = _attribute_value(key, value)
+    return AttributeChange(meta, arn, tuple(kept.items()))
+
+
+_PARSERS: dict[str, Callable[[JsonObject, EventMeta], Change]] = {
+    AUTHORIZE: _rule_change,
+    REVOKE: _rule_change,
+    MODIFY_RULES: _modification,
+    DELETE_GROUP: _deletion,
+    MODIFY_TG_ATTRIBUTES: _attribute_change,
+}
+
+
+# --- one record ------------------------------------------------------------------------------
+
+
+def _check_size(record: JsonObject, limit: int) -> None:
+    try:
+        size = len(orjson.dumps(record))
+    except TypeError as error:  # orjson.JSONEncodeError
+        if "ecursion" in str(error):
+            raise _Reject("too_large", "record is nested too deeply") from None
+        raise _Reject("wrong_type", f"record is not serializable as JSON: {error}") from None
+    if size > limit:
+        raise _Reject("too_large", f"record is {size} bytes serialized, over the {limit} byte limit")
+
+
+def _actor(record: JsonObject) -> Actor:
+    identity = record.get("userIdentity")
+    identity = identity if isinstance(identity, dict) else {}
+    context = identity.get("sessionContext")
+    issuer = context.get("sessionIssuer") if isinstance(context, dict) else None
+    issuer_arn = _optional_str(issuer, "arn")
+    issuer_name = _optional_str(issuer, "userName")
+    if issuer_name is None and issuer_arn:
+        issuer_name = issuer_arn.rsplit("/", 1)[-1] or None
+    return Actor(
+        principal_arn=_optional_str(identity, "arn") or issuer_arn,
+        identity_type=_optional_str(identity, "type"),
+        issuer=issuer_name,
+        user_agent=_optional_str(record, "userAgent"),
+        source_ip=_optional_str(record, "sourceIPAddress"),
+    )
+
+
+def _meta(record: JsonObject, event_name: str) -> EventMeta:
+    event_id = _required_str(record, "eventID", "")
+    raw_time = record.get("eventTime")
+    if raw_time is None:
+        raise _Reject("missing_field", "eventTime is missing")
+    try:
+        event_time = parse_time(raw_time)
+    except (ValueError, OverflowError, OSError, TypeError):
+        raise _Reject("bad_time", f"eventTime {_show(raw_time)} does not parse") from None
+    identity = record.get("userIdentity")
+    return EventMeta(
+        event_id=event_id,
+        event_time=event_time,
+        event_name=event_name,
+        event_source=_optional_str(record, "eventSource") or "",
+        account_id=_optional_str(record, "recipientAccountId") or _optional_str(identity, "accountId"),
+        region=_optional_str(record, "awsRegion"),
+        actor=_actor(record),
+        error_code=_optional_str(record, "errorCode"),
+        error_message=_optional_str(record, "errorMessage"),
+    )
+
+
+def _event_id_hint(record: Any) -> str | None:
+    value = record.get("eventID") if isinstance(record, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+
+def parse_record(
+    record: JsonObject, *, max_record_bytes: int = MAX_RECORD_BYTES
+) -> Change | Rejection | None:
+    """One CloudTrail record to a typed change, a Rejection, or None for an unwatched event name.
+
+    Never raises: anything malformed becomes a Rejection with a bounded reason. A failed call
+    (top-level errorCode) still yields its change, with meta.error_code set.
+    """
+    event_id = _event_id_hint(record)
+    try:
+        if not isinstance(record, dict):
+            raise _Reject("not_a_record", f"a record must be an object, got {_show(record)}")
+        name = record.get("eventName")
+        if name is None:
+            raise _Reject("missing_field", "eventName is missing")
+        if not isinstance(name, str):
+            raise _Reject("wrong_type", f"eventName is {_show(name)}, not a string")
+        if name not in WATCHED_EVENT_NAMES:
+            return None
+        _check_size(record, max_record_bytes)
+        return _PARSERS[name](record, _meta(record, name))
+    except _Reject as reject:
+        return _rejection(reject.reason, reject.detail, event_id)
+    except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:
+        return _rejection("not_a_record", f"{UNEXPECTED_DETAIL_PREFIX}{type(error).__name__}", event_id)
+
+
+# --- wrappers --------------------------------------------------------------------------------
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress gzip (several members allowed), refusing output over `limit` bytes."""
+    out = bytearray()
+    pending = data
+    while pending:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        chunk_input = pending
+        while True:
+            try:
+                out += decompressor.decompress(chunk_input, limit - len(out) + 1)
+            except zlib.error as error:
+                raise _Reject("not_gzip", f"corrupt gzip data: {error}") from None
+            if len(out) > limit:
+                raise _Reject("too_large", f"decompressed payload is over the {limit} byte limit")
+            if not decompressor.unconsumed_tail:
+                break
+            chunk_input = decompressor.unconsumed_tail
+        if not decompressor.eof:
+            raise _Reject("not_gzip", "truncated gzip data")
+        pending = decompressor.unused_data
+        if pending and not pending.startswith(GZIP_MAGIC):
+            break  # trailing padding after the last member, as gzip tools allow
+    return bytes(out)
+
+
+def _contains_watched_name(text: bytes | str) -> bool:
+    if isinstance(text, str):
+        return any(name in text for name in WATCHED_EVENT_NAMES)
+    return any(name in text for name in _WATCHED_NAMES_BYTES)
+
+
+def _json_error(error: Exception) -> str:
+    return f"not JSON: {error}"
+
+
+_Item = JsonObject | Rejection | None  # None: a record skipped by the pre-filter
+
+
+@dataclass(frozen=True)
+class _Walker:
+    """Finds records inside wrappers; `watched_only` skips unwatched event names early."""
+
+    watched_only: bool
+    max_record_bytes: int
+    max_payload_bytes: int
+
+    def payload(self, data: Any, depth: int = 0) -> Iterator[_Item]:
+        if isinstance(data, bytes | bytearray | memoryview):
+            raw = bytes(data)
+            if len(raw) > self.max_payload_bytes:
+                yield _rejection("too_large", f"payload is over the {self.max_payload_bytes} byte limit")
+                return
+            if raw.startswith(GZIP_MAGIC):
+                try:
+                    raw = _gunzip(raw, self.max_payload_bytes)
+                except _Reject as reject:
+                    yield _rejection(reject.reason, reject.detail)
+                    return
+            yield from self.text(raw, depth)
+        elif isinstance(data, str):
+            if len(data) > self.max_payload_bytes:
+                yield _rejection("too_large", f"payload is over the {self.max_payload_bytes} byte limit")
+                return
+            yield from self.text(data, depth)
+        else:
+            yield from self.value(data, depth)
+
+    def text(self, text: bytes | str, depth: int) -> Iterator[_Item]:
+        """A JSON document, or JSON lines when the whole does not parse but its first line does."""
+        stripped = text.strip()
+        if not stripped:
+            return
+        try:
+            document = orjson.loads(stripped)
+        except orjson.JSONDecodeError as error:
+            lines: list[bytes | str] = [line.strip() for line in stripped.splitlines()]
+            lines = [line for line in lines if line]
+            if len(lines) > 1 and _parses(lines[0]):
+                yield from self.lines(lines, depth)
+            else:
+                yield _rejection("not_json", _json_error(error))
+            return
+        yield from self.value(document, depth)
+
+    def lines(self, lines: list[bytes | str], depth: int) -> Iterator[_Item]:
+        for number, line in enumerate(lines, start=1):
+            if self.watched_only and not _contains_watched_name(line):
+                yield None
+            elif len(line) > self.max_record_bytes:
+                yield _rejection("too_large", f"line {number} is over the {self.max_record_bytes} byte limit")
+            else:
+                try:
+                    document = orjson.loads(line)
+                except orjson.JSONDecodeError as error:
+                    yield _rejection("not_json", f"line {number}: {_json_error(error)}")
+                    continue
+                yield from self.value(document, depth + 1)
+
+    def embedded(self, text: str, depth: int) -> Iterator[_Item]:
+        """A record held as a JSON string (CloudTrailEvent)."""
+        if self.watched_only and not _contains_watched_name(text):
+            yield None
+        elif len(text) > self.max_record_bytes:
+            yield _rejection("too_large", f"embedded record is over the {self.max_record_bytes} byte limit")
+        else:
+            try:
+                document = orjson.loads(text)
+            except orjson.JSONDecodeError as error:
+                yield _rejection("not_json", f"CloudTrailEvent {_json_error(error)}")
+                return
+            yield from self.value(document, depth + 1)
+
+    def record(self, record: JsonObject) -> Iterator[_Item]:
+        name = record.get("eventName")
+        skip = self.watched_only and isinstance(name, str) and name not in WATCHED_EVENT_NAMES
+        yield None if skip else record
+
+    def value(self, value: Any, depth: int) -> Iterator[_Item]:
+        if depth > _MAX_WRAPPER_DEPTH:
+            yield _rejection("not_a_record", "wrappers nested too deeply")
+        elif isinstance(value, list):
+            for item in value:
+                yield from self.value(item, depth + 1)
+        elif isinstance(value, dict):
+            yield from self.mapping(value, depth)
+        elif isinstance(value, str):
+            yield from self.text(value, depth + 1)
+        elif isinstance(value, bytes | bytearray | memoryview):
+            yield from self.payload(value, depth + 1)
+        else:
+            yield _rejection("not_a_record", f"expected a record or a wrapper, got {_show(value)}")
+
+    def mapping(self, value: JsonObject, depth: int) -> Iterator[_Item]:
+        if "detail-type" not in value and any(key in value for key in _RECORD_KEYS):
+            yield from self.record(value)
+        elif "Records" in value:
+            yield from self.listed(value["Records"], "Records", depth)
+        elif "Events" in value:
+            yield from self.listed(value["Events"], "Events", depth)
+        elif "CloudTrailEvent" in value:
+            yield from self.lookup_event(value, depth)
+        elif "detail-type" in value:
+            yield from self.eventbridge(value, depth)
+        elif "Messages" in value:
+            yield from self.listed(value["Messages"], "Messages", depth)
+        elif isinstance(body := value.get("Body", value.get("body")), str):
+            yield from self.text(body, depth + 1)
+        elif value.get("Type") == "Notification" and isinstance(value.get("Message"), str):
+            yield from self.text(value["Message"], depth + 1)
+        else:
+            keys = ", ".join(_show(key) for key in list(value)[:3])
+            yield _rejection("not_a_record", f"unknown object shape (keys {keys})")
+
+    def listed(self, items: Any, key: str, depth: int) -> Iterator[_Item]:
+        if not isinstance(items, list):
+            yield _rejection("wrong_type", f"{key} is {_show(items)}, not a list")
+            return
+        for item in items:
+            yield from self.value(item, depth + 1)
+
+    def lookup_event(self, event: JsonObject, depth: int) -> Iterator[_Item]:
+        name = event.get("EventName")
+        if self.watched_only and isinstance(name, str) and name not in WATCHED_EVENT_NAMES:
+            yield None
+            return
+        body = event["CloudTrailEvent"]
+        if isinstance(body, str):
+            yield from self.embedded(body, depth)
+        elif isinstance(body, dict):
+            yield from self.record(body)
+        else:
+            yield _rejection("wrong_type", f"CloudTrailEvent is {_show(body)}, not a JSON string")
+
+    def eventbridge(self, envelope: JsonObject, depth: int) -> Iterator[_Item]:
+        kind = envelope.get("detail-type")
+        if not isinstance(kind, str) or "via CloudTrail" not in kind:
+            yield _rejection("not_a_record", f"EventBridge event of type {_show(kind)}")
+            return
+        detail = envelope.get("detail")
+        if isinstance(detail, dict):
+            yield from self.record(detail)
+        else:
+            yield _rejection("wrong_type", f"EventBridge detail is {_show(detail)}, not an object")
+
+
+def _parses(line: bytes | str) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _walk(
+    data: Payload, watched_only: bool, max_record_bytes: int, max_payload_bytes: int
+) -> Iterator[_Item]:
+    walker = _Walker(watched_only, max_record_bytes, max_payload_bytes)
+    try:
+        yield from walker.payload(data)
+    except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:
+        yield _rejection("not_a_record", f"{UNEXPECTED_DETAIL_PREFIX}{type(error).__name__} in a wrapper")
+
+
+def iter_raw_records(
+    data: Payload,
+    *,
+    watched_only: bool = False,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+) -> Iterator[JsonObject | Rejection]:
+    """The raw record dicts inside any wrapper, and a Rejection for each unusable part.
+
+    Bytes may be gzip (detected by its magic bytes) or plain JSON / JSON lines. With
+    `watched_only`, records whose eventName is not watched are dropped unparsed.
+    """
+    for item in _walk(data, watched_only, max_record_bytes, max_payload_bytes):
+        if item is not None:
+            yield item
+
+
+def parse_payload(
+    data: Payload,
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+) -> ParseResult:
+    """Every record in a payload of any wrapper, parsed; unwatched records counted as ignored."""
+    result = ParseResult()
+    for item in _walk(data, True, max_record_bytes, max_payload_bytes):
+        if item is None:
+            result.ignored += 1
+            continue
+        parsed = (
+            item if isinstance(item, Rejection) else parse_record(item, max_record_bytes=max_record_bytes)
+        )
+        if parsed is None:
+            result.ignored += 1
+        elif isinstance(parsed, Rejection):
+            result.rejections.append(parsed)
+        else:
+            result.changes.append(parsed)
+    return result
