@@ -80,8 +80,12 @@ class Rule:
         return self.from_port <= port <= self.to_port
 
     def describe(self) -> str:
-        ports = "all" if self.protocol == ALL_PROTOCOLS or self.from_port == -1 else (
-            str(self.from_port) if self.from_port == self.to_port else f"{self.from_port}-{self.to_port}"
+        ports = (
+            "all"
+            if self.protocol == ALL_PROTOCOLS or self.from_port == -1
+            else (
+                str(self.from_port) if self.from_port == self.to_port else f"{self.from_port}-{self.to_port}"
+            )
         )
         return f"{self.protocol}/{ports} from {self.source}"
 
@@ -139,7 +143,7 @@ def uncovered(rules: Iterable[Rule], flow: Flow) -> list[IPNetwork]:
     address = ipaddress.IPv4Address if required.version == 4 else ipaddress.IPv6Address
     result: list[IPNetwork] = []
     for lo, hi in holes:
-        result.extend(ipaddress.summarize_address_range(address(lo), address(hi)))  # type: ignore[arg-type]
+        result.extend(ipaddress.summarize_address_range(address(lo), address(hi)))
     return result
 
 
@@ -158,6 +162,6 @@ def admitting_rules(rules: Iterable[Rule], flow: Flow) -> list[Rule]:
         if source.kind in ("sg", "prefix_list"):
             if rule.source == source:
                 found.append(rule)
-        elif rule.source.network.overlaps(source.network):  # type: ignore[arg-type]
+        elif rule.source.network.overlaps(source.network):
             found.append(rule)
     return found

@@ -1,0 +1,106 @@
+"""`run`: the exporter daemon."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+import structlog
+
+from exporter.config import ConfigError, Settings, load_settings
+
+EXIT_USAGE = 2
+log = structlog.get_logger("sg-churn-exporter")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser("run", help="run the exporter daemon")
+    add_run_flags(parser)
+    return parser
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML configuration file (see docs/configuration.md)")
+    parser.add_argument("--listen-address", help="address to serve on")
+    parser.add_argument("--listen-port", type=int, help="port to serve on (default 9877)")
+    parser.add_argument("--state-path", help="SQLite state file")
+    parser.add_argument("--shard", type=int, help="this process's shard number (0-based)")
+    parser.add_argument("--total-shards", type=int, help="how many shards share the targets")
+    parser.add_argument("--log-format", choices=("auto", "json", "console"))
+    parser.add_argument(
+        "--reset-state", action="store_true", help="move a corrupt state file aside and start fresh"
+    )
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.listen_address is not None:
+        overrides["listen_address"] = args.listen_address
+    if args.listen_port is not None:
+        overrides["listen_port"] = args.listen_port
+    if args.log_format is not None:
+        overrides["log_format"] = args.log_format
+    if args.state_path is not None:
+        overrides["state"] = {"path": args.state_path}
+    sharding: dict[str, Any] = {}
+    if args.shard is not None:
+        sharding["shard"] = args.shard
+    if args.total_shards is not None:
+        sharding["total_shards"] = args.total_shards
+    if sharding:
+        overrides["sharding"] = sharding
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config, overrides=flag_overrides(args))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(settings, reset_state=args.reset_state)
+
+
+def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | None = None) -> int:
+    """Run until SIGTERM/SIGINT; drain and exit within 10 s."""
+    from exporter.daemon.assemble import build_daemon
+    from exporter.logsetup import configure_logging
+    from exporter.web import WebServer
+
+    configure_logging(settings.log_format, settings.log_level)
+    assembly = build_daemon(settings, endpoint_url=endpoint_url, reset_state=reset_state)
+    daemon = assembly.daemon
+    web = WebServer(
+        daemon.snapshot,
+        settings.listen_address,
+        settings.listen_port,
+        tls_cert_file=settings.web.tls_cert_file,
+        tls_key_file=settings.web.tls_key_file,
+        basic_auth_users=settings.web.basic_auth_users or None,
+    )
+    web.start()
+    log.info(
+        "serving",
+        url=f"http://{settings.listen_address}:{web.port}/",
+        targets=[m.key for m in daemon.monitors],
+        shard=settings.sharding.shard,
+        total_shards=settings.sharding.total_shards,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    stop.wait()
+    daemon.stop(timeout=7.0)
+    web.stop()
+    assembly.store.close()
+    log.info("stopped")
+    return 0

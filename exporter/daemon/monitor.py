@@ -1,0 +1,232 @@
+"""One watched (account, region): its inventory, its CloudTrail changes, its gaps.
+
+The jobs call `poll_inventory`, `ingest` and `evaluate`; each builds new values and swaps
+them in whole, so readers (the snapshot builder) never see a half-updated monitor.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from exporter.daemon.snapshot import GapView, TargetGroupView, labels_of
+from exporter.daemon.state import StateStore
+from exporter.daemon.tracker import GapTracker, identity_of
+from exporter.engine.changes import (
+    AttributeChange,
+    Change,
+    GroupDeletion,
+    Rejection,
+    RuleChange,
+    RuleModification,
+)
+from exporter.engine.flows import FlowKind, FlowStatus, preserve_client_ip
+from exporter.engine.gaps import Analysis, analyze, load_balancer_of, summarize_status
+from exporter.engine.inventory import Inventory, ServiceBinding
+from exporter.engine.records import parse_record
+from exporter.engine.timeline import RuleState
+
+ServiceBinder = Callable[[Inventory], dict[str, ServiceBinding]]
+
+
+@dataclass(frozen=True)
+class MonitorView:
+    """What one monitor contributes to the snapshot."""
+
+    target_groups: tuple[TargetGroupView, ...] = ()
+    open_gaps: tuple[GapView, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    new: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    rejected: int = 0
+
+
+class Monitor:
+    """State and work for one (account, region)."""
+
+    def __init__(
+        self,
+        key: str,
+        region: str,
+        store: StateStore,
+        *,
+        settle_seconds: float,
+        retention_seconds: float,
+        describe: Callable[[datetime], Inventory],
+        account_id: str = "",
+    ) -> None:
+        self.key = key
+        self.region = region
+        self.account_id = account_id
+        self.store = store
+        self.retention = timedelta(seconds=retention_seconds)
+        self.tracker = GapTracker(store, key, settle_seconds)
+        self._describe = describe
+        self._lock = threading.Lock()
+        self.inventory: Inventory | None = None
+        self.current: dict[str, dict[FlowKind, FlowStatus]] = {}
+        self.changes: dict[str, Change] = {}
+        self.view = MonitorView()
+        self.analysis: Analysis | None = None
+
+    # --- restart -----------------------------------------------------------------------------
+    def restore(self, now: datetime) -> int:
+        """Re-read the stored CloudTrail records of the retention window; returns how many."""
+        since = (now - self.retention).timestamp()
+        restored = 0
+        for blob in self.store.records(self.key, since):
+            try:
+                parsed = parse_record(orjson.loads(blob))
+            except orjson.JSONDecodeError:
+                continue
+            if parsed is not None and not isinstance(parsed, Rejection):
+                self.changes[parsed.meta.event_id] = parsed
+                restored += 1
+        return restored
+
+    # --- inventory -----------------------------------------------------------------------
+    def poll_inventory(self, now: datetime, binder: ServiceBinder | None) -> Inventory:
+        """Describe AWS now, attach Services, and note which flows are admitted right now."""
+        inventory = self._describe(now)
+        if binder is not None:
+            inventory = inventory.with_services(binder(inventory))
+        current = dict(summarize_status(inventory, RuleState.from_inventory(inventory)))
+        self.tracker.observe_poll(now, current)
+        with self._lock:
+            self.inventory, self.current = inventory, current
+            self.account_id = inventory.account_id or self.account_id
+        return inventory
+
+    def rebind(self, binder: ServiceBinder) -> None:
+        """Re-attach Services after a Kubernetes sync, without a new AWS poll."""
+        with self._lock:
+            if self.inventory is not None:
+                self.inventory = self.inventory.with_services(binder(self.inventory))
+
+    # --- CloudTrail ----------------------------------------------------------------------------
+    def ingest(
+        self, now: datetime, records: Iterable[dict[str, Any]], rejections: Iterable[Rejection] = ()
+    ) -> IngestResult:
+        """Parse, de-duplicate, store and count CloudTrail records; returns what happened."""
+        new = duplicates = ignored = rejected = 0
+        inventory = self.inventory
+        fresh: dict[str, Change] = {}
+        with self.store.transaction() as db:
+            for rejection in rejections:
+                rejected += 1
+                self.store.increment(db, "cloudtrail_records_rejected", labels_of(reason=rejection.reason))
+            for record in records:
+                parsed = parse_record(record)
+                if parsed is None:
+                    ignored += 1
+                    continue
+                if isinstance(parsed, Rejection):
+                    rejected += 1
+                    self.store.increment(db, "cloudtrail_records_rejected", labels_of(reason=parsed.reason))
+                    continue
+                meta = parsed.meta
+                blob = orjson.dumps(record)
+                if not self.store.add_record(
+                    db, meta.event_id, self.key, meta.event_time.timestamp(), now.timestamp(), blob
+                ):
+                    duplicates += 1
+                    continue
+                new += 1
+                fresh[meta.event_id] = parsed
+                self._count(db, parsed, inventory)
+        with self._lock:
+            self.changes.update(fresh)
+            cutoff = now - self.retention
+            self.changes = {k: c for k, c in self.changes.items() if c.meta.event_time >= cutoff}
+        return IngestResult(new, duplicates, ignored, rejected)
+
+    def _count(self, db: Any, change: Change, inventory: Inventory | None) -> None:
+        meta = change.meta
+        account = meta.account_id or self.account_id
+        region = meta.region or self.region
+        self.store.increment(db, "cloudtrail_events", labels_of(event_name=meta.event_name))
+        result = "failed" if meta.failed else "success"
+        if isinstance(change, RuleChange | RuleModification | GroupDeletion):
+            self.store.increment(
+                db,
+                "security_group_rule_changes",
+                labels_of(
+                    aws_account_id=account,
+                    aws_region=region,
+                    security_group=change.group_id,
+                    event_name=meta.event_name,
+                    result=result,
+                ),
+            )
+        elif isinstance(change, AttributeChange) and not meta.failed:
+            ident = identity_of(inventory, account, region, change.target_group_arn)
+            for key, _value in change.attributes:
+                self.store.increment(db, "target_group_attribute_changes", ident.labels(attribute=key))
+
+    # --- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, now: datetime) -> MonitorView:
+        """Rebuild the timeline, reconcile gaps with polls, commit what is final, publish a view."""
+        with self._lock:
+            inventory, current, changes = self.inventory, self.current, list(self.changes.values())
+        if inventory is None:
+            return self.view
+        analysis = analyze(inventory, changes)
+        open_gaps = self.tracker.reconcile(now, inventory, analysis, current)
+        with self.store.transaction() as db:
+            for rep in analysis.replacements:
+                if self.store.count_once(db, "replacement", rep.revoke.event_id):
+                    self.store.increment(
+                        db,
+                        "rule_replacements",
+                        labels_of(
+                            aws_account_id=rep.revoke.account_id or inventory.account_id,
+                            aws_region=rep.revoke.region or inventory.region,
+                            security_group=rep.group_id,
+                            order=rep.order,
+                        ),
+                    )
+        view = MonitorView(tuple(self._target_group_views(inventory, current)), tuple(open_gaps))
+        with self._lock:
+            self.view, self.analysis = view, analysis
+        return view
+
+    @staticmethod
+    def _target_group_views(
+        inventory: Inventory, current: dict[str, dict[FlowKind, FlowStatus]]
+    ) -> list[TargetGroupView]:
+        views = []
+        for arn, tg in sorted(inventory.target_groups.items(), key=lambda kv: kv[1].name):
+            lb = load_balancer_of(inventory, tg)
+            if lb is None or arn not in current:
+                continue
+            binding = inventory.services.get(arn)
+            views.append(
+                TargetGroupView(
+                    aws_account_id=inventory.account_id,
+                    aws_region=inventory.region,
+                    arn=arn,
+                    name=tg.name,
+                    load_balancer=lb.name,
+                    scheme=lb.scheme,
+                    mode=lb.mode,
+                    target_type=tg.target_type,
+                    protocol=tg.protocol,
+                    namespace=binding.namespace if binding else "",
+                    service=binding.service if binding else "",
+                    cluster=(binding.cluster or "") if binding else tg.tags.get("elbv2.k8s.aws/cluster", ""),
+                    mapped_by=binding.mapped_by if binding else "none",
+                    preserve_client_ip=preserve_client_ip(tg, tg.attributes),
+                    targets=len(tg.targets),
+                    flows=current[arn],
+                )
+            )
+        return views

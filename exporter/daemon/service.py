@@ -1,0 +1,371 @@
+"""The daemon: jobs on a scheduler, each building new state, then a snapshot swapped in whole.
+
+Jobs: `inventory` (describe AWS per target), `cloudtrail` (every event source), `kubernetes`
+(Services and TargetGroupBindings), `evaluate` (timeline, gaps, commits). apscheduler runs
+each with max_instances=1; a run that would overlap is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from exporter import __version__
+from exporter.daemon.monitor import Monitor, ServiceBinder
+from exporter.daemon.snapshot import (
+    JOB_DURATION_BUCKETS,
+    GapView,
+    JobStats,
+    Snapshot,
+    SourceHealth,
+)
+from exporter.daemon.state import StateStore
+from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
+from exporter.engine.flows import FlowKind
+from exporter.sources.base import Source
+
+log = structlog.get_logger("sg-churn-exporter")
+
+JOBS = ("inventory", "cloudtrail", "kubernetes", "evaluate")
+RECENT_GAPS_WINDOW = timedelta(hours=24)
+
+
+def utcnow() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+@dataclass
+class JobRecord:
+    runs: int = 0
+    skipped: int = 0
+    last_duration: float | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(JOB_DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.runs += 1
+        self.last_duration = seconds
+        self.duration_sum += seconds
+        for i, bound in enumerate((*JOB_DURATION_BUCKETS, float("inf"))):
+            if seconds <= bound:
+                self.buckets[i] += 1
+
+
+@dataclass
+class Health:
+    up: bool = False
+    last_success: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class Feed:
+    """A CloudTrail event source bound to the monitor whose records it carries."""
+
+    monitor: Monitor
+    source: Source
+    cursor_key: str | None = None
+    save_cursor: Callable[[], str] | None = None
+
+
+class Daemon:
+    """Owns the monitors, the jobs and the current snapshot."""
+
+    def __init__(
+        self,
+        monitors: Sequence[Monitor],
+        feeds: Sequence[Feed],
+        store: StateStore,
+        *,
+        intervals: dict[str, float],
+        kube_sync: Callable[[], ServiceBinder] | None = None,
+        api_counters: Sequence[Any] = (),
+        shard: int = 0,
+        total_shards: int = 1,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.monitors = list(monitors)
+        self.feeds = list(feeds)
+        self.store = store
+        self.intervals = intervals
+        self.kube_sync = kube_sync
+        self.binder: ServiceBinder | None = None
+        self.api_counters = list(api_counters)
+        self.shard = shard
+        self.total_shards = total_shards
+        self.clock = clock
+        self.jobs = {name: JobRecord() for name in JOBS}
+        self.health: dict[tuple[str, str, str], Health] = {}
+        self._snapshot = Snapshot(
+            generated_at=clock(), version=__version__, shard=shard, total_shards=total_shards
+        )
+        self._publish_lock = threading.Lock()
+        self._open_keys: dict[tuple[str, FlowKind], GapView] = {}
+        self._scheduler: BackgroundScheduler | None = None
+        for monitor in self.monitors:
+            self.health[("inventory", monitor.account_id, monitor.region)] = Health()
+        for feed in self.feeds:
+            self.health[(feed.source.name, feed.monitor.account_id, feed.monitor.region)] = Health()
+        if kube_sync is not None:
+            self.health[("kubernetes", "", "")] = Health()
+
+    # --- the snapshot ---------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def _health(self, source: str, monitor: Monitor | None) -> Health:
+        key = (source, monitor.account_id if monitor else "", monitor.region if monitor else "")
+        if key not in self.health:
+            # the account id is learned on the first poll: move the entry under it
+            stale = (source, "", monitor.region if monitor else "")
+            self.health[key] = self.health.pop(stale, Health())
+        return self.health[key]
+
+    # --- jobs -----------------------------------------------------------------------------------
+    def run_inventory(self) -> None:
+        now = self.clock()
+        for monitor in self.monitors:
+            health = self._health("inventory", monitor)
+            try:
+                monitor.poll_inventory(now, self.binder)
+            except Exception as exc:  # an unreachable or failing API must not stop the daemon
+                self._failed(health, "inventory", monitor, exc)
+            else:
+                self._succeeded(self._health("inventory", monitor), now)
+
+    def run_cloudtrail(self) -> None:
+        for feed in self.feeds:
+            now = self.clock()
+            health = self._health(feed.source.name, feed.monitor)
+            try:
+                batch = feed.source.poll(now)
+                feed.monitor.ingest(now, batch.records, batch.rejections)
+                batch.commit()
+                if feed.cursor_key and feed.save_cursor:
+                    self.store.set_meta(feed.cursor_key, feed.save_cursor())
+                if batch.errors and not batch.records:
+                    raise RuntimeError("; ".join(batch.errors)[:300])
+            except Exception as exc:
+                self._failed(health, feed.source.name, feed.monitor, exc)
+            else:
+                self._succeeded(health, now)
+
+    def run_kubernetes(self) -> None:
+        if self.kube_sync is None:
+            return
+        health = self._health("kubernetes", None)
+        try:
+            binder = self.kube_sync()
+        except Exception as exc:
+            self._failed(health, "kubernetes", None, exc)
+            return
+        self.binder = binder
+        for monitor in self.monitors:
+            monitor.rebind(binder)
+        self._succeeded(health, self.clock())
+
+    def run_evaluate(self) -> None:
+        now = self.clock()
+        for monitor in self.monitors:
+            try:
+                monitor.evaluate(now)
+            except Exception as exc:
+                log.error("evaluation failed", target=monitor.key, error=_one_line(exc))
+                raise
+
+    def _succeeded(self, health: Health, now: datetime) -> None:
+        if not health.up and health.last_error is not None:
+            log.info("source recovered")
+        health.up, health.last_success, health.last_error = True, now, None
+
+    def _failed(self, health: Health, source: str, monitor: Monitor | None, exc: BaseException) -> None:
+        message = _one_line(exc)
+        if health.up or health.last_error != message:
+            log.warning(
+                "source failed", source=source, target=monitor.key if monitor else None, error=message
+            )
+        health.up, health.last_error = False, message
+
+    def run_job(self, name: str) -> None:
+        """Run one job by name, timing it, then publish a fresh snapshot."""
+        record = self.jobs[name]
+        started = time.monotonic()
+        try:
+            getattr(self, f"run_{name}")()
+        except Exception as exc:
+            record.last_error = _one_line(exc)
+        else:
+            record.last_success = self.clock()
+            record.last_error = None
+        finally:
+            record.observe(time.monotonic() - started)
+        self.publish()
+
+    def run_all_once(self) -> None:
+        """Every job once, in dependency order (start-up and tests)."""
+        for name in ("kubernetes", "inventory", "cloudtrail", "evaluate"):
+            if name != "kubernetes" or self.kube_sync is not None:
+                self.run_job(name)
+
+    # --- publishing ----------------------------------------------------------------------------------
+    def ready(self) -> bool:
+        return all(h.last_success is not None for h in self.health.values()) and all(
+            m.inventory is not None for m in self.monitors
+        )
+
+    def publish(self) -> Snapshot:
+        """Build a new snapshot from the monitors and the store, and swap it in."""
+        with self._publish_lock:
+            now = self.clock()
+            target_groups = tuple(tg for m in self.monitors for tg in m.view.target_groups)
+            open_gaps = tuple(g for m in self.monitors for g in m.view.open_gaps)
+            recent = tuple(
+                view_from_stored(g) for g in self.store.recent_gaps((now - RECENT_GAPS_WINDOW).timestamp())
+            )
+            self._log_transitions(open_gaps, recent)
+            api_requests: dict[tuple[str, str], int] = {}
+            api_errors: dict[tuple[str, str, str], int] = {}
+            for counter in self.api_counters:
+                counts = counter.snapshot()
+                for key, value in counts.calls.items():
+                    api_requests[key] = api_requests.get(key, 0) + value
+                for ekey, value in counts.errors.items():
+                    api_errors[ekey] = api_errors.get(ekey, 0) + value
+            lag: dict[tuple[str, str], float] = {}
+            for feed in self.feeds:
+                lag_of = getattr(feed.source, "lag_seconds", None)
+                value = lag_of(now) if callable(lag_of) else None
+                if value is not None:
+                    lag[(feed.monitor.account_id, feed.monitor.region)] = float(value)
+            snapshot = Snapshot(
+                generated_at=now,
+                version=__version__,
+                shard=self.shard,
+                total_shards=self.total_shards,
+                ready=self.ready(),
+                target_groups=target_groups,
+                open_gaps=open_gaps,
+                recent_gaps=recent,
+                counters=self.store.counters(),
+                gap_durations=self.store.histograms(GAP_DURATION_FAMILY),
+                last_gaps=tuple(view_from_stored(g) for g in self.store.last_gaps()),
+                sources=tuple(
+                    SourceHealth(source, account, region, h.up, h.last_success, h.last_error)
+                    for (source, account, region), h in sorted(self.health.items())
+                ),
+                jobs=tuple(
+                    JobStats(
+                        job=name,
+                        runs=r.runs,
+                        skipped=r.skipped,
+                        last_duration_seconds=r.last_duration,
+                        last_success=r.last_success,
+                        last_error=r.last_error,
+                        duration_buckets=tuple(r.buckets),
+                        duration_sum=r.duration_sum,
+                    )
+                    for name, r in self.jobs.items()
+                ),
+                api_requests=api_requests,
+                api_errors=api_errors,
+                cloudtrail_lag_seconds=lag,
+                owned_targets=tuple(sorted({(m.account_id or "default", m.region) for m in self.monitors})),
+            )
+            self._snapshot = snapshot
+            return snapshot
+
+    def _log_transitions(self, open_gaps: tuple[GapView, ...], recent: tuple[GapView, ...]) -> None:
+        now_open = {(g.target_group_arn, g.flow): g for g in open_gaps}
+        for key, gap in now_open.items():
+            if key not in self._open_keys:
+                log.warning(
+                    "rule gap opened",
+                    target_group=gap.target_group,
+                    namespace=gap.namespace,
+                    service=gap.service,
+                    flow=gap.flow,
+                    start=gap.start.isoformat(),
+                    cause=gap.cause,
+                    actor=gap.actor,
+                )
+        for key, gap in self._open_keys.items():
+            if key not in now_open:
+                closed = next((g for g in recent if (g.target_group_arn, g.flow) == key), None)
+                log.warning(
+                    "rule gap closed",
+                    target_group=gap.target_group,
+                    namespace=gap.namespace,
+                    service=gap.service,
+                    flow=gap.flow,
+                    start=(closed or gap).start.isoformat(),
+                    end=closed.end.isoformat() if closed and closed.end else None,
+                    duration_seconds=closed.duration_seconds if closed else None,
+                    cause=(closed or gap).cause,
+                    actor=(closed or gap).actor,
+                )
+        self._open_keys = now_open
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the scheduler; every job runs at once, then on its interval."""
+        scheduler = BackgroundScheduler(
+            timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 5}
+        )
+        now = datetime.now(tz=UTC)
+        order = {"kubernetes": 0, "inventory": 0.2, "cloudtrail": 0.4, "evaluate": 1.0}
+        for name in JOBS:
+            if name == "kubernetes" and self.kube_sync is None:
+                continue
+            scheduler.add_job(
+                self.run_job,
+                "interval",
+                args=(name,),
+                id=name,
+                seconds=self.intervals[name],
+                next_run_time=now + timedelta(seconds=order[name]),
+            )
+        scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def _on_skipped(self, event: JobEvent) -> None:
+        record = self.jobs.get(str(event.job_id))
+        if record is not None:
+            record.skipped += 1
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stop scheduling and wait (bounded) for running jobs to finish."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
+            return
+        scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + timeout
+        pool = getattr(scheduler, "_executors", {}).get("default")
+        inner = getattr(pool, "_pool", None)
+        if inner is not None:
+            inner.shutdown(wait=False, cancel_futures=True)
+        while time.monotonic() < deadline and any(
+            getattr(t, "name", "").startswith("ThreadPoolExecutor") and t.is_alive()
+            for t in threading.enumerate()
+        ):
+            time.sleep(0.05)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text[:300]
+
+
+def cursor_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True)

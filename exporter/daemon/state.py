@@ -1,0 +1,310 @@
+"""Durable state in SQLite: CloudTrail records seen, cursors, gaps, and persisted counters.
+
+A restart resumes from here: an open gap keeps its original start, no event is counted twice,
+counters continue where they stopped. One connection, used under a lock by the jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter.daemon.snapshot import GAP_DURATION_BUCKETS, HistogramState, Labels
+
+SCHEMA_VERSION = 1
+GAP_MERGE_TOLERANCE_SECONDS = 5.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    event_id TEXT PRIMARY KEY, target TEXT NOT NULL, event_time REAL NOT NULL,
+    seen_at REAL NOT NULL, record BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS records_by_target_time ON records (target, event_time);
+CREATE TABLE IF NOT EXISTS gaps (
+    key TEXT PRIMARY KEY, target TEXT NOT NULL, tg_arn TEXT NOT NULL, flow TEXT NOT NULL,
+    start REAL NOT NULL, end_time REAL, cause TEXT NOT NULL, explained INTEGER NOT NULL,
+    data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS gaps_by_flow ON gaps (target, tg_arn, flow, start);
+CREATE TABLE IF NOT EXISTS poll_gaps (
+    target TEXT NOT NULL, tg_arn TEXT NOT NULL, flow TEXT NOT NULL, start REAL NOT NULL,
+    end_time REAL, PRIMARY KEY (target, tg_arn, flow, start));
+CREATE TABLE IF NOT EXISTS counters (
+    family TEXT NOT NULL, labels TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (family, labels));
+CREATE TABLE IF NOT EXISTS histograms (
+    family TEXT NOT NULL, labels TEXT NOT NULL, buckets TEXT NOT NULL, total REAL NOT NULL,
+    count INTEGER NOT NULL, PRIMARY KEY (family, labels));
+CREATE TABLE IF NOT EXISTS counted (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (kind, key));
+"""
+
+
+class StateError(RuntimeError):
+    """The state file cannot be used (corrupt, locked, unreadable); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StoredGap:
+    key: str
+    target: str
+    tg_arn: str
+    flow: str
+    start: float
+    end: float | None
+    cause: str
+    explained: bool
+    data: dict[str, Any]
+
+
+def _labels_text(labels: Labels) -> str:
+    return json.dumps(list(labels), separators=(",", ":"))
+
+
+def _labels_from(text: str) -> Labels:
+    return tuple((str(k), str(v)) for k, v in json.loads(text))
+
+
+class StateStore:
+    """SQLite-backed state. Use ":memory:" for a throw-away store."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
+            self._db.execute(
+                "PRAGMA journal_mode=WAL" if self.path != ":memory:" else "PRAGMA journal_mode=MEMORY"
+            )
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            status = self._db.execute("PRAGMA quick_check").fetchone()
+            if status is None or status[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {status}")
+            self._db.executescript(_SCHEMA)
+            version = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if version is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(version[0]) != SCHEMA_VERSION:
+                raise StateError(
+                    f"state file {self.path} has schema version {version[0]}, this build reads {SCHEMA_VERSION}; "
+                    "move it away to start fresh"
+                )
+        except sqlite3.OperationalError as exc:
+            raise StateError(
+                f"state file {self.path} cannot be opened ({exc}); is another exporter using it?"
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state file {self.path} is corrupt ({exc}); start with --reset-state to move it aside and "
+                "start fresh (CloudTrail records are re-read for the lookback window)"
+            ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work: everything inside commits together or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- meta: cursors and small values -------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str, db: sqlite3.Connection | None = None) -> None:
+        with self._lock:
+            (db or self._db).execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- records ------------------------------------------------------------------------
+    def add_record(
+        self,
+        db: sqlite3.Connection,
+        event_id: str,
+        target: str,
+        event_time: float,
+        seen_at: float,
+        record: bytes,
+    ) -> bool:
+        """Store a record; False when its eventID was already stored (a duplicate)."""
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?)",
+            (event_id, target, event_time, seen_at, record),
+        )
+        return cursor.rowcount == 1
+
+    def has_record(self, event_id: str) -> bool:
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM records WHERE event_id=?", (event_id,)).fetchone() is not None
+            )
+
+    def records(self, target: str, since: float) -> list[bytes]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record FROM records WHERE target=? AND event_time>=? ORDER BY event_time",
+                (target, since),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def prune_records(self, seen_before: float) -> int:
+        with self._lock:
+            return self._db.execute("DELETE FROM records WHERE seen_at<?", (seen_before,)).rowcount
+
+    # --- counters and histograms ---------------------------------------------------------
+    def increment(self, db: sqlite3.Connection, family: str, labels: Labels, amount: float = 1.0) -> None:
+        db.execute(
+            "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(family, labels) DO UPDATE SET value=value+excluded.value",
+            (family, _labels_text(labels), amount),
+        )
+
+    def count_once(self, db: sqlite3.Connection, kind: str, key: str) -> bool:
+        """True the first time (kind, key) is seen; used to count a thing exactly once."""
+        return db.execute("INSERT OR IGNORE INTO counted VALUES (?, ?)", (kind, key)).rowcount == 1
+
+    def observe(self, db: sqlite3.Connection, family: str, labels: Labels, value: float) -> None:
+        row = db.execute(
+            "SELECT buckets, total, count FROM histograms WHERE family=? AND labels=?",
+            (family, _labels_text(labels)),
+        ).fetchone()
+        buckets = json.loads(row[0]) if row else [0] * (len(GAP_DURATION_BUCKETS) + 1)
+        for i, bound in enumerate((*GAP_DURATION_BUCKETS, float("inf"))):
+            if value <= bound:
+                buckets[i] += 1
+        total = (row[1] if row else 0.0) + value
+        count = (row[2] if row else 0) + 1
+        db.execute(
+            "INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?)",
+            (family, _labels_text(labels), json.dumps(buckets), total, count),
+        )
+
+    def counters(self) -> dict[str, dict[Labels, float]]:
+        with self._lock:
+            rows = self._db.execute("SELECT family, labels, value FROM counters").fetchall()
+        out: dict[str, dict[Labels, float]] = {}
+        for family, labels, value in rows:
+            out.setdefault(family, {})[_labels_from(labels)] = float(value)
+        return out
+
+    def histograms(self, family: str) -> dict[Labels, HistogramState]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT labels, buckets, total, count FROM histograms WHERE family=?", (family,)
+            ).fetchall()
+        return {
+            _labels_from(labels): HistogramState(tuple(json.loads(buckets)), float(total), int(count))
+            for labels, buckets, total, count in rows
+        }
+
+    # --- gaps -----------------------------------------------------------------------------
+    def overlapping_gap(
+        self, db: sqlite3.Connection, target: str, tg_arn: str, flow: str, start: float, end: float
+    ) -> StoredGap | None:
+        """A committed gap of the same flow whose interval overlaps [start, end] (with a small tolerance)."""
+        tol = GAP_MERGE_TOLERANCE_SECONDS
+        row = db.execute(
+            "SELECT key, target, tg_arn, flow, start, end_time, cause, explained, data FROM gaps "
+            "WHERE target=? AND tg_arn=? AND flow=? AND start<=? AND COALESCE(end_time, 1e18)>=? "
+            "ORDER BY start LIMIT 1",
+            (target, tg_arn, flow, end + tol, start - tol),
+        ).fetchone()
+        return None if row is None else _stored(row)
+
+    def upsert_gap(self, db: sqlite3.Connection, gap: StoredGap) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                gap.key,
+                gap.target,
+                gap.tg_arn,
+                gap.flow,
+                gap.start,
+                gap.end,
+                gap.cause,
+                int(gap.explained),
+                json.dumps(gap.data, sort_keys=True),
+            ),
+        )
+
+    def delete_gap(self, db: sqlite3.Connection, key: str) -> None:
+        db.execute("DELETE FROM gaps WHERE key=?", (key,))
+
+    def recent_gaps(self, since: float, limit: int = 200) -> list[StoredGap]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, target, tg_arn, flow, start, end_time, cause, explained, data FROM gaps "
+                "WHERE end_time IS NOT NULL AND end_time>=? ORDER BY end_time DESC LIMIT ?",
+                (since, limit),
+            ).fetchall()
+        return [_stored(r) for r in rows]
+
+    def last_gaps(self) -> list[StoredGap]:
+        """The most recent closed gap per (target, target group, flow)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, target, tg_arn, flow, start, MAX(end_time), cause, explained, data FROM gaps "
+                "WHERE end_time IS NOT NULL GROUP BY target, tg_arn, flow"
+            ).fetchall()
+        return [_stored(r) for r in rows]
+
+    def prune_gaps(self, ended_before: float) -> int:
+        with self._lock:
+            return self._db.execute(
+                "DELETE FROM gaps WHERE end_time IS NOT NULL AND end_time<?", (ended_before,)
+            ).rowcount
+
+    # --- gaps seen by inventory polls ----------------------------------------------------------
+    def poll_gaps(self, target: str) -> list[tuple[str, str, float, float | None]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tg_arn, flow, start, end_time FROM poll_gaps WHERE target=? ORDER BY start", (target,)
+            ).fetchall()
+        return [(str(a), str(f), float(s), None if e is None else float(e)) for a, f, s, e in rows]
+
+    def open_poll_gap(
+        self, db: sqlite3.Connection, target: str, tg_arn: str, flow: str, start: float
+    ) -> None:
+        db.execute("INSERT OR IGNORE INTO poll_gaps VALUES (?, ?, ?, ?, NULL)", (target, tg_arn, flow, start))
+
+    def close_poll_gap(self, db: sqlite3.Connection, target: str, tg_arn: str, flow: str, end: float) -> None:
+        db.execute(
+            "UPDATE poll_gaps SET end_time=? WHERE target=? AND tg_arn=? AND flow=? AND end_time IS NULL",
+            (end, target, tg_arn, flow),
+        )
+
+    def drop_poll_gap(
+        self, db: sqlite3.Connection, target: str, tg_arn: str, flow: str, start: float
+    ) -> None:
+        db.execute(
+            "DELETE FROM poll_gaps WHERE target=? AND tg_arn=? AND flow=? AND start=?",
+            (target, tg_arn, flow, start),
+        )
+
+
+def _stored(row: Iterable[Any]) -> StoredGap:
+    key, target, tg_arn, flow, start, end, cause, explained, data = row
+    return StoredGap(
+        key=str(key),
+        target=str(target),
+        tg_arn=str(tg_arn),
+        flow=str(flow),
+        start=float(start),
+        end=None if end is None else float(end),
+        cause=str(cause),
+        explained=bool(explained),
+        data=json.loads(data),
+    )

@@ -1,0 +1,248 @@
+"""Gap bookkeeping for one watched (account, region): polls, CloudTrail analysis, durable commits.
+
+Two witnesses see a gap. The inventory poll sees a needed flow stop being admitted within one
+poll interval, but not why or exactly when. CloudTrail explains it (start, end, cause, actor),
+minutes later. The tracker shows a gap as soon as a poll sees it, replaces its facts when
+CloudTrail explains it, and commits each closed gap once: a poll-only gap after the settle
+window, an explained one at once. Overlapping commits of the same flow merge into one gap, so
+a counter never counts one outage twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from exporter.daemon.snapshot import GapView, Labels, labels_of
+from exporter.daemon.state import StateStore, StoredGap
+from exporter.engine.flows import FLOW_KINDS, FlowKind, FlowStatus
+from exporter.engine.gaps import Analysis, Gap
+from exporter.engine.inventory import Inventory
+from exporter.engine.timeutil import format_time
+
+GAPS_FAMILY = "rule_gaps"
+GAP_DURATION_FAMILY = "rule_gap_duration_seconds"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Labels of a target group: how users find it."""
+
+    aws_account_id: str
+    aws_region: str
+    target_group: str
+    namespace: str
+    service: str
+
+    def labels(self, **extra: str) -> Labels:
+        return labels_of(
+            aws_account_id=self.aws_account_id,
+            aws_region=self.aws_region,
+            target_group=self.target_group,
+            namespace=self.namespace,
+            service=self.service,
+            **extra,
+        )
+
+
+def target_group_name_from_arn(arn: str) -> str:
+    """`...:targetgroup/<name>/<id>` -> name; the ARN itself when it has no such form."""
+    parts = arn.split(":targetgroup/", 1)
+    return parts[1].split("/", 1)[0] if len(parts) == 2 else arn
+
+
+def identity_of(inventory: Inventory | None, account: str, region: str, tg_arn: str) -> Identity:
+    tg = inventory.target_groups.get(tg_arn) if inventory else None
+    binding = inventory.services.get(tg_arn) if inventory else None
+    return Identity(
+        aws_account_id=account,
+        aws_region=region,
+        target_group=tg.name if tg else target_group_name_from_arn(tg_arn),
+        namespace=binding.namespace if binding else "",
+        service=binding.service if binding else "",
+    )
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _dt(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+class GapTracker:
+    """Merges poll observations and CloudTrail analysis into shown and committed gaps."""
+
+    def __init__(self, store: StateStore, target: str, settle_seconds: float) -> None:
+        self.store = store
+        self.target = target
+        self.settle_seconds = settle_seconds
+
+    def observe_poll(self, now: datetime, status: Mapping[str, Mapping[FlowKind, FlowStatus]]) -> None:
+        """Record which flows a poll saw unadmitted (opening) or admitted again (closing)."""
+        open_now: set[tuple[str, str]] = {
+            (arn, flow) for arn, flow, _s, end in self.store.poll_gaps(self.target) if end is None
+        }
+        with self.store.transaction() as db:
+            for arn, kinds in status.items():
+                for kind in FLOW_KINDS:
+                    failing = not kinds[kind].fully_admitted
+                    if failing and (arn, kind) not in open_now:
+                        self.store.open_poll_gap(db, self.target, arn, kind, _ts(now))
+                    elif not failing and (arn, kind) in open_now:
+                        self.store.close_poll_gap(db, self.target, arn, kind, _ts(now))
+            for gone_arn, gone_flow in open_now:
+                if gone_arn not in status:  # the target group is gone: its gap ends with it
+                    self.store.close_poll_gap(db, self.target, gone_arn, gone_flow, _ts(now))
+
+    def reconcile(
+        self,
+        now: datetime,
+        inventory: Inventory,
+        analysis: Analysis,
+        current: Mapping[str, Mapping[FlowKind, FlowStatus]],
+    ) -> list[GapView]:
+        """Commit what is final and return the gaps open now.
+
+        `current` is the flow status of the latest inventory poll: the truth about *now*.
+        """
+        account, region = inventory.account_id, inventory.region
+        explained_open = {(g.target_group_arn, g.flow): g for g in analysis.gaps if g.is_open and g.opened_by}
+        poll_rows = self.store.poll_gaps(self.target)
+        poll_open = {(arn, flow): start for arn, flow, start, end in poll_rows if end is None}
+        open_views: list[GapView] = []
+        for arn, kinds in current.items():
+            for kind in FLOW_KINDS:
+                if kinds[kind].fully_admitted:
+                    continue
+                ident = identity_of(inventory, account, region, arn)
+                gap = explained_open.get((arn, kind))
+                if gap is not None:
+                    open_views.append(_view_from_gap(gap, ident))
+                else:
+                    start = _dt(poll_open.get((arn, kind), _ts(now)))
+                    open_views.append(_undetermined_view(ident, arn, kind, start, None))
+        with self.store.transaction() as db:
+            for gap in analysis.gaps:
+                if gap.end is not None and gap.opened_by is not None:
+                    ident = identity_of(inventory, account, region, gap.target_group_arn)
+                    self._commit(db, _view_from_gap(gap, ident))
+            for arn, flow, poll_start, poll_end in poll_rows:
+                if poll_end is None:
+                    continue
+                existing = self.store.overlapping_gap(db, self.target, arn, flow, poll_start, poll_end)
+                if existing is not None and existing.explained:
+                    self.store.drop_poll_gap(db, self.target, arn, flow, poll_start)
+                elif _ts(now) - poll_end >= self.settle_seconds:
+                    ident = identity_of(inventory, account, region, arn)
+                    view = _undetermined_view(ident, arn, flow, _dt(poll_start), _dt(poll_end))  # type: ignore[arg-type]
+                    self._commit(db, view)
+                    self.store.drop_poll_gap(db, self.target, arn, flow, poll_start)
+        return open_views
+
+    def _commit(self, db: sqlite3.Connection, view: GapView) -> bool:
+        """Store a closed gap; count it unless it merges with one already stored. True when counted."""
+        assert view.end is not None
+        start, end = _ts(view.start), _ts(view.end)
+        existing = self.store.overlapping_gap(db, self.target, view.target_group_arn, view.flow, start, end)
+        stored = _stored_from_view(self.target, view)
+        if existing is not None:
+            if existing.key == stored.key and existing.data == stored.data:
+                return False
+            if view.explained or not existing.explained:
+                self.store.delete_gap(db, existing.key)
+                self.store.upsert_gap(db, stored)
+            return False
+        self.store.upsert_gap(db, stored)
+        ident = view.identity()
+        labels = labels_of(**ident, flow=view.flow)
+        self.store.increment(db, GAPS_FAMILY, labels_of(**ident, flow=view.flow, cause=view.cause))
+        duration = view.duration_seconds or 0.0
+        self.store.observe(db, GAP_DURATION_FAMILY, labels, duration)
+        return True
+
+
+def _view_from_gap(gap: Gap, ident: Identity) -> GapView:
+    actor = gap.actor
+    return GapView(
+        key="|".join(gap.key),
+        aws_account_id=ident.aws_account_id,
+        aws_region=ident.aws_region,
+        target_group_arn=gap.target_group_arn,
+        target_group=ident.target_group,
+        namespace=ident.namespace,
+        service=ident.service,
+        flow=gap.flow,
+        start=gap.start,
+        end=gap.end,
+        cause=gap.cause,
+        actor=actor.label if actor else "",
+        actor_arn=(actor.principal_arn or "") if actor else "",
+        explained=True,
+    )
+
+
+def _undetermined_view(
+    ident: Identity, arn: str, flow: FlowKind, start: datetime, end: datetime | None
+) -> GapView:
+    return GapView(
+        key=f"{arn}|{flow}|{format_time(start)}",
+        aws_account_id=ident.aws_account_id,
+        aws_region=ident.aws_region,
+        target_group_arn=arn,
+        target_group=ident.target_group,
+        namespace=ident.namespace,
+        service=ident.service,
+        flow=flow,
+        start=start,
+        end=end,
+        cause="undetermined",
+        actor="",
+        actor_arn="",
+        explained=False,
+    )
+
+
+def _stored_from_view(target: str, view: GapView) -> StoredGap:
+    return StoredGap(
+        key=view.key,
+        target=target,
+        tg_arn=view.target_group_arn,
+        flow=view.flow,
+        start=_ts(view.start),
+        end=None if view.end is None else _ts(view.end),
+        cause=view.cause,
+        explained=view.explained,
+        data={
+            "aws_account_id": view.aws_account_id,
+            "aws_region": view.aws_region,
+            "target_group": view.target_group,
+            "namespace": view.namespace,
+            "service": view.service,
+            "actor": view.actor,
+            "actor_arn": view.actor_arn,
+        },
+    )
+
+
+def view_from_stored(gap: StoredGap) -> GapView:
+    data = gap.data
+    return GapView(
+        key=gap.key,
+        aws_account_id=str(data.get("aws_account_id", "")),
+        aws_region=str(data.get("aws_region", "")),
+        target_group_arn=gap.tg_arn,
+        target_group=str(data.get("target_group", "")),
+        namespace=str(data.get("namespace", "")),
+        service=str(data.get("service", "")),
+        flow=gap.flow,  # type: ignore[arg-type]
+        start=_dt(gap.start),
+        end=None if gap.end is None else _dt(gap.end),
+        cause=gap.cause,
+        actor=str(data.get("actor", "")),
+        actor_arn=str(data.get("actor_arn", "")),
+        explained=gap.explained,
+    )
