@@ -1,0 +1,203 @@
+"""CloudTrail LookupEvents poller: one event name per call, every page, overlap window, rate limit.
+
+Each poll reads, for every watched event name, [position - overlap, now] page by page (MaxResults
+50, NextToken followed). Every request takes a token from the account-region's shared bucket;
+ThrottlingException retries the same page after full-jitter backoff. Event ids seen before are
+dropped. Positions and seen ids move only when the batch is committed; an event name whose pages
+could not all be read keeps its position, so nothing is skipped.
+
+The EventBridge -> SQS consumer lives in sources/eventbridge.py and the S3 trail backfill in
+sources/s3trail.py; both are re-exported here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from exporter.engine.changes import Rejection
+from exporter.engine.records import WATCHED_EVENT_NAMES, iter_raw_records
+from exporter.engine.timeutil import format_time, parse_time
+from exporter.sources.base import Source, SourceBatch
+from exporter.sources.eventbridge import SqsConsumer
+from exporter.sources.ratelimit import TokenBucket, full_jitter
+from exporter.sources.s3trail import S3TrailBackfill
+from exporter.sources.seen import SeenEvents
+
+__all__ = ["LookupCursor", "LookupEventsPoller", "S3TrailBackfill", "Source", "SourceBatch", "SqsConsumer"]
+
+MAX_RESULTS = 50
+THROTTLE_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "RequestLimitExceeded", "TooManyRequestsException"}
+)
+
+
+class _GaveUp(Exception):
+    """Throttled more times than allowed; the event name is read again next poll."""
+
+
+@dataclass
+class LookupCursor:
+    """Per event name: everything up to this time was read. Plus the newest eventTime seen."""
+
+    positions: dict[str, datetime] = field(default_factory=dict)
+    newest_event_time: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "positions": {name: format_time(at) for name, at in sorted(self.positions.items())},
+            "newest_event_time": format_time(self.newest_event_time) if self.newest_event_time else None,
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> LookupCursor:
+        newest = data.get("newest_event_time")
+        return LookupCursor(
+            positions={str(k): parse_time(v) for k, v in (data.get("positions") or {}).items()},
+            newest_event_time=parse_time(newest) if newest else None,
+        )
+
+
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+class LookupEventsPoller:
+    """A `Source` over LookupEvents for one account-region."""
+
+    name = "lookup_events"
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: TokenBucket,
+        *,
+        event_names: Iterable[str] = sorted(WATCHED_EVENT_NAMES),
+        overlap: timedelta = timedelta(minutes=15),
+        initial_lookback: timedelta = timedelta(hours=1),
+        cursor: LookupCursor | None = None,
+        seen: SeenEvents | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 20.0,
+        max_retries: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.event_names = tuple(event_names)
+        self.overlap = overlap
+        self.initial_lookback = initial_lookback
+        self.cursor = cursor if cursor is not None else LookupCursor()
+        self.seen = seen if seen is not None else SeenEvents()
+        if self.seen.ttl < overlap:
+            raise ValueError(
+                "the seen-event TTL must be at least the overlap window, or re-read events repeat"
+            )
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_retries = max_retries
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def lag_seconds(self, now: datetime) -> float | None:
+        """Now minus the newest eventTime seen (None before any event)."""
+        newest = self.cursor.newest_event_time
+        return None if newest is None else (now - newest).total_seconds()
+
+    def _page(self, batch: SourceBatch, kwargs: dict[str, Any]) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            self.bucket.acquire()
+            batch.count("requests")
+            try:
+                response: dict[str, Any] = self.client.lookup_events(**kwargs)
+                return response
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in THROTTLE_CODES:
+                    raise
+                batch.count("throttled")
+                if attempt >= self.max_retries:
+                    raise _GaveUp(f"throttled {attempt + 1} times") from exc
+                self._sleep(full_jitter(attempt, self.backoff_base, self.backoff_cap, self._rng))
+                attempt += 1
+
+    def poll(self, now: datetime) -> SourceBatch:
+        """Read every watched event name since its position minus the overlap; stage the moves."""
+        batch = SourceBatch(source=self.name)
+        taken: dict[str, datetime] = {}
+        positions: dict[str, datetime] = {}
+        newest = self.cursor.newest_event_time
+        for event_name in self.event_names:
+            start = self.cursor.positions.get(event_name, now - self.initial_lookback) - self.overlap
+            kwargs: dict[str, Any] = {
+                "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": event_name}],
+                "StartTime": start,
+                "EndTime": now,
+                "MaxResults": MAX_RESULTS,
+            }
+            try:
+                while True:
+                    response = self._page(batch, kwargs)
+                    batch.count("pages")
+                    for event in response.get("Events", []):
+                        newest = self._take(batch, event, taken, now, newest)
+                    token = response.get("NextToken")
+                    if not token:
+                        break
+                    kwargs["NextToken"] = token
+            except (_GaveUp, ClientError, BotoCoreError) as exc:
+                batch.complete = False
+                batch.count("failed_names")
+                batch.errors.append(f"{event_name}: {type(exc).__name__}: {exc}")
+                continue
+            positions[event_name] = now
+        if newest is not None:
+            batch.lag_seconds = (now - newest).total_seconds()
+
+        def commit() -> None:
+            self.cursor.positions.update(positions)
+            if newest is not None and (
+                self.cursor.newest_event_time is None or newest > self.cursor.newest_event_time
+            ):
+                self.cursor.newest_event_time = newest
+            self.seen.add_all(taken, now)
+
+        batch.on_commit = commit
+        return batch
+
+    def _take(
+        self,
+        batch: SourceBatch,
+        event: dict[str, Any],
+        taken: dict[str, datetime],
+        now: datetime,
+        newest: datetime | None,
+    ) -> datetime | None:
+        batch.count("events")
+        event_id = str(event.get("EventId", ""))
+        if event_id and (event_id in taken or self.seen.contains(event_id, now)):
+            batch.count("duplicates")
+            return newest
+        event_time = _aware(event.get("EventTime"))
+        if event_id:
+            taken[event_id] = event_time or now
+        if event_time is not None and (newest is None or event_time > newest):
+            newest = event_time
+        for item in iter_raw_records(event):
+            if isinstance(item, Rejection):
+                batch.rejections.append(item)
+            else:
+                batch.records.append(item)
+        return newest
