@@ -1,0 +1,130 @@
+"""`replay` end to end: an inventory file and trail files in every wrapper, through the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from tests import cloudtrail_samples as ct
+from tests.engine_world import NODE_PORT, SUBNETS, T0, incident_inventory, seconds
+
+OPERATOR = ct.actor(role="platform-admin", user_agent="aws-cli/2.15.0", source_ip="198.51.100.7")
+
+
+def _incident_records() -> list[dict]:  # type: ignore[type-arg]
+    world = ct.permission(NODE_PORT, cidrs=["0.0.0.0/0"])
+    subnets = ct.permission(NODE_PORT, cidrs=list(SUBNETS))
+    return [
+        ct.modify_tg_attributes_record("e1", T0 + seconds(10), actor=OPERATOR),
+        ct.revoke_record("e2", T0 + seconds(20), "sg-node", [world]),
+        ct.authorize_record("e3", T0 + seconds(80), "sg-node", [subnets], rule_ids=["sgr-1", "sgr-2"]),
+        ct.unwatched_record("e4", T0 + seconds(30)),
+    ]
+
+
+@pytest.fixture
+def inventory_file(tmp_path: Path) -> Path:
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(incident_inventory().to_dict()))
+    return path
+
+
+def _replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["replay", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_replay_prints_one_json_line_per_gap_from_a_gzip_trail_file(
+    tmp_path: Path, inventory_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail = tmp_path / "AWSLogs" / "111122223333" / "CloudTrail" / "us-east-1" / "2026" / "11" / "20"
+    trail.mkdir(parents=True)
+    (trail / "file.json.gz").write_bytes(ct.trail_file_bytes(_incident_records()))
+    code, out, _err = _replay(capsys, "--inventory", str(inventory_file), str(tmp_path / "AWSLogs"))
+    assert code == 0
+    gaps = [json.loads(line) for line in out.splitlines()]
+    assert [(g["flow"], g["duration_seconds"], g["cause"]) for g in gaps] == [
+        ("health_check", 60.0, "revoke_before_authorize"),
+        ("traffic", 60.0, "revoke_before_authorize"),
+    ]
+    for gap in gaps:
+        assert gap["start"] == "2026-11-20T12:00:20Z" and gap["end"] == "2026-11-20T12:01:20Z"
+        assert gap["actor"] == ct.CONTROLLER_ROLE
+        assert gap["target_group"] == "k8s-shop-web-abc"
+        assert gap["target_group_arn"] == ct.TG_ARN
+
+
+def test_every_wrapper_gives_the_same_gaps(
+    tmp_path: Path, inventory_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = _incident_records()
+    outputs = []
+    wrappers = {
+        "lines.jsonl": ct.json_lines(records),
+        "lookup.json": json.dumps(ct.lookup_result(records)).encode(),
+        "eventbridge.json": json.dumps([ct.eventbridge_envelope(r) for r in records]).encode(),
+        "trail.json": gzip.decompress(ct.trail_file_bytes(records)),
+    }
+    for name, payload in wrappers.items():
+        path = tmp_path / name
+        path.write_bytes(payload)
+        code, out, _err = _replay(capsys, "--inventory", str(inventory_file), str(path))
+        assert code == 0, name
+        outputs.append(out)
+    assert outputs[0].count("\n") == 2
+    assert all(o == outputs[0] for o in outputs)
+
+
+def test_duplicated_and_reversed_files_give_the_same_gaps(
+    tmp_path: Path, inventory_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = _incident_records()
+    (tmp_path / "a.json").write_bytes(ct.json_lines(records))
+    (tmp_path / "b.json").write_bytes(ct.json_lines(list(reversed(records))))
+    _, once, _ = _replay(capsys, "--inventory", str(inventory_file), str(tmp_path / "a.json"))
+    _, twice, _ = _replay(capsys, "--inventory", str(inventory_file), str(tmp_path))
+    assert once and once == twice
+
+
+def test_table_format_and_rejections_are_reported(
+    tmp_path: Path, inventory_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "good.json").write_bytes(ct.json_lines(_incident_records()))
+    (tmp_path / "bad.json.gz").write_bytes(b"not gzip at all")
+    code, out, err = _replay(capsys, "--inventory", str(inventory_file), "--format", "table", str(tmp_path))
+    assert code == 0
+    assert "revoke_before_authorize" in out and "health_check" in out
+    assert "rejected" in err and "not_gzip" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"{not json", "not JSON"), (b'{"format": "other"}', "format"), (b"[]", "JSON object")],
+)
+def test_unusable_inventory_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    bad = tmp_path / "inventory.json"
+    bad.write_bytes(content)
+    (tmp_path / "events.json").write_bytes(b"[]")
+    code, out, err = _replay(capsys, "--inventory", str(bad), str(tmp_path / "events.json"))
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_events_path_exits_2(inventory_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = _replay(capsys, "--inventory", str(inventory_file), "/nonexistent/trail")
+    assert code == 2 and "no such file" in err
+
+
+def test_inventory_round_trips_through_its_json_form() -> None:
+    inventory = incident_inventory(source_ranges=("203.0.113.0/24",), lb_security_groups=("sg-nlb",))
+    from exporter.engine.inventory import Inventory
+
+    assert Inventory.from_dict(json.loads(json.dumps(inventory.to_dict()))) == inventory
+    assert inventory.taken_at == T0
