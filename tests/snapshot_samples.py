@@ -1,0 +1,287 @@
+"""Sample snapshots for the /metrics and web tests: what a daemon mid-incident would hold.
+
+`sample_snapshot(now)`: two target groups in one account; the legacy-mode one has an OPEN traffic
+gap (2m 13s old at `now`) after a preserve_client_ip flip, and each group has one closed gap in
+the last 6 hours. Every metric family has at least one series.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from exporter.daemon.snapshot import (
+    GAP_DURATION_BUCKETS,
+    JOB_DURATION_BUCKETS,
+    GapView,
+    HistogramState,
+    JobStats,
+    Labels,
+    Snapshot,
+    SourceHealth,
+    TargetGroupView,
+    labels_of,
+)
+from exporter.engine.flows import FlowKind, FlowStatus
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+CHECKOUT_TG = "k8s-shop-checkout-1a2b3c4d5e"
+PAYMENTS_TG = "k8s-payments-api-9f8e7d6c5b"
+CONTROLLER = "aws-load-balancer-controller"
+OPERATOR = "platform-admin"
+#: How long the open gap has been open at `now`, and how the page must say it.
+OPEN_FOR = timedelta(minutes=2, seconds=13)
+OPEN_FOR_TEXT = "2m 13s"
+
+
+def tg_arn(name: str, account: str = ACCOUNT, region: str = REGION) -> str:
+    return f"arn:aws:elasticloadbalancing:{region}:{account}:targetgroup/{name}/0123456789abcdef"
+
+
+def lb_arn(name: str, account: str = ACCOUNT, region: str = REGION) -> str:
+    return f"arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/net/{name}/fedcba9876543210"
+
+
+def cumulative(bounds: Sequence[float], observations: Sequence[float]) -> tuple[int, ...]:
+    """Cumulative bucket counts of `observations` (upper bounds inclusive), +Inf last."""
+    counts = [sum(1 for o in observations if o <= b) for b in bounds]
+    return (*counts, len(observations))
+
+
+def histogram(observations: Sequence[float]) -> HistogramState:
+    return HistogramState(
+        cumulative(GAP_DURATION_BUCKETS, observations), float(sum(observations)), len(observations)
+    )
+
+
+def flows(
+    targets: int, traffic_ok: int, health_ok: int, reason: str = "source_not_covered"
+) -> dict[FlowKind, FlowStatus]:
+    def status(kind: FlowKind, ok: int) -> FlowStatus:
+        return FlowStatus(kind, targets, ok, {reason: targets - ok} if ok < targets else {})
+
+    return {"traffic": status("traffic", traffic_ok), "health_check": status("health_check", health_ok)}
+
+
+def target_group(
+    name: str,
+    *,
+    namespace: str,
+    service: str,
+    mode: str,
+    scheme: str,
+    target_type: str,
+    preserve: bool,
+    targets: int,
+    traffic_ok: int,
+    health_ok: int,
+    account: str = ACCOUNT,
+    region: str = REGION,
+) -> TargetGroupView:
+    lb_name = f"k8s-{namespace}-{service}"[:32]
+    return TargetGroupView(
+        aws_account_id=account,
+        aws_region=region,
+        arn=tg_arn(name, account, region),
+        name=name,
+        load_balancer=lb_arn(lb_name, account, region),
+        scheme=scheme,
+        mode=mode,
+        target_type=target_type,
+        protocol="TCP",
+        namespace=namespace,
+        service=service,
+        cluster="prod-eu",
+        mapped_by="targetgroupbinding",
+        preserve_client_ip=preserve,
+        targets=targets,
+        flows=flows(targets, traffic_ok, health_ok),
+    )
+
+
+def gap(
+    tg: TargetGroupView,
+    flow: FlowKind,
+    start: datetime,
+    end: datetime | None,
+    cause: str,
+    actor: str,
+) -> GapView:
+    return GapView(
+        key=f"gapkey-{tg.arn}-{flow}-{start.timestamp():.0f}",
+        aws_account_id=tg.aws_account_id,
+        aws_region=tg.aws_region,
+        target_group_arn=tg.arn,
+        target_group=tg.name,
+        namespace=tg.namespace,
+        service=tg.service,
+        flow=flow,
+        start=start,
+        end=end,
+        cause=cause,
+        actor=actor,
+        actor_arn=f"arn:aws:iam::{tg.aws_account_id}:role/{actor}" if actor else "",
+        explained=bool(actor),
+    )
+
+
+def identity_labels(tg: TargetGroupView, **extra: str) -> Labels:
+    return labels_of(**tg.identity, **extra)
+
+
+def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
+    """The rich sample: every family populated, one open gap, two closed gaps."""
+    checkout = target_group(
+        CHECKOUT_TG,
+        namespace="shop",
+        service="checkout",
+        mode="legacy",
+        scheme="internet-facing",
+        target_type="instance",
+        preserve=True,
+        targets=3,
+        traffic_ok=0,
+        health_ok=3,
+    )
+    payments = target_group(
+        PAYMENTS_TG,
+        namespace="payments",
+        service="api",
+        mode="sg",
+        scheme="internal",
+        target_type="ip",
+        preserve=False,
+        targets=4,
+        traffic_ok=4,
+        health_ok=4,
+    )
+    open_gap = gap(checkout, "traffic", now - OPEN_FOR, None, "requirement_change", CONTROLLER)
+    closed_checkout = gap(
+        checkout,
+        "health_check",
+        now - timedelta(hours=2),
+        now - timedelta(hours=2) + timedelta(seconds=60),
+        "revoke_before_authorize",
+        CONTROLLER,
+    )
+    closed_payments = gap(
+        payments,
+        "traffic",
+        now - timedelta(hours=4, minutes=30),
+        now - timedelta(hours=4, minutes=30) + timedelta(seconds=45),
+        "revoke_without_restore",
+        "",
+    )
+    job_buckets = cumulative(JOB_DURATION_BUCKETS, [0.2, 0.3, 1.4, 0.08])
+    return Snapshot(
+        generated_at=now - timedelta(seconds=4),
+        version="0.1.0",
+        shard=0,
+        total_shards=1,
+        ready=ready,
+        target_groups=(checkout, payments),
+        open_gaps=(open_gap,),
+        recent_gaps=(closed_checkout, closed_payments),
+        counters={
+            "rule_gaps": {
+                identity_labels(checkout, flow="health_check", cause="revoke_before_authorize"): 1,
+                identity_labels(payments, flow="traffic", cause="revoke_without_restore"): 1,
+            },
+            "rule_replacements": {
+                labels_of(
+                    aws_account_id=ACCOUNT,
+                    aws_region=REGION,
+                    security_group="sg-0a1b2c3d4e5f60718",
+                    order="break_before_make",
+                ): 2,
+                labels_of(
+                    aws_account_id=ACCOUNT,
+                    aws_region=REGION,
+                    security_group="sg-0a1b2c3d4e5f60718",
+                    order="make_before_break",
+                ): 1,
+            },
+            "target_group_attribute_changes": {
+                identity_labels(checkout, attribute="preserve_client_ip.enabled"): 2,
+            },
+            "security_group_rule_changes": {
+                labels_of(
+                    aws_account_id=ACCOUNT,
+                    aws_region=REGION,
+                    security_group="sg-0a1b2c3d4e5f60718",
+                    event_name="RevokeSecurityGroupIngress",
+                    result="success",
+                ): 3,
+                labels_of(
+                    aws_account_id=ACCOUNT,
+                    aws_region=REGION,
+                    security_group="sg-0a1b2c3d4e5f60718",
+                    event_name="AuthorizeSecurityGroupIngress",
+                    result="failed",
+                ): 1,
+            },
+            "cloudtrail_events": {
+                labels_of(event_name="RevokeSecurityGroupIngress"): 3,
+                labels_of(event_name="AuthorizeSecurityGroupIngress"): 3,
+                labels_of(event_name="ModifyTargetGroupAttributes"): 2,
+            },
+            "cloudtrail_records_rejected": {labels_of(reason="duplicate"): 5},
+        },
+        gap_durations={
+            identity_labels(checkout, flow="health_check"): histogram([60.0]),
+            identity_labels(payments, flow="traffic"): histogram([45.0]),
+        },
+        last_gaps=(closed_checkout, closed_payments),
+        sources=(
+            SourceHealth("inventory", ACCOUNT, REGION, True, now - timedelta(seconds=12), None),
+            SourceHealth("cloudtrail", ACCOUNT, REGION, True, now - timedelta(seconds=40), None),
+            SourceHealth(
+                "sqs",
+                ACCOUNT,
+                REGION,
+                False,
+                None,
+                "AccessDenied: not authorized to perform sqs:ReceiveMessage",
+            ),
+        ),
+        jobs=(
+            JobStats("inventory", 4, 0, 0.3, now - timedelta(seconds=12), None, job_buckets, 1.98),
+            JobStats(
+                "cloudtrail",
+                3,
+                1,
+                1.2,
+                now - timedelta(seconds=40),
+                "ThrottlingException: Rate exceeded",
+                cumulative(JOB_DURATION_BUCKETS, [1.1, 1.2, 0.9]),
+                3.2,
+            ),
+            JobStats("evaluate", 0, 0, None, None, None),
+        ),
+        api_requests={("ec2", "DescribeSecurityGroupRules"): 8, ("cloudtrail", "LookupEvents"): 12},
+        api_errors={("cloudtrail", "LookupEvents", "ThrottlingException"): 1},
+        cloudtrail_lag_seconds={(ACCOUNT, REGION): 310.0},
+        owned_targets=((ACCOUNT, REGION),),
+    )
+
+
+def hostile_snapshot(now: datetime) -> Snapshot:
+    """The sample with a target group (and its gaps) renamed to markup: pages must escape it."""
+    base = sample_snapshot(now)
+    name = "<script>alert('tg')</script>"
+    tg = dataclasses.replace(base.target_groups[0], name=name, namespace="<b>ns</b>")
+
+    def rename(g: GapView) -> GapView:
+        if g.target_group_arn != tg.arn:
+            return g
+        return dataclasses.replace(g, target_group=name, namespace="<b>ns</b>", actor="<img src=x>")
+
+    return dataclasses.replace(
+        base,
+        target_groups=(tg, *base.target_groups[1:]),
+        open_gaps=tuple(rename(g) for g in base.open_gaps),
+        recent_gaps=tuple(rename(g) for g in base.recent_gaps),
+        last_gaps=tuple(rename(g) for g in base.last_gaps),
+    )
