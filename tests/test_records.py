@@ -121,7 +121,7 @@ def test_authorize_response_ids_attach_to_matching_rules_and_egress_is_dropped()
     # An egress entry with the first rule's key must not lend it its id.
     egress = dict(record["responseElements"]["securityGroupRuleSet"]["items"][0])
     egress.update(securityGroupRuleId="sgr-0egress", isEgress=True)
-    record["responseElements"]["securityGroupRuleSet"]["items"].insert(0, egress)
+    record["responseElements"]["securityGroupRuleSet"]["items"].append(egress)
     change = parsed(record)
     assert change.rules == (tcp_rule("0.0.0.0/0", "sgr-0world"), tcp_rule("10.0.0.0/16", "sgr-0vpc"))
 

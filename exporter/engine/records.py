@@ -591,17 +591,20 @@ def parse_record(
 
 def _gunzip(data: bytes, limit: int) -> bytes:
     """Decompress gzip (several members allowed), refusing output over `limit` bytes."""
-    out = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     pending = data
     while pending:
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         chunk_input = pending
         while True:
             try:
-                out += decompressor.decompress(chunk_input, limit - len(out) + 1)
+                chunk = decompressor.decompress(chunk_input, limit - size + 1)
             except zlib.error as error:
                 raise _Reject("not_gzip", f"corrupt gzip data: {error}") from None
-            if len(out) > limit:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
                 raise _Reject("too_large", f"decompressed payload is over the {limit} byte limit")
             if not decompressor.unconsumed_tail:
                 break
@@ -611,7 +614,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
         pending = decompressor.unused_data
         if pending and not pending.startswith(GZIP_MAGIC):
             break  # trailing padding after the last member, as gzip tools allow
-    return bytes(out)
+    return b"".join(chunks)
 
 
 def _contains_watched_name(text: bytes | str) -> bool:

@@ -1,0 +1,304 @@
+"""Hostile input: the record parser never raises and only ever rejects with a bounded reason."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import math
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.engine.changes import REJECTION_REASONS, Rejection
+from exporter.engine.records import (
+    MAX_DETAIL_CHARS,
+    UNEXPECTED_DETAIL_PREFIX,
+    WATCHED_EVENT_NAMES,
+    ParseResult,
+    iter_raw_records,
+    parse_payload,
+    parse_record,
+)
+from tests.cloudtrail_samples import (
+    authorize_record,
+    delete_group_record,
+    eventbridge_envelope,
+    lookup_result,
+    modify_rules_record,
+    modify_tg_attributes_record,
+    permission,
+    revoke_record,
+    rule_update,
+    trail_file,
+    trail_file_bytes,
+)
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | st.sampled_from(sorted(WATCHED_EVENT_NAMES))
+    | st.sampled_from(["items", "Records", "tcp", "-1", "10.0.0.0/8", "sgr-1", "2026-11-20T12:00:00Z"])
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "items",
+                    "eventName",
+                    "eventID",
+                    "eventTime",
+                    "Records",
+                    "Events",
+                    "CloudTrailEvent",
+                    "detail",
+                ]
+            )
+            | st.text(max_size=12),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+def valid_records() -> list[dict[str, Any]]:
+    perms = [permission(cidrs=["0.0.0.0/0", "10.0.1.0/24"], groups=["sg-0lbc"], cidrs6=["::/0"])]
+    return [
+        authorize_record("ev-a", permissions=perms, rule_ids=["sgr-1", "sgr-2", "sgr-3", "sgr-4"]),
+        authorize_record("ev-p", permissions=perms, plain_lists=True),
+        revoke_record("ev-r", permissions=perms, rule_ids=["sgr-1"], unknown_permissions=perms[:1]),
+        revoke_record("ev-i", rule_ids_request=["sgr-1", "sgr-2"], rule_ids_shape="dicts"),
+        modify_rules_record(
+            "ev-m", modifications=[rule_update("sgr-1", "80"), rule_update("sgr-2", group="sg-1")]
+        ),
+        modify_tg_attributes_record("ev-t", attributes={"preserve_client_ip.enabled": "true"}),
+        delete_group_record("ev-d"),
+    ]
+
+
+# Built once: the records carry random request ids, and hypothesis needs stable sizes.
+VALID_RECORDS = valid_records()
+TRAIL_PLAIN = trail_file_bytes(VALID_RECORDS, compress=False)
+TRAIL_GZIP = trail_file_bytes(VALID_RECORDS)
+
+
+def check_rejection(rejection: Rejection) -> None:
+    assert rejection.reason in REJECTION_REASONS
+    assert len(rejection.detail) <= MAX_DETAIL_CHARS
+    assert "\n" not in rejection.detail and "\r" not in rejection.detail
+    assert not rejection.detail.startswith(UNEXPECTED_DETAIL_PREFIX), rejection.detail
+
+
+def check_result(result: ParseResult) -> None:
+    for rejection in result.rejections:
+        check_rejection(rejection)
+    for change in result.changes:
+        assert change.meta.event_id and change.meta.event_name in WATCHED_EVENT_NAMES
+    assert result.ignored >= 0
+
+
+def check_record(value: Any) -> None:
+    result = parse_record(value)
+    if isinstance(result, Rejection):
+        check_rejection(result)
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (keys and indexes) to a node inside a JSON value."""
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found.extend(paths(child, (*prefix, key)))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found.extend(paths(child, (*prefix, index)))
+    return found
+
+
+DELETE = object()
+
+
+def mutate(record: dict[str, Any], path: tuple[Any, ...], replacement: Any) -> dict[str, Any]:
+    mutated = copy.deepcopy(record)
+    parent: Any = mutated
+    for step in path[:-1]:
+        parent = parent[step]
+    if replacement is DELETE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = replacement
+    return mutated
+
+
+# --- arbitrary values ------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(json_values)
+def test_arbitrary_json_values_never_raise(value: Any) -> None:
+    check_record(value)
+    check_result(parse_payload(value))
+    check_result(parse_payload(json.dumps(value)))
+    check_result(parse_payload(json.dumps(value).encode()))
+    for item in iter_raw_records(value):
+        if isinstance(item, Rejection):
+            check_rejection(item)
+
+
+@SETTINGS
+@given(json_values)
+def test_arbitrary_values_inside_a_record_shape_never_raise(value: Any) -> None:
+    for name in sorted(WATCHED_EVENT_NAMES):
+        record = {"eventName": name, "eventID": "ev-x", "eventTime": "2026-11-20T12:00:00Z"}
+        for key in ("requestParameters", "responseElements", "userIdentity"):
+            check_record({**record, key: value})
+        check_record({**record, "requestParameters": {"groupId": "sg-1", "ipPermissions": value}})
+        check_record({**record, "requestParameters": {"groupId": "sg-1", "securityGroupRuleIds": value}})
+        check_record({**record, "requestParameters": {"targetGroupArn": "arn:x", "attributes": value}})
+        request = {"ModifySecurityGroupRulesRequest": {"GroupId": "sg-1", "SecurityGroupRule": value}}
+        check_record({**record, "requestParameters": request})
+
+
+# --- mutated valid records -------------------------------------------------------------------
+
+
+@SETTINGS
+@given(st.data())
+def test_mutated_valid_records_never_raise(data: st.DataObject) -> None:
+    record = data.draw(st.sampled_from(VALID_RECORDS))
+    for _ in range(data.draw(st.integers(1, 3))):
+        candidates = paths(record)
+        if not candidates:
+            break
+        path = data.draw(st.sampled_from(candidates))
+        replacement = data.draw(st.just(DELETE) | json_values)
+        record = mutate(record, path, replacement)
+    check_record(record)
+    check_result(parse_payload(trail_file([record])))
+    check_result(parse_payload(eventbridge_envelope(record)))
+    check_result(parse_payload(lookup_result([record])))
+
+
+def test_valid_records_do_parse() -> None:
+    """The mutation test starts from records that parse (so mutations are what it explores)."""
+    result = parse_payload(trail_file(valid_records()))
+    assert len(result.changes) == len(valid_records()) and result.rejections == []
+
+
+# --- bytes -----------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(st.data())
+def test_truncated_trail_bytes_never_raise(data: st.DataObject) -> None:
+    payload = data.draw(st.sampled_from([TRAIL_PLAIN, TRAIL_GZIP]))
+    cut = data.draw(st.integers(0, len(payload)))
+    check_result(parse_payload(payload[:cut]))
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise(raw: bytes) -> None:
+    check_result(parse_payload(raw))
+    check_result(parse_payload(b"\x1f\x8b" + raw))
+    check_result(parse_payload(gzip.compress(raw)))
+
+
+@SETTINGS
+@given(st.binary(min_size=1, max_size=64), st.data())
+def test_corrupted_gzip_never_raises(noise: bytes, data: st.DataObject) -> None:
+    payload = bytearray(TRAIL_GZIP)
+    at = data.draw(st.integers(2, len(payload) - 1))
+    payload[at : at + len(noise)] = noise
+    result = parse_payload(bytes(payload))
+    check_result(result)
+
+
+@SETTINGS
+@given(st.text(max_size=200))
+def test_random_text_and_lines_never_raise(text: str) -> None:
+    check_result(parse_payload(text))
+    check_result(parse_payload(text + "\n" + json.dumps(authorize_record("ev-line")) + "\n" + text))
+
+
+# --- specific hostile shapes -----------------------------------------------------------------
+
+
+def test_deeply_nested_json_is_rejected() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    (rejection,) = parse_payload(deep).rejections
+    check_rejection(rejection)
+    assert rejection.reason == "not_json"
+
+
+def test_deeply_nested_python_values_are_rejected() -> None:
+    nested: Any = "leaf"
+    for _ in range(5000):
+        nested = [nested]
+    result = parse_payload(nested)
+    check_result(result)
+    assert [r.reason for r in result.rejections] == ["not_a_record"]
+    record = authorize_record("ev-deep")
+    record["requestParameters"]["extra"] = nested
+    rejection = parse_record(record)
+    assert isinstance(rejection, Rejection) and rejection.reason == "too_large"
+    check_rejection(rejection)
+
+
+def test_values_json_cannot_hold_are_rejected_not_raised() -> None:
+    cases: list[dict[str, Any]] = []
+    for value in (10**40, math.nan, float("inf"), object(), {1: "int key"}, "\ud800", b"bytes"):
+        record = authorize_record("ev-odd")
+        record["requestParameters"]["ipPermissions"]["items"][0]["fromPort"] = value
+        cases.append(record)
+    for record in cases:
+        result = parse_record(record)
+        assert isinstance(result, Rejection), result
+        check_rejection(result)
+
+
+def test_huge_strings_are_too_large_and_details_stay_short() -> None:
+    record = authorize_record("ev-huge")
+    record["eventTime"] = "9" * 1_000_000
+    rejection = parse_record(record)
+    assert isinstance(rejection, Rejection) and rejection.reason == "too_large"
+    line = json.dumps({"eventName": "DeleteSecurityGroup", "pad": "x" * 1_000_000})
+    result = parse_payload(line + "\n" + line)
+    assert [r.reason for r in result.rejections] == ["too_large", "too_large"]
+    check_result(result)
+
+
+def test_huge_port_and_time_values_are_rejected() -> None:
+    record = authorize_record("ev-port")
+    record["requestParameters"]["ipPermissions"]["items"][0]["fromPort"] = 10**30
+    record["requestParameters"]["ipPermissions"]["items"][0]["toPort"] = 10**30
+    rejection = parse_record(record)
+    assert isinstance(rejection, Rejection)
+    check_rejection(rejection)
+    for moment in (10**15, -(10**15), "0001-01-01T00:00:00+23:59", 1e300, "2026-13-01T00:00:00Z"):
+        timed = authorize_record("ev-time")
+        timed["eventTime"] = moment
+        result = parse_record(timed)
+        assert isinstance(result, Rejection) and result.reason == "bad_time", (moment, result)
+
+
+def test_wrappers_nested_in_themselves_stop() -> None:
+    value: Any = json.dumps(authorize_record("ev-wrapped"))
+    for _ in range(4):
+        value = {"Body": json.dumps({"Body": value})}
+    for _ in range(50):
+        value = {"Messages": [value]}
+    result = parse_payload(value)
+    assert [r.reason for r in result.rejections] == ["not_a_record"]
+    check_result(result)
