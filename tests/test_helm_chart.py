@@ -264,6 +264,13 @@ def test_cluster_role_grants_only_read_on_services_and_targetgroupbindings(
     ]
 
 
+def test_cluster_role_mirrors_docs_rbac(rendered: dict[str, list[Doc]]) -> None:
+    """docs/kubernetes-rbac.yaml says the chart mirrors its rules: keep them equal."""
+    documented = yaml.safe_load((ROOT / "docs" / "kubernetes-rbac.yaml").read_text())
+    assert documented["kind"] == "ClusterRole"
+    assert one(rendered["default"], "ClusterRole")["rules"] == documented["rules"]
+
+
 def test_every_container_is_locked_down(value_set: tuple[str, list[Doc]]) -> None:
     _, docs = value_set
     spec = pod_spec(docs)
