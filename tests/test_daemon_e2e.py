@@ -1,0 +1,170 @@
+"""The daemon end to end against a moto server: the incident driven through real API calls.
+
+Jobs are run by hand (not on the scheduler) with a manual clock, so the test says "60 s later"
+without sleeping; everything else is the real code path: boto3 over HTTP, LookupEvents,
+SQLite state, the snapshot, and the Prometheus exposition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from exporter.config import load_settings
+from exporter.daemon.assemble import Assembly, build_daemon
+from exporter.metrics import build_registry
+from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
+
+
+def _daemon(moto: MotoServer, state: Path, clock: ManualClock) -> Assembly:
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "cluster_name": "demo",
+            "targets": [{"region": "us-east-1"}],
+            "state": {"path": str(state)},
+            "kubernetes": {"enabled": "false"},
+            "cloudtrail": {"settle_seconds": 120, "overlap_seconds": 600},
+        },
+    )
+    return build_daemon(settings, endpoint_url=moto.url, clock=clock.now)
+
+
+def _metrics(assembly: Assembly) -> str:
+    return generate_latest(build_registry(assembly.daemon.snapshot)).decode()
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and line.split(" ")[0] != name:
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_incident_open_gap_then_explained_then_closed_survives_restart(
+    clean_moto: MotoServer, tmp_path: Path
+) -> None:
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    clock = ManualClock()
+    world = build_incident_world(ec2, elbv2, cluster="demo")
+    recorder = CloudTrailRecorder(LookupSink(clean_moto), clock)
+    recorder.attach(ec2, elbv2)
+    state = tmp_path / "state.sqlite3"
+
+    first = _daemon(clean_moto, state, clock)
+    first.daemon.run_all_once()
+    snap = first.daemon.snapshot()
+    assert snap.ready
+    assert [(tg.name, tg.mode, tg.namespace, tg.service) for tg in snap.target_groups] == [
+        (snap.target_groups[0].name, "legacy", "shop", "web")
+    ]
+    assert snap.open_gaps == ()
+    text = _metrics(first)
+    assert _sample(text, "sgchurn_target_group_reachability_ratio", flow="traffic") == 1.0
+
+    # The controller revokes 0.0.0.0/0 (break-before-make). The poll sees it before CloudTrail does.
+    clock.advance(10)
+    revoked_at = clock.now()
+    perm = [{"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=perm)
+    clock.advance(5)
+    first.daemon.run_job("inventory")
+    first.daemon.run_job("evaluate")
+    snap = first.daemon.snapshot()
+    assert {(g.flow, g.cause, g.explained) for g in snap.open_gaps} == {
+        ("traffic", "undetermined", False),
+        ("health_check", "undetermined", False),
+    }
+    text = _metrics(first)
+    assert _sample(text, "sgchurn_rule_gap_open", flow="traffic", namespace="shop", service="web") == 1.0
+    assert _sample(text, "sgchurn_target_group_reachability_ratio", flow="traffic") == 0.0
+
+    # CloudTrail delivers: the same open gaps now have exact start, cause and actor.
+    first.daemon.run_job("cloudtrail")
+    first.daemon.run_job("evaluate")
+    snap = first.daemon.snapshot()
+    assert {(g.flow, g.cause, g.start, g.actor) for g in snap.open_gaps} == {
+        ("traffic", "revoke_without_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
+        ("health_check", "revoke_without_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
+    }
+
+    # kill -9 stand-in: the process state is dropped without any shutdown; SQLite keeps what committed.
+    del first
+    second = _daemon(clean_moto, state, clock)
+    second.daemon.run_all_once()
+    assert {(g.flow, g.start) for g in second.daemon.snapshot().open_gaps} == {
+        ("traffic", revoked_at),
+        ("health_check", revoked_at),
+    }
+
+    # 60 s after the revoke the rule is authorized again: both gaps close, each counted once.
+    clock.advance(55)
+    ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=perm)
+    clock.advance(5)
+    for _ in range(2):
+        second.daemon.run_all_once()
+    snap = second.daemon.snapshot()
+    assert snap.open_gaps == ()
+    closed = {(g.flow, g.cause, g.duration_seconds, g.actor) for g in snap.recent_gaps}
+    assert closed == {
+        ("traffic", "revoke_before_authorize", 60.0, "eks-demo-aws-load-balancer-controller"),
+        ("health_check", "revoke_before_authorize", 60.0, "eks-demo-aws-load-balancer-controller"),
+    }
+    text = _metrics(second)
+    for flow in ("traffic", "health_check"):
+        assert _sample(text, "sgchurn_rule_gaps_total", flow=flow, cause="revoke_before_authorize") == 1.0
+        assert _sample(text, "sgchurn_rule_gap_last_duration_seconds", flow=flow) == 60.0
+    assert _sample(text, "sgchurn_rule_gap_open", flow="traffic") == 0.0
+    assert _sample(text, "sgchurn_cloudtrail_events_total", event_name="RevokeSecurityGroupIngress") == 1.0
+
+    # A third process on the same state: counters and history are intact, nothing is counted twice.
+    third = _daemon(clean_moto, state, clock)
+    third.daemon.run_all_once()
+    text = _metrics(third)
+    assert _sample(text, "sgchurn_rule_gaps_total", flow="traffic", cause="revoke_before_authorize") == 1.0
+    assert _sample(text, "sgchurn_cloudtrail_events_total", event_name="AuthorizeSecurityGroupIngress") == 1.0
+
+
+def test_unreachable_aws_keeps_serving_and_marks_the_source_down(tmp_path: Path) -> None:
+    clock = ManualClock()
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={"targets": [{"region": "us-east-1"}], "state": {"path": str(tmp_path / "s.db")}},
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            patch.setenv(key, value)
+        assembly = build_daemon(settings, endpoint_url="http://127.0.0.1:9", clock=clock.now)
+        assembly.daemon.run_all_once()
+    snap = assembly.daemon.snapshot()
+    assert not snap.ready
+    assert {s.source for s in snap.sources if not s.up} >= {"inventory"}
+    assert all(s.last_error for s in snap.sources if not s.up)
+    text = _metrics(assembly)
+    assert _sample(text, "sgchurn_up", source="inventory") == 0.0
+
+
+def test_corrupt_state_file_falls_back_to_memory_and_reset_moves_it_aside(tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite3"
+    state.write_bytes(b"this is not a database" * 100)
+    settings = load_settings(
+        None, environ={}, overrides={"targets": [{"region": "us-east-1"}], "state": {"path": str(state)}}
+    )
+    degraded = build_daemon(settings, endpoint_url="http://127.0.0.1:9")
+    assert (
+        degraded.state_error and "corrupt" in degraded.state_error and "--reset-state" in degraded.state_error
+    )
+    assert degraded.store.path == ":memory:"
+    fresh = build_daemon(settings, endpoint_url="http://127.0.0.1:9", reset_state=True)
+    assert fresh.state_error is None and fresh.store.path == str(state)
+    assert list(tmp_path.glob("state.sqlite3.corrupt-*"))
