@@ -21,9 +21,11 @@ $(TOOLS_STAMP): scripts/install-tools.sh
 
 tools: $(TOOLS_STAMP)
 
+LINTED := exporter tests $(wildcard benchmarks) $(wildcard scripts/*.py) $(wildcard dashboards/*.py) $(wildcard alerts/*.py)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check exporter tests benchmarks
-	$(VENV)/bin/ruff format --check exporter tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
