@@ -1,0 +1,521 @@
+"""Why a target group's targets are (or are not) admitted, rule by rule, at one moment.
+
+Pure: works on an inventory, a `RuleState` and changes handed in; reads no clock, does no I/O.
+
+`explain_target_group` answers, for each flow kind (traffic, health_check) and each target:
+admitted or not; when admitted, the rules that admit it (security group, rule id, description
+and the last recorded change of each rule: who and when); when not, the reason code from
+`flows.REASONS` and, for a partly covered source, the exact CIDRs left uncovered.
+`state_at` rebuilds the rule state at a past moment from an anchor inventory and changes, with
+the same rewind/apply the gap sweep uses. `render_text` is for people, `to_dict` for tools.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from exporter.engine.changes import Change, EventMeta
+from exporter.engine.flows import (
+    FLOW_KINDS,
+    PRESERVE_CLIENT_IP,
+    AdmissionChecker,
+    FlowKind,
+    Reason,
+    Requirement,
+    health_check_port,
+    preserve_client_ip,
+    requirements,
+    transport_protocols,
+)
+from exporter.engine.gaps import groups_by_target_group, load_balancer_of
+from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
+from exporter.engine.rules import Flow, Rule, uncovered
+from exporter.engine.timeline import RuleState, ordered_changes, rewind
+from exporter.engine.timeutil import format_time
+
+STACK_TAG = "service.k8s.aws/stack"
+
+PreserveOrigin = Literal["attribute", "default", "protocol"]
+
+
+class TargetNotFound(LookupError):
+    """No target group (or more than one, where one is needed) matches what was asked for."""
+
+
+class NotExplainable(ValueError):
+    """The target group exists but cannot be evaluated (for example: no load balancer known)."""
+
+
+# --- finding the target group -----------------------------------------------------------------
+
+
+def service_of(inventory: Inventory, target_group: TargetGroup) -> str | None:
+    """`namespace/service` of a target group: its Kubernetes binding, else its stack tag."""
+    binding = inventory.services.get(target_group.arn)
+    if binding is not None:
+        return f"{binding.namespace}/{binding.service}"
+    stack = target_group.tags.get(STACK_TAG)
+    return stack or None
+
+
+def find_target_groups(inventory: Inventory, target: str) -> list[TargetGroup]:
+    """Target groups matching a target group ARN, name, or `namespace/service` (all of its ports).
+
+    Raises TargetNotFound with a one-line message when nothing matches.
+    """
+    wanted = target.strip()
+    if not wanted:
+        raise TargetNotFound("empty target: give a target group name or ARN, or namespace/service")
+    found: list[TargetGroup] = []
+    if wanted.startswith("arn:"):
+        tg = inventory.target_groups.get(wanted)
+        found = [tg] if tg is not None else []
+    else:
+        found = [tg for tg in inventory.target_groups.values() if tg.name == wanted]
+        if not found and "/" in wanted:
+            found = [tg for tg in inventory.target_groups.values() if service_of(inventory, tg) == wanted]
+    if not found:
+        raise TargetNotFound(
+            f"no target group matches {wanted!r} (by ARN, name or namespace/service) "
+            f"among {len(inventory.target_groups)} known"
+        )
+    return sorted(found, key=lambda tg: (tg.name, tg.arn))
+
+
+# --- the state at a moment ---------------------------------------------------------------------
+
+
+def _watched_groups(inventory: Inventory) -> set[str]:
+    return {g for groups in groups_by_target_group(inventory).values() for g in groups}
+
+
+def state_at(inventory: Inventory, changes: Iterable[Change], at: datetime) -> RuleState:
+    """Rules and attributes in force at `at`: rewound to before the earliest change, then every
+    change with eventTime <= `at` applied (changes of one second are applied together).
+
+    Tracks the groups on the inventory's target ENIs, like the gap sweep; `last_change` holds,
+    for each rule touched by an applied change, the change's metadata.
+    """
+    ordered = ordered_changes(changes)
+    state = RuleState.from_inventory(inventory, watched_groups=_watched_groups(inventory))
+    rewind(state, ordered, inventory.taken_at)
+    for change in ordered:
+        if change.meta.event_time > at:
+            break
+        state.apply(change)
+    return state
+
+
+def current_state(inventory: Inventory, changes: Iterable[Change]) -> RuleState:
+    """The state after every change: the anchor, or later when changes follow it."""
+    ordered = ordered_changes(changes)
+    latest = max([inventory.taken_at, *(c.meta.event_time for c in ordered)])
+    return state_at(inventory, ordered, latest)
+
+
+# --- the explanation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """One rule in one security group, with the last recorded change to it (None: not in the events)."""
+
+    group_id: str
+    rule: Rule
+    last_change: EventMeta | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        change = self.last_change
+        return {
+            "security_group": self.group_id,
+            "rule_id": self.rule.rule_id,
+            "rule": self.rule.describe(),
+            "protocol": self.rule.protocol,
+            "from_port": self.rule.from_port,
+            "to_port": self.rule.to_port,
+            "source": self.rule.source.value,
+            "source_kind": self.rule.source.kind,
+            "description": self.rule.description,
+            "last_change": None if change is None else event_to_dict(change),
+        }
+
+
+def event_to_dict(meta: EventMeta) -> dict[str, Any]:
+    return {
+        "event": meta.event_name,
+        "event_id": meta.event_id,
+        "time": format_time(meta.event_time),
+        "actor": meta.actor.label,
+        "actor_arn": meta.actor.principal_arn,
+        "user_agent": meta.actor.user_agent,
+        "controller": meta.actor.is_controller,
+    }
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One flow kind at one target.
+
+    `rules`: when admitted, the rules that admit it; when not, the rules that admit part of the
+    failing flow's source. `port_rules`: for source_not_covered, the rules on the port that admit
+    other sources. `uncovered`: the CIDRs of the failing flow's source that nothing admits.
+    """
+
+    target_id: str
+    port: int
+    eni_id: str | None
+    security_groups: tuple[str, ...]
+    admitted: bool
+    reason: Reason | None = None
+    flow: Flow | None = None
+    uncovered: tuple[str, ...] = ()
+    rules: tuple[RuleRef, ...] = ()
+    port_rules: tuple[RuleRef, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target_id,
+            "port": self.port,
+            "eni": self.eni_id,
+            "security_groups": list(self.security_groups),
+            "admitted": self.admitted,
+            "reason": self.reason,
+            "flow": None if self.flow is None else self.flow.describe(),
+            "uncovered": list(self.uncovered),
+            "rules": [r.to_dict() for r in self.rules],
+            "port_rules": [r.to_dict() for r in self.port_rules],
+        }
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    kind: FlowKind
+    required: tuple[tuple[str, ...], ...]  # alternatives; each a tuple of "protocol from source"
+    targets: tuple[TargetResult, ...]
+
+    @property
+    def admitted(self) -> int:
+        return sum(1 for t in self.targets if t.admitted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flow": self.kind,
+            "required": [list(alt) for alt in self.required],
+            "targets_total": len(self.targets),
+            "targets_admitted": self.admitted,
+            "targets": [t.to_dict() for t in self.targets],
+        }
+
+
+@dataclass(frozen=True)
+class Explanation:
+    target_group_arn: str
+    target_group: str
+    load_balancer_arn: str
+    load_balancer: str
+    scheme: str
+    mode: str  # "sg" | "legacy"
+    target_type: str
+    protocol: str
+    preserve_client_ip: bool
+    preserve_origin: PreserveOrigin
+    service: str | None
+    at: datetime | None
+    flows: tuple[FlowResult, ...]
+
+    @property
+    def fully_admitted(self) -> bool:
+        return all(f.admitted == len(f.targets) for f in self.flows)
+
+    def flow(self, kind: FlowKind) -> FlowResult:
+        return next(f for f in self.flows if f.kind == kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_group_arn": self.target_group_arn,
+            "target_group": self.target_group,
+            "service": self.service,
+            "load_balancer_arn": self.load_balancer_arn,
+            "load_balancer": self.load_balancer,
+            "scheme": self.scheme,
+            "mode": self.mode,
+            "target_type": self.target_type,
+            "protocol": self.protocol,
+            "preserve_client_ip": self.preserve_client_ip,
+            "preserve_client_ip_from": self.preserve_origin,
+            "at": None if self.at is None else format_time(self.at),
+            "admitted": self.fully_admitted,
+            "flows": [f.to_dict() for f in self.flows],
+        }
+
+
+def _preserve_origin(target_group: TargetGroup, attributes: Mapping[str, str]) -> PreserveOrigin:
+    if target_group.protocol.upper() in ("UDP", "TCP_UDP", "QUIC", "TCP_QUIC"):
+        return "protocol"
+    return "attribute" if PRESERVE_CLIENT_IP in attributes else "default"
+
+
+def _required_text(requirement: Requirement) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(f"{proto} from {src}" for proto, src in alt) for alt in requirement.alternatives)
+
+
+def _size(networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> int:
+    return sum(n.num_addresses for n in networks)
+
+
+def contributing_rules(rules_by_group: Mapping[str, Sequence[Rule]], flow: Flow) -> list[tuple[str, Rule]]:
+    """The (group, rule) pairs that admit some of the flow, without redundant ones.
+
+    Security-group and prefix-list sources: every exact match. CIDR sources: widest first, a
+    rule kept only when it admits addresses the rules kept before it do not (so 0.0.0.0/0 alone
+    explains traffic from 0.0.0.0/0 even when subnet rules exist too).
+    """
+    candidates: list[tuple[str, Rule]] = []
+    for group_id in sorted(rules_by_group):
+        for rule in sorted(rules_by_group[group_id]):
+            if not rule.matches_port(flow.protocol, flow.port) or rule.source.kind != flow.source.kind:
+                continue
+            if flow.source.kind in ("sg", "prefix_list"):
+                if rule.source == flow.source:
+                    candidates.append((group_id, rule))
+            elif rule.source.network.overlaps(flow.source.network):
+                candidates.append((group_id, rule))
+    if flow.source.kind in ("sg", "prefix_list"):
+        return candidates
+    whole = [pair for pair in candidates if pair[1].source.network.supernet_of(flow.source.network)]  # type: ignore[arg-type]
+    if whole:
+        # One rule admits all of it: name the closest one (the subnet rule, not 0.0.0.0/0).
+        return [max(whole, key=lambda pair: (pair[1].source.network.prefixlen, pair[0]))]
+    candidates.sort(key=lambda pair: (pair[1].source.network.prefixlen, pair[0], pair[1]))
+    kept: list[tuple[str, Rule]] = []
+    missing = _size(uncovered([], flow))
+    for group_id, rule in candidates:
+        after = _size(uncovered([r for _, r in kept] + [rule], flow))
+        if after < missing:
+            kept.append((group_id, rule))
+            missing = after
+        if missing == 0:
+            break
+    return kept
+
+
+def _refs(pairs: Iterable[tuple[str, Rule]], state: RuleState) -> tuple[RuleRef, ...]:
+    seen: set[tuple[str, object]] = set()
+    refs: list[RuleRef] = []
+    for group_id, rule in pairs:
+        if (group_id, rule.key) in seen:
+            continue
+        seen.add((group_id, rule.key))
+        refs.append(RuleRef(group_id, rule, state.last_change.get((group_id, rule.key))))
+    return tuple(refs)
+
+
+def _explain_target(
+    checker: AdmissionChecker,
+    state: RuleState,
+    rules_by_group: Mapping[str, Sequence[Rule]],
+    target_id: str,
+    eni_id: str | None,
+    port: int,
+    alternatives: tuple[tuple[Flow, ...], ...],
+) -> TargetResult:
+    groups = checker.groups_of(eni_id) or ()
+    admission = checker.check(eni_id, alternatives)
+    present = {g: rules_by_group[g] for g in groups if g in rules_by_group}
+    if admission.admitted:
+        union = [r for rules in present.values() for r in rules]
+        chosen = next(
+            (alt for alt in alternatives if all(not uncovered(union, f) for f in alt)),
+            alternatives[0] if alternatives else (),
+        )
+        pairs = [pair for flow in chosen for pair in contributing_rules(present, flow)]
+        return TargetResult(target_id, port, eni_id, groups, True, rules=_refs(pairs, state))
+    flow = admission.flow
+    cidr_flow = flow is not None and flow.source.kind in ("cidr4", "cidr6")
+    partial: tuple[RuleRef, ...] = ()
+    others: tuple[RuleRef, ...] = ()
+    if flow is not None:
+        partial = _refs(contributing_rules(present, flow), state)
+        if admission.reason == "source_not_covered":
+            others = _refs(
+                (
+                    (g, r)
+                    for g, rules in sorted(present.items())
+                    for r in sorted(rules)
+                    if r.matches_port(flow.protocol, flow.port)
+                ),
+                state,
+            )
+    return TargetResult(
+        target_id,
+        port,
+        eni_id,
+        groups,
+        False,
+        reason=admission.reason,
+        flow=flow,
+        uncovered=tuple(str(n) for n in admission.uncovered) if cidr_flow else (),
+        rules=partial,
+        port_rules=others,
+    )
+
+
+def explain_target_group(
+    inventory: Inventory, tg_arn: str, state: RuleState, *, at: datetime | None = None
+) -> Explanation:
+    """Every target of the group, per flow kind, under the rules and attributes of `state`.
+
+    `at` is only recorded in the result (the moment `state` stands for). Raises TargetNotFound
+    for an unknown ARN and NotExplainable when none of the group's load balancers is known.
+    """
+    target_group = inventory.target_groups.get(tg_arn)
+    if target_group is None:
+        raise TargetNotFound(f"no target group {tg_arn!r} in the inventory")
+    lb = load_balancer_of(inventory, target_group)
+    if lb is None:
+        raise NotExplainable(f"target group {target_group.name} is not attached to a known load balancer")
+    attributes = state.attributes.get(tg_arn, dict(target_group.attributes))
+    reqs = requirements(inventory, target_group, lb, attributes)
+    rules_by_group = state.rules_by_group()
+    checker = AdmissionChecker(inventory, rules_by_group)
+    flows: list[FlowResult] = []
+    for kind in FLOW_KINDS:
+        results = []
+        for target in target_group.targets:
+            port = target.port if kind == "traffic" else health_check_port(target_group, target.port)
+            results.append(
+                _explain_target(
+                    checker,
+                    state,
+                    rules_by_group,
+                    target.target_id,
+                    target.eni_id,
+                    port,
+                    reqs[kind].flows(port),
+                )
+            )
+        flows.append(FlowResult(kind, _required_text(reqs[kind]), tuple(results)))
+    return Explanation(
+        target_group_arn=tg_arn,
+        target_group=target_group.name,
+        load_balancer_arn=lb.arn,
+        load_balancer=lb.name,
+        scheme=lb.scheme,
+        mode=lb.mode,
+        target_type=target_group.target_type,
+        protocol=target_group.protocol,
+        preserve_client_ip=preserve_client_ip(target_group, attributes),
+        preserve_origin=_preserve_origin(target_group, attributes),
+        service=service_of(inventory, target_group),
+        at=at,
+        flows=tuple(flows),
+    )
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def to_dict(explanation: Explanation) -> dict[str, Any]:
+    """The JSON-able form, for tools."""
+    return explanation.to_dict()
+
+
+def mode_text(lb: LoadBalancer | Explanation) -> str:
+    if lb.mode == "sg":
+        return "SG mode: the NLB has security groups; node rules reference them"
+    return "legacy mode: the NLB has no security groups; node rules name CIDRs"
+
+
+def rule_line(ref: RuleRef) -> str:
+    rule = ref.rule
+    parts = [f"{ref.group_id} {rule.rule_id or '(rule id unknown)'}: {rule.describe()}"]
+    if rule.description:
+        parts.append(f'"{rule.description}"')
+    change = ref.last_change
+    if change is None:
+        parts.append("- no change to it in the events")
+    else:
+        verb = "failed " if change.failed else ""
+        parts.append(
+            f"- {verb}{change.event_name} by {change.actor.label} at {format_time(change.event_time)}"
+            f" (event {change.event_id})"
+        )
+    return " ".join(parts)
+
+
+def _outcome_key(result: TargetResult) -> tuple[object, ...]:
+    return (
+        result.admitted,
+        result.reason,
+        result.flow,
+        result.uncovered,
+        tuple((r.group_id, r.rule, r.last_change) for r in result.rules),
+        tuple((r.group_id, r.rule) for r in result.port_rules),
+    )
+
+
+def _target_label(result: TargetResult) -> str:
+    where = result.eni_id or "no ENI"
+    groups = ",".join(result.security_groups) or "-"
+    return f"{result.target_id}:{result.port} ({where}; {groups})"
+
+
+def _reason_text(result: TargetResult) -> str:
+    flow = result.flow.describe() if result.flow is not None else "the flow"
+    reason = result.reason
+    if reason == "target_eni_not_found":
+        return "no network interface is known for the target"
+    if reason == "security_group_missing":
+        return "none of the ENI's security groups exists"
+    if reason == "no_rule_for_port":
+        return f"no rule admits {flow}: nothing matches the protocol and port"
+    if reason == "source_partly_covered":
+        return f"{flow} is only partly admitted; not admitted: {', '.join(result.uncovered)}"
+    return f"no rule admits {flow}"
+
+
+def render_text(explanation: Explanation) -> str:
+    """A readable report: one block per flow kind, targets with the same outcome grouped."""
+    e = explanation
+    lines = [
+        f"Target group {e.target_group}" + (f" (service {e.service})" if e.service else ""),
+        f"  arn            {e.target_group_arn}",
+        f"  load balancer  {e.load_balancer} ({e.scheme}; {mode_text(e)})",
+        f"  targets        {e.target_type}, {e.protocol} ({'/'.join(transport_protocols(e.protocol))})",
+        f"  preserve_client_ip  {'true' if e.preserve_client_ip else 'false'} "
+        + {
+            "attribute": "(target group attribute)",
+            "default": "(attribute absent: the AWS default)",
+            "protocol": "(always on for this protocol)",
+        }[e.preserve_origin],
+        f"  rules as of    {format_time(e.at) if e.at else 'the inventory'}",
+        f"  verdict        {'all targets admitted' if e.fully_admitted else 'NOT all targets admitted'}",
+    ]
+    for flow in e.flows:
+        lines.append("")
+        required = " | or | ".join(", ".join(alt) for alt in flow.required) or "nothing"
+        lines.append(f"{flow.kind}: {flow.admitted}/{len(flow.targets)} targets admitted")
+        lines.append(f"  required: {required}")
+        groups: dict[tuple[object, ...], list[TargetResult]] = {}
+        for result in flow.targets:
+            groups.setdefault(_outcome_key(result), []).append(result)
+        for results in groups.values():
+            first = results[0]
+            names = ", ".join(_target_label(r) for r in results)
+            if first.admitted:
+                lines.append(f"  ADMITTED  {names}")
+                lines.extend(f"    by {rule_line(ref)}" for ref in first.rules)
+            else:
+                lines.append(f"  NOT ADMITTED [{first.reason}]  {names}")
+                lines.append(f"    {_reason_text(first)}")
+                lines.extend(f"    partly by {rule_line(ref)}" for ref in first.rules)
+                if first.port_rules:
+                    lines.append("    rules on the port admit other sources only:")
+                    lines.extend(f"      {rule_line(ref)}" for ref in first.port_rules)
+        if not flow.targets:
+            lines.append("  (no registered targets)")
+    return "\n".join(lines) + "\n"
