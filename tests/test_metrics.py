@@ -48,7 +48,7 @@ def exposition(snapshot: Snapshot) -> str:
 
 def declared_types(text: str) -> dict[str, str]:
     """`# TYPE name type` lines: the exact family names exposed."""
-    return dict(m.groups() for m in re.finditer(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
+    return {name: kind for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE)}
 
 
 def samples(text: str) -> list[Sample]:

@@ -1,0 +1,461 @@
+"""The exporter's HTTP server: /metrics, probes, the landing page and a JSON view of the snapshot.
+
+A stdlib ThreadingHTTPServer in a background thread. Every request reads the current snapshot
+once through `get_snapshot` (the daemon swaps whole snapshots in), so a request never waits on AWS.
+
+Routes:
+  /metrics               Prometheus text (or OpenMetrics by Accept), gzip when accepted
+  /healthz               200 "ok" while the process serves (never behind basic auth)
+  /readyz                200 when Snapshot.ready, else 503 with a short reason (never behind basic auth)
+  /                      the landing page (exporter/web_page.py)
+  /target-groups/<name>  one target group's page, with an optional explanation
+  /api/snapshot.json     the snapshot as JSON, for tools
+
+Optional TLS (cert/key PEM files) and basic auth (user -> sha256 hex of the password).
+Access logs go to the `exporter.web` logger at DEBUG; nothing is printed per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import gzip
+import hashlib
+import hmac
+import json
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+from exporter.daemon.snapshot import GapView, HistogramState, Labels, Snapshot, TargetGroupView
+from exporter.engine.timeutil import format_time
+from exporter.metrics import build_registry
+from exporter.web_page import render_landing, render_not_found, render_target_group
+
+log = logging.getLogger(__name__)
+
+ExplainProvider = Callable[[str], str | None]
+
+#: Pages have no scripts: forbid them outright, allow only inline styles and inline SVG.
+_HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+_TARGET_GROUP_PREFIX = "/target-groups/"
+_REALM = "sg-churn-exporter"
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def readiness(snapshot: Snapshot) -> tuple[bool, str]:
+    """(ready, short reason) for /readyz. The reason names source kinds and jobs, not accounts."""
+    if snapshot.ready:
+        return True, "ready"
+    parts = []
+    down = sorted({s.source for s in snapshot.sources if not s.up})
+    if down:
+        parts.append("sources down: " + ", ".join(down))
+    waiting = sorted(j.job for j in snapshot.jobs if j.last_success is None)
+    if waiting:
+        parts.append("jobs without a success yet: " + ", ".join(waiting))
+    return False, "not ready: " + ("; ".join(parts) or "first pass not complete")
+
+
+def _labels(labels: Labels) -> dict[str, str]:
+    return dict(labels)
+
+
+def _gap(gap: GapView) -> dict[str, Any]:
+    return {
+        "key": gap.key,
+        "aws_account_id": gap.aws_account_id,
+        "aws_region": gap.aws_region,
+        "target_group_arn": gap.target_group_arn,
+        "target_group": gap.target_group,
+        "namespace": gap.namespace,
+        "service": gap.service,
+        "flow": gap.flow,
+        "start": format_time(gap.start),
+        "end": None if gap.end is None else format_time(gap.end),
+        "duration_seconds": gap.duration_seconds,
+        "cause": gap.cause,
+        "actor": gap.actor,
+        "actor_arn": gap.actor_arn,
+        "explained": gap.explained,
+    }
+
+
+def _target_group(tg: TargetGroupView) -> dict[str, Any]:
+    return {
+        "aws_account_id": tg.aws_account_id,
+        "aws_region": tg.aws_region,
+        "arn": tg.arn,
+        "name": tg.name,
+        "load_balancer": tg.load_balancer,
+        "scheme": tg.scheme,
+        "mode": tg.mode,
+        "target_type": tg.target_type,
+        "protocol": tg.protocol,
+        "namespace": tg.namespace,
+        "service": tg.service,
+        "cluster": tg.cluster,
+        "mapped_by": tg.mapped_by,
+        "preserve_client_ip": tg.preserve_client_ip,
+        "targets": tg.targets,
+        "flows": {
+            kind: {
+                "targets": status.targets,
+                "admitted": status.admitted,
+                "ratio": status.ratio,
+                "unadmitted_by_reason": dict(status.unadmitted_by_reason),
+            }
+            for kind, status in tg.flows.items()
+        },
+    }
+
+
+def _histogram(labels: Labels, hist: HistogramState) -> dict[str, Any]:
+    return {"labels": _labels(labels), "buckets": list(hist.buckets), "sum": hist.total, "count": hist.count}
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else format_time(moment)
+
+
+def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
+    """The snapshot as JSON-ready data (times as ISO 8601 UTC; label sets as objects)."""
+    return {
+        "generated_at": format_time(snapshot.generated_at),
+        "version": snapshot.version,
+        "shard": snapshot.shard,
+        "total_shards": snapshot.total_shards,
+        "ready": snapshot.ready,
+        "target_groups": [_target_group(tg) for tg in snapshot.target_groups],
+        "open_gaps": [_gap(g) for g in snapshot.open_gaps],
+        "recent_gaps": [_gap(g) for g in snapshot.recent_gaps],
+        "last_gaps": [_gap(g) for g in snapshot.last_gaps],
+        "counters": {
+            family: [{"labels": _labels(labels), "value": value} for labels, value in series.items()]
+            for family, series in snapshot.counters.items()
+        },
+        "gap_durations": [_histogram(labels, hist) for labels, hist in snapshot.gap_durations.items()],
+        "sources": [
+            {
+                "source": s.source,
+                "aws_account_id": s.aws_account_id,
+                "aws_region": s.aws_region,
+                "up": s.up,
+                "last_success": _time(s.last_success),
+                "last_error": s.last_error,
+            }
+            for s in snapshot.sources
+        ],
+        "jobs": [
+            {
+                "job": j.job,
+                "runs": j.runs,
+                "skipped": j.skipped,
+                "last_duration_seconds": j.last_duration_seconds,
+                "last_success": _time(j.last_success),
+                "last_error": j.last_error,
+                "duration_buckets": list(j.duration_buckets),
+                "duration_sum": j.duration_sum,
+            }
+            for j in snapshot.jobs
+        ],
+        "api_requests": [
+            {"service": service, "operation": operation, "count": count}
+            for (service, operation), count in snapshot.api_requests.items()
+        ],
+        "api_errors": [
+            {"service": service, "operation": operation, "code": code, "count": count}
+            for (service, operation, code), count in snapshot.api_errors.items()
+        ],
+        "cloudtrail_lag_seconds": [
+            {"aws_account_id": account, "aws_region": region, "seconds": lag}
+            for (account, region), lag in snapshot.cloudtrail_lag_seconds.items()
+        ],
+        "owned_targets": [
+            {"aws_account_id": account, "aws_region": region} for account, region in snapshot.owned_targets
+        ],
+    }
+
+
+def _normalise_users(users: Mapping[str, str] | None) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for name, digest in (users or {}).items():
+        text = digest.strip().lower()
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise ValueError(f"basic_auth_users[{name!r}]: expected the sha256 hex digest of the password")
+        out[name] = text.encode("ascii")
+    return out
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    app: WebServer
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.ssl_context is not None:
+            # The handshake runs in the request's own thread (_Handler.setup), so a slow or
+            # silent client cannot stall the accept loop.
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Resets, TLS handshake failures, timeouts: not worth a traceback on stderr.
+        log.debug("request from %s failed", client_address, exc_info=True)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "sg-churn-exporter"
+    sys_version = ""
+    timeout = 30  # seconds a connection may idle (socket timeout)
+
+    def setup(self) -> None:
+        self.request.settimeout(self.timeout)
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._handle(head=False)
+
+    def do_HEAD(self) -> None:
+        self._handle(head=True)
+
+    # -- responses -------------------------------------------------------------------------
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        head: bool,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _text(self, status: int, text: str, *, head: bool, headers: Mapping[str, str] | None = None) -> None:
+        self._send(status, text.encode(), "text/plain; charset=utf-8", head=head, headers=headers)
+
+    def _html(self, status: int, page: str, *, head: bool) -> None:
+        self._send(status, page.encode(), "text/html; charset=utf-8", head=head, headers=_HTML_HEADERS)
+
+    # -- auth ------------------------------------------------------------------------------
+
+    def _authorized(self) -> bool:
+        users = self.server.app.users
+        if not users:
+            return True
+        header = self.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return False
+        given = hashlib.sha256(password.encode("utf-8")).hexdigest().encode("ascii")
+        # Compare against a dummy for unknown users too, so timing does not tell which users exist.
+        expected = users.get(user, b"0" * 64)
+        return hmac.compare_digest(given, expected) and user in users
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _handle(self, *, head: bool) -> None:
+        try:
+            self._route(head=head)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            log.debug("client went away during %s", self.path)
+        except Exception:
+            log.exception("error serving %s", self.path)
+            with contextlib.suppress(OSError):
+                self._text(500, "internal error\n", head=head)
+
+    def _route(self, *, head: bool) -> None:
+        app = self.server.app
+        path = urlsplit(self.path).path
+        if path == "/healthz":
+            self._text(200, "ok\n", head=head)
+            return
+        if path == "/readyz":
+            ready, reason = readiness(app.get_snapshot())
+            self._text(200 if ready else 503, reason + "\n", head=head)
+            return
+        if not self._authorized():
+            self._text(
+                401,
+                "unauthorized\n",
+                head=head,
+                headers={"WWW-Authenticate": f'Basic realm="{_REALM}", charset="UTF-8"'},
+            )
+            return
+        if path == "/metrics":
+            self._metrics(head=head)
+            return
+        snapshot = app.get_snapshot()
+        now = app.clock()
+        if path in ("/", "/index.html"):
+            self._html(200, render_landing(snapshot, now), head=head)
+        elif path == "/api/snapshot.json":
+            body = json.dumps(snapshot_to_json(snapshot), indent=1).encode()
+            self._send(200, body, "application/json", head=head)
+        elif path.startswith(_TARGET_GROUP_PREFIX) and len(path) > len(_TARGET_GROUP_PREFIX):
+            name = unquote(path[len(_TARGET_GROUP_PREFIX) :])
+            page = render_target_group(snapshot, name, now, app.explain(name))
+            if page is None:
+                self._html(404, render_not_found(snapshot, name, now), head=head)
+            else:
+                self._html(200, page, head=head)
+        else:
+            self._text(404, "not found\n", head=head)
+
+    def _metrics(self, *, head: bool) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        body = encoder(self.server.app.registry)
+        headers: dict[str, str] = {}
+        if gzip_accepted(self.headers.get("Accept-Encoding", "")):
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        self._send(200, body, content_type, head=head, headers=headers)
+
+
+class WebServer:
+    """The HTTP server in a background thread.
+
+    get_snapshot: returns the current snapshot (cheap, non-blocking; called once per request).
+    port: 0 picks a free port; read `.port` after `start()`.
+    tls_cert_file / tls_key_file: PEM files; with a cert the server speaks only HTTPS.
+    basic_auth_users: user -> sha256 hex digest of the password; /healthz and /readyz stay open.
+    explain_provider: name -> plain text explaining that target group (escaped on the page), or None.
+    clock: the "now" pages are rendered at (tests pin it).
+    """
+
+    def __init__(
+        self,
+        get_snapshot: Callable[[], Snapshot],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
+        basic_auth_users: Mapping[str, str] | None = None,
+        explain_provider: ExplainProvider | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if tls_key_file and not tls_cert_file:
+            raise ValueError("web.tls_key_file needs web.tls_cert_file")
+        self.get_snapshot = get_snapshot
+        self.host = host
+        self.requested_port = port
+        self.users = _normalise_users(basic_auth_users)
+        self.explain_provider = explain_provider
+        self.clock = clock
+        self.registry = build_registry(get_snapshot)
+        self._ssl_context: ssl.SSLContext | None = None
+        if tls_cert_file:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(tls_cert_file, tls_key_file)
+            self._ssl_context = context
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self._ssl_context is not None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("WebServer.port is known after start()")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        if host in ("0.0.0.0", "[::]", ""):
+            host = "127.0.0.1"
+        return f"{scheme}://{host}:{self.port}"
+
+    def explain(self, name: str) -> str | None:
+        if self.explain_provider is None:
+            return None
+        try:
+            return self.explain_provider(name)
+        except Exception as exc:
+            log.warning("explain_provider failed for %r", name, exc_info=True)
+            return f"The explanation could not be built: {type(exc).__name__}"
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread. Raises OSError when the address is taken."""
+        if self._server is not None:
+            raise RuntimeError("WebServer already started")
+        server_class = _Server6 if ":" in self.host else _Server
+        server = server_class((self.host, self.requested_port), _Handler)
+        server.app = self
+        server.ssl_context = self._ssl_context
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web", daemon=True
+        )
+        self._thread.start()
+        log.info("serving on %s", self.url)
+
+    def stop(self) -> None:
+        """Stop accepting, close the socket and wait for the serving thread."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> WebServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
