@@ -1,0 +1,188 @@
+"""The alert rules: promtool accepts them and their unit tests pass, every alert is documented.
+
+promtool is a real dependency (scripts/install-tools.sh installs it): a missing binary fails these
+tests, it does not skip them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "alerts" / "sgchurn.rules.yml"
+UNIT_TESTS = sorted((ROOT / "alerts" / "tests").glob("*.yml"))
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+RUNBOOK_BASE = "https://github.com/sg-churn-exporter/sg-churn-exporter/blob/main/docs/runbooks.md"
+SEVERITIES = {"page", "warning", "info"}
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool not found: run `make tools` (scripts/install-tools.sh)")
+    return path
+
+
+def _rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def _alerts() -> list[dict[str, Any]]:
+    return [rule for rule in _rules() if "alert" in rule]
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def _runbook_anchors() -> set[str]:
+    anchors: set[str] = set()
+    for line in RUNBOOKS.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"#{1,6} (.+)", line)
+        if m:
+            anchors.add(github_anchor(m.group(1)))
+    return anchors
+
+
+def _load_renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "render_prometheusrule", ROOT / "alerts" / "render_prometheusrule.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_promtool_check_rules() -> None:
+    result = subprocess.run(
+        [_promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert len(UNIT_TESTS) >= 4
+    result = subprocess.run(
+        [_promtool(), "test", "rules", *map(str, UNIT_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT / "alerts" / "tests",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(UNIT_TESTS), result.stdout
+
+
+def test_every_alert_is_tested_firing_and_silent() -> None:
+    fired: set[str] = set()
+    silent: set[str] = set()
+    for path in UNIT_TESTS:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert doc["rule_files"] == ["../sgchurn.rules.yml"], path
+        for test in doc["tests"]:
+            for case in test.get("alert_rule_test", []):
+                (fired if case.get("exp_alerts") else silent).add(case["alertname"])
+    names = {rule["alert"] for rule in _alerts()}
+    assert names - fired == set(), "never seen firing in alerts/tests"
+    assert names - silent == set(), "never seen staying silent in alerts/tests"
+
+
+def test_every_alert_has_severity_summary_description_and_runbook() -> None:
+    anchors = _runbook_anchors()
+    alerts = _alerts()
+    assert len({rule["alert"] for rule in alerts}) >= 13
+    for rule in alerts:
+        name = rule["alert"]
+        assert rule.get("labels", {}).get("severity") in SEVERITIES, name
+        annotations = rule.get("annotations", {})
+        for key in ("summary", "description", "runbook_url"):
+            assert str(annotations.get(key, "")).strip(), f"{name}: no {key}"
+        base, _, anchor = annotations["runbook_url"].partition("#")
+        assert base == RUNBOOK_BASE, name
+        assert anchor == name.lower(), f"{name}: runbook anchor {anchor!r}"
+        assert anchor in anchors, f"{name}: docs/runbooks.md has no section #{anchor}"
+
+
+def test_page_alerts_are_the_outage_ones() -> None:
+    pages = {rule["alert"] for rule in _alerts() if rule["labels"]["severity"] == "page"}
+    assert pages == {"SGChurnTargetGroupUnreachable", "SGChurnRuleGapOpen"}
+    closed = next(rule for rule in _alerts() if rule["alert"] == "SGChurnRuleGapClosedRecently")
+    assert "for" not in closed, "even a short gap is an outage: no `for`"
+
+
+def test_runbooks_have_one_section_per_alert_and_links_resolve() -> None:
+    text = RUNBOOKS.read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (SGChurn\w+)$", text, flags=re.MULTILINE))
+    assert sections == {rule["alert"] for rule in _alerts()}
+    anchors = _runbook_anchors()
+    for link in re.findall(r"\]\(#([^)]+)\)", text):
+        assert link in anchors, f"docs/runbooks.md links to missing #{link}"
+
+
+def test_recording_rules_are_used() -> None:
+    records = [rule["record"] for rule in _rules() if "record" in rule]
+    exprs = " ".join(rule["expr"] for rule in _alerts())
+    for record in records:
+        assert record in exprs, f"recording rule {record} is not used by any alert"
+
+
+def test_rendered_prometheusrule_wraps_the_same_groups(tmp_path: Path) -> None:
+    renderer = _load_renderer()
+    out = tmp_path / "prometheusrule.yaml"
+    assert renderer.main(["--namespace", "monitoring", "--label", "release=kps", "--output", str(out)]) == 0
+    manifest = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
+    assert manifest["kind"] == "PrometheusRule"
+    assert manifest["metadata"]["namespace"] == "monitoring"
+    assert manifest["metadata"]["labels"]["release"] == "kps"
+    source = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    assert manifest["spec"]["groups"] == source["groups"]
+    # and what it wraps is still a valid rule file
+    rules_copy = tmp_path / "copy.rules.yml"
+    rules_copy.write_text(yaml.safe_dump({"groups": manifest["spec"]["groups"]}), encoding="utf-8")
+    result = subprocess.run(
+        [_promtool(), "check", "rules", str(rules_copy)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rendered_prometheusrule_rebases_runbook_urls() -> None:
+    renderer = _load_renderer()
+    text = renderer.render([RULES], runbook_base_url="https://wiki.example.com/sgchurn")
+    manifest = yaml.safe_load(text)
+    urls = [
+        rule["annotations"]["runbook_url"]
+        for group in manifest["spec"]["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert urls
+    for url in urls:
+        assert re.fullmatch(r"https://wiki\.example\.com/sgchurn#sgchurn\w+", url), url
+
+
+def test_renderer_cli_runs_standalone() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "alerts" / "render_prometheusrule.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["kind"] == "PrometheusRule"
