@@ -55,7 +55,11 @@ class Source:
 
 @dataclass(frozen=True, order=True)
 class Rule:
-    """One ingress permission. `from_port`/`to_port` are -1 for all ports (protocol -1 or icmp)."""
+    """One ingress permission. `from_port`/`to_port` are -1 for all ports (protocol -1 or icmp).
+
+    The protocol is stored normalized ("6" and "TCP" become "tcp"), so `key`, equality and
+    `matches_port` agree whatever spelling the caller used.
+    """
 
     protocol: str
     from_port: int
@@ -63,6 +67,9 @@ class Rule:
     source: Source
     rule_id: str | None = None
     description: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protocol", normalize_protocol(self.protocol))
 
     @property
     def key(self) -> tuple[str, int, int, Source]:
@@ -73,7 +80,7 @@ class Rule:
         """True when this rule's protocol and port range include (protocol, port)."""
         if self.protocol == ALL_PROTOCOLS:
             return True
-        if self.protocol != protocol:
+        if self.protocol != normalize_protocol(protocol):
             return False
         if self.from_port == -1 and self.to_port == -1:
             return True
@@ -92,11 +99,14 @@ class Rule:
 
 @dataclass(frozen=True, order=True)
 class Flow:
-    """A flow a target must admit: protocol, destination port and one source."""
+    """A flow a target must admit: protocol (stored normalized), destination port and one source."""
 
     protocol: str
     port: int
     source: Source
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protocol", normalize_protocol(self.protocol))
 
     def describe(self) -> str:
         return f"{self.protocol}/{self.port} from {self.source}"
