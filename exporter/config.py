@@ -140,7 +140,9 @@ def _coerce(value: Any, kind: Any, path: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(path, f"must be a number, not {value!r}") from None
     if kind is str:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
+        if isinstance(value, bool):  # YAML `enabled: true` where the field takes auto|true|false
+            return "true" if value else "false"
+        if isinstance(value, str | int | float):
             return str(value)
         raise ConfigError(path, f"must be a string, not {type(value).__name__}")
     if kind == str | None:
