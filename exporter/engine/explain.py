@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from exporter.engine.changes import Change, EventMeta
+from exporter.engine.changes import AttributeChange, Change, EventMeta, RuleChange
 from exporter.engine.flows import (
     FLOW_KINDS,
     PRESERVE_CLIENT_IP,
@@ -34,7 +34,7 @@ from exporter.engine.flows import (
 from exporter.engine.gaps import groups_by_target_group, load_balancer_of
 from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
 from exporter.engine.rules import Flow, Rule, uncovered
-from exporter.engine.timeline import RuleState, ordered_changes, rewind
+from exporter.engine.timeline import RuleKey, RuleState, ordered_changes, rewind
 from exporter.engine.timeutil import format_time
 
 STACK_TAG = "service.k8s.aws/stack"
@@ -107,7 +107,42 @@ def state_at(inventory: Inventory, changes: Iterable[Change], at: datetime) -> R
         if change.meta.event_time > at:
             break
         state.apply(change)
+    _adopt_inventory_ids(state, inventory, ordered, at)
     return state
+
+
+def _adopt_inventory_ids(state: RuleState, inventory: Inventory, ordered: list[Change], at: datetime) -> None:
+    """Give rules rebuilt from records without rule ids the id the inventory knows, when it is the
+    same rule: nothing touched that group and key between `at` and the inventory's time.
+
+    (A rule revoked and re-authorized in between is another rule with another id.)
+    """
+    low, high = sorted((at, inventory.taken_at))
+    touched_keys: set[tuple[str, object]] = set()
+    touched_groups: set[str] = set()
+    for change in ordered:
+        if not low < change.meta.event_time <= high or change.meta.failed:
+            continue
+        if isinstance(change, RuleChange) and not change.rule_ids:
+            touched_keys.update((change.group_id, r.key) for r in change.rules)
+        elif not isinstance(change, AttributeChange):
+            touched_groups.add(change.group_id)  # by rule id, modification, deletion: any rule of it
+    for group_id, rules in state.rules.items():
+        sg = inventory.security_groups.get(group_id)
+        if sg is None or group_id in touched_groups:
+            continue
+        known: dict[RuleKey, Rule] = {r.key: r for r in sg.rules}
+        for key, rule in list(rules.items()):
+            anchor = known.get(key)
+            if rule.rule_id is None and anchor is not None and (group_id, key) not in touched_keys:
+                rules[key] = Rule(
+                    rule.protocol,
+                    rule.from_port,
+                    rule.to_port,
+                    rule.source,
+                    anchor.rule_id,
+                    rule.description if rule.description is not None else anchor.description,
+                )
 
 
 def current_state(inventory: Inventory, changes: Iterable[Change]) -> RuleState:

@@ -1,0 +1,896 @@
+"""A read-only plan for flipping preserve_client_ip on one target group, in make-before-break order.
+
+Pure: works on an inventory, the current `RuleState` and the changes seen; no I/O, no clock.
+Nothing here is ever applied: the plan is AWS CLI text a person reviews.
+
+What the plan holds (DOMAIN.md):
+- the flows required after the change, and the rules to authorize BEFORE the attribute change
+  (on the security group the controller edits: the only one on the ENI, else the one tagged
+  kubernetes.io/cluster/<name>) and the controller-managed rules that become unneeded AFTER it;
+- what would happen if the controller applied the change itself: it changes the attribute
+  first and the rules later (attribute-first gap when the new sources are not admitted yet),
+  and before v2.12 it revokes before it authorizes (break-before-make gap) - judged from the
+  replacements and attribute-to-authorize lags it was seen doing in the given changes;
+- whether a safe in-place order exists; when not, blue/green is recommended.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from exporter.engine.changes import AttributeChange, Change, RuleChange
+from exporter.engine.explain import NotExplainable, TargetNotFound, service_of
+from exporter.engine.flows import (
+    FLOW_KINDS,
+    PRESERVE_CLIENT_IP,
+    FlowKind,
+    health_check_port,
+    preserve_client_ip,
+    requirements,
+)
+from exporter.engine.gaps import (
+    REPLACEMENT_WINDOW,
+    find_replacements,
+    groups_by_target_group,
+    load_balancer_of,
+)
+from exporter.engine.inventory import Inventory, NetworkInterface, TargetGroup
+from exporter.engine.rules import ALL_PROTOCOLS, Flow, Rule, admitting_rules, uncovered
+from exporter.engine.timeline import RuleKey, RuleState, ordered_changes
+
+LBC_DESCRIPTION = "elbv2.k8s.aws/targetGroupBinding=shared"
+CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
+#: EC2's default quota of inbound rules per security group (per IP family); accounts may raise it.
+DEFAULT_RULES_PER_GROUP = 60
+#: The first controller release that authorizes before it revokes (kubernetes-sigs/aws-load-balancer-controller#3639).
+MAKE_BEFORE_BREAK_SINCE = (2, 12, 0)
+TARGET_GROUP_ATTRIBUTES_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
+_ALWAYS_PRESERVING = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})
+_VERSION = re.compile(r"elbv2\.k8s\.aws/v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+RiskKind = Literal[
+    "attribute_first",
+    "break_before_make",
+    "rule_quota",
+    "edit_group_unknown",
+    "target_eni_unknown",
+]
+#: none: no gap; gap: a gap is expected (seen); likely_gap: expected from the controller version,
+#: duration not seen; unknown: cannot judge; blocker: the in-place order itself cannot be done safely.
+RiskLevel = Literal["none", "gap", "likely_gap", "unknown", "blocker"]
+StepAction = Literal["authorize", "modify_attribute", "revoke"]
+
+
+@dataclass(frozen=True)
+class RuleEdit:
+    """One rule to authorize or revoke on one group, and why (flow kinds, or what it admitted)."""
+
+    group_id: str
+    rule: Rule
+    purpose: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "security_group": self.group_id,
+            "rule_id": self.rule.rule_id,
+            "protocol": self.rule.protocol,
+            "from_port": self.rule.from_port,
+            "to_port": self.rule.to_port,
+            "source": self.rule.source.value,
+            "source_kind": self.rule.source.kind,
+            "description": self.rule.description,
+            "purpose": self.purpose,
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    action: StepAction
+    command: str
+    comment: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "command": self.command, "comment": self.comment}
+
+
+@dataclass(frozen=True)
+class Risk:
+    kind: RiskKind
+    level: RiskLevel
+    detail: str
+    flows: tuple[FlowKind, ...] = ()
+    max_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "level": self.level,
+            "flows": list(self.flows),
+            "max_seconds": self.max_seconds,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class ControllerEvidence:
+    """What the changes show about the controller: versions, replacement orders, attribute lags."""
+
+    versions: tuple[str, ...] = ()  # in event order, each once
+    make_before_break: int = 0
+    break_before_make: int = 0
+    longest_exposure_seconds: float | None = None  # of the break-before-make replacements
+    longest_attribute_lag_seconds: float | None = None  # attribute change -> controller authorize
+
+    @property
+    def latest_version(self) -> tuple[int, int, int] | None:
+        return _version_tuple(self.versions[-1]) if self.versions else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "versions": list(self.versions),
+            "make_before_break_seen": self.make_before_break,
+            "break_before_make_seen": self.break_before_make,
+            "longest_exposure_seconds": self.longest_exposure_seconds,
+            "longest_attribute_lag_seconds": self.longest_attribute_lag_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    target_group_arn: str
+    target_group: str
+    service: str | None
+    load_balancer: str
+    scheme: str
+    mode: str
+    region: str
+    current: bool
+    desired: bool
+    required_after: Mapping[FlowKind, tuple[tuple[str, ...], ...]]
+    edit_groups: tuple[tuple[str, str], ...]  # (group id, why this group: the ENIs it is chosen on)
+    authorize: tuple[RuleEdit, ...]
+    revoke: tuple[RuleEdit, ...]
+    steps: tuple[Step, ...]
+    risks: tuple[Risk, ...]  # if the controller applies the change, and blockers of the in-place order
+    evidence: ControllerEvidence
+    safe_in_place: bool
+    recommendation: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def changes_attribute(self) -> bool:
+        return self.current != self.desired
+
+    @property
+    def controller_gap_risks(self) -> tuple[Risk, ...]:
+        return tuple(r for r in self.risks if r.level in ("gap", "likely_gap", "unknown"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_group_arn": self.target_group_arn,
+            "target_group": self.target_group,
+            "service": self.service,
+            "load_balancer": self.load_balancer,
+            "scheme": self.scheme,
+            "mode": self.mode,
+            "region": self.region,
+            "attribute": PRESERVE_CLIENT_IP,
+            "current": self.current,
+            "desired": self.desired,
+            "changes_attribute": self.changes_attribute,
+            "required_after": {k: [list(alt) for alt in v] for k, v in self.required_after.items()},
+            "edit_groups": [{"security_group": g, "why": why} for g, why in self.edit_groups],
+            "authorize": [e.to_dict() for e in self.authorize],
+            "revoke": [e.to_dict() for e in self.revoke],
+            "steps": [s.to_dict() for s in self.steps],
+            "risks": [r.to_dict() for r in self.risks],
+            "controller_evidence": self.evidence.to_dict(),
+            "safe_in_place": self.safe_in_place,
+            "recommendation": self.recommendation,
+            "notes": list(self.notes),
+        }
+
+
+# --- controller evidence -----------------------------------------------------------------------
+
+
+def controller_version(user_agent: str | None) -> str | None:
+    """ "v2.7.1" from a user agent carrying elbv2.k8s.aws/v2.7.1, else None."""
+    match = _VERSION.search(user_agent or "")
+    if match is None:
+        return None
+    major, minor, patch = match.group(1), match.group(2), match.group(3) or "0"
+    return f"v{major}.{minor}.{patch}"
+
+
+def _version_tuple(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.lstrip("v").split(".")]
+    return (parts[0], parts[1], parts[2])
+
+
+def controller_evidence(inventory: Inventory, changes: Iterable[Change]) -> ControllerEvidence:
+    """The controller's behaviour as the changes show it (controller: by its user agent)."""
+    ordered = ordered_changes(changes)
+    versions: list[str] = []
+    for change in ordered:
+        version = controller_version(change.meta.actor.user_agent)
+        if version is not None and version not in versions:
+            versions.append(version)
+    replacements = [
+        r
+        for r in find_replacements(ordered)
+        if r.revoke.actor.is_controller or r.authorize.actor.is_controller
+    ]
+    bbm = [r for r in replacements if r.order == "break_before_make"]
+    groups_of_tg = groups_by_target_group(inventory)
+    lags: list[float] = []
+    for change in ordered:
+        if not isinstance(change, AttributeChange) or change.meta.failed:
+            continue
+        groups = groups_of_tg.get(change.target_group_arn, set())
+        start = change.meta.event_time
+        follow = next(
+            (
+                c
+                for c in ordered
+                if isinstance(c, RuleChange)
+                and c.action == "authorize"
+                and not c.meta.failed
+                and c.meta.actor.is_controller
+                and c.group_id in groups
+                and start <= c.meta.event_time <= start + REPLACEMENT_WINDOW
+            ),
+            None,
+        )
+        if follow is not None:
+            lags.append((follow.meta.event_time - start).total_seconds())
+    return ControllerEvidence(
+        versions=tuple(versions),
+        make_before_break=len(replacements) - len(bbm),
+        break_before_make=len(bbm),
+        longest_exposure_seconds=max((r.exposure_seconds for r in bbm), default=None),
+        longest_attribute_lag_seconds=max(lags, default=None),
+    )
+
+
+# --- which group to edit ----------------------------------------------------------------------
+
+
+def cluster_name(inventory: Inventory, target_group: TargetGroup) -> str | None:
+    binding = inventory.services.get(target_group.arn)
+    if binding is not None and binding.cluster:
+        return binding.cluster
+    return target_group.tags.get("elbv2.k8s.aws/cluster") or None
+
+
+def edit_group(inventory: Inventory, eni: NetworkInterface, cluster: str | None) -> tuple[str | None, str]:
+    """The group the controller edits on this ENI (DOMAIN.md), and why; (None, why not)."""
+    groups = tuple(eni.security_group_ids)
+    if len(groups) == 1:
+        return groups[0], "the only security group on the ENI"
+    if not groups:
+        return None, f"{eni.eni_id} has no security groups"
+    tagged: list[tuple[str, str]] = []
+    for group_id in groups:
+        sg = inventory.security_groups.get(group_id)
+        for key in sorted(sg.tags) if sg else ():
+            if key.startswith(CLUSTER_TAG_PREFIX) and (
+                cluster is None or key == CLUSTER_TAG_PREFIX + cluster
+            ):
+                tagged.append((group_id, key))
+                break
+    if len(tagged) == 1:
+        return tagged[0][0], f"tagged {tagged[0][1]} among {len(groups)} groups on the ENI"
+    wanted = CLUSTER_TAG_PREFIX + (cluster or "<name>")
+    return None, f"{len(groups)} groups on {eni.eni_id} and {len(tagged)} of them tagged {wanted}"
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def _rule_for(flow: Flow) -> Rule:
+    return Rule(flow.protocol, flow.port, flow.port, flow.source, None, LBC_DESCRIPTION)
+
+
+def _flow_key(flow: Flow) -> RuleKey:
+    return (flow.protocol, flow.port, flow.port, flow.source)
+
+
+@dataclass
+class _Target:
+    target_id: str
+    eni: NetworkInterface
+    group: str
+    ports: dict[FlowKind, int]
+
+
+def plan_attribute_change(
+    inventory: Inventory,
+    tg_arn: str,
+    state: RuleState,
+    changes: Sequence[Change] = (),
+    *,
+    preserve: bool,
+) -> Plan:
+    """Plan setting preserve_client_ip.enabled to `preserve` on one target group.
+
+    `state` is the rule and attribute state now (see explain.current_state); `changes` are the
+    events seen, used only to judge how the controller behaves. Raises TargetNotFound for an
+    unknown ARN and NotExplainable when the group's load balancer is unknown.
+    """
+    tg = inventory.target_groups.get(tg_arn)
+    if tg is None:
+        raise TargetNotFound(f"no target group {tg_arn!r} in the inventory")
+    lb = load_balancer_of(inventory, tg)
+    if lb is None:
+        raise NotExplainable(f"target group {tg.name} is not attached to a known load balancer")
+    attrs_now = dict(state.attributes.get(tg_arn, tg.attributes))
+    attrs_after = {**attrs_now, PRESERVE_CLIENT_IP: "true" if preserve else "false"}
+    current = preserve_client_ip(tg, attrs_now)
+    desired = preserve_client_ip(tg, attrs_after)
+    before = requirements(inventory, tg, lb, attrs_now)
+    after = requirements(inventory, tg, lb, attrs_after)
+    rules_by_group = state.rules_by_group()
+    evidence = controller_evidence(inventory, changes)
+    notes: list[str] = []
+    blockers: list[Risk] = []
+
+    # Targets, their ENIs and the group the controller edits on each.
+    cluster = cluster_name(inventory, tg)
+    targets: list[_Target] = []
+    edit_groups: dict[str, tuple[str, list[str]]] = {}
+    unknown_eni = [
+        t.target_id for t in tg.targets if inventory.network_interfaces.get(t.eni_id or "") is None
+    ]
+    undecided: list[str] = []
+    for target in tg.targets:
+        eni = inventory.network_interfaces.get(target.eni_id or "")
+        if eni is None:
+            continue
+        group, why = edit_group(inventory, eni, cluster)
+        if group is None:
+            undecided.append(why)
+            continue
+        enis = edit_groups.setdefault(group, (why, []))[1]
+        if eni.eni_id not in enis:
+            enis.append(eni.eni_id)
+        ports: dict[FlowKind, int] = {
+            "traffic": target.port,
+            "health_check": health_check_port(tg, target.port),
+        }
+        targets.append(_Target(target.target_id, eni, group, ports))
+    if unknown_eni:
+        blockers.append(
+            Risk(
+                "target_eni_unknown",
+                "blocker",
+                f"no network interface known for target(s) {', '.join(sorted(unknown_eni))}: "
+                "their rules cannot be planned",
+            )
+        )
+    if undecided:
+        blockers.append(
+            Risk(
+                "edit_group_unknown",
+                "blocker",
+                "cannot tell which security group the controller edits: " + "; ".join(sorted(set(undecided))),
+            )
+        )
+
+    def union(eni: NetworkInterface, without: set[tuple[str, RuleKey]]) -> list[Rule]:
+        return [
+            r for g in eni.security_group_ids for r in rules_by_group.get(g, []) if (g, r.key) not in without
+        ]
+
+    # What the controller wants on each edited group after the change (exact keys), and before.
+    desired_after: dict[str, set[RuleKey]] = {}
+    desired_before: dict[str, set[RuleKey]] = {}
+    for t in targets:
+        for kind in FLOW_KINDS:
+            for alt in after[kind].flows(t.ports[kind])[:1]:
+                desired_after.setdefault(t.group, set()).update(_flow_key(f) for f in alt)
+            for alt in before[kind].flows(t.ports[kind])[:1]:
+                desired_before.setdefault(t.group, set()).update(_flow_key(f) for f in alt)
+
+    # Rules other served target groups on the same ENIs rely on now: never planned for revoke.
+    others = _rules_used_by_others(inventory, state, tg_arn, set(edit_groups))
+
+    # Revoke: controller-managed rules of the edited groups that admitted this group's flows
+    # before and that the controller does not want after.
+    revoke: dict[tuple[str, RuleKey], RuleEdit] = {}
+    left_alone: dict[tuple[str, RuleKey], Rule] = {}
+    protected: dict[tuple[str, RuleKey], list[str]] = {}
+    for t in targets:
+        group_rules = rules_by_group.get(t.group, [])
+        for kind in FLOW_KINDS:
+            for alt in before[kind].flows(t.ports[kind]):
+                for flow in alt:
+                    for rule in admitting_rules(group_rules, flow):
+                        key = (t.group, rule.key)
+                        if rule.key in desired_after.get(t.group, set()):
+                            continue
+                        if rule.description != LBC_DESCRIPTION:
+                            left_alone[key] = rule
+                            continue
+                        if key in others:
+                            protected[key] = others[key]
+                            continue
+                        found = revoke.get(key)
+                        kinds = found.purpose.split(", ") if found else []
+                        if kind not in kinds:
+                            kinds.append(kind)
+                        revoke[key] = RuleEdit(t.group, rule, ", ".join(kinds))
+    revoked = set(revoke)
+
+    # Authorize: flows required after that the rules left after the revokes do not admit.
+    authorize: dict[tuple[str, RuleKey], RuleEdit] = {}
+    purposes: dict[tuple[str, RuleKey], list[str]] = {}
+    for t in targets:
+        remaining = union(t.eni, revoked)
+        for kind in FLOW_KINDS:
+            alternatives = after[kind].flows(t.ports[kind])
+            if not alternatives or any(all(not uncovered(remaining, f) for f in alt) for alt in alternatives):
+                continue
+            for flow in alternatives[0]:
+                if uncovered(remaining, flow):
+                    wanted = (t.group, _flow_key(flow))
+                    authorize.setdefault(wanted, RuleEdit(t.group, _rule_for(flow), ""))
+                    if kind not in purposes.setdefault(wanted, []):
+                        purposes[wanted].append(kind)
+    authorize = {
+        key: RuleEdit(edit.group_id, edit.rule, " and ".join(purposes[key]))
+        for key, edit in authorize.items()
+    }
+
+    # Risks if the controller applies the change itself (legacy mode; SG mode needs no rule change).
+    risks: list[Risk] = []
+    if current != desired:
+        first = _attribute_first_risk(targets, after, union, evidence)
+        if first is not None:
+            risks.append(first)
+        bbm = _break_before_make_risk(targets, after, union, revoked, evidence)
+        if bbm is not None:
+            risks.append(bbm)
+    quota = _quota_risk(rules_by_group, authorize.values())
+    if quota is not None:
+        blockers.append(quota)
+    risks.extend(blockers)
+    safe = not blockers
+
+    steps = _steps(inventory.region, tg_arn, current != desired, desired, authorize, revoke)
+    _notes(notes, inventory, tg, lb.mode, current, desired, authorize, desired_before, left_alone, protected)
+    required_after = {
+        kind: _required(after[kind].flows, [t.ports[kind] for t in targets]) for kind in FLOW_KINDS
+    }
+    return Plan(
+        target_group_arn=tg_arn,
+        target_group=tg.name,
+        service=service_of(inventory, tg),
+        load_balancer=lb.name,
+        scheme=lb.scheme,
+        mode=lb.mode,
+        region=inventory.region,
+        current=current,
+        desired=desired,
+        required_after=required_after,
+        edit_groups=tuple(
+            (group, f"{why}: {', '.join(sorted(enis))}") for group, (why, enis) in sorted(edit_groups.items())
+        ),
+        authorize=tuple(sorted(authorize.values(), key=_edit_order)),
+        revoke=tuple(sorted(revoke.values(), key=_edit_order)),
+        steps=steps,
+        risks=tuple(risks),
+        evidence=evidence,
+        safe_in_place=safe,
+        recommendation=_recommendation(lb.mode, current, desired, safe, risks, blockers, bool(authorize)),
+        notes=tuple(notes),
+    )
+
+
+def _edit_order(edit: RuleEdit) -> tuple[object, ...]:
+    return (edit.group_id, edit.rule.protocol, edit.rule.from_port, edit.rule.to_port, edit.rule.source)
+
+
+def _required(flows_for: Any, ports: Sequence[int]) -> tuple[tuple[str, ...], ...]:
+    """Alternatives of required flows over all targets' ports, as text."""
+    per_alt: dict[int, list[str]] = {}
+    for port in sorted(set(ports)):
+        for index, alt in enumerate(flows_for(port)):
+            texts = per_alt.setdefault(index, [])
+            texts.extend(f.describe() for f in alt if f.describe() not in texts)
+    return tuple(tuple(texts) for _, texts in sorted(per_alt.items()))
+
+
+def _rules_used_by_others(
+    inventory: Inventory, state: RuleState, tg_arn: str, groups: set[str]
+) -> dict[tuple[str, RuleKey], list[str]]:
+    """(group, rule key) -> names of other target groups whose current flows those rules admit."""
+    used: dict[tuple[str, RuleKey], list[str]] = {}
+    rules_by_group = state.rules_by_group()
+    for other in inventory.target_groups.values():
+        if other.arn == tg_arn:
+            continue
+        lb = load_balancer_of(inventory, other)
+        if lb is None:
+            continue
+        reqs = requirements(inventory, other, lb, state.attributes.get(other.arn, other.attributes))
+        for target in other.targets:
+            eni = inventory.network_interfaces.get(target.eni_id or "")
+            if eni is None:
+                continue
+            for group_id in set(eni.security_group_ids) & groups:
+                for kind in FLOW_KINDS:
+                    port = target.port if kind == "traffic" else health_check_port(other, target.port)
+                    for alt in reqs[kind].flows(port):
+                        for flow in alt:
+                            for rule in admitting_rules(rules_by_group.get(group_id, []), flow):
+                                names = used.setdefault((group_id, rule.key), [])
+                                if other.name not in names:
+                                    names.append(other.name)
+    return used
+
+
+def _not_admitted_kinds(
+    targets: Sequence[_Target],
+    after: Mapping[FlowKind, Any],
+    union: Any,
+    without: set[tuple[str, RuleKey]],
+) -> list[FlowKind]:
+    kinds: list[FlowKind] = []
+    for kind in FLOW_KINDS:
+        for t in targets:
+            rules = union(t.eni, without)
+            alternatives = after[kind].flows(t.ports[kind])
+            if alternatives and not any(all(not uncovered(rules, f) for f in alt) for alt in alternatives):
+                kinds.append(kind)
+                break
+    return kinds
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _attribute_first_risk(
+    targets: Sequence[_Target], after: Mapping[FlowKind, Any], union: Any, evidence: ControllerEvidence
+) -> Risk | None:
+    kinds = _not_admitted_kinds(targets, after, union, set())
+    if not kinds:
+        return Risk(
+            "attribute_first",
+            "none",
+            "the current rules already admit every flow required after the change, so changing the "
+            "attribute before the rules opens no gap",
+        )
+    lag = evidence.longest_attribute_lag_seconds
+    how_long = (
+        f"the longest the controller took from an attribute change to its authorize in the events: {_seconds(lag)}"
+        if lag is not None
+        else "how long is unknown: no attribute change followed by a controller authorize in the events"
+    )
+    return Risk(
+        "attribute_first",
+        "gap",
+        f"the controller changes the attribute first and the rules later: {' and '.join(kinds)} "
+        f"not admitted from the attribute change until it authorizes the new sources; {how_long}",
+        tuple(kinds),
+        lag,
+    )
+
+
+def _break_before_make_risk(
+    targets: Sequence[_Target],
+    after: Mapping[FlowKind, Any],
+    union: Any,
+    revoked: set[tuple[str, RuleKey]],
+    evidence: ControllerEvidence,
+) -> Risk | None:
+    if not revoked:
+        return None
+    kinds = tuple(_not_admitted_kinds(targets, after, union, revoked))
+    if not kinds:
+        return Risk(
+            "break_before_make",
+            "none",
+            "even if the old rules go first, the rules that stay admit every flow required after the change",
+        )
+    flows = " and ".join(kinds)
+    if evidence.break_before_make:
+        return Risk(
+            "break_before_make",
+            "gap",
+            f"the controller was seen revoking before authorizing ({evidence.break_before_make} time(s)); "
+            f"{flows} not admitted between its revoke and its authorize; longest exposure seen: "
+            f"{_seconds(evidence.longest_exposure_seconds or 0.0)}",
+            kinds,
+            evidence.longest_exposure_seconds,
+        )
+    if evidence.make_before_break:
+        return Risk(
+            "break_before_make",
+            "none",
+            f"the controller was seen authorizing before revoking ({evidence.make_before_break} time(s)); it "
+            "still revokes first when the group is at its rule quota (RulesPerSecurityGroupLimitExceeded)",
+            kinds,
+        )
+    version = evidence.latest_version
+    if version is not None and version < MAKE_BEFORE_BREAK_SINCE:
+        return Risk(
+            "break_before_make",
+            "likely_gap",
+            f"no replacement by the controller in the events, but its version {evidence.versions[-1]} revokes "
+            f"before it authorizes (fixed in v2.12.0): {flows} not admitted in between; how long is unknown "
+            "(about a minute in the reported incidents)",
+            kinds,
+        )
+    if version is not None:
+        return Risk(
+            "break_before_make",
+            "none",
+            f"no replacement by the controller in the events; its version {evidence.versions[-1]} authorizes "
+            "before it revokes, except at the rule quota",
+            kinds,
+        )
+    return Risk(
+        "break_before_make",
+        "unknown",
+        f"no replacement by the controller and no controller version in the events: if it revokes first "
+        f"(before v2.12.0), {flows} are not admitted until it authorizes; how long is unknown",
+        kinds,
+    )
+
+
+def _quota_risk(rules_by_group: Mapping[str, Sequence[Rule]], added: Iterable[RuleEdit]) -> Risk | None:
+    extra: dict[tuple[str, str], int] = {}
+    for edit in added:
+        family = "IPv6" if edit.rule.source.kind == "cidr6" else "IPv4"
+        extra[(edit.group_id, family)] = extra.get((edit.group_id, family), 0) + 1
+    over: list[str] = []
+    for (group_id, family), count in sorted(extra.items()):
+        existing = sum(
+            1
+            for r in rules_by_group.get(group_id, [])
+            if ("IPv6" if r.source.kind == "cidr6" else "IPv4") == family
+        )
+        if existing + count > DEFAULT_RULES_PER_GROUP:
+            over.append(f"{group_id} would hold {existing + count} {family} inbound rules")
+    if not over:
+        return None
+    return Risk(
+        "rule_quota",
+        "blocker",
+        f"authorizing before revoking needs room: {'; '.join(over)}, over the default quota of "
+        f"{DEFAULT_RULES_PER_GROUP} (unless the account's quota was raised, the authorize fails and "
+        "the controller falls back to revoking first)",
+    )
+
+
+def _permission(rules: Sequence[Rule], *, with_description: bool) -> str:
+    first = rules[0]
+    parts = [f"IpProtocol={first.protocol}"]
+    if first.protocol != ALL_PROTOCOLS:
+        parts += [f"FromPort={first.from_port}", f"ToPort={first.to_port}"]
+    lists: dict[str, list[str]] = {}
+    for rule in rules:
+        name, field_name = {
+            "cidr4": ("IpRanges", "CidrIp"),
+            "cidr6": ("Ipv6Ranges", "CidrIpv6"),
+            "sg": ("UserIdGroupPairs", "GroupId"),
+            "prefix_list": ("PrefixListIds", "PrefixListId"),
+        }[rule.source.kind]
+        entry = f"{field_name}={rule.source.value}"
+        if with_description and rule.description:
+            entry += ',Description="' + rule.description.replace('"', '\\"') + '"'
+        lists.setdefault(name, []).append("{" + entry + "}")
+    for name in ("IpRanges", "Ipv6Ranges", "UserIdGroupPairs", "PrefixListIds"):
+        if name in lists:
+            parts.append(f"{name}=[{','.join(lists[name])}]")
+    return ",".join(parts)
+
+
+def _region(region: str) -> str:
+    return f" --region {shlex.quote(region)}" if region else ""
+
+
+def _rule_commands(
+    verb: str, region: str, edits: Iterable[RuleEdit], *, with_description: bool
+) -> list[tuple[str, list[RuleEdit]]]:
+    by_permission: dict[tuple[str, str, int, int], list[RuleEdit]] = {}
+    for edit in sorted(edits, key=_edit_order):
+        rule = edit.rule
+        by_permission.setdefault((edit.group_id, rule.protocol, rule.from_port, rule.to_port), []).append(
+            edit
+        )
+    commands = []
+    for (group_id, *_), group_edits in by_permission.items():
+        permission = _permission([e.rule for e in group_edits], with_description=with_description)
+        command = (
+            f"aws ec2 {verb}-security-group-ingress{_region(region)} --group-id {shlex.quote(group_id)} "
+            f"--ip-permissions {shlex.quote(permission)}"
+        )
+        commands.append((command, group_edits))
+    return commands
+
+
+def _steps(
+    region: str,
+    tg_arn: str,
+    flips: bool,
+    desired: bool,
+    authorize: Mapping[tuple[str, RuleKey], RuleEdit],
+    revoke: Mapping[tuple[str, RuleKey], RuleEdit],
+) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    for command, edits in _rule_commands("authorize", region, authorize.values(), with_description=True):
+        what = "; ".join(f"{e.rule.describe()} for {e.purpose}" for e in edits)
+        steps.append(Step("authorize", command, f"before the change: {what}"))
+    if flips:
+        value = "true" if desired else "false"
+        steps.append(
+            Step(
+                "modify_attribute",
+                f"aws elbv2 modify-target-group-attributes{_region(region)} --target-group-arn "
+                f"{shlex.quote(tg_arn)} --attributes Key={PRESERVE_CLIENT_IP},Value={value}",
+                f"the change itself: {PRESERVE_CLIENT_IP}={value}",
+            )
+        )
+    for command, edits in _rule_commands("revoke", region, revoke.values(), with_description=False):
+        what = "; ".join(
+            f"{e.rule.rule_id or 'rule id unknown'}: {e.rule.describe()} (admitted {e.purpose} before)"
+            for e in edits
+        )
+        steps.append(Step("revoke", command, f"after the change, no longer needed: {what}"))
+    return tuple(steps)
+
+
+def _notes(
+    notes: list[str],
+    inventory: Inventory,
+    tg: TargetGroup,
+    mode: str,
+    current: bool,
+    desired: bool,
+    authorize: Mapping[tuple[str, RuleKey], RuleEdit],
+    desired_before: Mapping[str, set[RuleKey]],
+    left_alone: Mapping[tuple[str, RuleKey], Rule],
+    protected: Mapping[tuple[str, RuleKey], list[str]],
+) -> None:
+    value = "true" if desired else "false"
+    if tg.protocol.upper() in _ALWAYS_PRESERVING:
+        notes.append(
+            f"client IP preservation is always on for {tg.protocol} target groups: the attribute does not change it"
+        )
+    elif current == desired:
+        notes.append(f"{PRESERVE_CLIENT_IP} is already {value}: no attribute change")
+    if mode == "sg":
+        notes.append(
+            "SG mode: node rules reference the NLB's security groups whatever the attribute, so no rule "
+            "changes and no rule gap; client CIDRs are enforced on the NLB's own security group"
+        )
+    managed = tg.arn in inventory.services or any(
+        key in tg.tags
+        for key in ("elbv2.k8s.aws/cluster", "service.k8s.aws/stack", "service.k8s.aws/resource")
+    )
+    if managed and current != desired:
+        notes.append(
+            "this target group is managed by the AWS Load Balancer Controller: make the attribute change in "
+            f"the Service annotation {TARGET_GROUP_ATTRIBUTES_ANNOTATION}: {PRESERVE_CLIENT_IP}={value} "
+            "(the controller sets a directly changed attribute back), after the authorize step"
+        )
+    early = [e for key, e in authorize.items() if key[1] not in desired_before.get(e.group_id, set())]
+    if early:
+        notes.append(
+            "the controller owns rules described "
+            f"{LBC_DESCRIPTION} and does not want "
+            + ", ".join(e.rule.describe() for e in sorted(early, key=_edit_order))
+            + " until the attribute changes: a reconcile between the authorize step and the change may "
+            "revoke them, so make the change right after the authorize step and check with `explain`"
+        )
+    for (group_id, _key), rule in sorted(left_alone.items(), key=lambda item: (item[0][0], item[1])):
+        notes.append(
+            f"{group_id} {rule.rule_id or ''} {rule.describe()} is not controller-managed (description "
+            f"{rule.description!r}); it is left alone".replace("  ", " ")
+        )
+    for (group_id, _key), names in sorted(protected.items(), key=lambda item: (item[0][0], str(item[0][1]))):
+        notes.append(f"a rule on {group_id} is kept: target group(s) {', '.join(sorted(names))} rely on it")
+    notes.append("client IP preservation changes apply to new connections only")
+
+
+def _recommendation(
+    mode: str,
+    current: bool,
+    desired: bool,
+    safe: bool,
+    risks: Sequence[Risk],
+    blockers: Sequence[Risk],
+    has_authorize: bool,
+) -> str:
+    value = "true" if desired else "false"
+    blue_green = (
+        f"blue/green: create a new Service (a new NLB) with {PRESERVE_CLIENT_IP}={value}, move traffic "
+        "with weighted DNS, then delete the old Service"
+    )
+    if not safe:
+        why = "; ".join(b.detail for b in blockers)
+        return f"No safe in-place order: {why}. Use {blue_green}."
+    if current == desired and not has_authorize:
+        return "Nothing to do."
+    if mode == "sg":
+        return "Change it in place: no rule change is needed, so no rule gap."
+    controller_gap = [r for r in risks if r.level in ("gap", "likely_gap", "unknown")]
+    alone = (
+        " Leaving it to the controller alone risks a gap ("
+        + ", ".join(f"{r.kind}: {r.level}" for r in controller_gap)
+        + ")."
+        if controller_gap
+        else ""
+    )
+    return (
+        "In place is possible in this order: authorize, check with `explain` that every target admits the "
+        f"new flows, change the attribute, then revoke.{alone} Do it in a maintenance window; the option "
+        f"without any window is {blue_green}."
+    )
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def to_dict(plan: Plan) -> dict[str, Any]:
+    return plan.to_dict()
+
+
+def render_text(plan: Plan) -> str:
+    p = plan
+    old, new = ("true" if p.current else "false"), ("true" if p.desired else "false")
+    mode = "SG mode" if p.mode == "sg" else "legacy mode: no security groups on the NLB"
+    lines = [
+        f"Plan: {PRESERVE_CLIENT_IP} {old} -> {new} on {p.target_group}"
+        + (f" (service {p.service})" if p.service else ""),
+        f"  target group   {p.target_group_arn}",
+        f"  load balancer  {p.load_balancer} ({p.scheme}; {mode})",
+    ]
+    for group_id, why in p.edit_groups:
+        lines.append(f"  edit group     {group_id} ({why})")
+    lines += ["", "Required after the change:"]
+    for kind, alternatives in p.required_after.items():
+        text = " | or | ".join(", ".join(alt) for alt in alternatives) or "nothing"
+        lines.append(f"  {kind:<13} {text}")
+    lines += ["", "Commands, make-before-break (read-only: nothing has been run; review first):"]
+    if not p.steps:
+        lines.append("  (none)")
+    for number, step in enumerate(p.steps, start=1):
+        lines.append(f"  # {number}. {step.comment}")
+        lines.append(f"  {step.command}")
+    if not p.authorize and not p.revoke and p.changes_attribute:
+        lines.append("  (no rule change needed)")
+    lines += ["", "If the controller applies the change by itself:"]
+    controller = [r for r in p.risks if r.kind in ("attribute_first", "break_before_make")]
+    if not controller:
+        lines.append("  no rule change, no gap")
+    for risk in controller:
+        bound = "" if risk.max_seconds is None else f", up to {_seconds(risk.max_seconds)} seen"
+        lines.append(f"  {risk.kind}: {risk.level.upper()}{bound} - {risk.detail}")
+    blockers = [r for r in p.risks if r.level == "blocker"]
+    if blockers:
+        lines += ["", "Blocks the in-place order:"]
+        lines.extend(f"  {r.kind}: {r.detail}" for r in blockers)
+    ev = p.evidence
+    lines += [
+        "",
+        "Controller seen in the events: "
+        + (", ".join(ev.versions) if ev.versions else "no version")
+        + f"; replacements make-before-break {ev.make_before_break}, break-before-make {ev.break_before_make}",
+    ]
+    if p.notes:
+        lines += ["", "Notes:"]
+        lines.extend(f"  - {note}" for note in p.notes)
+    lines += [
+        "",
+        f"Verdict: {'safe in place' if p.safe_in_place else 'NO safe in-place order'}",
+        p.recommendation,
+    ]
+    return "\n".join(lines) + "\n"
