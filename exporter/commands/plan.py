@@ -1,0 +1,87 @@
+"""`plan`: the reviewed, make-before-break way to flip preserve_client_ip on a target group.
+
+Prints AWS CLI commands (authorize before the change, the attribute change, revoke after) and
+whether letting the controller do it would open a gap, judged from the --events. Read-only: it
+never runs the commands. Exit 2 with one line for an unknown target or unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from exporter.commands.explain import (
+    EXIT_USAGE,
+    AwsFailure,
+    UsageError,
+    _message,
+    add_source_arguments,
+    load_world,
+)
+from exporter.engine.explain import NotExplainable, TargetNotFound, current_state, find_target_groups
+from exporter.engine.plan import plan_attribute_change, render_text
+from exporter.engine.timeutil import format_time
+
+SETTABLE = ("preserve_client_ip", "preserve_client_ip.enabled")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "plan",
+        help="print a make-before-break plan (AWS CLI commands) for a preserve_client_ip change",
+        description="Plan a preserve_client_ip change: the rules to authorize before it and to revoke after "
+        "it, as AWS CLI commands to review, and the gap risk if the controller applies it. Read-only.",
+    )
+    add_source_arguments(parser)
+    parser.add_argument(
+        "--set",
+        dest="assignment",
+        required=True,
+        metavar="preserve_client_ip=true|false",
+        help="the attribute value wanted",
+    )
+    return parser
+
+
+def parse_assignment(text: str) -> bool:
+    key, sep, value = text.partition("=")
+    if not sep or key.strip() not in SETTABLE:
+        raise UsageError(f"--set {text!r}: expected preserve_client_ip=true or preserve_client_ip=false")
+    normalized = value.strip().lower()
+    if normalized not in ("true", "false"):
+        raise UsageError(f"--set {text!r}: the value must be true or false")
+    return normalized == "true"
+
+
+def run(args: argparse.Namespace) -> int:
+    prog = "plan"
+    try:
+        preserve = parse_assignment(args.assignment)
+        world = load_world(args, prog)
+        target_groups = find_target_groups(world.inventory, args.target)
+        state = current_state(world.inventory, world.changes)
+        plans = [
+            plan_attribute_change(world.inventory, tg.arn, state, world.changes, preserve=preserve)
+            for tg in target_groups
+        ]
+    except (UsageError, TargetNotFound, NotExplainable) as exc:
+        print(f"{prog}: {_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except AwsFailure as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.code
+    if args.format == "json":
+        document = {
+            "query": args.target,
+            "source": world.source,
+            "inventory_taken_at": format_time(world.inventory.taken_at),
+            "events": len(world.changes),
+            "read_only": True,
+            "plans": [p.to_dict() for p in plans],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print("\n".join(render_text(p) for p in plans), end="")
+    return 0
