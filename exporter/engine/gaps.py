@@ -165,8 +165,12 @@ def _classify(opener: Change | None, closer: Change | None) -> Cause:
     return "undetermined"
 
 
-def _pick_opener(batch: list[Change], group_ids: set[str], tg_arn: str) -> Change:
-    """The change in a batch that explains a target group's new failure: deletions and revokes first."""
+def _pick(batch: list[Change], group_ids: set[str], tg_arn: str, *, opening: bool) -> Change:
+    """The change in a batch that explains a target group's transition.
+
+    Opening a gap: deletions first, then modifications, revokes, attribute changes. Closing
+    one: authorizes first. Only changes touching the target group count, when there are any.
+    """
 
     def relevant(change: Change) -> bool:
         if isinstance(change, AttributeChange):
@@ -174,19 +178,13 @@ def _pick_opener(batch: list[Change], group_ids: set[str], tg_arn: str) -> Chang
         return change.group_id in group_ids
 
     candidates = [c for c in batch if relevant(c) and not c.meta.failed] or batch
-    rank = {GroupDeletion: 0, RuleModification: 1, RuleChange: 2, AttributeChange: 3}
-    return min(candidates, key=lambda c: (rank[type(c)], 0 if getattr(c, "action", "") == "revoke" else 1))
-
-
-def _pick_closer(batch: list[Change], group_ids: set[str], tg_arn: str) -> Change:
-    def relevant(change: Change) -> bool:
-        if isinstance(change, AttributeChange):
-            return change.target_group_arn == tg_arn
-        return change.group_id in group_ids
-
-    candidates = [c for c in batch if relevant(c) and not c.meta.failed] or batch
-    rank = {RuleChange: 0, RuleModification: 1, AttributeChange: 2, GroupDeletion: 3}
-    return min(candidates, key=lambda c: (rank[type(c)], 0 if getattr(c, "action", "") == "authorize" else 1))
+    if opening:
+        rank = {GroupDeletion: 0, RuleModification: 1, RuleChange: 2, AttributeChange: 3}
+        action = "revoke"
+    else:
+        rank = {RuleChange: 0, RuleModification: 1, AttributeChange: 2, GroupDeletion: 3}
+        action = "authorize"
+    return min(candidates, key=lambda c: (rank[type(c)], 0 if getattr(c, "action", "") == action else 1))
 
 
 def analyze(
@@ -256,10 +254,10 @@ def analyze(
                 key = (arn, kind)
                 admitted = kinds[kind].fully_admitted
                 if not admitted and key not in open_gaps:
-                    open_gaps[key] = (moment, _pick_opener(batch, groups_of_tg[arn], arn))
+                    open_gaps[key] = (moment, _pick(batch, groups_of_tg[arn], arn, opening=True))
                 elif admitted and key in open_gaps:
                     started, opener = open_gaps.pop(key)
-                    closer = _pick_closer(batch, groups_of_tg[arn], arn)
+                    closer = _pick(batch, groups_of_tg[arn], arn, opening=False)
                     gaps.append(_gap(inventory, arn, kind, started, moment, opener, closer))
     for (arn, kind), (started, opener) in open_gaps.items():
         gaps.append(_gap(inventory, arn, kind, started, None, opener, None))
