@@ -1,0 +1,385 @@
+"""explain: admitting rules and their attribution, reasons and uncovered CIDRs; offline and live."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.cli import main
+from exporter.engine.changes import Change
+from exporter.engine.explain import (
+    TargetNotFound,
+    current_state,
+    explain_target_group,
+    find_target_groups,
+    render_text,
+    state_at,
+)
+from exporter.engine.gaps import analyze
+from exporter.engine.inventory import Inventory
+from exporter.engine.timeutil import format_time
+from tests import cloudtrail_samples as samples
+from tests.awsworld import MotoServer, build_incident_world
+from tests.engine_world import (
+    NODE_PORT,
+    OPERATOR,
+    SUBNETS,
+    T0,
+    TG_ARN,
+    authorize,
+    incident_inventory,
+    revoke,
+    seconds,
+    set_preserve,
+    tcp,
+)
+
+LOW_HALF = tcp(NODE_PORT, "0.0.0.0/1", "sgr-0low")
+HIGH_HALF = tcp(NODE_PORT, "128.0.0.0/1", "sgr-0high")
+SUBNET_RULES = tuple(tcp(NODE_PORT, c, f"sgr-0sub{i}") for i, c in enumerate(SUBNETS))
+
+
+def split_world_after_the_revoke() -> Inventory:
+    """Described an hour after 128.0.0.0/1 was revoked: the low half and the subnet rules remain."""
+    return incident_inventory(node_rules=(LOW_HALF, *SUBNET_RULES), taken_at=T0 + seconds(3600))
+
+
+def split_changes() -> list[Change]:
+    return [
+        authorize("e-auth", T0, HIGH_HALF, actor=OPERATOR),
+        revoke("e-revoke", T0 + seconds(60), tcp(NODE_PORT, "128.0.0.0/1")),
+    ]
+
+
+def rule_ids(result: Any) -> list[str | None]:
+    return [ref.rule.rule_id for ref in result.rules]
+
+
+# --- pure ---------------------------------------------------------------------------------------
+
+
+def test_before_the_revoke_the_admitting_rules_are_named_with_the_actor_of_their_authorize() -> None:
+    inventory = split_world_after_the_revoke()
+    at = T0 + seconds(30)
+    explanation = explain_target_group(inventory, TG_ARN, state_at(inventory, split_changes(), at), at=at)
+
+    traffic = explanation.flow("traffic")
+    assert traffic.admitted == 2
+    for target in traffic.targets:
+        assert target.admitted and target.reason is None
+        assert rule_ids(target) == ["sgr-0low", "sgr-0high"]
+        high = target.rules[1]
+        assert high.group_id == "sg-node"
+        assert high.last_change is not None
+        assert (high.last_change.event_id, high.last_change.actor) == ("e-auth", OPERATOR)
+        assert target.rules[0].last_change is None  # never changed in the events
+    text = render_text(explanation)
+    assert "sgr-0high" in text and "by platform-admin at 2026-11-20T12:00:00Z" in text
+
+
+def test_during_the_gap_the_reason_is_partly_covered_and_the_uncovered_range_exact() -> None:
+    inventory = split_world_after_the_revoke()
+    at = T0 + seconds(61)
+    explanation = explain_target_group(inventory, TG_ARN, state_at(inventory, split_changes(), at), at=at)
+
+    traffic = explanation.flow("traffic")
+    assert traffic.admitted == 0
+    for target in traffic.targets:
+        assert target.reason == "source_partly_covered"
+        assert target.uncovered == ("128.0.0.0/1",)
+        assert target.flow is not None and str(target.flow.source) == "0.0.0.0/0"
+        assert rule_ids(target) == ["sgr-0low"]  # the part still admitted
+    # Health checks come from the subnets: still admitted, by the subnet rules themselves.
+    health = explanation.flow("health_check")
+    assert health.admitted == 2
+    assert {tuple(rule_ids(t)) for t in health.targets} == {("sgr-0sub0", "sgr-0sub1")}
+    assert not explanation.fully_admitted
+    assert "not admitted: 128.0.0.0/1" in render_text(explanation)
+
+
+CLIENTS = "203.0.113.0/24"
+
+
+@pytest.mark.parametrize(
+    ("revoked", "reason", "uncovered"),
+    [
+        ((LOW_HALF, HIGH_HALF), "no_rule_for_port", ("0.0.0.0/0",)),
+        ((LOW_HALF,), "source_partly_covered", ("0.0.0.0/1",)),
+    ],
+)
+def test_each_reason_from_the_rules_left(
+    revoked: tuple[Any, ...], reason: str, uncovered: tuple[str, ...]
+) -> None:
+    inventory = incident_inventory(node_rules=(LOW_HALF, HIGH_HALF))
+    changes = [revoke("e1", T0 + seconds(5), *revoked)]
+    traffic = explain_target_group(inventory, TG_ARN, current_state(inventory, changes)).flow("traffic")
+    assert {(t.reason, t.uncovered) for t in traffic.targets} == {(reason, uncovered)}
+
+
+def test_subnet_rules_leave_the_world_partly_covered_with_exact_holes() -> None:
+    inventory = incident_inventory(node_rules=(LOW_HALF, HIGH_HALF, *SUBNET_RULES))
+    changes = [revoke("e1", T0 + seconds(5), LOW_HALF, HIGH_HALF)]
+    target = (
+        explain_target_group(inventory, TG_ARN, current_state(inventory, changes)).flow("traffic").targets[0]
+    )
+    assert target.reason == "source_partly_covered"
+    holes = [ipaddress.ip_network(c) for c in target.uncovered]
+    assert sum(h.num_addresses for h in holes) == 2**32 - 2 * 256
+    assert not any(h.overlaps(ipaddress.ip_network(s)) for h in holes for s in SUBNETS)
+    assert rule_ids(target) == ["sgr-0sub0", "sgr-0sub1"]
+
+
+def test_source_not_covered_lists_the_rules_on_the_port() -> None:
+    clients = tcp(NODE_PORT, CLIENTS, "sgr-0clients")
+    inventory = incident_inventory(node_rules=(clients, *SUBNET_RULES), source_ranges=(CLIENTS,))
+    assert explain_target_group(inventory, TG_ARN, current_state(inventory, [])).fully_admitted
+    changes = [revoke("e1", T0 + seconds(5), clients)]
+    target = (
+        explain_target_group(inventory, TG_ARN, current_state(inventory, changes)).flow("traffic").targets[0]
+    )
+    assert (target.reason, target.uncovered, target.rules) == ("source_not_covered", (CLIENTS,), ())
+    assert {r.rule.rule_id for r in target.port_rules} == {"sgr-0sub0", "sgr-0sub1"}
+    assert [r.last_change for r in target.port_rules] == [None, None]
+
+
+def test_missing_eni_and_missing_group_reasons() -> None:
+    inventory = incident_inventory()
+    no_eni = dataclasses.replace(inventory, network_interfaces={})
+    result = explain_target_group(no_eni, TG_ARN, current_state(no_eni, []))
+    assert {t.reason for t in result.flow("traffic").targets} == {"target_eni_not_found"}
+    no_group = dataclasses.replace(inventory, security_groups={})
+    result = explain_target_group(no_group, TG_ARN, current_state(no_group, []))
+    assert {t.reason for t in result.flow("health_check").targets} == {"security_group_missing"}
+
+
+def test_state_at_agrees_with_the_gap_sweep_at_every_moment() -> None:
+    world = tcp(NODE_PORT, "0.0.0.0/0")
+    changes: list[Change] = [
+        set_preserve("e1", T0 + seconds(10), "false"),
+        revoke("e2", T0 + seconds(20), world),
+        authorize("e3", T0 + seconds(80), *(tcp(NODE_PORT, c) for c in SUBNETS)),
+    ]
+    inventory = incident_inventory()
+    gaps = analyze(inventory, changes).gaps
+    assert gaps  # the scenario has gaps to agree with
+    for offset in (0, 10, 19, 20, 50, 79, 80, 200):
+        at = T0 + seconds(offset)
+        explanation = explain_target_group(inventory, TG_ARN, state_at(inventory, changes, at), at=at)
+        for flow in explanation.flows:
+            in_gap = any(
+                g.flow == flow.kind and g.start <= at and (g.end is None or at < g.end) for g in gaps
+            )
+            assert (flow.admitted == len(flow.targets)) is not in_gap, (offset, flow.kind)
+    # And the attribute follows the timeline: preserve on before e1, off after.
+    assert explain_target_group(inventory, TG_ARN, state_at(inventory, changes, T0)).preserve_client_ip
+    late = state_at(inventory, changes, T0 + seconds(11))
+    assert not explain_target_group(inventory, TG_ARN, late).preserve_client_ip
+
+
+def test_rule_ids_from_the_inventory_are_kept_only_for_the_same_rule() -> None:
+    world = tcp(NODE_PORT, "0.0.0.0/0", "sgr-0world")
+    inventory = incident_inventory(node_rules=(world,), taken_at=T0 + seconds(600))
+    untouched = [authorize("e1", T0 + seconds(5), tcp(NODE_PORT, "10.9.0.0/16"))]
+    state = state_at(inventory, untouched, T0)
+    assert rule_ids(explain_target_group(inventory, TG_ARN, state).flow("traffic").targets[0]) == [
+        "sgr-0world"
+    ]
+    # Revoked and re-authorized after `at`: the rule at `at` was another one, its id unknown.
+    recreated = [
+        revoke("e1", T0 + seconds(5), tcp(NODE_PORT, "0.0.0.0/0")),
+        authorize("e2", T0 + seconds(9), tcp(NODE_PORT, "0.0.0.0/0")),
+    ]
+    state = state_at(inventory, recreated, T0)
+    assert rule_ids(explain_target_group(inventory, TG_ARN, state).flow("traffic").targets[0]) == [None]
+
+
+def test_find_target_groups_by_arn_name_and_service() -> None:
+    inventory = incident_inventory()
+    for query in (TG_ARN, "k8s-shop-web-abc", "shop/web"):
+        assert [tg.arn for tg in find_target_groups(inventory, query)] == [TG_ARN]
+    for query in ("shop/other", "nope", "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/y", " "):
+        with pytest.raises(TargetNotFound):
+            find_target_groups(inventory, query)
+
+
+def test_json_form_is_plain_data() -> None:
+    inventory = split_world_after_the_revoke()
+    at = T0 + seconds(61)
+    data = explain_target_group(inventory, TG_ARN, state_at(inventory, split_changes(), at), at=at).to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["at"] == format_time(at) and data["mode"] == "legacy" and data["admitted"] is False
+    traffic = data["flows"][0]
+    assert traffic["flow"] == "traffic" and traffic["targets_admitted"] == 0
+    assert traffic["targets"][0]["uncovered"] == ["128.0.0.0/1"]
+
+
+# --- the CLI, offline, from trail files ---------------------------------------------------------
+
+
+def write_inventory(path: Path, inventory: Inventory) -> Path:
+    """The inventory as a snapshot file, with the node group named as the sample records name it."""
+    path.write_text(json.dumps(inventory.to_dict()).replace('"sg-node"', f'"{samples.NODE_GROUP}"'))
+    return path
+
+
+def write_trail(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_bytes(samples.trail_file_bytes(records))
+    return path
+
+
+def at_text(offset: float) -> str:
+    return format_time(T0 + seconds(offset))
+
+
+def split_trail(tmp_path: Path) -> tuple[Path, Path]:
+    inventory = write_inventory(tmp_path / "inventory.json", split_world_after_the_revoke())
+    high = samples.permission(cidrs=["128.0.0.0/1"])
+    trail = write_trail(
+        tmp_path / "trail.json.gz",
+        [
+            samples.authorize_record(
+                "ev-auth", at_text(0), permissions=[high], rule_ids=["sgr-0fromtrail"], actor=samples.OPERATOR
+            ),
+            samples.revoke_record("ev-revoke", at_text(60), permissions=[high]),
+        ],
+    )
+    return inventory, trail
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_names_the_rule_and_its_authorizer_before_the_revoke(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory, trail = split_trail(tmp_path)
+    common = ("--inventory", str(inventory), "--events", str(trail))
+    code, out, err = run_cli(capsys, "explain", "shop/web", *common, "--at", at_text(30), "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["at"] == at_text(30) and document["events"] == 2
+    [explanation] = document["target_groups"]
+    traffic = explanation["flows"][0]
+    assert traffic["targets_admitted"] == 2
+    rules = traffic["targets"][0]["rules"]
+    high = next(r for r in rules if r["source"] == "128.0.0.0/1")
+    assert high["rule_id"] == "sgr-0fromtrail"
+    assert high["security_group"] == samples.NODE_GROUP
+    assert high["last_change"]["actor"] == "platform-admin"
+    assert high["last_change"]["event_id"] == "ev-auth"
+
+    code, out, _ = run_cli(capsys, "explain", "k8s-shop-web-abc", *common, "--at", at_text(30))
+    assert code == 0
+    assert "sgr-0fromtrail" in out and "AuthorizeSecurityGroupIngress by platform-admin" in out
+
+
+def test_cli_gives_the_reason_and_uncovered_range_during_the_gap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory, trail = split_trail(tmp_path)
+    code, out, err = run_cli(
+        capsys,
+        "explain",
+        TG_ARN,
+        "--inventory",
+        str(inventory),
+        "--events",
+        str(tmp_path),  # a folder works too
+        "--at",
+        at_text(90),
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    traffic = json.loads(out)["target_groups"][0]["flows"][0]
+    assert traffic["targets_admitted"] == 0
+    assert {(t["reason"], tuple(t["uncovered"])) for t in traffic["targets"]} == {
+        ("source_partly_covered", ("128.0.0.0/1",))
+    }
+    code, out, _ = run_cli(capsys, "explain", TG_ARN, "--inventory", str(inventory), "--events", str(trail))
+    assert code == 0
+    assert "NOT ADMITTED [source_partly_covered]" in out and "not admitted: 128.0.0.0/1" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "nope"], "no target group matches 'nope'"),
+        (["explain", "shop/web", "--at", "2026-11-20T12:00:00Z"], "--at needs --events"),
+        (["explain", "shop/web", "--events", "/nonexistent/trail.json"], "no such file or folder"),
+        (["explain", "shop/web", "--events", "TRAIL", "--at", "yesterday"], "not an ISO 8601 time"),
+    ],
+)
+def test_cli_unusable_input_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    inventory, trail = split_trail(tmp_path)
+    argv = [str(trail) if a == "TRAIL" else a for a in argv]
+    code, out, err = run_cli(capsys, *argv, "--inventory", str(inventory))
+    assert code == 2 and out == ""
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_unreadable_inventory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "inventory.json"
+    bad.write_text('{"format": "something else"}')
+    for path in (bad, tmp_path / "missing.json"):
+        code, out, err = run_cli(capsys, "explain", "shop/web", "--inventory", str(path))
+        assert code == 2 and out == "" and err.count("\n") == 1
+
+
+# --- live, against the moto server --------------------------------------------------------------
+
+
+def test_live_explain_names_the_admitting_rule(
+    clean_moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = build_incident_world(clean_moto.client("ec2"), clean_moto.client("elbv2"))
+    arranged = len(clean_moto.requests())
+
+    code, out, err = run_cli(capsys, "explain", "shop/web", "--format", "json")
+    assert code == 0, err
+    [explanation] = json.loads(out)["target_groups"]
+    assert explanation["target_group_arn"] == world.tg_arn
+    traffic = explanation["flows"][0]
+    assert traffic["targets_admitted"] == traffic["targets_total"] == 2
+    for target in traffic["targets"]:
+        assert [(r["security_group"], r["rule_id"], r["source"]) for r in target["rules"]] == [
+            (world.node_sg_id, world.node_rule_id, "0.0.0.0/0")
+        ]
+        assert target["rules"][0]["description"] == samples.LBC_DESCRIPTION
+
+    code, out, _ = run_cli(capsys, "explain", world.tg_arn)
+    assert code == 0 and world.node_rule_id in out and "all targets admitted" in out
+    # Only read-only calls reached AWS.
+    calls = clean_moto.requests()[arranged:]
+    assert calls and all(r["operation"].startswith(("Describe", "Get")) for r in calls), calls
+
+
+def test_live_explain_after_a_revoke_gives_the_reason(
+    clean_moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ec2 = clean_moto.client("ec2")
+    world = build_incident_world(ec2, clean_moto.client("elbv2"))
+    ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, SecurityGroupRuleIds=[world.node_rule_id])
+
+    code, out, err = run_cli(capsys, "explain", "k8s-shop-web-tg", "--format", "json")
+    assert code == 0, err
+    flows = {f["flow"]: f for f in json.loads(out)["target_groups"][0]["flows"]}
+    for kind in ("traffic", "health_check"):
+        assert flows[kind]["targets_admitted"] == 0
+        assert {t["reason"] for t in flows[kind]["targets"]} == {"no_rule_for_port"}
+
+
+def test_live_unknown_target_exits_2(clean_moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    build_incident_world(clean_moto.client("ec2"), clean_moto.client("elbv2"))
+    code, out, err = run_cli(capsys, "explain", "shop/missing")
+    assert code == 2 and out == "" and "no target group matches 'shop/missing'" in err
