@@ -284,6 +284,15 @@ def test_nothing_to_do_when_the_value_is_already_set() -> None:
     assert not plan.changes_attribute and plan.steps == () and plan.recommendation == "Nothing to do."
 
 
+def test_same_value_with_a_missing_rule_plans_the_repair_only() -> None:
+    plan = plan_for(incident_inventory(node_rules=SUBNET_RULES), preserve=True)
+    assert not plan.changes_attribute
+    assert [(s.action, e.rule.source.value) for s, e in zip(plan.steps, plan.authorize, strict=True)] == [
+        ("authorize", "0.0.0.0/0")
+    ]
+    assert plan.recommendation.startswith("No attribute change")
+
+
 # --- the CLI, offline ---------------------------------------------------------------------------
 
 

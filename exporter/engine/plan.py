@@ -797,6 +797,8 @@ def _notes(
         )
     for (group_id, _key), names in sorted(protected.items(), key=lambda item: (item[0][0], str(item[0][1]))):
         notes.append(f"a rule on {group_id} is kept: target group(s) {', '.join(sorted(names))} rely on it")
+    if not tg.targets:
+        notes.append("the target group has no registered targets: no rules could be checked")
     notes.append("client IP preservation changes apply to new connections only")
 
 
@@ -817,8 +819,10 @@ def _recommendation(
     if not safe:
         why = "; ".join(b.detail for b in blockers)
         return f"No safe in-place order: {why}. Use {blue_green}."
-    if current == desired and not has_authorize:
-        return "Nothing to do."
+    if current == desired:
+        if not has_authorize:
+            return "Nothing to do."
+        return "No attribute change; the authorize commands add flows the targets do not admit now."
     if mode == "sg":
         return "Change it in place: no rule change is needed, so no rule gap."
     controller_gap = [r for r in risks if r.level in ("gap", "likely_gap", "unknown")]
