@@ -279,6 +279,18 @@ def test_rules_the_controller_does_not_manage_are_left_alone() -> None:
     assert any("sgr-0manual" in note and "left alone" in note for note in plan.notes)
 
 
+def test_a_rule_another_target_group_relies_on_is_kept() -> None:
+    inventory = incident_inventory()
+    other = dataclasses.replace(inventory.target_groups[TG_ARN], arn=TG_ARN + "-other", name="k8s-shop-other")
+    inventory = dataclasses.replace(inventory, target_groups={**inventory.target_groups, other.arn: other})
+    plan = plan_for(inventory, preserve=False)
+    # 0.0.0.0/0 stays for the other group, and it keeps admitting the subnets: no rule edits.
+    assert (plan.authorize, plan.revoke) == ((), ())
+    assert any("k8s-shop-other rely on it" in note for note in plan.notes)
+    alone = plan_for(incident_inventory(), preserve=False)
+    assert [e.rule.rule_id for e in alone.revoke] == ["sgr-0world"]
+
+
 def test_nothing_to_do_when_the_value_is_already_set() -> None:
     plan = plan_for(incident_inventory(), preserve=True)
     assert not plan.changes_attribute and plan.steps == () and plan.recommendation == "Nothing to do."

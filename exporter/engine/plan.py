@@ -779,7 +779,8 @@ def _notes(
         notes.append(
             "this target group is managed by the AWS Load Balancer Controller: make the attribute change in "
             f"the Service annotation {TARGET_GROUP_ATTRIBUTES_ANNOTATION}: {PRESERVE_CLIENT_IP}={value} "
-            "(the controller sets a directly changed attribute back), after the authorize step"
+            "after the authorize step (at its next reconcile the controller sets the attribute back to what "
+            "the annotation says)"
         )
     early = [e for key, e in authorize.items() if key[1] not in desired_before.get(e.group_id, set())]
     if early:
