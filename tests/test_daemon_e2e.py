@@ -14,6 +14,7 @@ from prometheus_client import generate_latest
 
 from exporter.config import load_settings
 from exporter.daemon.assemble import Assembly, build_daemon
+from exporter.daemon.explainer import explain_provider
 from exporter.metrics import build_registry
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 
@@ -92,6 +93,10 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
         ("traffic", "revoke_without_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
         ("health_check", "revoke_without_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
     }
+
+    explained = explain_provider(first.daemon.monitors, clock.now)(snap.open_gaps[0].target_group)
+    assert explained is not None and "0.0.0.0/0" in explained
+    assert explain_provider(first.daemon.monitors, clock.now)("no-such-target-group") is None
 
     # kill -9 stand-in: the process state is dropped without any shutdown; SQLite keeps what committed.
     del first
