@@ -192,12 +192,20 @@ class AdmissionChecker:
         self._rules_by_group = rules_by_group
         self._memo: dict[tuple[tuple[str, ...], tuple[tuple[Flow, ...], ...]], Admission] = {}
         self._union: dict[tuple[str, ...], list[Rule] | None] = {}
+        self._groups: dict[str, tuple[str, ...] | None] = {}
+        self._sorted: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def groups_of(self, eni_id: str | None) -> tuple[str, ...] | None:
         if eni_id is None:
             return None
-        eni = self._inventory.network_interfaces.get(eni_id)
-        return None if eni is None else tuple(sorted(eni.security_group_ids))
+        if eni_id not in self._groups:
+            eni = self._inventory.network_interfaces.get(eni_id)
+            if eni is None:
+                self._groups[eni_id] = None
+            else:  # ENIs share a few group sets: one sorted tuple per set
+                ids = eni.security_group_ids
+                self._groups[eni_id] = self._sorted.get(ids) or self._sorted.setdefault(ids, tuple(sorted(ids)))
+        return self._groups[eni_id]
 
     def _rules(self, groups: tuple[str, ...]) -> list[Rule] | None:
         if groups not in self._union:
@@ -250,10 +258,29 @@ def target_admissions(
     """Per flow kind, the admission of every target of the group (in target order)."""
     reqs = requirements(inventory, target_group, lb, attributes)
     result: dict[FlowKind, list[Admission]] = {"traffic": [], "health_check": []}
+    # Targets of a group mostly share a port: build each port's flows once.
+    flows_at: dict[tuple[FlowKind, int], tuple[tuple[Flow, ...], ...]] = {}
+
+    def flows(kind: FlowKind, port: int) -> tuple[tuple[Flow, ...], ...]:
+        found = flows_at.get((kind, port))
+        if found is None:
+            found = flows_at[(kind, port)] = reqs[kind].flows(port)
+        return found
+
+    # ... and targets sharing a port and security groups share an admission.
+    admissions: dict[tuple[FlowKind, int, tuple[str, ...] | None], Admission] = {}
+
+    def admission(kind: FlowKind, port: int, eni_id: str | None) -> Admission:
+        key = (kind, port, checker.groups_of(eni_id))
+        found = admissions.get(key)
+        if found is None:
+            found = admissions[key] = checker.check(eni_id, flows(kind, port))
+        return found
+
     for target in target_group.targets:
-        result["traffic"].append(checker.check(target.eni_id, reqs["traffic"].flows(target.port)))
+        result["traffic"].append(admission("traffic", target.port, target.eni_id))
         hc_port = health_check_port(target_group, target.port)
-        result["health_check"].append(checker.check(target.eni_id, reqs["health_check"].flows(hc_port)))
+        result["health_check"].append(admission("health_check", hc_port, target.eni_id))
     return result
 
 

@@ -7,6 +7,7 @@ of all matching rule CIDRs must cover the whole required network.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,12 +20,36 @@ SourceKind = Literal["cidr4", "cidr6", "sg", "prefix_list"]
 _PROTOCOL_ALIASES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6", "all": "-1"}
 
 ALL_PROTOCOLS = "-1"
+#: Spellings that are already normalized (the fast path of normalize_protocol).
+_CANONICAL_PROTOCOLS = frozenset({"tcp", "udp", "icmp", "icmpv6", ALL_PROTOCOLS})
+#: Parsed CIDR texts kept (they repeat: 0.0.0.0/0, subnet and VPC CIDRs, source ranges).
+_CIDR_CACHE_SIZE = 65536
 
 
 def normalize_protocol(value: str | int) -> str:
     """Lower-case protocol name; numbers for tcp/udp/icmp become names, "all" becomes "-1"."""
+    if type(value) is str and value in _CANONICAL_PROTOCOLS:
+        return value
     text = str(value).strip().lower()
     return _PROTOCOL_ALIASES.get(text, text)
+
+
+@functools.lru_cache(maxsize=_CIDR_CACHE_SIZE)
+def _parse_cidr(text: str) -> tuple[SourceKind, str]:
+    network = ipaddress.ip_network(text.strip(), strict=False)
+    return ("cidr4" if network.version == 4 else "cidr6"), str(network)
+
+
+@functools.lru_cache(maxsize=_CIDR_CACHE_SIZE)
+def _network(value: str) -> IPNetwork:
+    return ipaddress.ip_network(value)
+
+
+@functools.lru_cache(maxsize=_CIDR_CACHE_SIZE)
+def _span(value: str) -> tuple[int, int]:
+    """First and last address of a normalized CIDR, as integers."""
+    network = _network(value)
+    return int(network.network_address), int(network.broadcast_address)
 
 
 @dataclass(frozen=True, order=True)
@@ -37,9 +62,11 @@ class Source:
     @staticmethod
     def cidr(text: str) -> Source:
         """A CIDR source, normalized (host bits cleared); raises ValueError when invalid."""
-        network = ipaddress.ip_network(text.strip(), strict=False)
-        kind: SourceKind = "cidr4" if network.version == 4 else "cidr6"
-        return Source(kind, str(network))
+        if type(text) is not str:  # not cached; fails as ipaddress does for such a value
+            network = ipaddress.ip_network(text.strip(), strict=False)
+            return Source("cidr4" if network.version == 4 else "cidr6", str(network))
+        kind, value = _parse_cidr(text)
+        return Source(kind, value)
 
     @staticmethod
     def group(group_id: str) -> Source:
@@ -47,7 +74,7 @@ class Source:
 
     @property
     def network(self) -> IPNetwork:
-        return ipaddress.ip_network(self.value)
+        return _network(self.value)
 
     def __str__(self) -> str:
         return self.value
@@ -69,22 +96,21 @@ class Rule:
     description: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", normalize_protocol(self.protocol))
+        protocol = normalize_protocol(self.protocol)
+        if protocol is not self.protocol:
+            object.__setattr__(self, "protocol", protocol)
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[str, int, int, Source]:
-        """Identity in EC2: the same protocol, ports and source cannot be authorized twice."""
+        """Identity in EC2: the same protocol, ports and source cannot be authorized twice.
+
+        Cached on the instance: a rule state keyed by it then shares the rule's own tuple.
+        """
         return (self.protocol, self.from_port, self.to_port, self.source)
 
     def matches_port(self, protocol: str, port: int) -> bool:
         """True when this rule's protocol and port range include (protocol, port)."""
-        if self.protocol == ALL_PROTOCOLS:
-            return True
-        if self.protocol != normalize_protocol(protocol):
-            return False
-        if self.from_port == -1 and self.to_port == -1:
-            return True
-        return self.from_port <= port <= self.to_port
+        return _matches(self, normalize_protocol(protocol), port)
 
     def describe(self) -> str:
         ports = (
@@ -106,14 +132,23 @@ class Flow:
     source: Source
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", normalize_protocol(self.protocol))
+        protocol = normalize_protocol(self.protocol)
+        if protocol is not self.protocol:
+            object.__setattr__(self, "protocol", protocol)
 
     def describe(self) -> str:
         return f"{self.protocol}/{self.port} from {self.source}"
 
 
-def _interval(network: IPNetwork) -> tuple[int, int]:
-    return int(network.network_address), int(network.broadcast_address)
+def _matches(rule: Rule, protocol: str, port: int) -> bool:
+    """Rule.matches_port for an already normalized protocol."""
+    if rule.protocol == ALL_PROTOCOLS:
+        return True
+    if rule.protocol != protocol:
+        return False
+    if rule.from_port == -1 and rule.to_port == -1:
+        return True
+    return rule.from_port <= port <= rule.to_port
 
 
 def uncovered(rules: Iterable[Rule], flow: Flow) -> list[IPNetwork]:
@@ -124,18 +159,20 @@ def uncovered(rules: Iterable[Rule], flow: Flow) -> list[IPNetwork]:
     rules are never counted as covering a CIDR (their entries are not known here).
     """
     source = flow.source
+    protocol, port = normalize_protocol(flow.protocol), flow.port
     if source.kind in ("sg", "prefix_list"):
         for rule in rules:
-            if rule.source == source and rule.matches_port(flow.protocol, flow.port):
+            if rule.source == source and _matches(rule, protocol, port):
                 return []
         return [ipaddress.ip_network("0.0.0.0/32")]
     required = source.network
-    req_lo, req_hi = _interval(required)
+    req_lo, req_hi = _span(source.value)
+    kind = source.kind
     spans: list[tuple[int, int]] = []
     for rule in rules:
-        if rule.source.kind != source.kind or not rule.matches_port(flow.protocol, flow.port):
+        if rule.source.kind != kind or not _matches(rule, protocol, port):
             continue
-        lo, hi = _interval(rule.source.network)
+        lo, hi = _span(rule.source.value)
         if hi < req_lo or lo > req_hi:
             continue
         spans.append((max(lo, req_lo), min(hi, req_hi)))

@@ -1,0 +1,138 @@
+"""The caches and shortcuts added for speed (benchmarks/) change no answer.
+
+- rules.py: normalize_protocol's fast path, cached CIDR parsing (Source.cidr, Source.network,
+  integer spans in `uncovered`), Rule.key cached on the instance;
+- flows.py: targets sharing a port and security groups share one admission check;
+- timeline.py / records.py: see the tests at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import pytest
+
+from exporter.engine.flows import AdmissionChecker, requirements, target_admissions
+from exporter.engine.inventory import NetworkInterface, SecurityGroup, Target
+from exporter.engine.rules import Flow, Rule, Source, normalize_protocol, uncovered
+from tests.engine_world import LB_ARN, NODE_PORT, TG_ARN, incident_inventory, tcp
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("tcp", "tcp"),
+        ("-1", "-1"),
+        ("TCP", "tcp"),
+        (" udp ", "udp"),
+        (6, "tcp"),
+        ("17", "udp"),
+        ("all", "-1"),
+        ("ALL", "-1"),
+        ("58", "icmpv6"),
+        ("50", "50"),
+        (" Icmp", "icmp"),
+    ],
+)
+def test_normalize_protocol_with_and_without_the_fast_path(given: str | int, expected: str) -> None:
+    assert normalize_protocol(given) == expected
+    assert Rule(given, 1, 1, Source.group("sg-1")).protocol == expected  # type: ignore[arg-type]
+    assert Flow(given, 1, Source.group("sg-1")).protocol == expected  # type: ignore[arg-type]
+
+
+def test_cidr_parsing_is_cached_but_answers_as_before() -> None:
+    assert Source.cidr("10.0.0.5/24") == Source("cidr4", "10.0.0.0/24")
+    assert Source.cidr(" 10.0.0.5/24 ") == Source.cidr("10.0.0.5/24")
+    assert Source.cidr("2600:1f18::1/56") == Source("cidr6", "2600:1f18::/56")
+    for _ in range(2):  # a failure is not cached as a success
+        with pytest.raises(ValueError):
+            Source.cidr("10.0.0.0/33")
+        with pytest.raises(ValueError):
+            Source.cidr("sg-0123")
+    with pytest.raises((AttributeError, ValueError)):
+        Source.cidr(12345)  # type: ignore[arg-type]
+    net = Source.cidr("192.168.0.0/16").network
+    assert net == ipaddress.ip_network("192.168.0.0/16")
+    assert Source.cidr("192.168.0.0/16").network is net
+    with pytest.raises(ValueError):
+        _ = Source.group("sg-1").network
+
+
+def test_uncovered_with_cached_spans_and_unnormalized_flow_protocols() -> None:
+    rules = [Rule("6", 80, 80, Source.cidr("0.0.0.0/1")), Rule("tcp", 80, 80, Source.cidr("128.0.0.0/2"))]
+    assert uncovered(rules, Flow("TCP", 80, Source.cidr("0.0.0.0/0"))) == [
+        ipaddress.ip_network("192.0.0.0/2")
+    ]
+    assert uncovered(rules, Flow("udp", 80, Source.cidr("10.0.0.0/8"))) == [
+        ipaddress.ip_network("10.0.0.0/8")
+    ]
+    assert uncovered(rules, Flow("tcp", 80, Source.cidr("10.1.0.0/16"))) == []
+
+
+def test_rule_key_is_cached_per_instance_and_fresh_after_replace() -> None:
+    rule = Rule("tcp", 80, 80, Source.cidr("10.0.0.0/8"), "sgr-1", "web")
+    assert rule.key == ("tcp", 80, 80, Source("cidr4", "10.0.0.0/8"))
+    assert rule.key is rule.key
+    moved = dataclasses.replace(rule, from_port=81, to_port=81)
+    assert moved.key == ("tcp", 81, 81, Source("cidr4", "10.0.0.0/8"))
+    twin = Rule("tcp", 80, 80, Source.cidr("10.0.0.0/8"), "sgr-1", "web")
+    assert twin == rule and hash(twin) == hash(rule)  # the cached key is not a field
+    assert sorted([moved, rule]) == [rule, moved]
+    assert dataclasses.asdict(rule).keys() == {
+        "protocol",
+        "from_port",
+        "to_port",
+        "source",
+        "rule_id",
+        "description",
+    }
+
+
+def test_targets_sharing_a_port_and_groups_share_an_admission_and_others_do_not() -> None:
+    base = incident_inventory(node_rules=(tcp(NODE_PORT, "0.0.0.0/0"), tcp(9000, "10.0.0.0/16")))
+    closed = SecurityGroup("sg-closed", "closed", "vpc-1", {}, ())
+    enis = {
+        **base.network_interfaces,
+        "eni-3": NetworkInterface("eni-3", ("sg-closed",)),
+        "eni-4": NetworkInterface("eni-4", ("sg-gone",)),
+    }
+    tg = dataclasses.replace(
+        base.target_groups[TG_ARN],
+        targets=(
+            Target("i-1", NODE_PORT, "eni-1"),
+            Target("i-2", NODE_PORT, "eni-2"),  # same port and groups as i-1
+            Target("i-3", NODE_PORT, "eni-3"),  # same port, other groups
+            Target("i-4", NODE_PORT, "eni-4"),  # its only group does not exist
+            Target("i-5", NODE_PORT, None),  # no ENI known
+            Target("i-6", NODE_PORT, "eni-missing"),
+            Target("i-7", 9000, "eni-1"),  # other port
+        ),
+    )
+    inventory = dataclasses.replace(
+        base,
+        target_groups={TG_ARN: tg},
+        network_interfaces=enis,
+        security_groups={**base.security_groups, "sg-closed": closed},
+    )
+    lb = inventory.load_balancers[LB_ARN]
+    rules_by_group = {g: list(sg.rules) for g, sg in inventory.security_groups.items()}
+    shared = target_admissions(AdmissionChecker(inventory, rules_by_group), inventory, tg, lb, tg.attributes)
+    reqs = requirements(inventory, tg, lb, tg.attributes)
+    for kind in ("traffic", "health_check"):
+        one_by_one = []
+        for target in tg.targets:
+            port = target.port
+            one_by_one.append(
+                AdmissionChecker(inventory, rules_by_group).check(target.eni_id, reqs[kind].flows(port))
+            )
+        assert shared[kind] == one_by_one
+    traffic = shared["traffic"]
+    assert [a.admitted for a in traffic] == [True, True, False, False, False, False, False]
+    assert [a.reason for a in traffic[2:]] == [
+        "no_rule_for_port",
+        "security_group_missing",
+        "target_eni_not_found",
+        "target_eni_not_found",
+        "source_partly_covered",
+    ]
