@@ -40,6 +40,7 @@ class MonitorView:
 
     target_groups: tuple[TargetGroupView, ...] = ()
     open_gaps: tuple[GapView, ...] = ()
+    security_groups: tuple[str, ...] = ()  # the groups on target ENIs (watched for replacements)
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,10 @@ class Monitor:
                             order=rep.order,
                         ),
                     )
-        view = MonitorView(tuple(self._target_group_views(inventory, current)), tuple(open_gaps))
+        watched = sorted({g for eni in inventory.network_interfaces.values() for g in eni.security_group_ids})
+        view = MonitorView(
+            tuple(self._target_group_views(inventory, current)), tuple(open_gaps), tuple(watched)
+        )
         with self._lock:
             self.view, self.analysis = view, analysis
         return view

@@ -22,21 +22,29 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from exporter import __version__
 from exporter.daemon.monitor import Monitor, ServiceBinder
 from exporter.daemon.snapshot import (
+    GAP_DURATION_BUCKETS,
     JOB_DURATION_BUCKETS,
     GapView,
+    HistogramState,
     JobStats,
+    Labels,
     Snapshot,
     SourceHealth,
+    TargetGroupView,
+    labels_of,
 )
 from exporter.daemon.state import StateStore
 from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
-from exporter.engine.flows import FlowKind
+from exporter.engine.changes import WATCHED_ATTRIBUTES
+from exporter.engine.flows import FLOW_KINDS, FlowKind
+from exporter.engine.gaps import CAUSES, ORDERS
 from exporter.sources.base import Source
 
 log = structlog.get_logger("sg-churn-exporter")
 
 JOBS = ("inventory", "cloudtrail", "kubernetes", "evaluate")
 RECENT_GAPS_WINDOW = timedelta(hours=24)
+PENDING_CLOSE_LOG = timedelta(hours=1)
 
 
 def utcnow() -> datetime:
@@ -112,6 +120,7 @@ class Daemon:
         )
         self._publish_lock = threading.Lock()
         self._open_keys: dict[tuple[str, FlowKind], GapView] = {}
+        self._closing: dict[tuple[str, FlowKind], tuple[GapView, datetime]] = {}
         self._scheduler: BackgroundScheduler | None = None
         for monitor in self.monitors:
             self.health[("inventory", monitor.account_id, monitor.region)] = Health()
@@ -257,8 +266,8 @@ class Daemon:
                 target_groups=target_groups,
                 open_gaps=open_gaps,
                 recent_gaps=recent,
-                counters=self.store.counters(),
-                gap_durations=self.store.histograms(GAP_DURATION_FAMILY),
+                counters=with_zero_series(self.store.counters(), self.monitors),
+                gap_durations=with_zero_histograms(self.store.histograms(GAP_DURATION_FAMILY), target_groups),
                 last_gaps=tuple(view_from_stored(g) for g in self.store.last_gaps()),
                 sources=tuple(
                     SourceHealth(source, account, region, h.up, h.last_success, h.last_error)
@@ -286,34 +295,32 @@ class Daemon:
             return snapshot
 
     def _log_transitions(self, open_gaps: tuple[GapView, ...], recent: tuple[GapView, ...]) -> None:
+        """One log line when a gap opens, and one when it is closed with its final facts.
+
+        A gap the poll sees closing is logged once CloudTrail has explained its end (it then
+        appears among the committed gaps), or after PENDING_CLOSE_LOG without explanation.
+        """
+        now = self.clock()
         now_open = {(g.target_group_arn, g.flow): g for g in open_gaps}
         for key, gap in now_open.items():
             if key not in self._open_keys:
-                log.warning(
-                    "rule gap opened",
-                    target_group=gap.target_group,
-                    namespace=gap.namespace,
-                    service=gap.service,
-                    flow=gap.flow,
-                    start=gap.start.isoformat(),
-                    cause=gap.cause,
-                    actor=gap.actor,
-                )
+                self._closing.pop(key, None)
+                log.warning("rule gap opened", **_gap_facts(gap))
         for key, gap in self._open_keys.items():
             if key not in now_open:
-                closed = next((g for g in recent if (g.target_group_arn, g.flow) == key), None)
-                log.warning(
-                    "rule gap closed",
-                    target_group=gap.target_group,
-                    namespace=gap.namespace,
-                    service=gap.service,
-                    flow=gap.flow,
-                    start=(closed or gap).start.isoformat(),
-                    end=closed.end.isoformat() if closed and closed.end else None,
-                    duration_seconds=closed.duration_seconds if closed else None,
-                    cause=(closed or gap).cause,
-                    actor=(closed or gap).actor,
-                )
+                self._closing[key] = (gap, now)
+        for key, (gap, since) in list(self._closing.items()):
+            closed = next(
+                (
+                    g
+                    for g in recent
+                    if (g.target_group_arn, g.flow) == key and g.end is not None and g.end >= gap.start
+                ),
+                None,
+            )
+            if closed is not None or now - since > PENDING_CLOSE_LOG:
+                log.warning("rule gap closed", **_gap_facts(closed or gap))
+                del self._closing[key]
         self._open_keys = now_open
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -360,6 +367,66 @@ class Daemon:
             for t in threading.enumerate()
         ):
             time.sleep(0.05)
+
+
+def with_zero_series(
+    counters: dict[str, dict[Labels, float]], monitors: Sequence[Monitor]
+) -> dict[str, dict[Labels, float]]:
+    """Counters with a 0 for every label set that can occur for what is watched now.
+
+    A counter that appears with its first value already 1 hides that first increment from
+    increase(); initialized to zero, the first gap of a target group shows as an increase.
+    """
+    out = {family: dict(series) for family, series in counters.items()}
+    gaps = out.setdefault("rule_gaps", {})
+    attrs = out.setdefault("target_group_attribute_changes", {})
+    replacements = out.setdefault("rule_replacements", {})
+    for monitor in monitors:
+        for tg in monitor.view.target_groups:
+            for flow in FLOW_KINDS:
+                for cause in CAUSES:
+                    gaps.setdefault(labels_of(**tg.identity, flow=flow, cause=cause), 0.0)
+            for attribute in WATCHED_ATTRIBUTES:
+                attrs.setdefault(labels_of(**tg.identity, attribute=attribute), 0.0)
+        for group in monitor.view.security_groups:
+            for order in ORDERS:
+                key = labels_of(
+                    aws_account_id=monitor.account_id,
+                    aws_region=monitor.region,
+                    security_group=group,
+                    order=order,
+                )
+                replacements.setdefault(key, 0.0)
+    return out
+
+
+def with_zero_histograms(
+    histograms: dict[Labels, HistogramState], target_groups: Sequence[TargetGroupView]
+) -> dict[Labels, HistogramState]:
+    """Gap-duration histograms with an empty one for every watched target group and flow."""
+    out = dict(histograms)
+    empty = HistogramState(tuple([0] * (len(GAP_DURATION_BUCKETS) + 1)), 0.0, 0)
+    for tg in target_groups:
+        for flow in FLOW_KINDS:
+            out.setdefault(labels_of(**tg.identity, flow=flow), empty)
+    return out
+
+
+def _gap_facts(gap: GapView) -> dict[str, object]:
+    return {
+        "target_group": gap.target_group,
+        "namespace": gap.namespace,
+        "service": gap.service,
+        "aws_account_id": gap.aws_account_id,
+        "aws_region": gap.aws_region,
+        "flow": gap.flow,
+        "start": gap.start.isoformat(),
+        "end": gap.end.isoformat() if gap.end else None,
+        "duration_seconds": gap.duration_seconds,
+        "cause": gap.cause,
+        "actor": gap.actor or None,
+        "explained": gap.explained,
+    }
 
 
 def _one_line(exc: BaseException) -> str:
