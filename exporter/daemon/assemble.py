@@ -30,12 +30,13 @@ log = structlog.get_logger("sg-churn-exporter")
 def open_store(path: str, *, reset: bool = False) -> tuple[StateStore, str | None]:
     """Open the state file; on a corrupt or locked one, fall back to memory and say why.
 
-    With `reset`, a bad file is moved aside (`<file>.corrupt-<time>`) and a fresh one started.
+    With `reset`, a bad file is moved aside (`<file>.corrupt-<time>`) and a fresh one started;
+    a locked file is in use by another process and is never moved.
     """
     try:
         return StateStore(path), None
     except StateError as exc:
-        if reset and path != ":memory:" and Path(path).exists():
+        if reset and not exc.locked and path != ":memory:" and Path(path).exists():
             aside = f"{path}.corrupt-{int(time.time())}"
             shutil.move(path, aside)
             for suffix in ("-wal", "-shm"):
@@ -81,6 +82,7 @@ def build_daemon(
             guard=guard,
             endpoint_url=endpoint_url,
         )
+
         def describe_now(
             moment: datetime,
             clients: AwsClients = clients,

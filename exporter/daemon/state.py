@@ -44,7 +44,14 @@ CREATE TABLE IF NOT EXISTS counted (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMA
 
 
 class StateError(RuntimeError):
-    """The state file cannot be used (corrupt, locked, unreadable); the message says what to do."""
+    """The state file cannot be used (corrupt, locked, unreadable); the message says what to do.
+
+    `locked` is True when another process holds the file: it is in use, not broken.
+    """
+
+    def __init__(self, message: str, *, locked: bool = False) -> None:
+        super().__init__(message)
+        self.locked = locked
 
 
 @dataclass(frozen=True)
@@ -94,9 +101,14 @@ class StateStore:
                     f"state file {self.path} has schema version {version[0]}, this build reads {SCHEMA_VERSION}; "
                     "move it away to start fresh"
                 )
+            # A file already in WAL mode opens and reads even while another process holds a write
+            # lock; only writes would fail, later, inside the jobs. Take the write lock once now.
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
         except sqlite3.OperationalError as exc:
             raise StateError(
-                f"state file {self.path} cannot be opened ({exc}); is another exporter using it?"
+                f"state file {self.path} cannot be opened ({exc}); is another exporter using it?",
+                locked="locked" in str(exc) or "busy" in str(exc),
             ) from exc
         except sqlite3.DatabaseError as exc:
             raise StateError(
