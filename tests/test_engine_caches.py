@@ -13,10 +13,14 @@ import ipaddress
 
 import pytest
 
+from exporter.engine.changes import RuleChange, RuleModification
 from exporter.engine.flows import AdmissionChecker, requirements, target_admissions
 from exporter.engine.inventory import NetworkInterface, SecurityGroup, Target
+from exporter.engine.records import parse_record
 from exporter.engine.rules import Flow, Rule, Source, normalize_protocol, uncovered
-from tests.engine_world import LB_ARN, NODE_PORT, TG_ARN, incident_inventory, tcp
+from exporter.engine.timeline import RuleState
+from tests import cloudtrail_samples as samples
+from tests.engine_world import LB_ARN, NODE_PORT, T0, TG_ARN, incident_inventory, meta, revoke, tcp
 
 
 @pytest.mark.parametrize(
@@ -136,3 +140,37 @@ def test_targets_sharing_a_port_and_groups_share_an_admission_and_others_do_not(
         "target_eni_not_found",
         "source_partly_covered",
     ]
+
+
+def test_rule_key_uses_the_normalized_protocol() -> None:
+    assert Rule("6", 80, 80, Source.group("sg-1")).key == ("tcp", 80, 80, Source.group("sg-1"))
+    assert Rule("TCP", 80, 80, Source.group("sg-1")).key == Rule("tcp", 80, 80, Source.group("sg-1")).key
+
+
+def test_parsed_rules_take_ids_from_the_response_and_keep_request_descriptions() -> None:
+    perm = samples.permission(31080, cidrs=["0.0.0.0/0", "10.0.1.0/24"], description="from request")
+    with_ids = parse_record(samples.authorize_record(permissions=[perm], rule_ids=["sgr-a", "sgr-b"]))
+    without_ids = parse_record(samples.authorize_record(permissions=[perm]))
+    assert isinstance(with_ids, RuleChange) and isinstance(without_ids, RuleChange)
+    assert [(str(r.source), r.rule_id, r.description) for r in with_ids.rules] == [
+        ("0.0.0.0/0", "sgr-a", "from request"),
+        ("10.0.1.0/24", "sgr-b", "from request"),
+    ]
+    assert [r.rule_id for r in without_ids.rules] == [None, None]
+    assert [r.key for r in with_ids.rules] == [r.key for r in without_ids.rules]
+    pascal = parse_record(samples.modify_rules_record(modifications=[samples.rule_update("sgr-a", 443)]))
+    assert isinstance(pascal, RuleModification)
+    assert [(rule_id, r.from_port, r.rule_id) for rule_id, r in pascal.modifications] == [
+        ("sgr-a", 443, "sgr-a")
+    ]
+
+
+def test_revokes_by_permission_and_by_id_in_the_timeline() -> None:
+    keep = Rule("tcp", 22, 22, Source.cidr("10.0.0.0/8"), "sgr-keep")
+    world = Rule("tcp", 31080, 31080, Source.cidr("0.0.0.0/0"), "sgr-world")
+    state = RuleState(rules={"sg-node": {keep.key: keep, world.key: world}})
+    state.apply(revoke("r1", T0, Rule("tcp", 31080, 31080, Source.cidr("0.0.0.0/0"))))
+    assert state.group_rules("sg-node") == [keep]
+    by_id = RuleChange(meta("r2", T0, "RevokeSecurityGroupIngress"), "sg-node", "revoke", (), ("sgr-keep",))
+    state.apply(by_id)
+    assert state.group_rules("sg-node") == []

@@ -119,15 +119,27 @@ def _rejection(reason: RejectionReason, detail: str, event_id: str | None = None
     return Rejection(reason, _one_line(detail), event_id)
 
 
+_PASCAL_CASE: dict[str, str] = {}  # the parser's own field names (a fixed set) -> PascalCase
+
+
+def _pascal(key: str) -> str:
+    found = _PASCAL_CASE.get(key)
+    if found is None:
+        found = key[:1].upper() + key[1:]
+        if len(_PASCAL_CASE) < 512:
+            _PASCAL_CASE[key] = found
+    return found
+
+
 def _get(fields: JsonObject, key: str) -> Any:
     """`fields[key]`, also under the PascalCase spelling (IpProtocol for ipProtocol)."""
     if key in fields:
         return fields[key]
-    return fields.get(key[:1].upper() + key[1:])
+    return fields.get(_pascal(key))
 
 
 def _has(fields: JsonObject, key: str) -> bool:
-    return key in fields or (key[:1].upper() + key[1:]) in fields
+    return key in fields or _pascal(key) in fields
 
 
 def _object(value: Any, where: str) -> JsonObject:
@@ -293,7 +305,7 @@ def _permission_rules(permission: Any, where: str) -> list[Rule]:
     return rules
 
 
-def _flat_rule(fields: JsonObject, where: str) -> Rule:
+def _flat_rule(fields: JsonObject, where: str, rule_id: str | None = None) -> Rule:
     """A rule in the one-source form of SecurityGroupRule / securityGroupRuleSet entries."""
     protocol = _protocol(_get(fields, "ipProtocol"), where)
     low, high = _ports(protocol, _get(fields, "fromPort"), _get(fields, "toPort"), where)
@@ -309,7 +321,7 @@ def _flat_rule(fields: JsonObject, where: str) -> Rule:
         source = _source_id(_get(fields, "prefixListId"), "prefix list", where)
     else:
         raise _Reject("bad_rule", f"{where}: rule without a source")
-    return Rule(protocol, low, high, source, None, _description(fields))
+    return Rule(protocol, low, high, source, rule_id, _description(fields))
 
 
 def _response_rules(value: Any, group_id: str) -> list[Rule]:
@@ -323,7 +335,7 @@ def _response_rules(value: Any, group_id: str) -> list[Rule]:
         if rule_id is None or (isinstance(owner, str) and owner != group_id):
             continue
         try:
-            found.append(replace(_flat_rule(entry, "response rule"), rule_id=rule_id))
+            found.append(_flat_rule(entry, "response rule", rule_id))
         except _Reject:
             continue
     return found
@@ -427,8 +439,16 @@ def _rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
         known = _response_rules(_get(response, "revokedSecurityGroupRuleSet"), group_id)
         unknown = _unknown_keys(_get(response, "unknownIpPermissionSet"))
         rules = [rule for rule in rules if rule.key not in unknown]
-    ids = {rule.key: rule.rule_id for rule in known}
-    rules = [replace(rule, rule_id=ids.get(rule.key, rule.rule_id)) for rule in rules]
+    if known:
+        ids = {rule.key: rule.rule_id for rule in known}
+        rules = [
+            rule
+            if ids.get(rule.key, rule.rule_id) == rule.rule_id
+            else Rule(
+                rule.protocol, rule.from_port, rule.to_port, rule.source, ids[rule.key], rule.description
+            )
+            for rule in rules
+        ]
     if rule_ids:
         # A revoke by id: the response's definitions let the timeline undo it.
         rules.extend(rule for rule in known if rule.rule_id in rule_ids)

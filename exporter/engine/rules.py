@@ -99,14 +99,14 @@ class Rule:
         protocol = normalize_protocol(self.protocol)
         if protocol is not self.protocol:
             object.__setattr__(self, "protocol", protocol)
+        # Built once (not a field): rule states keyed by it share the rule's own tuple.
+        object.__setattr__(self, "_key", (protocol, self.from_port, self.to_port, self.source))
 
-    @functools.cached_property
+    @property
     def key(self) -> tuple[str, int, int, Source]:
-        """Identity in EC2: the same protocol, ports and source cannot be authorized twice.
-
-        Cached on the instance: a rule state keyed by it then shares the rule's own tuple.
-        """
-        return (self.protocol, self.from_port, self.to_port, self.source)
+        """Identity in EC2: the same protocol, ports and source cannot be authorized twice."""
+        key: tuple[str, int, int, Source] = self.__dict__["_key"]
+        return key
 
     def matches_port(self, protocol: str, port: int) -> bool:
         """True when this rule's protocol and port range include (protocol, port)."""

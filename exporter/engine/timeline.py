@@ -90,6 +90,8 @@ class RuleState:
 
     def _resolve_ids(self, group_id: str, rule_ids: Iterable[str]) -> list[Rule]:
         wanted = set(rule_ids)
+        if not wanted:
+            return []
         return [r for r in self.rules.get(group_id, {}).values() if r.rule_id in wanted]
 
     def apply(self, change: Change) -> None:
