@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     def say(line: str) -> None:
-        print(line, flush=True)
+        # stdout closed (a pipe reader went away): keep running, quietly
+        with contextlib.suppress(OSError):
+            print(line, flush=True)
 
     return run_demo(options, say)

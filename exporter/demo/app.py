@@ -7,7 +7,6 @@ import random
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,16 +64,37 @@ def use_demo_credentials(environ: dict[str, str] | Any, endpoint_url: str, regio
     environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set `stop` (instead of raising) while inside; the old handlers come back."""
+class StopRequest:
+    """Set by SIGINT/SIGTERM. A plain flag, polled: the handler takes no lock.
 
-    def on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
+    Waiting on a threading.Event instead can hang: a signal the kernel delivers to another thread
+    does not wake the main thread's untimed wait, and Event.set() inside a handler can deadlock
+    on the Event's own lock when the signal lands while the main thread holds it.
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def wait(self, poll: float = 0.2) -> None:
+        while self.signal is None:
+            time.sleep(poll)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM set the yielded request (instead of raising); the old handlers come back."""
+    request = StopRequest()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        request.signal = signal.Signals(signum).name
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield request
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -92,7 +112,6 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     from exporter.web import WebServer
 
     started = time.monotonic()
-    stop = threading.Event()
     cleanup: list[Callable[[], None]] = []
     state_dir = options.state_dir
     if state_dir is None:
@@ -102,7 +121,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
         Path(state_dir).mkdir(parents=True, exist_ok=True)
     state_path = str(Path(state_dir) / "state.sqlite3")
 
-    with stop_on_signals(stop):
+    with stop_on_signals() as stop:
         try:
             settings = demo_settings(options, state_path, REGION)
             configure_logging(settings.log_format, settings.log_level)
@@ -115,7 +134,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
             ec2, elbv2 = boto3.client("ec2", **where), boto3.client("elbv2", **where)
             account = str(boto3.client("sts", **where).get_caller_identity()["Account"])
             world = seed(ec2, elbv2, account)
-            if stop.is_set():
+            if stop.requested:
                 say("stopped before the exporter started")
                 return 0
 
@@ -170,7 +189,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
 
             cleanup.append(stop_controller)
             stop.wait()
-            say("stopping")
+            say(f"stopping ({stop.signal})")
             return 0
         finally:
             for step in reversed(cleanup):

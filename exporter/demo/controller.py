@@ -31,6 +31,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from exporter.daemon.state import GAP_MERGE_TOLERANCE_SECONDS
 from exporter.demo.motoworld import TrailStore
 from exporter.demo.trail import Permission, Principal, Record, attributes_record, ingress_record
 from exporter.demo.world import PRESERVE, SUBNET_CIDRS, VPC_CIDR, Service, World
@@ -48,6 +49,9 @@ CLI_AGENT = (
 FIRST_SCENE_AFTER = 5.0
 #: Seconds (at speed 1) between scenes.
 BETWEEN_SCENES = 20.0
+#: ... but never less than this, whatever the speed: the exporter merges gaps of one flow that
+#: are closer than GAP_MERGE_TOLERANCE_SECONDS (one outage, counted once), and polls every 5 s.
+MIN_BETWEEN_SCENES = GAP_MERGE_TOLERANCE_SECONDS + 5.0
 #: Calls whose order matters are at least this far apart, whatever the speed: CloudTrail's
 #: eventTime has whole seconds, and two calls in one second cannot be ordered.
 MIN_STEP = 1.1
@@ -127,7 +131,7 @@ class ScriptedController(threading.Thread):
             while True:
                 for scene in scenes:
                     scene()
-                    self._wait(max(BETWEEN_SCENES / self.speed, 2.0))
+                    self._wait(max(BETWEEN_SCENES / self.speed, MIN_BETWEEN_SCENES))
         except _Stopped:
             return
         except BaseException as exc:  # a broken script must say so, not die silently
