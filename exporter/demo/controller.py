@@ -46,7 +46,7 @@ CLI_AGENT = (
 )
 
 #: Seconds (at speed 1) from start to the first scene.
-FIRST_SCENE_AFTER = 5.0
+FIRST_SCENE_AFTER = 4.0
 #: Seconds (at speed 1) between scenes.
 BETWEEN_SCENES = 20.0
 #: ... but never less than this, whatever the speed: the exporter merges gaps of one flow that

@@ -208,7 +208,13 @@ def seed(ec2: Any, elbv2: Any, account: str) -> World:
     )["GroupId"]
     authorize(ec2, frontend_group, Permission("tcp", 80, 80, cidrs=("0.0.0.0/0",), description=""))
 
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    images = (
+        ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amazon-eks-node-*"]}])[
+            "Images"
+        ]
+        or ec2.describe_images(Owners=["amazon"])["Images"]
+    )
+    image = images[0]["ImageId"]
     instance_ids: list[str] = []
     for i, ip in enumerate(NODE_IPS):
         subnet = subnet_ids[0] if ip.startswith("10.0.1.") else subnet_ids[1]
