@@ -8,6 +8,7 @@ AWS_ENDPOINT_URL_<SERVICE> are honoured natively) unless `endpoint_url` is given
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -170,9 +171,17 @@ def client_config(
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
 ) -> Config:
-    """botocore Config: retry mode (standard | adaptive), total attempts, timeouts, our user agent."""
+    """botocore Config: retry mode (standard | adaptive), total attempts, timeouts, our user agent.
+
+    AWS_RETRY_MODE and AWS_MAX_ATTEMPTS, when set, win over the mode and attempts given here.
+    """
+    retries: dict[str, Any] = {}
+    if "AWS_RETRY_MODE" not in os.environ:
+        retries["mode"] = retry_mode
+    if "AWS_MAX_ATTEMPTS" not in os.environ:
+        retries["total_max_attempts"] = max_attempts
     return Config(
-        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+        retries=retries,  # type: ignore[arg-type]
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         user_agent_extra=f"sg-churn-exporter/{__version__}",

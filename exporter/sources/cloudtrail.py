@@ -119,10 +119,10 @@ class LookupEventsPoller:
     def _page(self, batch: SourceBatch, kwargs: dict[str, Any]) -> dict[str, Any]:
         attempt = 0
         while True:
-            self.bucket.acquire()
             batch.count("requests")
             try:
-                response: dict[str, Any] = self.client.lookup_events(**kwargs)
+                with self.bucket.request():
+                    response: dict[str, Any] = self.client.lookup_events(**kwargs)
                 return response
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") not in THROTTLE_CODES:

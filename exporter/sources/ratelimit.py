@@ -1,15 +1,24 @@
-"""A thread-safe token bucket per key (account-region) and full-jitter exponential backoff."""
+"""A thread-safe token bucket per key (account-region) and full-jitter exponential backoff.
+
+`TokenBucket.request()` is the form callers use around one API request: one request in flight
+per bucket, and the refill counted from when the request finished, not from when it was sent. A
+request that leaves late (GIL, slow signing) then cannot bunch up with the next ones: with
+burst 1 and rate r, request k+2 starts at least 2/r after request k ended, so the service never
+sees more than two requests in any 2/r-second window, whatever the client-side delays.
+"""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 
-#: LookupEvents allows 2 requests/s per account-region; stay 10% under so network jitter cannot
-#: put a third request into any one-second window the service sees.
+#: LookupEvents allows 2 requests/s per account-region; `request()` already keeps any one-second
+#: window at two requests at this rate; the 10% margin covers clock differences.
 LOOKUP_EVENTS_RATE = 1.8
+_EPSILON = 1e-9
 
 
 class TokenBucket:
@@ -30,6 +39,7 @@ class TokenBucket:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._in_flight = threading.Lock()
         self._tokens = burst
         self._stamp = clock()
 
@@ -43,13 +53,24 @@ class TokenBucket:
         waited = 0.0
         with self._lock:  # held while sleeping: waiters are served one at a time
             self._refill()
-            while self._tokens < 1:
+            while self._tokens < 1 - _EPSILON:  # rounding must not leave 0.999... waiting forever
                 delay = (1 - self._tokens) / self.rate
                 self._sleep(delay)
                 waited += delay
                 self._refill()
-            self._tokens -= 1
+            self._tokens = max(0.0, self._tokens - 1)
         return waited
+
+    @contextmanager
+    def request(self) -> Iterator[float]:
+        """Around one request: wait for a token (and for any request in flight), then refill from its end."""
+        with self._in_flight:
+            waited = self.acquire()
+            try:
+                yield waited
+            finally:
+                with self._lock:
+                    self._stamp = self._clock()  # the time spent in flight earns no tokens
 
 
 class RateLimiters:
