@@ -100,7 +100,8 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
-    stop.wait()
+    while not stop.wait(0.2):  # a bounded wait: the main thread wakes to run signal handlers
+        pass
     daemon.stop(timeout=7.0)
     web.stop()
     assembly.store.close()
