@@ -38,6 +38,7 @@ from tests.awsworld import (
     ManualClock,
     MotoServer,
     S3TrailSink,
+    SqsSink,
     build_incident_world,
     wait_for,
 )
@@ -362,7 +363,9 @@ def test_sqs_message_stays_when_the_handler_fails(clean_moto: MotoServer) -> Non
     ec2 = clean_moto.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     group = ec2.create_security_group(GroupName="g", Description="g", VpcId=vpc)["GroupId"]
-    recorder = CloudTrailRecorder(EventBridgeSink(clean_moto.client("events")), ManualClock(T0))
+    recorder = CloudTrailRecorder(
+        SqsSink(clean_moto.client("sqs"), url), ManualClock(T0)
+    )  # envelope sent directly
     recorder.attach(ec2)
     ec2.authorize_security_group_ingress(
         GroupId=group,
