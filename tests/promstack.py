@@ -16,6 +16,9 @@
 `for_override` (TEST SPEED ONLY): rewrites the `for:` of every alert in a temp copy of the rule
 files (e.g. "2s") so a test need not wait the real 1m-10m. Expressions, labels and annotations are
 untouched; the rule files in alerts/ are never modified. Leave it None to run the rules as shipped.
+The start-up alerts in `keep_for` (default `STARTUP_ALERTS`) keep their real `for`: they are true
+for a moment whenever a stack starts (no scrape yet, no job run finished yet), so shortened they
+would fire at every start.
 
 Every process started here is stopped by its PID in `stop()` (also on `__exit__` and when start
 fails). A missing binary raises FileNotFoundError: the tests that need it fail, they do not skip.
@@ -33,7 +36,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,6 +51,9 @@ DEFAULT_RULE_FILES = tuple(sorted((ROOT / "alerts").glob("*.rules.yml")))
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 JOB_NAME = "sg-churn-exporter"
+#: Alerts that are briefly true at every start of an exporter or a Prometheus: `rewrite_for` leaves
+#: their `for` alone.
+STARTUP_ALERTS = frozenset({"SGChurnExporterAbsent", "SGChurnJobNeverSucceeded"})
 
 T = TypeVar("T")
 
@@ -83,15 +89,17 @@ def wait_for(
         time.sleep(interval)
 
 
-def rewrite_for(rule_files: Iterable[Path], out_dir: Path, duration: str) -> list[Path]:
-    """TEST SPEED ONLY: copies of `rule_files` in `out_dir` with every alert's `for:` set to `duration`
-    (alerts without `for` keep none). Nothing else changes."""
+def rewrite_for(
+    rule_files: Iterable[Path], out_dir: Path, duration: str, keep: Collection[str] = STARTUP_ALERTS
+) -> list[Path]:
+    """TEST SPEED ONLY: copies of `rule_files` in `out_dir` with every alert's `for:` set to `duration`,
+    except the alerts named in `keep` (alerts without `for` keep none). Nothing else changes."""
     copies: list[Path] = []
     for path in rule_files:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         for group in doc["groups"]:
             for rule in group["rules"]:
-                if "alert" in rule and "for" in rule:
+                if "alert" in rule and "for" in rule and rule["alert"] not in keep:
                     rule["for"] = duration
         copy = out_dir / path.name
         copy.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000), encoding="utf-8")
@@ -247,6 +255,7 @@ class PromStack:
         targets: Sequence[str] = (),
         rule_files: Sequence[Path] = DEFAULT_RULE_FILES,
         for_override: str | None = None,
+        keep_for: Collection[str] = STARTUP_ALERTS,
         scrape_interval: str = "1s",
         evaluation_interval: str = "1s",
         job_name: str = JOB_NAME,
@@ -258,7 +267,7 @@ class PromStack:
         rules_dir = workdir / "rules"
         rules_dir.mkdir(exist_ok=True)
         if for_override is not None:
-            rules = rewrite_for(rule_files, rules_dir, for_override)
+            rules = rewrite_for(rule_files, rules_dir, for_override, keep_for)
         else:
             rules = [Path(shutil.copyfile(path, rules_dir / path.name)) for path in rule_files]
         webhook = WebhookReceiver()
