@@ -204,7 +204,9 @@ class AdmissionChecker:
                 self._groups[eni_id] = None
             else:  # ENIs share a few group sets: one sorted tuple per set
                 ids = eni.security_group_ids
-                self._groups[eni_id] = self._sorted.get(ids) or self._sorted.setdefault(ids, tuple(sorted(ids)))
+                self._groups[eni_id] = self._sorted.get(ids) or self._sorted.setdefault(
+                    ids, tuple(sorted(ids))
+                )
         return self._groups[eni_id]
 
     def _rules(self, groups: tuple[str, ...]) -> list[Rule] | None:
