@@ -10,6 +10,7 @@ import argparse
 import re
 import sys
 from collections import Counter
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +45,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--prefix", default="", help="key prefix before AWSLogs/")
     parser.add_argument("--since", required=True, help="how far back: 7d, 12h, 1d12h, 30m")
     parser.add_argument("--inventory", type=Path, help="a snapshot file: mark changes that touch it")
+    parser.add_argument(
+        "--gaps",
+        action="store_true",
+        help="with --inventory: print the rule gaps rebuilt from the trail (as `replay` does) instead of changes",
+    )
     parser.add_argument("--output", "-o", type=Path, help="write JSON lines here (default: stdout)")
     parser.add_argument("--region", help="region of the S3 client (default: AWS_REGION)")
     parser.add_argument("--role-arn", help="assume this role first")
@@ -108,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"backfill: --since: {exc}", file=sys.stderr)
         return EXIT_USAGE
     touched: set[str] | None = None
+    if args.gaps and args.inventory is None:
+        print("backfill: --gaps needs --inventory (the anchor the timeline is rebuilt from)", file=sys.stderr)
+        return EXIT_USAGE
     if args.inventory is not None:
         from exporter.commands.replay import load_inventory
         from exporter.engine.inventory import InventoryError
@@ -137,11 +146,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.output.open("wb") if args.output else sys.stdout.buffer
     reasons: Counter[str] = Counter()
     written = 0
+    collected: list[Change] = []
     try:
         for _obj, result in backfill.run(Progress(sys.stderr)):
             reasons.update(r.reason for r in result.rejections)
             for change in sorted(result.changes, key=lambda c: (c.meta.event_time, c.meta.event_id)):
                 if change.meta.event_time < now - since:
+                    continue
+                if args.gaps:
+                    collected.append(change)
                     continue
                 out.write(orjson.dumps(change_line(change, touched)) + b"\n")
                 written += 1
@@ -153,6 +166,15 @@ def run(args: argparse.Namespace) -> int:
             out.close()
         else:
             out.flush()
+    if args.gaps:
+        from exporter.engine.gaps import analyze
+
+        analysis = analyze(inventory, collected)
+        with args.output.open("wb") if args.output else nullcontext(sys.stdout.buffer) as sink:
+            for gap in analysis.gaps:
+                sink.write(orjson.dumps(gap.to_dict()) + b"\n")
+        print(f"backfill: {len(collected)} changes, {len(analysis.gaps)} gaps", file=sys.stderr)
+        return 0
     if reasons:
         summary = ", ".join(f"{reason}={count}" for reason, count in sorted(reasons.items()))
         print(f"backfill: {sum(reasons.values())} rejected ({summary})", file=sys.stderr)
