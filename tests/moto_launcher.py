@@ -2,7 +2,8 @@
 
 On top of moto's own WSGI app (moto 5.2.5) it adds:
 
-- CloudTrail LookupEvents served from an in-server record store (EventName/EventId/EventSource/
+- (from exporter/demo/motoworld.py, shared with `make demo`) CloudTrail LookupEvents served from
+  an in-server record store (EventName/EventId/EventSource/
   Username/ReadOnly lookup attribute, StartTime/EndTime, MaxResults <= 50, NextToken), newest first;
 - NLBs that look real: `loadbalancer/net/` ARNs and one ENI per subnet described `ELB net/<name>/<id>`;
 - a control API under /_sgchurn/: POST cloudtrail/records {"records": [...]}, POST cloudtrail/throttle
@@ -15,7 +16,6 @@ It prints `PORT <n>` on stdout once listening (and writes the port to --port-fil
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import io
 import json
@@ -25,188 +25,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-#: Lookup attributes this store can filter on, and the record field each one reads.
-_LOOKUP_FIELDS = {
-    "EventName": "eventName",
-    "EventId": "eventID",
-    "EventSource": "eventSource",
-    "Username": "_username",
-    "ReadOnly": "_readonly",
-}
+from exporter.demo.motoworld import TRAIL, install_patches
 
 #: SigV4 signing names -> the service names tests use.
 _SERVICE_ALIASES = {"elasticloadbalancing": "elbv2", "eventbridge": "events"}
 
 
-class _State:
-    """Everything the control API can change, behind one lock."""
+class _RequestLog:
+    """Every AWS request the server received, for tests that count calls."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.records: list[dict[str, Any]] = []
-        self.throttle = 0
         self.requests: list[dict[str, Any]] = []
 
     def reset(self) -> None:
         with self.lock:
-            self.records.clear()
-            self.throttle = 0
             self.requests.clear()
 
 
-STATE = _State()
-
-
-def _event_time(record: dict[str, Any]) -> float:
-    text = str(record.get("eventTime", "1970-01-01T00:00:00Z")).replace("Z", "+00:00")
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _username(record: dict[str, Any]) -> str:
-    identity = record.get("userIdentity") or {}
-    issuer = (identity.get("sessionContext") or {}).get("sessionIssuer") or {}
-    return str(issuer.get("userName") or identity.get("userName") or identity.get("principalId") or "")
-
-
-def _field(record: dict[str, Any], name: str) -> str:
-    if name == "_username":
-        return _username(record)
-    if name == "_readonly":
-        return str(record.get("readOnly", False)).lower()
-    return str(record.get(name, ""))
-
-
-def _as_event(record: dict[str, Any]) -> dict[str, Any]:
-    """One LookupEvents result: the summary fields plus the record as a JSON string."""
-    resources = []
-    params = record.get("requestParameters") or {}
-    if isinstance(params, dict):
-        if params.get("groupId"):
-            resources.append({"ResourceType": "AWS::EC2::SecurityGroup", "ResourceName": params["groupId"]})
-        if params.get("targetGroupArn"):
-            resources.append(
-                {
-                    "ResourceType": "AWS::ElasticLoadBalancingV2::TargetGroup",
-                    "ResourceName": params["targetGroupArn"],
-                }
-            )
-    return {
-        "EventId": record.get("eventID", ""),
-        "EventName": record.get("eventName", ""),
-        "ReadOnly": str(record.get("readOnly", False)).lower(),
-        "AccessKeyId": (record.get("userIdentity") or {}).get("accessKeyId", ""),
-        "EventTime": _event_time(record),
-        "EventSource": record.get("eventSource", ""),
-        "Username": _username(record),
-        "Resources": resources,
-        "CloudTrailEvent": json.dumps(record),
-    }
-
-
-def _encode_token(boundary: tuple[float, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(boundary)).encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[float, str]:
-    time_value, event_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-    return float(time_value), str(event_id)
-
-
-def lookup_events(self: Any) -> str:
-    """Replacement for moto's CloudTrailResponse.lookup_events, reading STATE.records."""
-    from moto.core.exceptions import JsonRESTError
-
-    with STATE.lock:
-        if STATE.throttle > 0:
-            STATE.throttle -= 1
-            raise JsonRESTError("ThrottlingException", "Rate exceeded")
-        records = list(STATE.records)
-    attributes = self._get_param("LookupAttributes") or []
-    if len(attributes) > 1:
-        raise JsonRESTError(
-            "InvalidLookupAttributesException", "You cannot specify more than one lookup attribute."
-        )
-    max_results = int(self._get_param("MaxResults") or 50)
-    if not 1 <= max_results <= 50:
-        raise JsonRESTError("InvalidMaxResultsException", "MaxResults must be between 1 and 50.")
-    start = self._get_param("StartTime")
-    end = self._get_param("EndTime")
-    token = self._get_param("NextToken")
-    matched = []
-    for record in records:
-        if record.get("awsRegion") not in (None, self.region):
-            continue
-        when = _event_time(record)
-        if start is not None and when < float(start):
-            continue
-        if end is not None and when > float(end):
-            continue
-        if attributes:
-            key = attributes[0].get("AttributeKey")
-            field_name = _LOOKUP_FIELDS.get(key)
-            if field_name is None:
-                raise JsonRESTError(
-                    "InvalidLookupAttributesException", f"Unsupported lookup attribute {key}."
-                )
-            if _field(record, field_name) != str(attributes[0].get("AttributeValue")):
-                continue
-        matched.append((when, str(record.get("eventID", "")), record))
-    matched.sort(key=lambda item: (item[0], item[1]), reverse=True)
-    if token:
-        try:
-            boundary = _decode_token(token)
-        except (ValueError, TypeError) as exc:
-            raise JsonRESTError("InvalidNextTokenException", "Invalid NextToken.") from exc
-        matched = [item for item in matched if (item[0], item[1]) < boundary]
-    page = matched[:max_results]
-    body: dict[str, Any] = {"Events": [_as_event(item[2]) for item in page]}
-    if len(matched) > max_results:
-        body["NextToken"] = _encode_token((page[-1][0], page[-1][1]))
-    return json.dumps(body)
-
-
-def _wrap_create_load_balancer(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create_load_balancer(self: Any, *args: Any, **kwargs: Any) -> Any:
-        lb = original(self, *args, **kwargs)
-        if lb.type != "network":
-            return lb
-        old_arn = lb.arn
-        new_arn = old_arn.replace(":loadbalancer/app/", ":loadbalancer/net/")
-        lb.arn = new_arn
-        self.load_balancers.pop(old_arn, None)
-        self.load_balancers[new_arn] = lb
-        self.tagging_service.copy_tags(old_arn, new_arn)
-        self.tagging_service.delete_all_tags_for_resource(old_arn)
-        lb_id = new_arn.rsplit("/", 1)[-1]
-        for subnet in lb.subnets:
-            self.ec2_backend.create_network_interface(
-                subnet,
-                None,
-                group_ids=list(lb.security_groups or []),
-                description=f"ELB net/{lb.name}/{lb_id}",
-            )
-        return lb
-
-    return create_load_balancer
-
-
-def install_patches() -> None:
-    """Patch moto in this process: LookupEvents and real-looking NLBs."""
-    from moto.cloudtrail.responses import CloudTrailResponse
-    from moto.elbv2.models import ELBv2Backend
-
-    CloudTrailResponse.lookup_events = lookup_events  # type: ignore[method-assign]
-    if not getattr(ELBv2Backend.create_load_balancer, "_sgchurn", False):
-        wrapped = _wrap_create_load_balancer(ELBv2Backend.create_load_balancer)
-        wrapped._sgchurn = True  # type: ignore[attr-defined]
-        ELBv2Backend.create_load_balancer = wrapped  # type: ignore[method-assign]
+REQUESTS = _RequestLog()
 
 
 def _service_and_region(environ: dict[str, Any]) -> tuple[str, str]:
@@ -265,8 +105,8 @@ class SgChurnApp:
             "region": region,
             "status": None,
         }
-        with STATE.lock:
-            STATE.requests.append(entry)
+        with REQUESTS.lock:
+            REQUESTS.requests.append(entry)
 
         def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             entry["status"] = int(status.split()[0])
@@ -284,18 +124,17 @@ class SgChurnApp:
         result: Any
         if command == "cloudtrail/records" and method == "POST":
             records = payload.get("records", [])
-            with STATE.lock:
-                STATE.records.extend(records)
-                result = {"stored": len(STATE.records)}
+            result = {"stored": TRAIL.add(records)}
         elif command == "cloudtrail/throttle" and method == "POST":
-            with STATE.lock:
-                STATE.throttle = int(payload.get("count", 1))
-                result = {"throttle": STATE.throttle}
+            with TRAIL.lock:
+                TRAIL.throttle = int(payload.get("count", 1))
+                result = {"throttle": TRAIL.throttle}
         elif command == "requests" and method == "GET":
-            with STATE.lock:
-                result = {"requests": [dict(r) for r in STATE.requests]}
+            with REQUESTS.lock:
+                result = {"requests": [dict(r) for r in REQUESTS.requests]}
         elif command == "reset" and method == "POST":
-            STATE.reset()
+            TRAIL.reset()
+            REQUESTS.reset()
             result = {"reset": True}
         else:
             start_response("404 Not Found", [("Content-Type", "application/json")])
