@@ -38,8 +38,9 @@ test: lint typecheck unit
 demo: $(STAMP)
 	$(VENV)/bin/sg-churn-exporter demo
 
+# Figures with their in-run baselines and targets (docs/benchmarks.md); BENCH_ARGS=--quick for a short run.
 bench: $(STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
