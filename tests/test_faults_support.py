@@ -2,9 +2,10 @@
 
 - `FaultProxy(upstream)`: an HTTP proxy on 127.0.0.1 (a free port) between the exporter and moto.
   `.down()` / `.up()` switch the endpoint off and on (while down, every connection is reset
-  without an answer); `.throttle(services, seconds)` answers AWS throttling errors for that
-  long; `.replace_event(event_id, text)` swaps the CloudTrailEvent text of one LookupEvents
-  result (truncated JSON, wrong types, huge records: things moto's store cannot hold).
+  without an answer); `.throttle(services, seconds=|count=)` answers AWS throttling errors
+  for that long or that many requests; `.replace_event(event_id, body)` swaps the
+  CloudTrailEvent of one LookupEvents result (truncated JSON, wrong types, huge records: things
+  moto's store cannot hold).
 - `DaemonProcess`: `python -m exporter run --config FILE` as a subprocess, its log and its web
   endpoints; stopped by PID.
 - Metric helpers over the Prometheus text format, `wait_for`, and `WallClock` (a recorder clock
@@ -252,8 +253,9 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._down = False
         self._throttle_until = 0.0
+        self._throttle_count = 0
         self._throttled_services: frozenset[str] = frozenset()
-        self._replacements: dict[str, str] = {}
+        self._replacements: dict[str, Any] = {}
         self.log: list[ProxyEntry] = []
         self._server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
         self._server.fault_proxy = self
@@ -286,24 +288,29 @@ class FaultProxy:
         with self._lock:
             self._down = False
 
-    def throttle(self, services: Iterable[str], seconds: float) -> None:
-        """Answer every request to these services with a throttling error for `seconds`."""
+    def throttle(self, services: Iterable[str], *, seconds: float = 0.0, count: int = 0) -> None:
+        """Answer requests to these services with a throttling error: for `seconds`, or the next `count`."""
         with self._lock:
             self._throttled_services = frozenset(services)
             self._throttle_until = time.monotonic() + seconds
+            self._throttle_count = count
 
-    def replace_event(self, event_id: str, text: str) -> None:
-        """Serve `text` as the CloudTrailEvent of the LookupEvents result with this EventId."""
+    def replace_event(self, event_id: str, body: Any) -> None:
+        """Serve `body` (any JSON value) as the CloudTrailEvent of the result with this EventId."""
         with self._lock:
-            self._replacements[event_id] = text
+            self._replacements[event_id] = body
 
     # --- used by the handler ------------------------------------------------------------------
     def decide(self, service: str) -> str:
         with self._lock:
             if self._down:
                 return "reset"
-            if service in self._throttled_services and time.monotonic() < self._throttle_until:
-                return "throttled"
+            if service in self._throttled_services:
+                if self._throttle_count > 0:
+                    self._throttle_count -= 1
+                    return "throttled"
+                if time.monotonic() < self._throttle_until:
+                    return "throttled"
         return "forwarded"
 
     def note(self, entry: ProxyEntry) -> None:
@@ -321,9 +328,9 @@ class FaultProxy:
             return data
         body = json.loads(data)
         for event in body.get("Events", []):
-            text = replacements.get(str(event.get("EventId")))
-            if text is not None:
-                event["CloudTrailEvent"] = text
+            event_id = str(event.get("EventId"))
+            if event_id in replacements:
+                event["CloudTrailEvent"] = replacements[event_id]
         return json.dumps(body).encode()
 
 
