@@ -22,15 +22,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from exporter import __version__
 from exporter.daemon.monitor import Monitor, ServiceBinder
 from exporter.daemon.snapshot import (
-    GAP_DURATION_BUCKETS,
     JOB_DURATION_BUCKETS,
     GapView,
-    HistogramState,
     JobStats,
     Labels,
     Snapshot,
     SourceHealth,
-    TargetGroupView,
     labels_of,
 )
 from exporter.daemon.state import StateStore
@@ -267,7 +264,7 @@ class Daemon:
                 open_gaps=open_gaps,
                 recent_gaps=recent,
                 counters=with_zero_series(self.store.counters(), self.monitors),
-                gap_durations=with_zero_histograms(self.store.histograms(GAP_DURATION_FAMILY), target_groups),
+                gap_durations=self.store.histograms(GAP_DURATION_FAMILY),
                 last_gaps=tuple(view_from_stored(g) for g in self.store.last_gaps()),
                 sources=tuple(
                     SourceHealth(source, account, region, h.up, h.last_success, h.last_error)
@@ -397,18 +394,6 @@ def with_zero_series(
                     order=order,
                 )
                 replacements.setdefault(key, 0.0)
-    return out
-
-
-def with_zero_histograms(
-    histograms: dict[Labels, HistogramState], target_groups: Sequence[TargetGroupView]
-) -> dict[Labels, HistogramState]:
-    """Gap-duration histograms with an empty one for every watched target group and flow."""
-    out = dict(histograms)
-    empty = HistogramState(tuple([0] * (len(GAP_DURATION_BUCKETS) + 1)), 0.0, 0)
-    for tg in target_groups:
-        for flow in FLOW_KINDS:
-            out.setdefault(labels_of(**tg.identity, flow=flow), empty)
     return out
 
 
