@@ -333,3 +333,20 @@ def test_reset_state_never_moves_a_locked_file_aside(tmp_path: Path) -> None:
     assert assembly.store.path == ":memory:"
     assert assembly.state_error is not None and "locked" in assembly.state_error
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_operations_doc_matches_the_state_advice(tmp_path: Path) -> None:
+    """The log line's advice (--reset-state) and the fresh-start settings are what the doc describes."""
+    from exporter.config import CloudTrailSettings
+    from exporter.daemon.state import StateError, StateStore
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    (tmp_path / "state.sqlite3").write_text("not a database\n" * 100)
+    with pytest.raises(StateError) as corrupt:
+        StateStore(tmp_path / "state.sqlite3")
+    assert "--reset-state" in str(corrupt.value) and "--reset-state" in doc
+    for setting in ("start_lookback_seconds", "overlap_seconds", "retention_seconds"):
+        assert hasattr(CloudTrailSettings, setting) and f"cloudtrail.{setting}" in doc
+    defaults = CloudTrailSettings()
+    assert (defaults.start_lookback_seconds, defaults.overlap_seconds) == (3600, 900)  # "1 h + 15 min"
+    assert "state file moved aside; starting fresh" in doc
