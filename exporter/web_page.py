@@ -21,7 +21,7 @@ TIMELINE_WINDOW = timedelta(hours=6)
 #: A snapshot older than this is flagged stale in the header.
 STALE_AFTER = timedelta(minutes=2)
 
-_TIMELINE_WIDTH = 300
+_TIMELINE_WIDTH = 200
 _TIMELINE_HEIGHT = 36  # two 10 px lanes and an 8 px axis label row
 _LANES: dict[FlowKind, tuple[int, int]] = {"traffic": (3, 10), "health_check": (14, 10)}  # y, height
 _FLOW_LABELS: dict[FlowKind, str] = {"traffic": "traffic", "health_check": "health check"}
