@@ -154,6 +154,10 @@ def test_endpoint_outage_keeps_serving_and_ingests_outage_records_once(
     failed = [(e["source"], e["error"]) for e in daemon.log_lines() if e.get("event") == "source failed"]
     assert {source for source, _ in failed} == {"inventory", "lookup_events"}
     assert len(failed) == len(set(failed)) <= 4, failed
+    recovered = sorted(
+        str(e.get("source")) for e in daemon.log_lines() if e.get("event") == "source recovered"
+    )
+    assert recovered == ["inventory", "lookup_events"]  # each recovery line names its source
 
 
 def _job_runs(snapshot: dict[str, Any], job: str) -> int:

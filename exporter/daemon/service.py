@@ -148,7 +148,7 @@ class Daemon:
             except Exception as exc:  # an unreachable or failing API must not stop the daemon
                 self._failed(health, "inventory", monitor, exc)
             else:
-                self._succeeded(self._health("inventory", monitor), now)
+                self._succeeded(self._health("inventory", monitor), now, "inventory", monitor)
 
     def run_cloudtrail(self) -> None:
         for feed in self.feeds:
@@ -165,7 +165,7 @@ class Daemon:
             except Exception as exc:
                 self._failed(health, feed.source.name, feed.monitor, exc)
             else:
-                self._succeeded(health, now)
+                self._succeeded(health, now, feed.source.name, feed.monitor)
 
     def run_kubernetes(self) -> None:
         if self.kube_sync is None:
@@ -179,7 +179,7 @@ class Daemon:
         self.binder = binder
         for monitor in self.monitors:
             monitor.rebind(binder)
-        self._succeeded(health, self.clock())
+        self._succeeded(health, self.clock(), "kubernetes", None)
 
     def run_evaluate(self) -> None:
         now = self.clock()
@@ -190,9 +190,9 @@ class Daemon:
                 log.error("evaluation failed", target=monitor.key, error=_one_line(exc))
                 raise
 
-    def _succeeded(self, health: Health, now: datetime) -> None:
+    def _succeeded(self, health: Health, now: datetime, source: str, monitor: Monitor | None) -> None:
         if not health.up and health.last_error is not None:
-            log.info("source recovered")
+            log.info("source recovered", source=source, target=monitor.key if monitor else None)
         health.up, health.last_success, health.last_error = True, now, None
 
     def _failed(self, health: Health, source: str, monitor: Monitor | None, exc: BaseException) -> None:
