@@ -4,8 +4,9 @@
 admitted), 0.4 security groups per target group on their ENIs, a few open gaps, closed gaps in
 the last day for 1% of the target groups and a past gap for 10% (counters, histograms, last-gap
 series), CloudTrail and API counters, and the series the daemon zero-initializes for every watched
-target group and security group (`with_zero_series` / `with_zero_histograms`), so /metrics has the
-series count a real exporter of that size serves.
+target group and security group (`with_zero_series`; gap-duration histograms only where a gap
+closed, as `Daemon.publish` does), so /metrics has the series count a real exporter of that size
+serves.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from exporter.daemon.service import with_zero_histograms, with_zero_series
+from exporter.daemon.service import with_zero_series
 from exporter.daemon.snapshot import (
     GAP_DURATION_BUCKETS,
     JOB_DURATION_BUCKETS,
@@ -172,7 +173,7 @@ def build_snapshot(target_groups: int = 5_000, seed: int = 11, now: datetime = N
         open_gaps=open_gaps,
         recent_gaps=recent,
         counters=with_zero_series(counters, cast(Any, [monitor])),
-        gap_durations=with_zero_histograms(histograms, views),
+        gap_durations=histograms,
         last_gaps=tuple(last_gaps),
         sources=(
             SourceHealth("inventory", ACCOUNT, REGION, True, now - timedelta(seconds=9), None),
