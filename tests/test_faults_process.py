@@ -354,3 +354,23 @@ def test_operations_doc_matches_the_state_advice(tmp_path: Path) -> None:
     defaults = CloudTrailSettings()
     assert (defaults.start_lookback_seconds, defaults.overlap_seconds) == (3600, 900)  # "1 h + 15 min"
     assert "state file moved aside; starting fresh" in doc
+
+
+def test_sigterm_exits_within_10_s_while_lookup_events_is_throttled(
+    clean_moto: MotoServer, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """A job deep in throttling backoff must not hold the process past the 10 s drain."""
+    _world(clean_moto)
+    clean_moto.throttle(10_000)
+    daemon = start_daemon(clean_moto.url, tmp_path / "state.sqlite3")
+    wait_for(  # every LookupEvents is throttled: this job would back off for minutes
+        lambda: len([r for r in clean_moto.requests() if r["operation"] == "LookupEvents"]) >= 2,
+        timeout=30,
+        what="the poller to be in its retry loop",
+    )
+    code, seconds = daemon.terminate(timeout=15)
+    assert code == 0 and seconds < 10, seconds
+    assert [e["event"] for e in daemon.log_lines()][-2:] == [
+        "stopping",
+        "stopped with a job still running; leaving it",
+    ]

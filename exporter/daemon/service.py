@@ -349,7 +349,7 @@ class Daemon:
             record.skipped += 1
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Stop scheduling and wait (bounded) for running jobs to finish."""
+        """Stop scheduling and wait (bounded) for running jobs to finish (see `jobs_running`)."""
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is None:
             return
@@ -359,11 +359,16 @@ class Daemon:
         inner = getattr(pool, "_pool", None)
         if inner is not None:
             inner.shutdown(wait=False, cancel_futures=True)
-        while time.monotonic() < deadline and any(
-            getattr(t, "name", "").startswith("ThreadPoolExecutor") and t.is_alive()
-            for t in threading.enumerate()
-        ):
+        while time.monotonic() < deadline and jobs_running():
             time.sleep(0.05)
+
+
+def jobs_running() -> bool:
+    """True while a scheduler worker thread is still alive (a job in progress)."""
+    return any(
+        getattr(t, "name", "").startswith("ThreadPoolExecutor") and t.is_alive()
+        for t in threading.enumerate()
+    )
 
 
 def with_zero_series(
