@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import sqlite3
 import threading
 import uuid
 from collections import Counter
@@ -546,5 +547,47 @@ def _kube_down_scenario(
             assert value(text, "sgchurn_rule_gap_last_duration_seconds", flow=flow) == 30
         assert _up(text, "kubernetes") == 0
         assert {j.job: j.last_error for j in daemon.snapshot().jobs}["evaluate"] is None
+    finally:
+        assembly.store.close()
+
+
+def test_state_locked_mid_run_loses_and_doubles_nothing_once_released(
+    clean_moto: MotoServer, tmp_path: Path
+) -> None:
+    """Another process takes the state file's write lock while the daemon runs, then lets go."""
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    world = build_incident_world(ec2, elbv2, cluster="demo")
+    clock = ManualClock(datetime.now(tz=UTC).replace(microsecond=0))
+    CloudTrailRecorder(LookupSink(clean_moto), clock).attach(ec2, elbv2)
+    state = tmp_path / "state.sqlite3"
+    assembly = build_daemon(_settings(state), endpoint_url=clean_moto.url, clock=clock.now)
+    daemon = assembly.daemon
+    try:
+        daemon.run_all_once()
+        clock.advance(10)
+        ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=PERMISSION)
+        clock.advance(5)
+        holder = sqlite3.connect(state, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            daemon.run_all_once()  # every write waits 2 s, then fails: nothing may be half-done
+            assert daemon.snapshot().counters.get("cloudtrail_events", {}) == {}
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        clock.advance(30)
+        ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=PERMISSION)
+        clock.advance(5)
+        daemon.run_all_once()
+        text = generate_latest(build_registry(daemon.snapshot)).decode()
+        assert by_label(text, "sgchurn_cloudtrail_events_total", "event_name") == {
+            "RevokeSecurityGroupIngress": 1.0,
+            "AuthorizeSecurityGroupIngress": 1.0,
+        }
+        for flow in FLOWS:
+            assert value(text, "sgchurn_rule_gaps_total", flow=flow, cause="revoke_before_authorize") == 1
+            assert total(text, "sgchurn_rule_gaps_total", flow=flow) == 1
+            assert value(text, "sgchurn_rule_gap_last_duration_seconds", flow=flow) == 35
+        _jobs_ok(daemon)
     finally:
         assembly.store.close()
