@@ -11,16 +11,27 @@ A pre-filter keeps big org trails cheap: records whose ``eventName`` is not watc
 as ignored before any typed object is built, and JSON lines or ``CloudTrailEvent`` strings
 that do not even contain a watched name are skipped unparsed (so such text is counted as
 ignored whether or not it is valid JSON).
+
+S3 trail files (``{"Records": [...]}`` bytes) are skimmed: msgspec checks the whole document
+and keeps each record as its raw bytes, reads only ``eventName`` (and whether ``detail-type``
+is there) from each, and orjson decodes just the records that are not skipped. Anything the
+skim is unsure of (a document of another shape, a record that is not an object, a non-string
+``eventName``, a record orjson refuses, a raised recursion limit) goes through the full decode,
+so the result is the same. One difference is known: msgspec accepts numbers too large for a
+double (``1e400``), which orjson refuses; such a number inside a *skipped* record no longer
+makes the whole file ``not_json`` (inside a record that is read, it still does).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
 from exporter.engine.changes import (
@@ -637,6 +648,33 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class _TrailFile(msgspec.Struct, gc=False):
+    """The top of an S3 trail file: each record as raw JSON bytes; any other key read here would
+    make the document something else (a record itself, an EventBridge event), which the skim
+    leaves to the full decode."""
+
+    Records: list[msgspec.Raw]
+    eventVersion: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    eventID: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    eventName: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    eventTime: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    detail_type: msgspec.Raw | msgspec.UnsetType = msgspec.field(name="detail-type", default=msgspec.UNSET)
+
+
+class _RecordHead(msgspec.Struct, gc=False):
+    """What the skim reads of one record: a string eventName, and whether detail-type is there."""
+
+    eventName: str | msgspec.UnsetType = msgspec.UNSET
+    detail_type: msgspec.Raw | msgspec.UnsetType = msgspec.field(name="detail-type", default=msgspec.UNSET)
+
+
+_TRAIL_DECODER = msgspec.json.Decoder(_TrailFile)
+_HEAD_DECODER = msgspec.json.Decoder(_RecordHead)
+#: msgspec nests as deep as the interpreter's recursion limit allows (orjson up to 1024 levels);
+#: under this limit msgspec gives up first, and the full decode decides.
+_SKIM_RECURSION_LIMIT = 1000
+
+
 def _contains_watched_name(text: bytes | str) -> bool:
     if isinstance(text, str):
         return any(name in text for name in WATCHED_EVENT_NAMES)
@@ -647,7 +685,7 @@ def _json_error(error: Exception) -> str:
     return f"not JSON: {error}"
 
 
-_Item = JsonObject | Rejection | None  # None: a record skipped by the pre-filter
+_Item = JsonObject | Rejection | int  # an int: that many records skipped by the pre-filter
 
 
 @dataclass(frozen=True)
@@ -657,6 +695,7 @@ class _Walker:
     watched_only: bool
     max_record_bytes: int
     max_payload_bytes: int
+    skim: bool = True  # trail files through skim_trail (False: the full decode, for tests)
 
     def payload(self, data: Any, depth: int = 0) -> Iterator[_Item]:
         if isinstance(data, bytes | bytearray | memoryview):
@@ -684,6 +723,11 @@ class _Walker:
         stripped = text.strip()
         if not stripped:
             return
+        if self.skim and self.watched_only and isinstance(stripped, bytes) and stripped[:1] == b"{":
+            skimmed = self.skim_trail(stripped, depth)
+            if skimmed is not None:
+                yield from skimmed
+                return
         try:
             document = orjson.loads(stripped)
         except orjson.JSONDecodeError as error:
@@ -696,10 +740,58 @@ class _Walker:
             return
         yield from self.value(document, depth)
 
+    def skim_trail(self, document: bytes, depth: int) -> list[_Item] | None:
+        """The items of a `{"Records": [...]}` document, decoding only the records not skipped;
+        None when the document is not one (or the skim is unsure), for the full decode to handle."""
+        if depth + 1 > _MAX_WRAPPER_DEPTH or sys.getrecursionlimit() > _SKIM_RECURSION_LIMIT:
+            return None
+        if not document.isascii():
+            try:
+                document.decode("utf-8")  # msgspec does not check the UTF-8 of what it skips
+            except UnicodeDecodeError:
+                return None
+        try:
+            trail = _TRAIL_DECODER.decode(document)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        unset = msgspec.UNSET
+        if (
+            trail.eventVersion is not unset
+            or trail.eventID is not unset
+            or trail.eventName is not unset
+            or trail.eventTime is not unset
+            or trail.detail_type is not unset
+        ):
+            return None
+        items: list[_Item] = []
+        skipped = 0
+        decode_head = _HEAD_DECODER.decode
+        for raw in trail.Records:
+            try:
+                head = decode_head(raw)
+            except (msgspec.DecodeError, RecursionError):
+                pass  # not an object, or eventName not a string: decoded in full below
+            else:
+                name = head.eventName
+                if name is not unset and name not in WATCHED_EVENT_NAMES and head.detail_type is unset:
+                    skipped += 1
+                    continue
+            try:
+                value = orjson.loads(memoryview(raw))
+            except orjson.JSONDecodeError:
+                return None  # the full decode rejects the whole document
+            if skipped:
+                items.append(skipped)
+                skipped = 0
+            items.extend(self.value(value, depth + 1))
+        if skipped:
+            items.append(skipped)
+        return items
+
     def lines(self, lines: list[bytes | str], depth: int) -> Iterator[_Item]:
         for number, line in enumerate(lines, start=1):
             if self.watched_only and not _contains_watched_name(line):
-                yield None
+                yield 1
             elif len(line) > self.max_record_bytes:
                 yield _rejection("too_large", f"line {number} is over the {self.max_record_bytes} byte limit")
             else:
@@ -713,7 +805,7 @@ class _Walker:
     def embedded(self, text: str, depth: int) -> Iterator[_Item]:
         """A record held as a JSON string (CloudTrailEvent)."""
         if self.watched_only and not _contains_watched_name(text):
-            yield None
+            yield 1
         elif len(text) > self.max_record_bytes:
             yield _rejection("too_large", f"embedded record is over the {self.max_record_bytes} byte limit")
         else:
@@ -727,7 +819,7 @@ class _Walker:
     def record(self, record: JsonObject) -> Iterator[_Item]:
         name = record.get("eventName")
         skip = self.watched_only and isinstance(name, str) and name not in WATCHED_EVENT_NAMES
-        yield None if skip else record
+        yield 1 if skip else record
 
     def value(self, value: Any, depth: int) -> Iterator[_Item]:
         if depth > _MAX_WRAPPER_DEPTH:
@@ -775,7 +867,7 @@ class _Walker:
     def lookup_event(self, event: JsonObject, depth: int) -> Iterator[_Item]:
         name = event.get("EventName")
         if self.watched_only and isinstance(name, str) and name not in WATCHED_EVENT_NAMES:
-            yield None
+            yield 1
             return
         body = event["CloudTrailEvent"]
         if isinstance(body, str):
@@ -806,9 +898,9 @@ def _parses(line: bytes | str) -> bool:
 
 
 def _walk(
-    data: Payload, watched_only: bool, max_record_bytes: int, max_payload_bytes: int
+    data: Payload, watched_only: bool, max_record_bytes: int, max_payload_bytes: int, skim: bool = True
 ) -> Iterator[_Item]:
-    walker = _Walker(watched_only, max_record_bytes, max_payload_bytes)
+    walker = _Walker(watched_only, max_record_bytes, max_payload_bytes, skim)
     try:
         yield from walker.payload(data)
     except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:
@@ -828,7 +920,7 @@ def iter_raw_records(
     `watched_only`, records whose eventName is not watched are dropped unparsed.
     """
     for item in _walk(data, watched_only, max_record_bytes, max_payload_bytes):
-        if item is not None:
+        if not isinstance(item, int):
             yield item
 
 
@@ -841,8 +933,8 @@ def parse_payload(
     """Every record in a payload of any wrapper, parsed; unwatched records counted as ignored."""
     result = ParseResult()
     for item in _walk(data, True, max_record_bytes, max_payload_bytes):
-        if item is None:
-            result.ignored += 1
+        if isinstance(item, int):
+            result.ignored += item
             continue
         parsed = (
             item if isinstance(item, Rejection) else parse_record(item, max_record_bytes=max_record_bytes)
