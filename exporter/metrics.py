@@ -1,8 +1,15 @@
-"""Every metric family, declared once as data, and the collector that renders a Snapshot.
+"""Every metric family, declared once as data, and the writers that render a Snapshot.
 
-kube-state-metrics style: `SPECS` is the contract (name, type, help, labels, stability). The
-collector builds fresh families from the current snapshot on every scrape; it never touches AWS
-and never blocks, because the daemon swaps whole, immutable snapshots in.
+kube-state-metrics style: `SPECS` is the contract (name, type, help, labels, stability). Two
+writers produce the same exposition from a snapshot; neither touches AWS or blocks, because the
+daemon swaps whole, immutable snapshots in:
+
+- `SnapshotCollector`: a prometheus_client collector building Metric families (`_fill`), for
+  registries, tests and prometheus_client's own encoders.
+- `Exposition` / `ExpositionCache`: what /metrics serves. Writes the text format 0.0.4 or
+  OpenMetrics 1.0 directly (the same bytes as prometheus_client's encoders over the collector,
+  tests/test_metrics.py), once per snapshot, gzip included, at a fraction of the collector's
+  cost per series (docs/benchmarks.md, figure 4).
 
 `python -m exporter.metrics` prints docs/metrics.md from `SPECS`.
 
@@ -13,10 +20,17 @@ timestamps or gap keys).
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
+import math
+import operator
 import sys
+import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from queue import SimpleQueue
 from typing import Literal
 
 from prometheus_client.core import (
@@ -35,8 +49,9 @@ from exporter.daemon.snapshot import (
     GapView,
     Labels,
     Snapshot,
+    TargetGroupView,
 )
-from exporter.engine.flows import FLOW_KINDS, REASONS
+from exporter.engine.flows import FLOW_KINDS, REASONS, FlowStatus
 from exporter.engine.gaps import CAUSES, ORDERS
 
 log = logging.getLogger(__name__)
@@ -110,8 +125,8 @@ SPECS: tuple[MetricSpec, ...] = (
     _s(
         "sgchurn_target_group_unadmitted_targets",
         "gauge",
-        "Targets whose security groups do not admit the flow, by reason (every reason is exported, 0 when "
-        "none).",
+        "Targets whose security groups do not admit the flow, by reason; only reasons with at least one "
+        "target are exported (no series while every target is admitted).",
         (*IDENTITY, "flow", "reason"),
     ),
     # Gaps.
@@ -390,9 +405,13 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
             with_flow = {**identity, "flow": flow}
             if status is not None:
                 out.add("sgchurn_target_group_reachability_ratio", with_flow, status.ratio)
-            for reason in REASONS:
-                count = 0 if status is None else status.unadmitted_by_reason.get(reason, 0)
-                out.add("sgchurn_target_group_unadmitted_targets", {**with_flow, "reason": reason}, count)
+            if status is not None:  # only the reasons some target has: a series per reason and flow
+                for reason in REASONS:  # of every target group would be 10 zeros each
+                    count = status.unadmitted_by_reason.get(reason, 0)
+                    if count != 0:
+                        out.add(
+                            "sgchurn_target_group_unadmitted_targets", {**with_flow, "reason": reason}, count
+                        )
             out.add("sgchurn_rule_gap_open", with_flow, 1 if (tg.arn, flow) in open_by_key else 0)
     # Open gaps (also those of target groups no longer listed, e.g. just deleted).
     for gap in sorted(open_by_key.values(), key=lambda g: g.start):
@@ -484,6 +503,601 @@ def build_registry(get_snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(get_snapshot))
     return registry
+
+
+# -- the fast exposition -------------------------------------------------------------------------
+#
+# /metrics renders a snapshot straight to text, without Metric or Sample objects. The bytes are
+# those prometheus_client's generate_latest (text 0.0.4) and its OpenMetrics generate_latest write
+# for SnapshotCollector (tests/test_metrics.py compares them): families in SPECS order, series in
+# the order `_fill` adds them, labels sorted by name, the first series of a label set wins, and a
+# series whose label names are not its spec's is dropped.
+#
+# The bulk (a handful of series per target group, the zero-initialized counters) is written
+# column-wise: a label's values for all rows at once, then every line of a family in one
+# str.join over pieces laid out with slice assignments, which runs in C instead of a Python loop
+# per series. Anything unusual (a label set that is not the spec's, a value that is not a str,
+# two target groups with the same identity) takes the general path, series by series like
+# `_fill`.
+
+ExpositionFormat = Literal["text", "openmetrics"]
+EXPOSITION_FORMATS: tuple[ExpositionFormat, ...] = ("text", "openmetrics")
+
+#: gzip level of /metrics bodies: level 1 compresses our expositions about 6x faster than the
+#: default 9, for bodies about 30% larger.
+GZIP_LEVEL = 1
+
+#: The TYPE the text format 0.0.4 declares (it has no info type: prometheus_client writes a gauge).
+_TEXT_TYPES: Mapping[MetricType, str] = {
+    "gauge": "gauge",
+    "counter": "counter",
+    "histogram": "histogram",
+    "info": "gauge",
+}
+
+
+def escape_label_value(value: str) -> str:
+    """A label value as both formats write it: backslash, double quote and newline escaped."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def _header(spec: MetricSpec, fmt: ExpositionFormat) -> str:
+    help_ = spec.help.replace("\\", "\\\\").replace("\n", "\\n")
+    if fmt == "openmetrics":  # OpenMetrics names the family without _total / _info and escapes '"' too
+        help_ = help_.replace('"', '\\"')
+        return f"# HELP {spec.base_name} {help_}\n# TYPE {spec.base_name} {spec.type}\n"
+    return f"# HELP {spec.name} {help_}\n# TYPE {spec.name} {_TEXT_TYPES[spec.type]}\n"
+
+
+_HEADERS: Mapping[ExpositionFormat, tuple[bytes, ...]] = {
+    fmt: tuple(_header(spec, fmt).encode() for spec in SPECS) for fmt in EXPOSITION_FORMATS
+}
+_OPENMETRICS_EOF = b"# EOF\n"
+
+#: The labels of sgchurn_target_group_info besides the identity, and how a target group gives them.
+_TG_INFO_EXTRA: Mapping[str, Callable[[TargetGroupView], str]] = {
+    "load_balancer": lambda tg: short_name(tg.load_balancer),
+    "scheme": operator.attrgetter("scheme"),
+    "mode": operator.attrgetter("mode"),
+    "target_type": operator.attrgetter("target_type"),
+    "protocol": operator.attrgetter("protocol"),
+    "cluster": operator.attrgetter("cluster"),
+    "mapped_by": operator.attrgetter("mapped_by"),
+}
+# What the per-target-group pass takes for granted about the specs it writes.
+assert set(SPECS_BY_NAME["sgchurn_target_group_info"].labels) == {*IDENTITY, *_TG_INFO_EXTRA}
+assert all(
+    set(SPECS_BY_NAME[name].labels) == set(IDENTITY)
+    for name in ("sgchurn_target_group_preserve_client_ip", "sgchurn_target_group_targets")
+)
+assert all(
+    set(SPECS_BY_NAME[name].labels) == {*IDENTITY, "flow"}
+    for name in ("sgchurn_target_group_reachability_ratio", "sgchurn_rule_gap_open")
+)
+assert len(set(COUNTER_SOURCES.values())) == len(COUNTER_SOURCES)  # _Render.counters: one source each
+
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+_identity_of = operator.attrgetter("identity")
+_ZERO_ONE = ("0.0\n", "1.0\n")
+
+#: A piece of every line of a block: the same text on each line (str) or one text per line (list).
+_Segment = str | list[str]
+
+
+def _column(values: Iterable[str]) -> list[str]:
+    """Label values as written (escaped). TypeError unless each is a str: the general path str()s."""
+    column = list(values)
+    joined = "".join(column)
+    if "\\" in joined or '"' in joined or "\n" in joined:
+        return list(map(escape_label_value, column))
+    return column
+
+
+def _label_segments(names: Sequence[str], columns: Mapping[str, _Segment]) -> list[_Segment]:
+    """The segments of `a="..",b=".."` for labels `names` (in that order): constants merged."""
+    segments: list[_Segment] = []
+    for i, name in enumerate(names):
+        for segment in (f'{"," if i else ""}{name}="', columns[name], '"'):
+            if isinstance(segment, str) and segments and isinstance(segments[-1], str):
+                segments[-1] += segment
+            else:
+                segments.append(segment)
+    return segments
+
+
+def _block(rows: int, segments: Sequence[_Segment]) -> str:
+    """`rows` lines, line i the concatenation of each segment (its i-th text when a list)."""
+    if rows == 0:
+        return ""
+    stride = len(segments)
+    pieces = [""] * (stride * rows)
+    for i, segment in enumerate(segments):
+        pieces[i::stride] = [segment] * rows if isinstance(segment, str) else segment
+    return "".join(pieces)
+
+
+def _texts(rows: int, segments: Sequence[_Segment]) -> list[str]:
+    """One string per row: the concatenation of the segments (as `_block`, kept apart)."""
+    parts = [itertools.repeat(s, rows) if isinstance(s, str) else s for s in segments]
+    return list(map("".join, zip(*parts, strict=False)))
+
+
+def _repeat_rows(column: list[str], times: int) -> list[str]:
+    """Each value `times` times in a row: a target group's column for its per-flow rows."""
+    return list(itertools.chain.from_iterable(zip(*[column] * times, strict=True)))
+
+
+def _sign_bit_set(values: Iterable[float]) -> bool:
+    """Whether a value is negative, -0.0 or a negative NaN: those bypass the `_Numbers` memo."""
+    return min(map(math.copysign, itertools.repeat(1.0), values), default=1.0) < 0
+
+
+class _Numbers(dict[float, str]):
+    """Sample values as written, newline included: floatToGoString, memoized for one render.
+
+    0 is a key and -0.0 is equal to it, so values with the sign bit set are not looked up here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__({0: "0.0\n", 1: "1.0\n"})
+
+    def __missing__(self, value: float) -> str:
+        text = floatToGoString(value) + "\n"
+        if value == value:  # a NaN never finds itself again: do not keep it
+            self[value] = text
+        return text
+
+
+class _Family:
+    """The sample lines (or blocks of lines) of one family in one render."""
+
+    __slots__ = ("lines", "names", "seen", "sorted_names")
+
+    def __init__(self, spec: MetricSpec) -> None:
+        self.lines: list[str] = []
+        self.seen: set[str] = set()  # label strings of its series (see _Render.target_groups)
+        self.names = frozenset(spec.labels)
+        self.sorted_names = tuple(sorted(spec.labels))
+
+    def add(self, labels: str, line: str) -> None:
+        """Add a series' line unless one with the same labels is already there: the first wins."""
+        if labels not in self.seen:
+            self.seen.add(labels)
+            self.lines.append(line)
+
+
+class _Render:
+    """One render of a snapshot: `_fill` written as text."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, _Family] = {spec.name: _Family(spec) for spec in SPECS}
+        self.dropped: list[tuple[str, tuple[str, ...]]] = []
+        self.numbers = _Numbers()
+        self.writable: frozenset[str] = frozenset()  # the families the running step declared
+
+    def family(self, name: str) -> _Family:
+        """A family to add to: only one the running step declared (see `_steps`)."""
+        if name not in self.writable:
+            raise RuntimeError(f"{name} is written by a step of _steps that does not declare it")
+        return self.families[name]
+
+    def value(self, value: float) -> str:
+        if value == 0 and math.copysign(1.0, value) < 0:
+            return "-0.0\n"
+        return self.numbers[value]
+
+    def values(self, values: Sequence[float]) -> list[str]:
+        return list(map(self.value if _sign_bit_set(values) else self.numbers.__getitem__, values))
+
+    # -- the general path: one series at a time, as _Families does ------------------------------
+
+    def checked(self, name: str, labels: Mapping[str, str]) -> list[str] | None:
+        """`label="value"` per label, sorted by name; None (the series dropped) when the label
+        names are not the spec's."""
+        family = self.family(name)
+        if set(labels) != family.names:
+            self.dropped.append((name, tuple(sorted(labels))))
+            return None
+        return [f'{label}="{escape_label_value(str(labels[label]))}"' for label in family.sorted_names]
+
+    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        pairs = self.checked(name, labels)
+        if pairs is not None:
+            text = ",".join(pairs)
+            line = f"{name}{{{text}}} {self.value(value)}" if text else f"{name} {self.value(value)}"
+            self.family(name).add(text, line)
+
+    def add_histogram(
+        self,
+        name: str,
+        labels: Mapping[str, str],
+        bounds: Sequence[float],
+        counts: Sequence[int],
+        total: float,
+    ) -> None:
+        if len(counts) != len(bounds) + 1:
+            self.dropped.append((name, tuple(sorted(labels))))
+            return
+        pairs = self.checked(name, labels)
+        if pairs is None:
+            return
+        family, text = self.family(name), ",".join(pairs)
+        if text in family.seen:
+            return
+        family.seen.add(text)
+        split = sum(1 for label in family.sorted_names if label < "le")  # `le` sorts among them
+        before, after = pairs[:split], pairs[split:]
+        for bound, count in zip([*map(floatToGoString, bounds), "+Inf"], counts, strict=True):
+            bucket = ",".join([*before, f'le="{bound}"', *after])
+            family.lines.append(f"{name}_bucket{{{bucket}}} {self.value(count)}")
+        braces = f"{{{text}}}" if text else ""
+        family.lines.append(f"{name}_count{braces} {self.value(counts[-1])}")
+        family.lines.append(f"{name}_sum{braces} {self.value(total)}")
+
+    def target_group(self, tg: TargetGroupView, open_by_key: Mapping[tuple[str, str], GapView]) -> None:
+        """One target group's series, exactly as `_fill` adds them."""
+        identity = tg.identity
+        extra = {label: get(tg) for label, get in _TG_INFO_EXTRA.items()}
+        self.add("sgchurn_target_group_info", {**identity, **extra}, 1)
+        self.add("sgchurn_target_group_preserve_client_ip", identity, 1 if tg.preserve_client_ip else 0)
+        self.add("sgchurn_target_group_targets", identity, tg.targets)
+        for flow in FLOW_KINDS:
+            status = tg.flows.get(flow)
+            with_flow = {**identity, "flow": flow}
+            if status is not None:
+                self.add("sgchurn_target_group_reachability_ratio", with_flow, status.ratio)
+                self.unadmitted(with_flow, status)
+            self.add("sgchurn_rule_gap_open", with_flow, 1 if (tg.arn, flow) in open_by_key else 0)
+
+    def unadmitted(self, with_flow: Mapping[str, str], status: FlowStatus) -> None:
+        by_reason = status.unadmitted_by_reason
+        if by_reason:
+            for reason in REASONS:
+                count = by_reason.get(reason, 0)
+                if count != 0:
+                    self.add(
+                        "sgchurn_target_group_unadmitted_targets", {**with_flow, "reason": reason}, count
+                    )
+
+    # -- the column-wise passes -----------------------------------------------------------------
+
+    def target_groups(
+        self, target_groups: Sequence[TargetGroupView], open_by_key: Mapping[tuple[str, str], GapView]
+    ) -> None:
+        """The series of every target group, a family at a time (the general path when a target
+        group's identity is not IDENTITY, a label value is not a str, or two identities are equal).
+
+        The families written here have no series yet, and only sgchurn_rule_gap_open gets more
+        later (open gaps of target groups no longer listed): its label strings go to `seen`.
+        """
+        rows = len(target_groups)
+        if rows == 0:
+            return
+        identities = list(map(_identity_of, target_groups))
+        try:
+            if set(map(len, identities)) != {len(IDENTITY)}:
+                raise KeyError("identity")
+            columns = {label: _column(map(operator.itemgetter(label), identities)) for label in IDENTITY}
+            extra = {label: _column(map(get, target_groups)) for label, get in _TG_INFO_EXTRA.items()}
+            unique = len(set(zip(*(columns[label] for label in IDENTITY), strict=True))) == rows
+        except (KeyError, TypeError):
+            unique = False
+        if not unique:
+            for tg in target_groups:
+                self.target_group(tg, open_by_key)
+            return
+
+        def block(name: str, labels: Mapping[str, _Segment], values: _Segment, count: int = rows) -> None:
+            family = self.family(name)
+            segments = [f"{name}{{", *_label_segments(family.sorted_names, labels), "} ", values]
+            family.lines.append(_block(count, segments))
+
+        block("sgchurn_target_group_info", {**columns, **extra}, "1.0\n")
+        preserve = list(map(_ZERO_ONE.__getitem__, map(bool, map(_preserve, target_groups))))
+        block("sgchurn_target_group_preserve_client_ip", columns, preserve)
+        block("sgchurn_target_group_targets", columns, self.values(list(map(_targets, target_groups))))
+        # One row per target group and flow, in that order.
+        flows = len(FLOW_KINDS)
+        per_flow: dict[str, list[str]] = {
+            label: _repeat_rows(column, flows) for label, column in columns.items()
+        }
+        per_flow["flow"] = _column(FLOW_KINDS) * rows
+        statuses = [tg.flows.get(flow) for tg in target_groups for flow in FLOW_KINDS]
+        labels: Mapping[str, _Segment] = per_flow
+        count = len(statuses)
+        if not all(statuses):  # (not `None in`: that compares each FlowStatus with None)
+            present = list(map(operator.is_not, statuses, itertools.repeat(None)))
+            count = sum(present)
+            labels = {label: list(itertools.compress(c, present)) for label, c in per_flow.items()}
+        known = [status for status in statuses if status is not None]
+        ratios = self.values(list(map(_ratio, known)))
+        block("sgchurn_target_group_reachability_ratio", labels, ratios, count)
+        for i, status in enumerate(statuses):
+            if status is not None and status.unadmitted_by_reason:
+                tg = target_groups[i // flows]
+                self.unadmitted({**tg.identity, "flow": FLOW_KINDS[i % flows]}, status)
+        gap_open = self.family("sgchurn_rule_gap_open")
+        texts = _texts(rows * flows, _label_segments(gap_open.sorted_names, per_flow))
+        gap_open.seen.update(texts)
+        keys = zip(_repeat_rows(list(map(_arn, target_groups)), flows), itertools.cycle(FLOW_KINDS))
+        opened = list(map(_ZERO_ONE.__getitem__, map(open_by_key.__contains__, keys)))
+        gap_open.lines.append(_block(rows * flows, ["sgchurn_rule_gap_open{", texts, "} ", opened]))
+
+    def counters(self, name: str, series: Mapping[Labels, float]) -> None:
+        """A persisted counter family. Its keys are its only series (nothing else adds to it), so
+        when each key is exactly the spec's label names in order with str values, distinct keys
+        are distinct label sets and the family is one block; else series by series."""
+        names = self.family(name).sorted_names
+        keys = list(series)
+        width = len(names)
+        try:
+            if not keys or not names or set(map(len, keys)) != {width}:
+                raise TypeError("not one block")
+            pairs = list(itertools.chain.from_iterable(keys))
+            if list(map(_first, pairs)) != list(names) * len(keys):
+                raise TypeError("label names")
+            labels = _column(map(_second, pairs))
+            values = self.values(list(series.values()))
+        except (TypeError, IndexError):
+            for key, value in series.items():
+                self.add(name, dict(key), value)
+            return
+        columns = {label: labels[i::width] for i, label in enumerate(names)}
+        segments = [f"{name}{{", *_label_segments(names, columns), "} ", values]
+        self.family(name).lines.append(_block(len(keys), segments))
+
+
+_preserve = operator.attrgetter("preserve_client_ip")
+_targets = operator.attrgetter("targets")
+_ratio = operator.attrgetter("ratio")
+_arn = operator.attrgetter("arn")
+
+
+def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Callable[[], object]]]:
+    """`_fill` as steps on `out`, in its order, each with the families it adds to (enforced by
+    `_Render.family`), so a family is written out as soon as no later step adds to it."""
+    open_by_key: dict[tuple[str, str], GapView] = {}
+    for gap in snapshot.open_gaps:
+        key = (gap.target_group_arn, gap.flow)
+        if key not in open_by_key or gap.start < open_by_key[key].start:
+            open_by_key[key] = gap
+
+    def open_gaps() -> None:  # also those of target groups no longer listed, e.g. just deleted
+        for gap in sorted(open_by_key.values(), key=lambda g: g.start):
+            with_flow = {**gap.identity(), "flow": gap.flow}
+            out.add("sgchurn_rule_gap_open", with_flow, 1)
+            out.add("sgchurn_rule_gap_open_since_timestamp_seconds", with_flow, gap.start.timestamp())
+
+    def last_gaps() -> None:
+        for gap in snapshot.last_gaps:
+            with_flow = {**gap.identity(), "flow": gap.flow}
+            duration = gap.duration_seconds
+            if duration is not None:
+                out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)
+            out.add("sgchurn_rule_gap_last_info", {**with_flow, "cause": gap.cause, "actor": _actor(gap)}, 1)
+
+    def gap_durations() -> None:
+        for labels, hist in snapshot.gap_durations.items():
+            out.add_histogram(
+                "sgchurn_rule_gap_duration_seconds",
+                dict(labels),
+                GAP_DURATION_BUCKETS,
+                hist.buckets,
+                hist.total,
+            )
+
+    def lags() -> None:
+        for (account, region), lag in snapshot.cloudtrail_lag_seconds.items():
+            out.add("sgchurn_cloudtrail_lag_seconds", {"aws_account_id": account, "aws_region": region}, lag)
+
+    def sources() -> None:
+        for health in snapshot.sources:
+            labels = {
+                "source": health.source,
+                "aws_account_id": health.aws_account_id,
+                "aws_region": health.aws_region,
+            }
+            out.add("sgchurn_up", labels, 1 if health.up else 0)
+
+    def jobs() -> None:
+        for job in snapshot.jobs:
+            job_labels = {"job": job.job}
+            counts = job.duration_buckets or (0,) * (len(JOB_DURATION_BUCKETS) + 1)
+            total = job.duration_sum if job.duration_buckets else 0.0
+            out.add_histogram("sgchurn_job_duration_seconds", job_labels, JOB_DURATION_BUCKETS, counts, total)
+            if job.last_success is not None:
+                out.add(
+                    "sgchurn_job_last_success_timestamp_seconds", job_labels, job.last_success.timestamp()
+                )
+            out.add("sgchurn_job_runs_skipped_total", job_labels, job.skipped)
+
+    def api_requests() -> None:
+        for (service, operation), count in snapshot.api_requests.items():
+            out.add("sgchurn_aws_api_requests_total", {"service": service, "operation": operation}, count)
+
+    def api_errors() -> None:
+        for (service, operation, code), count in snapshot.api_errors.items():
+            labels = {"service": service, "operation": operation, "code": code}
+            out.add("sgchurn_aws_api_errors_total", labels, count)
+
+    def itself() -> None:
+        out.add("sgchurn_build_info", {"version": snapshot.version}, 1)
+        shard = {"shard": str(snapshot.shard), "total_shards": str(snapshot.total_shards)}
+        out.add("sgchurn_shard_info", shard, 1)
+        for account, region in snapshot.owned_targets:
+            out.add("sgchurn_shard_owned_targets", {"aws_account_id": account, "aws_region": region}, 1)
+        out.add("sgchurn_snapshot_timestamp_seconds", {}, snapshot.generated_at.timestamp())
+        out.add("sgchurn_ready", {}, 1 if snapshot.ready else 0)
+
+    def counter(source: str, name: str) -> tuple[frozenset[str], Callable[[], object]]:
+        return frozenset({name}), lambda: out.counters(name, snapshot.counters.get(source, {}))
+
+    return [
+        (
+            frozenset(
+                {
+                    "sgchurn_target_group_info",
+                    "sgchurn_target_group_preserve_client_ip",
+                    "sgchurn_target_group_targets",
+                    "sgchurn_target_group_reachability_ratio",
+                    "sgchurn_target_group_unadmitted_targets",
+                    "sgchurn_rule_gap_open",
+                }
+            ),
+            lambda: out.target_groups(snapshot.target_groups, open_by_key),
+        ),
+        (frozenset({"sgchurn_rule_gap_open", "sgchurn_rule_gap_open_since_timestamp_seconds"}), open_gaps),
+        (frozenset({"sgchurn_rule_gap_last_duration_seconds", "sgchurn_rule_gap_last_info"}), last_gaps),
+        (frozenset({"sgchurn_rule_gap_duration_seconds"}), gap_durations),
+        *(counter(source, name) for source, name in COUNTER_SOURCES.items()),
+        (frozenset({"sgchurn_cloudtrail_lag_seconds"}), lags),
+        (frozenset({"sgchurn_up"}), sources),
+        (
+            frozenset(
+                {
+                    "sgchurn_job_duration_seconds",
+                    "sgchurn_job_last_success_timestamp_seconds",
+                    "sgchurn_job_runs_skipped_total",
+                }
+            ),
+            jobs,
+        ),
+        (frozenset({"sgchurn_aws_api_requests_total"}), api_requests),
+        (frozenset({"sgchurn_aws_api_errors_total"}), api_errors),
+        (
+            frozenset(
+                {
+                    "sgchurn_build_info",
+                    "sgchurn_shard_info",
+                    "sgchurn_shard_owned_targets",
+                    "sgchurn_snapshot_timestamp_seconds",
+                    "sgchurn_ready",
+                }
+            ),
+            itself,
+        ),
+    ]
+
+
+class Exposition:
+    """The exposition of one snapshot, rendered when written.
+
+    The sample lines of the text format 0.0.4 and of OpenMetrics 1.0 are the same for our
+    families; only the HELP/TYPE lines and OpenMetrics' final `# EOF` differ. Each write renders
+    the snapshot again; `dropped` lists the series the last one dropped.
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.dropped: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def write(self, fmt: ExpositionFormat, sink: Callable[[list[bytes]], object]) -> None:
+        """Render, passing `sink` the exposition in order, a run of complete families at a time."""
+        out = _Render()
+        steps = _steps(self.snapshot, out)
+        pending = collections.Counter(name for families, _ in steps for name in families)
+        headers, written = _HEADERS[fmt], 0
+        for families, run in steps:
+            out.writable = families
+            run()
+            pending.subtract(families)
+            pieces: list[bytes] = []
+            while written < len(SPECS) and pending[SPECS[written].name] <= 0:
+                family = out.families[SPECS[written].name]
+                pieces.append(headers[written])
+                if family.lines:
+                    pieces.append("".join(family.lines).encode())
+                    family.lines, family.seen = [], set()  # let the text go as soon as it is written
+                written += 1
+            if pieces:
+                sink(pieces)
+        out.writable = frozenset()
+        sink([*headers[written:], *([_OPENMETRICS_EOF] if fmt == "openmetrics" else [])])
+        self.dropped = tuple(out.dropped)
+
+    def render(self, fmt: ExpositionFormat = "text") -> bytes:
+        pieces: list[bytes] = []
+        self.write(fmt, pieces.extend)
+        return b"".join(pieces)
+
+    def gzip(self, fmt: ExpositionFormat = "text", level: int = GZIP_LEVEL) -> bytes:
+        """The exposition as one gzip member. A second thread compresses the families already
+        written while the next are rendered (zlib releases the GIL while it compresses)."""
+        compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip header and trailer
+        queue: SimpleQueue[list[bytes] | None] = SimpleQueue()
+        parts: list[bytes] = []
+        failed: list[BaseException] = []
+
+        def compress() -> None:
+            try:
+                while (pieces := queue.get()) is not None:
+                    parts.extend(compressor.compress(piece) for piece in pieces)
+                parts.append(compressor.flush())
+            except BaseException as exc:  # pragma: no cover - MemoryError and the like
+                failed.append(exc)
+                while queue.get() is not None:  # drain, so the writer never blocks
+                    pass
+
+        worker = threading.Thread(target=compress, name="metrics-gzip", daemon=True)
+        worker.start()
+        try:
+            self.write(fmt, queue.put)
+        finally:
+            queue.put(None)
+            worker.join()
+        if failed:  # pragma: no cover
+            raise failed[0]
+        return b"".join(parts)
+
+
+def render_exposition(snapshot: Snapshot, fmt: ExpositionFormat = "text") -> bytes:
+    """The /metrics body of a snapshot: what generate_latest writes for SnapshotCollector."""
+    return Exposition(snapshot).render(fmt)
+
+
+class ExpositionCache:
+    """The /metrics bodies of the current snapshot: rendered once per snapshot, then reused.
+
+    The daemon swaps immutable snapshots in whole, so a snapshot's identity is its version. The
+    cache keeps the snapshot it rendered last (a reference: its id cannot be reused meanwhile) and
+    the bodies asked for so far (format, gzip or not); another snapshot replaces them. Rendering
+    happens under a lock, so concurrent scrapes of a new snapshot render it once, and the
+    snapshot is read under it, so a scrape that waited gets the newest. Series dropped for
+    unexpected label names are logged once per family and label names.
+    """
+
+    def __init__(self, get_snapshot: Callable[[], Snapshot]) -> None:
+        self._get_snapshot = get_snapshot
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._bodies: dict[tuple[ExpositionFormat, bool], bytes] = {}
+        self._warned: set[tuple[str, tuple[str, ...]]] = set()
+        self.renders = 0  # snapshots rendered so far
+
+    def body(self, fmt: ExpositionFormat = "text", *, gzipped: bool = False) -> bytes:
+        with self._lock:
+            snapshot = self._get_snapshot()
+            if snapshot is not self._snapshot:
+                self._snapshot, self._bodies = snapshot, {}
+            body = self._bodies.get((fmt, gzipped))
+            if body is None:
+                # Only the bodies asked for are kept (a Prometheus server asks for one: its format,
+                # gzipped); another variant of the same snapshot renders it again.
+                exposition = Exposition(snapshot)
+                body = exposition.gzip(fmt) if gzipped else exposition.render(fmt)
+                self.renders += 1
+                self._warn(exposition.dropped)
+                self._bodies[(fmt, gzipped)] = body
+            return body
+
+    def _warn(self, dropped: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        for item in dropped:
+            if item not in self._warned:  # once per family and label-name set, not every render
+                self._warned.add(item)
+                log.warning("dropped series with unexpected labels: family %s, labels %s", *item)
 
 
 def _values(values: Iterable[str]) -> str:

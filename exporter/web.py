@@ -4,7 +4,8 @@ A stdlib ThreadingHTTPServer in a background thread. Every request reads the cur
 once through `get_snapshot` (the daemon swaps whole snapshots in), so a request never waits on AWS.
 
 Routes:
-  /metrics               Prometheus text (or OpenMetrics by Accept), gzip when accepted
+  /metrics               Prometheus text (or OpenMetrics by Accept), gzip when accepted; written
+                         once per snapshot by exporter.metrics.ExpositionCache
   /healthz               200 "ok" while the process serves (never behind basic auth)
   /readyz                200 when Snapshot.ready, else 503 with a short reason (never behind basic auth)
   /                      the landing page (exporter/web_page.py)
@@ -38,7 +39,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter.daemon.snapshot import GapView, HistogramState, Labels, Snapshot, TargetGroupView
 from exporter.engine.timeutil import format_time
-from exporter.metrics import build_registry
+from exporter.metrics import GZIP_LEVEL, ExpositionCache, ExpositionFormat, build_registry
 from exporter.web_page import render_landing, render_not_found, render_target_group
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,21 @@ def readiness(snapshot: Snapshot) -> tuple[bool, str]:
     if waiting:
         parts.append("jobs without a success yet: " + ", ".join(waiting))
     return False, "not ready: " + ("; ".join(parts) or "first pass not complete")
+
+
+def exposition_format(content_type: str) -> ExpositionFormat | None:
+    """The format our own writer produces for a content type prometheus_client's choose_encoder
+    picked, or None when only prometheus_client writes it (name escaping `dots` or `values`, which
+    rename our metrics and labels, or a version other than text 0.0.4/1.0.0 and OpenMetrics 1.0.0)."""
+    media, *rest = (part.strip() for part in content_type.split(";"))
+    params = dict(part.split("=", 1) for part in rest if "=" in part)
+    if params.get("escaping", "underscores") not in ("underscores", "allow-utf-8"):
+        return None
+    if media == "text/plain" and params.get("version") in ("0.0.4", "1.0.0"):
+        return "text"
+    if media == "application/openmetrics-text" and params.get("version") == "1.0.0":
+        return "openmetrics"
+    return None
 
 
 def _labels(labels: Labels) -> dict[str, str]:
@@ -349,12 +365,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._text(404, "not found\n", head=head)
 
     def _metrics(self, *, head: bool) -> None:
+        app = self.server.app
+        # prometheus_client's negotiation picks the format and content type, as it always did.
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        body = encoder(self.server.app.registry)
-        headers: dict[str, str] = {}
-        if gzip_accepted(self.headers.get("Accept-Encoding", "")):
-            body = gzip.compress(body)
-            headers["Content-Encoding"] = "gzip"
+        gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+        fmt = exposition_format(content_type)
+        if fmt is not None:
+            body = app.exposition.body(fmt, gzipped=gzipped)
+        else:  # an escaping scheme that renames metrics, or a newer version: prometheus_client writes it
+            body = encoder(app.registry)
+            if gzipped:
+                body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        headers = {"Content-Encoding": "gzip"} if gzipped else {}
         self._send(200, body, content_type, head=head, headers=headers)
 
 
@@ -389,6 +411,9 @@ class WebServer:
         self.users = _normalise_users(basic_auth_users)
         self.explain_provider = explain_provider
         self.clock = clock
+        #: /metrics: our writer, rendering each snapshot once (text and OpenMetrics 1.0).
+        self.exposition = ExpositionCache(get_snapshot)
+        #: /metrics in what only prometheus_client writes (exposition_format); tests, other users.
         self.registry = build_registry(get_snapshot)
         self._ssl_context: ssl.SSLContext | None = None
         if tls_cert_file:

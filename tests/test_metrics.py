@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import logging
+import math
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from exporter.daemon.snapshot import Snapshot, labels_of
-from exporter.engine.flows import REASONS
+from benchmarks.synth_snapshot import build_snapshot
+from exporter.daemon.snapshot import HistogramState, JobStats, Snapshot, TargetGroupView, labels_of
+from exporter.engine.flows import FLOW_KINDS, REASONS, FlowKind, FlowStatus
 from exporter.metrics import (
     COUNTER_SOURCES,
     SPECS,
     SPECS_BY_NAME,
+    Exposition,
+    ExpositionCache,
     SnapshotCollector,
     build_registry,
+    render_exposition,
     render_markdown,
 )
 from tests.snapshot_samples import (
@@ -35,7 +45,12 @@ from tests.snapshot_samples import (
     OPEN_FOR,
     PAYMENTS_TG,
     REGION,
+    gap,
+    hostile_snapshot,
+    identity_labels,
+    lb_arn,
     sample_snapshot,
+    tg_arn,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,14 +190,14 @@ def test_label_values_are_bounded() -> None:
     assert info_checkout.labels["load_balancer"] == "k8s-shop-checkout"  # the name, not the ARN
 
 
-def test_every_unadmitted_reason_is_exported_with_zero_when_none() -> None:
+def test_unadmitted_targets_are_exported_only_for_reasons_some_target_has() -> None:
     text = exposition(sample_snapshot(NOW))
     unadmitted = series(text, "sgchurn_target_group_unadmitted_targets")
-    assert len(unadmitted) == 2 * 2 * len(REASONS)  # target groups x flows x reasons
     values = {(s.labels["target_group"], s.labels["flow"], s.labels["reason"]): s.value for s in unadmitted}
-    assert values[(CHECKOUT_TG, "traffic", "source_not_covered")] == 3
-    assert values[(CHECKOUT_TG, "traffic", "no_rule_for_port")] == 0
-    assert all(v == 0 for (tg, _, _), v in values.items() if tg == PAYMENTS_TG)
+    # The checkout group's 3 targets do not admit traffic: one series; no zero for the other
+    # reasons, flows or target groups (dashboards and runbooks select `> 0`).
+    assert values == {(CHECKOUT_TG, "traffic", "source_not_covered"): 3}
+    assert set(REASONS) >= {reason for _, _, reason in values}
     ratios = {
         (s.labels["target_group"], s.labels["flow"]): s.value
         for s in series(text, "sgchurn_target_group_reachability_ratio")
@@ -337,3 +352,300 @@ def test_info_families_carry_value_one() -> None:
     info = [s for s in samples(text) if s.name.endswith("_info")]
     assert _names(info) == {s.name for s in SPECS if s.type == "info"}
     assert all(s.value == 1 for s in info)
+
+
+# -- the fast writer /metrics serves: the same exposition as prometheus_client's ----------------
+
+
+def awkward_snapshot(now: datetime, *, twin: bool = False) -> Snapshot:
+    """The rich sample plus everything the fast writer must get exactly right.
+
+    Label values with backslashes, quotes, newlines, braces and non-ASCII; a target group with no
+    flow statuses and one with a single flow and several reasons; open gaps of a target group no
+    longer listed (two, the later one must lose) and of a listed one; malformed counter keys
+    (unsorted, a label too many, a non-str value, two keys that are the same label set once
+    str()'d); values -0.0, negative, NaN, +/-Inf, huge and inexact; a histogram with a bucket
+    missing; a job without buckets. `twin`: a second target group with the identity of another
+    (the first series of a label set wins).
+    """
+    base = sample_snapshot(now)
+    checkout, payments = base.target_groups
+    weird = dataclasses.replace(
+        payments,
+        name='tg "quoted" \\back\\ and\nnewline',
+        namespace="espace-été",
+        service="svc,{x}=y} 1",
+        arn=tg_arn("weird"),
+        load_balancer='arn:aws:elasticloadbalancing:eu-west-1:1:loadbalancer/net/lb-"x"/abc',
+        cluster="",
+        targets=0,
+        flows={
+            "traffic": FlowStatus("traffic", 9, 2, {"no_rule_for_port": 4, "source_not_covered": 3}),
+        },
+    )
+    bare = dataclasses.replace(payments, name="no-flows", arn=tg_arn("no-flows"), flows={})
+    groups: tuple[TargetGroupView, ...] = (checkout, weird, payments, bare)
+    if twin:
+        groups += (dataclasses.replace(checkout, arn=tg_arn("twin"), preserve_client_ip=False, targets=8),)
+    gone = dataclasses.replace(checkout, name="gone", arn=tg_arn("gone"))
+    open_gaps = (
+        *base.open_gaps,
+        gap(gone, "health_check", now - timedelta(minutes=3), None, "requirement_change", ""),
+        gap(gone, "health_check", now - timedelta(minutes=1), None, "revoke_without_restore", "x"),
+        gap(weird, "traffic", now - timedelta(seconds=5), None, "revoke_without_restore", 'a\\"b'),
+    )
+    odd = cast(Any, (("event_name", 7),))  # a non-str label value, the same label set as "7"
+    counters = {
+        **base.counters,
+        "rule_gaps": {
+            **base.counters["rule_gaps"],
+            identity_labels(weird, flow="traffic", cause="revoke_without_restore"): -0.0,
+            identity_labels(bare, flow="traffic", cause="revoke_without_restore"): 1e21,
+        },
+        "rule_replacements": {
+            **base.counters["rule_replacements"],
+            cast(Any, (("order", "make_before_break"), ("aws_account_id", ACCOUNT))): 1,  # unsorted, short
+            cast(
+                Any, (("aws_account_id", "2"), ("region", REGION), ("security_group", "sg-2"), ("order", "x"))
+            ): 3,
+            cast(  # every label, not sorted: a series all the same
+                Any,
+                (("security_group", "sg-3"), ("order", "y"), ("aws_region", REGION), ("aws_account_id", "3")),
+            ): 4,
+        },
+        "security_group_rule_changes": {
+            **base.counters["security_group_rule_changes"],
+            labels_of(
+                aws_account_id=ACCOUNT,
+                aws_region=REGION,
+                security_group="sg-1",
+                event_name="RevokeSecurityGroupIngress",
+                result="success",
+                extra="1",
+            ): 2,
+        },
+        "cloudtrail_events": {labels_of(event_name="7"): 0.1 + 0.2, odd: 5, labels_of(event_name="x"): -4.0},
+        "cloudtrail_records_rejected": {
+            labels_of(reason="not_json"): math.nan,
+            labels_of(reason="y"): math.inf,
+        },
+    }
+    durations = {
+        **base.gap_durations,
+        identity_labels(weird, flow="traffic"): HistogramState((0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2), -0.0, 2),
+        identity_labels(bare, flow="traffic"): HistogramState((1, 2), 3.0, 2),  # buckets missing
+    }
+    return dataclasses.replace(
+        base,
+        target_groups=groups,
+        open_gaps=open_gaps,
+        counters=counters,
+        gap_durations=durations,
+        jobs=(*base.jobs, JobStats("kubernetes", 0, 3, None, None, "forbidden")),
+        cloudtrail_lag_seconds={(ACCOUNT, REGION): -0.0, ("2", "us-east-1"): -3.5},
+        api_requests={**base.api_requests, ("s3", "GetObject"): 2**60},
+    )
+
+
+def generated_snapshot() -> Snapshot:
+    """The benchmark's synthetic fleet (as Daemon.publish builds it), at 300 target groups."""
+    return build_snapshot(300)
+
+
+EQUIVALENCE_CASES = {
+    "rich sample": lambda: sample_snapshot(NOW),
+    "rich sample, ready": lambda: sample_snapshot(NOW, ready=True),
+    "hostile names": lambda: hostile_snapshot(NOW),
+    "empty": lambda: Snapshot(generated_at=NOW),
+    "awkward": lambda: awkward_snapshot(NOW),
+    "awkward with a twin identity": lambda: awkward_snapshot(NOW, twin=True),
+    "generated 300 target groups": generated_snapshot,
+}
+
+
+@pytest.mark.parametrize("case", sorted(EQUIVALENCE_CASES))
+def test_the_fast_writer_writes_prometheus_clients_bytes(case: str) -> None:
+    snapshot = EQUIVALENCE_CASES[case]()
+    registry = build_registry(lambda: snapshot)
+    text, openmetrics = generate_latest(registry), generate_openmetrics(registry)
+    assert render_exposition(snapshot) == text
+    assert render_exposition(snapshot, "openmetrics") == openmetrics
+    assert gzip.decompress(Exposition(snapshot).gzip("openmetrics")) == openmetrics
+    assert gzip.decompress(Exposition(snapshot).gzip("text")) == text
+
+
+@pytest.mark.parametrize("case", ["rich sample", "hostile names", "empty", "generated 300 target groups"])
+def test_the_fast_writer_parses_to_the_same_families_and_samples(case: str) -> None:
+    snapshot = EQUIVALENCE_CASES[case]()
+    registry = build_registry(lambda: snapshot)
+    fast = list(text_string_to_metric_families(render_exposition(snapshot).decode()))
+    reference = list(text_string_to_metric_families(generate_latest(registry).decode()))
+    assert [(f.name, f.type, f.documentation) for f in fast] == [
+        (f.name, f.type, f.documentation) for f in reference
+    ]
+    assert fast == reference  # every sample: name, labels, value
+    assert len(fast) == len(SPECS)
+    fast_om = list(parse_openmetrics(render_exposition(snapshot, "openmetrics").decode()))
+    assert fast_om == list(parse_openmetrics(generate_openmetrics(registry).decode()))
+
+
+def test_the_awkward_snapshot_really_is_awkward() -> None:
+    """The cases above exercise what they claim: escapes, drops, the general path's checks."""
+    snapshot = awkward_snapshot(NOW, twin=True)
+    text = render_exposition(snapshot).decode()
+    assert 'target_group="tg \\"quoted\\" \\\\back\\\\ and\\nnewline"' in text
+    assert "espace-été" in text and 'service="svc,{x}=y} 1"' in text
+    assert "sgchurn_rule_gaps_total{" in text and "} -0.0\n" in text
+    for value in ("NaN", "+Inf", "1e+21", "0.30000000000000004", "1.152921504606847e+18"):
+        assert f"}} {value}\n" in text, value
+    exposition_ = Exposition(snapshot)
+    exposition_.render()
+    assert {name for name, _ in exposition_.dropped} == {
+        "sgchurn_rule_replacements_total",
+        "sgchurn_security_group_rule_changes_total",
+        "sgchurn_rule_gap_duration_seconds",
+    }
+    events = [s.labels["event_name"] for s in series(text, "sgchurn_cloudtrail_events_total")]
+    assert sorted(events) == ["7", "x"]  # the int 7 lost to "7"
+    opened = [s for s in series(text, "sgchurn_rule_gap_open") if s.labels["target_group"] == CHECKOUT_TG]
+    assert len(opened) == 2  # one per flow, the twin's and the open gap's dropped
+    gone = [
+        s
+        for s in series(text, "sgchurn_rule_gap_open_since_timestamp_seconds")
+        if s.labels["target_group"] == "gone"
+    ]
+    assert [s.value for s in gone] == [(NOW - timedelta(minutes=3)).timestamp()]
+
+
+def test_promtool_check_metrics_is_clean_on_the_fast_output() -> None:
+    for snapshot in (sample_snapshot(NOW), Snapshot(generated_at=NOW), generated_snapshot()):
+        assert promtool_check(render_exposition(snapshot).decode()) == ""
+
+
+_label_value = st.text(st.characters(codec="utf-8"), max_size=6)
+_number = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1.0, 0.5]),
+)
+
+
+@st.composite
+def _snapshots(draw: st.DrawFn) -> Snapshot:
+    """Small snapshots with arbitrary label values, numbers, repeated identities and odd keys."""
+    names = draw(st.lists(st.sampled_from(["a", "b", 'c"', "d\\", "e\n"]), max_size=5))
+    groups = []
+    for i, name in enumerate(names):
+        flows: dict[FlowKind, FlowStatus] = {}
+        for kind in draw(st.sets(st.sampled_from(FLOW_KINDS))):
+            reasons = draw(st.dictionaries(st.sampled_from([*REASONS, "unknown"]), st.integers(0, 3)))
+            flows[kind] = FlowStatus(kind, draw(st.integers(0, 5)), draw(st.integers(0, 5)), reasons)
+        groups.append(
+            dataclasses.replace(
+                sample_snapshot(NOW).target_groups[0],
+                name=name,
+                namespace=draw(st.sampled_from(["ns", "ns2"])),
+                service=draw(_label_value),
+                arn=tg_arn(f"tg{i}"),
+                load_balancer=draw(st.sampled_from([lb_arn("lb"), "plain", "arn:x:y"])),
+                scheme=draw(_label_value),
+                preserve_client_ip=draw(st.booleans()),
+                targets=draw(st.integers(0, 10)),
+                flows=flows,
+            )
+        )
+    open_gaps = tuple(
+        gap(
+            tg,
+            draw(st.sampled_from(FLOW_KINDS)),
+            NOW - timedelta(seconds=draw(st.integers(1, 99))),
+            None,
+            "c",
+            "",
+        )
+        for tg in draw(st.lists(st.sampled_from(groups), max_size=3) if groups else st.just([]))
+    )
+    counter_keys = st.one_of(
+        st.builds(lambda v: labels_of(event_name=v), _label_value),
+        st.builds(lambda v: cast(Any, (("event_name", v), ("x", "y"))), _label_value),
+        st.builds(lambda v: cast(Any, (("event_name", v),)), st.integers(0, 3)),
+    )
+    events = draw(st.dictionaries(counter_keys, _number, max_size=4))
+    return Snapshot(
+        generated_at=NOW,
+        target_groups=tuple(groups),
+        open_gaps=open_gaps,
+        counters={"cloudtrail_events": events},
+        cloudtrail_lag_seconds=draw(
+            st.dictionaries(st.tuples(_label_value, _label_value), _number, max_size=2)
+        ),
+        api_requests=draw(
+            st.dictionaries(st.tuples(_label_value, _label_value), st.integers(0, 9), max_size=2)
+        ),
+        version=draw(_label_value),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_snapshots())
+def test_the_fast_writer_matches_prometheus_client_on_generated_snapshots(snapshot: Snapshot) -> None:
+    registry = build_registry(lambda: snapshot)
+    assert render_exposition(snapshot) == generate_latest(registry)
+    assert render_exposition(snapshot, "openmetrics") == generate_openmetrics(registry)
+
+
+# -- the cache /metrics reads -------------------------------------------------------------------
+
+
+def test_the_cache_renders_each_snapshot_once_per_variant_and_reuses_the_bytes() -> None:
+    holder = [sample_snapshot(NOW)]
+    cache = ExpositionCache(lambda: holder[0])
+    first = cache.body("text")
+    assert cache.body("text") is first and cache.renders == 1
+    zipped = cache.body("openmetrics", gzipped=True)
+    assert cache.body("openmetrics", gzipped=True) is zipped and cache.renders == 2
+    assert gzip.decompress(zipped) == render_exposition(holder[0], "openmetrics")
+    holder[0] = sample_snapshot(NOW, ready=True)  # the daemon swaps a new snapshot in
+    second = cache.body("text")
+    assert second != first and cache.renders == 3
+    assert second == render_exposition(holder[0])
+
+
+def test_the_cache_knows_snapshots_by_identity_not_by_equality() -> None:
+    """An equal but new snapshot object is another snapshot (the daemon builds a new one each
+    publish), so nothing stale is served even if an id were reused."""
+    cache = ExpositionCache(lambda: sample_snapshot(NOW))  # a new object on every read
+    cache.body("text")
+    cache.body("text")
+    assert cache.renders == 2
+
+
+def test_concurrent_scrapes_of_a_new_snapshot_render_it_once() -> None:
+    snapshot = generated_snapshot()
+    cache = ExpositionCache(lambda: snapshot)
+    barrier = threading.Barrier(6)
+    bodies: list[bytes] = []
+
+    def scrape() -> None:
+        barrier.wait()
+        bodies.append(cache.body("openmetrics", gzipped=True))
+
+    threads = [threading.Thread(target=scrape) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.renders == 1 and len(bodies) == 6 and all(body is bodies[0] for body in bodies)
+
+
+def test_the_cache_warns_once_about_dropped_series(caplog: pytest.LogCaptureFixture) -> None:
+    holder = [awkward_snapshot(NOW)]
+    cache = ExpositionCache(lambda: holder[0])
+    with caplog.at_level(logging.WARNING, logger="exporter.metrics"):
+        cache.body("text")
+        holder[0] = awkward_snapshot(NOW + timedelta(seconds=1))
+        cache.body("text")
+    warnings = [r.getMessage() for r in caplog.records if "unexpected labels" in r.getMessage()]
+    dropped = Exposition(holder[0])
+    dropped.render()
+    assert cache.renders == 2 and len(warnings) == len(set(warnings)) == len(set(dropped.dropped)) == 4

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from prometheus_client.exposition import choose_encoder
 
 from exporter.daemon.snapshot import Snapshot
 from exporter.metrics import SPECS
@@ -95,6 +96,58 @@ def test_metrics_is_gzipped_only_when_accepted(server: WebServer) -> None:
     plain = get(server, "/metrics", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain.headers
     assert "sgchurn_up" in plain.text
+
+
+#: What Prometheus 2.x sends when scraping.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+ACCEPTS = {
+    "none": "",
+    "text 0.0.4": "text/plain;version=0.0.4",
+    "text 1.0.0": "text/plain;version=1.0.0",
+    "text 1.0.0 utf-8": "text/plain;version=1.0.0;escaping=allow-utf-8",
+    "prometheus 2": PROMETHEUS_ACCEPT,
+    "openmetrics": "application/openmetrics-text",
+    "openmetrics 1.0.0 utf-8": "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+    # Only prometheus_client writes these: /metrics falls back to it.
+    "openmetrics 2.0.0": "application/openmetrics-text;version=2.0.0",
+    "openmetrics dots": "application/openmetrics-text;version=1.0.0;escaping=dots",
+    "text values": "text/plain;version=1.0.0;escaping=values",
+}
+FALLBACK = {"openmetrics 2.0.0", "openmetrics dots", "text values"}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+@pytest.mark.parametrize("accept", sorted(ACCEPTS))
+def test_metrics_serves_the_bytes_prometheus_client_would_for_every_accept_header(
+    holder: Holder, accept: str, encoding: str
+) -> None:
+    holder.snapshot = hostile_snapshot(NOW)  # escapes in label values, too
+    with WebServer(holder.get, "127.0.0.1", 0) as web:
+        headers = {"Accept": ACCEPTS[accept], "Accept-Encoding": encoding}
+        response = get(web, "/metrics", headers=headers, stream=True)
+        raw = response.raw.read(decode_content=False)
+        assert response.headers.get("Content-Encoding", "identity") == encoding
+        body = gzip.decompress(raw) if encoding == "gzip" else raw
+        encoder, content_type = choose_encoder(ACCEPTS[accept])
+        assert response.headers["Content-Type"] == content_type
+        assert body == encoder(web.registry)
+        assert web.exposition.renders == (0 if accept in FALLBACK else 1)
+
+
+def test_metrics_renders_a_snapshot_once_for_all_its_scrapes(server: WebServer, holder: Holder) -> None:
+    prometheus = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+    first = [get(server, "/metrics", headers=prometheus).content for _ in range(3)]
+    head = requests.head(server.url + "/metrics", headers=prometheus, timeout=TIMEOUT)
+    assert server.exposition.renders == 1
+    assert first[0] == first[1] == first[2] and b"# EOF" in first[0]
+    assert head.status_code == 200 and head.headers["Content-Encoding"] == "gzip"
+    holder.snapshot = sample_snapshot(NOW + timedelta(minutes=1), ready=True)
+    after = get(server, "/metrics", headers=prometheus).text
+    assert server.exposition.renders == 2
+    assert "sgchurn_ready 1.0" in after and "sgchurn_ready 0.0" in first[0].decode()
 
 
 def test_healthz_and_head(server: WebServer) -> None:
