@@ -149,8 +149,13 @@ def test_throttling_storm_backs_off_keeps_serving_and_loses_nothing(
                     for r in clean_moto.requests()
                     if r["operation"] == "LookupEvents" and r["status"] == 400
                 ]
+                refused = [e.time for e in proxy.entries() if e.outcome == "throttled"]
+                inventory = [h for h in assembly.daemon.snapshot().sources if h.source == "inventory"]
                 done = (
                     len(throttled) >= storm
+                    and len(refused) == 10  # EC2/ELBv2 storm over, and an inventory succeeded since
+                    and inventory[0].last_success is not None
+                    and inventory[0].last_success.timestamp() > max(refused)
                     and _up(text, "inventory") == 1
                     and _up(text, "lookup_events") == 1
                     and total(text, "sgchurn_cloudtrail_events_total") >= 2
