@@ -16,6 +16,7 @@ import gzip
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from exporter.daemon.assemble import Assembly, build_daemon
 from exporter.engine.changes import Rejection
 from exporter.engine.records import MAX_RECORD_BYTES, iter_raw_records, parse_record
 from exporter.metrics import build_registry
+from exporter.sources.cloudtrail import LookupEventsPoller
 from exporter.web import WebServer
 from tests import cloudtrail_samples as samples
 from tests.awsworld import (
@@ -120,7 +122,15 @@ def test_throttling_storm_backs_off_keeps_serving_and_loses_nothing(
     # The production backoff (0.5 s doubling to 20 s, 8 retries) would make this test minutes
     # long; the same code path runs with a shorter scale. The rate limit is not scaled.
     poller = assembly.daemon.feeds[0].source
-    poller.backoff_base, poller.backoff_cap = 0.05, 0.5  # type: ignore[attr-defined]
+    assert isinstance(poller, LookupEventsPoller)
+    poller.backoff_base, poller.backoff_cap = 0.05, 0.5
+    backoffs: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        backoffs.append(seconds)
+        time.sleep(seconds)
+
+    poller._sleep = sleep
     web = WebServer(assembly.daemon.snapshot, "127.0.0.1", 0)
     web.start()
     assembly.daemon.start()
@@ -177,6 +187,10 @@ def test_throttling_storm_backs_off_keeps_serving_and_loses_nothing(
     busiest = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
     assert busiest <= 2, busiest
     assert sum(1 for r in lookups if r["status"] == 400) == storm
+    # One backoff per throttled answer, except where an event name gave up (after 9 attempts;
+    # it is read again on the next poll): 8 + 5 for 14 throttles.
+    gave_up = storm // (poller.max_retries + 1)
+    assert len(backoffs) == storm - gave_up and all(0 <= b <= 0.5 for b in backoffs)
     errors = {
         (s.labels["operation"], s.labels["code"]): s.value
         for s in matching(text, "sgchurn_aws_api_errors_total")
