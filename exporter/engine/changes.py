@@ -39,7 +39,7 @@ RejectionReason = Literal[
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Actor:
     """Who made the call, as CloudTrail attributes it."""
 
@@ -60,7 +60,7 @@ class Actor:
         return self.issuer or self.principal_arn or "unknown"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventMeta:
     event_id: str
     event_time: datetime
@@ -77,7 +77,7 @@ class EventMeta:
         return self.error_code is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleChange:
     """AuthorizeSecurityGroupIngress or RevokeSecurityGroupIngress on one group.
 
@@ -94,7 +94,7 @@ class RuleChange:
     rule_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleModification:
     """ModifySecurityGroupRules: each rule id gets a new definition."""
 
@@ -103,13 +103,13 @@ class RuleModification:
     modifications: tuple[tuple[str, Rule], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GroupDeletion:
     meta: EventMeta
     group_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttributeChange:
     """ModifyTargetGroupAttributes: only the attributes this project watches are kept."""
 
@@ -123,7 +123,7 @@ Change = RuleChange | RuleModification | GroupDeletion | AttributeChange
 WATCHED_ATTRIBUTES = ("preserve_client_ip.enabled", "proxy_protocol_v2.enabled")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """A record that could not be used, with a bounded reason and a one-line detail."""
 

@@ -29,6 +29,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -46,7 +47,7 @@ from exporter.engine.changes import (
     RuleChange,
     RuleModification,
 )
-from exporter.engine.rules import ALL_PROTOCOLS, Rule, Source, normalize_protocol
+from exporter.engine.rules import ALL_PROTOCOLS, Rule, Source, SourceKind, normalize_protocol
 from exporter.engine.timeutil import parse_time
 
 AUTHORIZE = "AuthorizeSecurityGroupIngress"
@@ -142,11 +143,15 @@ def _pascal(key: str) -> str:
     return found
 
 
+_ABSENT: Any = object()
+
+
 def _get(fields: JsonObject, key: str) -> Any:
     """`fields[key]`, also under the PascalCase spelling (IpProtocol for ipProtocol)."""
-    if key in fields:
-        return fields[key]
-    return fields.get(_pascal(key))
+    value = fields.get(key, _ABSENT)
+    if value is _ABSENT:
+        return fields.get(_PASCAL_CASE.get(key) or _pascal(key))
+    return value
 
 
 def _has(fields: JsonObject, key: str) -> bool:
@@ -159,7 +164,7 @@ def _object(value: Any, where: str) -> JsonObject:
     return value
 
 
-def _items(value: Any, where: str) -> list[Any]:
+def _items(value: Any, where: str, suffix: str = "") -> list[Any]:
     """A CloudTrail list: {"items": [...]}, a plain list, {} or null (empty), or one object."""
     if value is None:
         return []
@@ -174,9 +179,9 @@ def _items(value: Any, where: str) -> list[Any]:
                 return items
             if isinstance(items, dict):
                 return [items]
-            raise _Reject("wrong_type", f"{where}.items is {_show(items)}, not a list")
+            raise _Reject("wrong_type", f"{where}{suffix}.items is {_show(items)}, not a list")
         return [value] if value else []
-    raise _Reject("wrong_type", f"{where} is {_show(value)}, not a list")
+    raise _Reject("wrong_type", f"{where}{suffix} is {_show(value)}, not a list")
 
 
 def _lenient_items(value: Any) -> list[Any]:
@@ -204,10 +209,36 @@ def _optional_str(fields: Any, key: str, limit: int = _MAX_MESSAGE_CHARS) -> str
     """A string attribute when present and a string (cut to `limit`), else None (lenient)."""
     if not isinstance(fields, dict):
         return None
-    value = _get(fields, key)
+    value = fields.get(key, _ABSENT)
+    if value is _ABSENT:
+        value = fields.get(_PASCAL_CASE.get(key) or _pascal(key))
     if not isinstance(value, str) or not value:
         return None
     return value[:limit]
+
+
+# Values that repeat from record to record (regions, accounts, event sources, descriptions,
+# group ids, sources, actors) are kept once: the changes held in memory share them, which
+# saves memory and keeps the cyclic garbage collector's walks over those changes short.
+# Each table is bounded (cleared when full), so hostile input cannot grow it.
+_SHARED_SIZE = 8192
+_SHARED_TEXT: dict[str, str] = {}
+
+
+def _shared(text: str) -> str:
+    found = _SHARED_TEXT.get(text)
+    if found is not None:
+        return found
+    if len(text) <= 256:
+        if len(_SHARED_TEXT) >= _SHARED_SIZE:
+            _SHARED_TEXT.clear()
+        _SHARED_TEXT[text] = text
+    return text
+
+
+def _shared_optional_str(fields: Any, key: str, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
+    value = _optional_str(fields, key, limit)
+    return None if value is None else _shared(value)
 
 
 def _truthy(value: Any) -> bool:
@@ -217,7 +248,14 @@ def _truthy(value: Any) -> bool:
 # --- rules -----------------------------------------------------------------------------------
 
 
+_PROTOCOL_NAMES = {name: name for name in _NAMED_PROTOCOLS}  # one object for each name
+
+
 def _protocol(value: Any, where: str) -> str:
+    if type(value) is str:
+        found = _PROTOCOL_NAMES.get(value)
+        if found is not None:
+            return found
     if value is None:
         raise _Reject("bad_rule", f"{where}: ipProtocol is missing")
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -228,13 +266,18 @@ def _protocol(value: Any, where: str) -> str:
         raise _Reject("bad_rule", f"{where}: ipProtocol {_show(value)} is not a protocol")
     name = normalize_protocol(value)
     if name in _NAMED_PROTOCOLS:
-        return name
+        return _PROTOCOL_NAMES[name]
     if _PROTOCOL_NUMBER.fullmatch(name) and int(name) <= 255:
         return name
     raise _Reject("bad_rule", f"{where}: ipProtocol {_show(value)} is not a protocol")
 
 
+_PORTS: dict[int, int] = {}  # one int object for each port number seen
+
+
 def _port(value: Any, where: str) -> int:
+    if type(value) is int and 0 <= value <= 65535:
+        return _PORTS.setdefault(value, value)
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str) and _PORT_TEXT.fullmatch(value.strip()):
@@ -264,100 +307,150 @@ def _ports(protocol: str, from_value: Any, to_value: Any, where: str) -> tuple[i
     return -1, -1
 
 
+_CIDR_SOURCES: dict[str, Source] = {}  # CIDR text as written -> its (normalized) Source
+_ID_SOURCES: dict[tuple[str, str], Source] = {}  # (kind, id) -> Source
+
+
 def _cidr(value: Any, where: str) -> Source:
+    found = _CIDR_SOURCES.get(value) if type(value) is str else None
+    if found is not None:
+        return found
     if not isinstance(value, str) or len(value) > 64:
         raise _Reject("bad_rule", f"{where}: CIDR is {_show(value)}")
     try:
-        return Source.cidr(value)
+        source = Source.cidr(value)
     except ValueError:
         raise _Reject("bad_rule", f"{where}: {_show(value)} is not a CIDR") from None
+    if type(value) is str:
+        if len(_CIDR_SOURCES) >= _SHARED_SIZE:
+            _CIDR_SOURCES.clear()
+        _CIDR_SOURCES[value] = source
+    return source
 
 
 def _source_id(value: Any, kind: str, where: str) -> Source:
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID_CHARS:
         raise _Reject("bad_rule", f"{where}: {kind} id is {_show(value)}")
-    return Source("sg" if kind == "group" else "prefix_list", value.strip())
+    source_kind: SourceKind = "sg" if kind == "group" else "prefix_list"
+    key = (source_kind, value.strip())
+    found = _ID_SOURCES.get(key)
+    if found is None:
+        if len(_ID_SOURCES) >= _SHARED_SIZE:
+            _ID_SOURCES.clear()
+        found = _ID_SOURCES[key] = Source(source_kind, _shared(key[1]))
+    return found
+
+
+RuleKey = tuple[str, int, int, Source]
+# A rule key with its source spelled out as (kind, value): equal exactly when the keys are equal,
+# and hashed in C (a Source's dataclass __hash__ is Python code), for the parser's own lookups.
+FlatKey = tuple[str, int, int, SourceKind, str]
 
 
 def _description(fields: JsonObject) -> str | None:
-    return _optional_str(fields, "description", 255)
+    value = fields.get("description", _ABSENT)
+    if value is _ABSENT:
+        value = fields.get("Description")
+    if not isinstance(value, str) or not value:
+        return None
+    return _shared(value[:255])
 
 
-def _entry(value: Any, where: str) -> JsonObject:
+def _entry(value: Any, where: str, suffix: str = "") -> JsonObject:
     if not isinstance(value, dict):
-        raise _Reject("wrong_type", f"{where} entry is {_show(value)}, not an object")
+        raise _Reject("wrong_type", f"{where}{suffix} entry is {_show(value)}, not an object")
     return value
 
 
-def _permission_rules(permission: Any, where: str) -> list[Rule]:
-    """One IpPermission (request form) to one Rule per source."""
+_SOURCE_LISTS = (
+    ("ipRanges", ".ipRanges"),
+    ("ipv6Ranges", ".ipv6Ranges"),
+    ("groups", ".groups"),
+    ("prefixListIds", ".prefixListIds"),
+)
+
+
+def _permission_rules(
+    permission: Any, where: str, ids: dict[FlatKey, str] | None = None
+) -> list[tuple[FlatKey, Rule]]:
+    """One IpPermission (request form) to one Rule per source, each with its flat key; `ids`
+    gives rule ids by key."""
     perm = _entry(permission, where)
     protocol = _protocol(_get(perm, "ipProtocol"), where)
     low, high = _ports(protocol, _get(perm, "fromPort"), _get(perm, "toPort"), where)
-    rules: list[Rule] = []
-
-    def add(source: Source, fields: JsonObject) -> None:
-        rules.append(Rule(protocol, low, high, source, None, _description(fields)))
-
-    for item in _items(_get(perm, "ipRanges"), f"{where}.ipRanges"):
-        fields = _entry(item, f"{where}.ipRanges")
-        add(_cidr(_get(fields, "cidrIp"), where), fields)
-    for item in _items(_get(perm, "ipv6Ranges"), f"{where}.ipv6Ranges"):
-        fields = _entry(item, f"{where}.ipv6Ranges")
-        add(_cidr(_get(fields, "cidrIpv6"), where), fields)
-    for item in _items(_get(perm, "groups"), f"{where}.groups"):
-        fields = _entry(item, f"{where}.groups")
-        if _get(fields, "groupId") is None:
-            raise _Reject("bad_rule", f"{where}: group source without groupId")
-        add(_source_id(_get(fields, "groupId"), "group", where), fields)
-    for item in _items(_get(perm, "prefixListIds"), f"{where}.prefixListIds"):
-        fields = _entry(item, f"{where}.prefixListIds")
-        add(_source_id(_get(fields, "prefixListId"), "prefix list", where), fields)
+    rules: list[tuple[FlatKey, Rule]] = []
+    for key, suffix in _SOURCE_LISTS:
+        value = _get(perm, key)
+        if value is None:
+            continue
+        for item in _items(value, where, suffix):
+            fields = _entry(item, where, suffix)
+            if key == "ipRanges":
+                source = _cidr(_get(fields, "cidrIp"), where)
+            elif key == "ipv6Ranges":
+                source = _cidr(_get(fields, "cidrIpv6"), where)
+            elif key == "groups":
+                group = _get(fields, "groupId")
+                if group is None:
+                    raise _Reject("bad_rule", f"{where}: group source without groupId")
+                source = _source_id(group, "group", where)
+            else:
+                source = _source_id(_get(fields, "prefixListId"), "prefix list", where)
+            flat = (protocol, low, high, source.kind, source.value)
+            rule_id = ids.get(flat) if ids else None
+            rules.append((flat, Rule(protocol, low, high, source, rule_id, _description(fields))))
     return rules
+
+
+def _flat_key(fields: JsonObject, where: str) -> RuleKey:
+    """The rule key of the one-source form of SecurityGroupRule / securityGroupRuleSet entries."""
+    protocol = _protocol(_get(fields, "ipProtocol"), where)
+    low, high = _ports(protocol, _get(fields, "fromPort"), _get(fields, "toPort"), where)
+    if (value := _get(fields, "cidrIpv4")) is not None or (value := _get(fields, "cidrIpv6")) is not None:
+        source = _cidr(value, where)
+    elif (value := _get(fields, "referencedGroupId")) is not None:
+        source = _source_id(value, "group", where)
+    elif isinstance(value := _get(fields, "referencedGroupInfo"), dict):
+        source = _source_id(_get(value, "groupId"), "group", where)
+    elif (value := _get(fields, "prefixListId")) is not None:
+        source = _source_id(value, "prefix list", where)
+    else:
+        raise _Reject("bad_rule", f"{where}: rule without a source")
+    return protocol, low, high, source
 
 
 def _flat_rule(fields: JsonObject, where: str, rule_id: str | None = None) -> Rule:
     """A rule in the one-source form of SecurityGroupRule / securityGroupRuleSet entries."""
-    protocol = _protocol(_get(fields, "ipProtocol"), where)
-    low, high = _ports(protocol, _get(fields, "fromPort"), _get(fields, "toPort"), where)
-    if _get(fields, "cidrIpv4") is not None:
-        source = _cidr(_get(fields, "cidrIpv4"), where)
-    elif _get(fields, "cidrIpv6") is not None:
-        source = _cidr(_get(fields, "cidrIpv6"), where)
-    elif _get(fields, "referencedGroupId") is not None:
-        source = _source_id(_get(fields, "referencedGroupId"), "group", where)
-    elif isinstance(_get(fields, "referencedGroupInfo"), dict):
-        source = _source_id(_get(_get(fields, "referencedGroupInfo"), "groupId"), "group", where)
-    elif _get(fields, "prefixListId") is not None:
-        source = _source_id(_get(fields, "prefixListId"), "prefix list", where)
-    else:
-        raise _Reject("bad_rule", f"{where}: rule without a source")
+    protocol, low, high, source = _flat_key(fields, where)
     return Rule(protocol, low, high, source, rule_id, _description(fields))
 
 
-def _response_rules(value: Any, group_id: str) -> list[Rule]:
-    """Ingress rules (with ids) from a response rule set; malformed entries are skipped."""
-    found: list[Rule] = []
+def _response_entries(value: Any, group_id: str) -> list[tuple[RuleKey, str, JsonObject]]:
+    """(key, rule id, entry) of the ingress rules of a response rule set; malformed ones skipped."""
+    found: list[tuple[RuleKey, str, JsonObject]] = []
     for entry in _lenient_items(value):
-        if not isinstance(entry, dict) or _truthy(_get(entry, "isEgress")):
+        if not isinstance(entry, dict):
+            continue
+        egress = _get(entry, "isEgress")
+        if egress is not False and _truthy(egress):
             continue
         rule_id = _optional_str(entry, "securityGroupRuleId", _MAX_ID_CHARS)
         owner = _get(entry, "groupId")
         if rule_id is None or (isinstance(owner, str) and owner != group_id):
             continue
         try:
-            found.append(_flat_rule(entry, "response rule", rule_id))
+            found.append((_flat_key(entry, "response rule"), rule_id, entry))
         except _Reject:
             continue
     return found
 
 
-def _unknown_keys(value: Any) -> set[tuple[str, int, int, Source]]:
+def _unknown_keys(value: Any) -> set[FlatKey]:
     """Keys of the permissions a revoke response lists as unknown (they changed nothing)."""
-    keys: set[tuple[str, int, int, Source]] = set()
+    keys: set[FlatKey] = set()
     for permission in _lenient_items(value):
         try:
-            keys.update(rule.key for rule in _permission_rules(permission, "unknownIpPermissionSet"))
+            keys.update(key for key, _ in _permission_rules(permission, "unknownIpPermissionSet"))
         except _Reject:
             continue
     return keys
@@ -366,14 +459,23 @@ def _unknown_keys(value: Any) -> set[tuple[str, int, int, Source]]:
 # --- request parameters ----------------------------------------------------------------------
 
 
+_NESTED_REQUEST = {name: f"{name}Request" for name in WATCHED_EVENT_NAMES}
+
+
 def _request(record: JsonObject, event_name: str) -> JsonObject:
     """requestParameters, merged with a nested `<EventName>Request` object, keys camelCase."""
     value = record.get("requestParameters")
     if value is None:
         raise _Reject("missing_field", "requestParameters is missing")
     params = _object(value, "requestParameters")
+    nested = params.get(_NESTED_REQUEST.get(event_name) or f"{event_name}Request")
+    if not isinstance(nested, dict):
+        for key in params:
+            if type(key) is not str or not "a" <= key[:1] <= "z":
+                break
+        else:
+            return params  # every key already camelCase: the merge would copy it as it is
     merged: JsonObject = {}
-    nested = params.get(f"{event_name}Request")
     for source in (params, nested if isinstance(nested, dict) else {}):
         for key, item in source.items():
             if isinstance(key, str) and key:
@@ -384,7 +486,7 @@ def _request(record: JsonObject, event_name: str) -> JsonObject:
 def _group_id(params: JsonObject) -> str:
     if params.get("groupId") is None and params.get("groupName") is not None:
         raise _Reject("missing_field", "groupId is missing (the call named the group by groupName)")
-    return _required_str(params, "groupId", "requestParameters.")
+    return _shared(_required_str(params, "groupId", "requestParameters."))
 
 
 def _request_permissions(params: JsonObject) -> list[Any] | None:
@@ -423,10 +525,13 @@ def _rule_ids(params: JsonObject) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(found))
 
 
-def _unique(rules: list[Rule]) -> tuple[Rule, ...]:
-    by_key: dict[tuple[str, int, int, Source], Rule] = {}
-    for rule in rules:
-        by_key.setdefault(rule.key, rule)
+def _unique(rules: list[tuple[FlatKey, Rule]]) -> tuple[Rule, ...]:
+    """The rules, the first of each key only."""
+    if len(rules) == 1:
+        return (rules[0][1],)
+    by_key: dict[FlatKey, Rule] = {}
+    for key, rule in rules:
+        by_key.setdefault(key, rule)
     return tuple(by_key.values())
 
 
@@ -439,30 +544,31 @@ def _rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
     if permissions is None and rule_ids is None:
         wanted = "ipPermissions" if action == "authorize" else "ipPermissions or securityGroupRuleIds"
         raise _Reject("missing_field", f"requestParameters.{wanted} is missing")
-    rules = [
-        rule for i, p in enumerate(permissions or []) for rule in _permission_rules(p, f"permission {i}")
-    ]
+    # The response never rejects a record (malformed entries are skipped), so reading it before
+    # the request's permissions changes no rejection; the request's rules then get their ids
+    # (the response's, by key) as they are built.
     response = record.get("responseElements")
     response = response if isinstance(response, dict) else {}
-    if action == "authorize":
-        known = _response_rules(_get(response, "securityGroupRuleSet"), group_id)
-    else:
-        known = _response_rules(_get(response, "revokedSecurityGroupRuleSet"), group_id)
+    known = _response_entries(
+        _get(response, "securityGroupRuleSet" if action == "authorize" else "revokedSecurityGroupRuleSet"),
+        group_id,
+    )
+    ids = {(p, low, high, src.kind, src.value): rule_id for (p, low, high, src), rule_id, _ in known}
+    rules: list[tuple[FlatKey, Rule]] = []
+    for i, permission in enumerate(permissions or ()):
+        rules.extend(_permission_rules(permission, f"permission {i}", ids))
+    if action == "revoke":
         unknown = _unknown_keys(_get(response, "unknownIpPermissionSet"))
-        rules = [rule for rule in rules if rule.key not in unknown]
-    if known:
-        ids = {rule.key: rule.rule_id for rule in known}
-        rules = [
-            rule
-            if ids.get(rule.key, rule.rule_id) == rule.rule_id
-            else Rule(
-                rule.protocol, rule.from_port, rule.to_port, rule.source, ids[rule.key], rule.description
-            )
-            for rule in rules
-        ]
+        if unknown:
+            rules = [(key, rule) for key, rule in rules if key not in unknown]
     if rule_ids:
         # A revoke by id: the response's definitions let the timeline undo it.
-        rules.extend(rule for rule in known if rule.rule_id in rule_ids)
+        by_id = set(rule_ids)
+        rules.extend(
+            ((p, low, high, src.kind, src.value), Rule(p, low, high, src, rule_id, _description(entry)))
+            for (p, low, high, src), rule_id, entry in known
+            if rule_id in by_id
+        )
     return RuleChange(meta, group_id, action, _unique(rules), rule_ids or ())
 
 
@@ -509,7 +615,7 @@ def _attribute_pairs(value: Any) -> list[tuple[Any, Any]]:
 
 def _attribute_change(record: JsonObject, meta: EventMeta) -> AttributeChange:
     params = _request(record, meta.event_name)
-    arn = _required_str(params, "targetGroupArn", "requestParameters.")
+    arn = _shared(_required_str(params, "targetGroupArn", "requestParameters."))
     if params.get("attributes") is None:
         raise _Reject("missing_field", "requestParameters.attributes is missing")
     kept: dict[str, str] = {}
@@ -544,7 +650,43 @@ def _check_size(record: JsonObject, limit: int) -> None:
         raise _Reject("too_large", f"record is {size} bytes serialized, over the {limit} byte limit")
 
 
+_ACTORS: dict[tuple[str | None, ...], Actor] = {}  # the same caller makes many calls: one Actor
+_TIMES: dict[str, datetime] = {}  # eventTime text -> parsed (changes of one second share it)
+_EVENT_NAMES = {name: name for name in WATCHED_EVENT_NAMES}
+
+
+_ACTORS_BY_TEXT: dict[tuple[Any, ...], Actor] = {}  # six attribution texts -> Actor
+
+
 def _actor(record: JsonObject) -> Actor:
+    # The common shape first: an assumed role whose six attribution fields are all strings,
+    # under their usual (camelCase) names. Then the Actor depends on those six texts alone.
+    identity = record.get("userIdentity")
+    if type(identity) is dict:
+        context = identity.get("sessionContext")
+        issuer = context.get("sessionIssuer") if type(context) is dict else None
+        if type(issuer) is dict:
+            texts = (
+                identity.get("arn"),
+                identity.get("type"),
+                issuer.get("arn"),
+                issuer.get("userName"),
+                record.get("userAgent"),
+                record.get("sourceIPAddress"),
+            )
+            a, b, c, d, e, f = texts
+            if type(a) is type(b) is type(c) is type(d) is type(e) is type(f) is str:
+                found = _ACTORS_BY_TEXT.get(texts)
+                if found is None:
+                    found = _actor_of(record)
+                    if len(_ACTORS_BY_TEXT) >= _SHARED_SIZE:
+                        _ACTORS_BY_TEXT.clear()
+                    _ACTORS_BY_TEXT[texts] = found
+                return found
+    return _actor_of(record)
+
+
+def _actor_of(record: JsonObject) -> Actor:
     identity = record.get("userIdentity")
     identity = identity if isinstance(identity, dict) else {}
     context = identity.get("sessionContext")
@@ -553,13 +695,35 @@ def _actor(record: JsonObject) -> Actor:
     issuer_name = _optional_str(issuer, "userName")
     if issuer_name is None and issuer_arn:
         issuer_name = issuer_arn.rsplit("/", 1)[-1] or None
-    return Actor(
-        principal_arn=_optional_str(identity, "arn") or issuer_arn,
-        identity_type=_optional_str(identity, "type"),
-        issuer=issuer_name,
-        user_agent=_optional_str(record, "userAgent"),
-        source_ip=_optional_str(record, "sourceIPAddress"),
+    key = (
+        _optional_str(identity, "arn") or issuer_arn,
+        _optional_str(identity, "type"),
+        issuer_name,
+        _optional_str(record, "userAgent"),
+        _optional_str(record, "sourceIPAddress"),
     )
+    found = _ACTORS.get(key)
+    if found is None:
+        if len(_ACTORS) >= _SHARED_SIZE:
+            _ACTORS.clear()
+        found = _ACTORS[key] = Actor(*key)
+    return found
+
+
+def _event_time(raw_time: Any) -> datetime:
+    if type(raw_time) is str:
+        found = _TIMES.get(raw_time)
+        if found is not None:
+            return found
+    try:
+        event_time = parse_time(raw_time)
+    except (ValueError, OverflowError, OSError, TypeError):
+        raise _Reject("bad_time", f"eventTime {_show(raw_time)} does not parse") from None
+    if type(raw_time) is str and len(raw_time) <= 64:
+        if len(_TIMES) >= _SHARED_SIZE:
+            _TIMES.clear()
+        _TIMES[raw_time] = event_time
+    return event_time
 
 
 def _meta(record: JsonObject, event_name: str) -> EventMeta:
@@ -567,21 +731,18 @@ def _meta(record: JsonObject, event_name: str) -> EventMeta:
     raw_time = record.get("eventTime")
     if raw_time is None:
         raise _Reject("missing_field", "eventTime is missing")
-    try:
-        event_time = parse_time(raw_time)
-    except (ValueError, OverflowError, OSError, TypeError):
-        raise _Reject("bad_time", f"eventTime {_show(raw_time)} does not parse") from None
+    event_time = _event_time(raw_time)
     identity = record.get("userIdentity")
     return EventMeta(
-        event_id=event_id,
-        event_time=event_time,
-        event_name=event_name,
-        event_source=_optional_str(record, "eventSource") or "",
-        account_id=_optional_str(record, "recipientAccountId") or _optional_str(identity, "accountId"),
-        region=_optional_str(record, "awsRegion"),
-        actor=_actor(record),
-        error_code=_optional_str(record, "errorCode"),
-        error_message=_optional_str(record, "errorMessage"),
+        event_id,
+        event_time,
+        _EVENT_NAMES.get(event_name, event_name),
+        _shared_optional_str(record, "eventSource") or "",
+        _shared_optional_str(record, "recipientAccountId") or _shared_optional_str(identity, "accountId"),
+        _shared_optional_str(record, "awsRegion"),
+        _actor(record),
+        _shared_optional_str(record, "errorCode"),
+        _optional_str(record, "errorMessage"),
     )
 
 
@@ -932,7 +1093,24 @@ def parse_payload(
 ) -> ParseResult:
     """Every record in a payload of any wrapper, parsed; unwatched records counted as ignored."""
     result = ParseResult()
-    for item in _walk(data, True, max_record_bytes, max_payload_bytes):
+    items: Iterator[_Item] | None = None
+    if isinstance(data, str):
+        # The common case first: one record as JSON text (a CloudTrailEvent, a message body).
+        # The same steps as the walk (payload, text, value, mapping, record), without generators.
+        stripped = data.strip() if len(data) <= max_payload_bytes else ""
+        if stripped[:1] == "{":
+            try:
+                document = orjson.loads(stripped)
+            except orjson.JSONDecodeError:
+                document = None
+            if document is not None and "detail-type" not in document:
+                if any(key in document for key in _RECORD_KEYS):
+                    items = _Walker(True, max_record_bytes, max_payload_bytes).record(document)
+                else:
+                    items = _walk(document, True, max_record_bytes, max_payload_bytes)
+    if items is None:
+        items = _walk(data, True, max_record_bytes, max_payload_bytes)
+    for item in items:
         if isinstance(item, int):
             result.ignored += item
             continue

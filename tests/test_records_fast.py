@@ -1,0 +1,180 @@
+"""The parser's shortcuts give the answers of the long way round.
+
+- `parse_payload` of a string holding one record skips the wrapper walk: it must give what the
+  walk gives (the same text as bytes still takes the walk).
+- Repeated values (actors, sources, strings, ports, times) are shared between changes, in
+  bounded tables; sharing changes no value.
+- `_request` returns requestParameters itself when every key is already camelCase.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.engine import records
+from exporter.engine.changes import Actor, EventMeta, RuleChange
+from exporter.engine.records import (
+    WATCHED_EVENT_NAMES,
+    ParseResult,
+    _request,
+    parse_payload,
+    parse_record,
+)
+from tests.cloudtrail_samples import (
+    actor,
+    authorize_record,
+    eventbridge_envelope,
+    lookup_result,
+    modify_tg_attributes_record,
+    permission,
+    revoke_record,
+    trail_file,
+    unwatched_record,
+)
+from tests.test_records_hostile import VALID_RECORDS, json_values, mutate, paths
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def outcome(result: ParseResult) -> tuple[Any, ...]:
+    return result.changes, result.rejections, result.ignored
+
+
+def assert_text_shortcut_is_the_walk(text: str) -> None:
+    assert outcome(parse_payload(text)) == outcome(parse_payload(text.encode()))
+
+
+def test_one_record_as_text_parses_as_the_walk_does() -> None:
+    for record in [*VALID_RECORDS, unwatched_record("ev-u")]:
+        for text in (json.dumps(record), f"  {json.dumps(record, indent=2)}\n"):
+            assert_text_shortcut_is_the_walk(text)
+    for wrapped in (
+        lookup_result(VALID_RECORDS),
+        eventbridge_envelope(VALID_RECORDS[0]),
+        trail_file(VALID_RECORDS),
+        {"detail-type": "Scheduled Event", "eventName": "DeleteSecurityGroup", "eventID": "e"},
+        {"unknown": 1},
+    ):
+        assert_text_shortcut_is_the_walk(json.dumps(wrapped))
+    for text in ("", " ", "{", "{}", '{"eventName": 1}', '"{\\"eventID\\": \\"e\\"}"', "[]", "null"):
+        assert_text_shortcut_is_the_walk(text)
+    line = json.dumps(VALID_RECORDS[0])
+    assert_text_shortcut_is_the_walk(f"{line}\n{line}")  # JSON lines: the walk, as before
+    assert outcome(parse_payload(line, max_payload_bytes=10)) == outcome(
+        parse_payload(line.encode(), max_payload_bytes=10)
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_records_as_text_parse_as_the_walk_does(data: st.DataObject) -> None:
+    record: Any = data.draw(st.sampled_from(VALID_RECORDS))
+    for _ in range(data.draw(st.integers(0, 3))):
+        candidates = paths(record)
+        if not candidates:
+            break
+        record = mutate(record, data.draw(st.sampled_from(candidates)), data.draw(json_values))
+    assert_text_shortcut_is_the_walk(json.dumps(record))
+
+
+@SETTINGS
+@given(json_values)
+def test_arbitrary_json_as_text_parses_as_the_walk_does(value: Any) -> None:
+    assert_text_shortcut_is_the_walk(json.dumps(value))
+
+
+def test_changes_of_one_caller_share_their_actor_and_values() -> None:
+    first = parse_record(authorize_record("ev-1", permissions=[permission(cidrs=["10.0.0.0/8"])]))
+    second = parse_record(revoke_record("ev-2", permissions=[permission(cidrs=["10.0.0.0/8"])]))
+    assert isinstance(first, RuleChange) and isinstance(second, RuleChange)
+    assert first.meta.actor is second.meta.actor
+    assert first.meta.region is second.meta.region and first.group_id is second.group_id
+    assert first.rules[0].source is second.rules[0].source
+    assert first.rules[0].description is second.rules[0].description
+    assert first.rules[0] == second.rules[0]
+
+
+def test_the_actor_is_the_same_whether_shared_or_not() -> None:
+    other = actor(role="operator", user_agent="aws-cli/2.15.0", source_ip="198.51.100.7")
+    record = modify_tg_attributes_record("ev-a", actor=other)
+    shared = parse_record(record)
+    records._ACTORS_BY_TEXT.clear()
+    records._ACTORS.clear()
+    fresh = parse_record(record)
+    assert isinstance(shared, records.AttributeChange) and isinstance(fresh, records.AttributeChange)
+    assert shared.meta.actor == fresh.meta.actor == records._actor_of(record)
+    assert fresh.meta.actor.issuer == "operator" and fresh.meta.actor.user_agent == "aws-cli/2.15.0"
+    # A PascalCase field or a non-string one takes the long way, with the same answer as before.
+    odd = json.loads(json.dumps(record))
+    odd["userIdentity"]["Arn"] = odd["userIdentity"].pop("arn")
+    odd["sourceIPAddress"] = 7
+    parsed = parse_record(odd)
+    assert isinstance(parsed, records.AttributeChange)
+    assert parsed.meta.actor == Actor(
+        principal_arn=record["userIdentity"]["arn"],
+        identity_type="AssumedRole",
+        issuer="operator",
+        user_agent="aws-cli/2.15.0",
+        source_ip=None,
+    )
+
+
+def test_sharing_tables_stay_bounded() -> None:
+    size = records._SHARED_SIZE
+    for n in range(size + 10):
+        records._shared(f"text-{n}")
+        records._cidr(f"10.{n // 256 % 256}.{n % 256}.0/24", "test")
+        records._source_id(f"sg-{n}", "group", "test")
+    assert len(records._SHARED_TEXT) <= size
+    assert len(records._CIDR_SOURCES) <= size and len(records._ID_SOURCES) <= size
+    long = "x" * 300
+    assert records._shared(long) is long and long not in records._SHARED_TEXT
+    for n in range(size + 10):
+        parsed = parse_record({**VALID_RECORDS[-1], "eventID": f"ev-{n}", "sourceIPAddress": f"ip-{n}"})
+        assert isinstance(parsed, records.GroupDeletion)
+        assert parsed.meta.actor.source_ip == f"ip-{n}"
+    assert len(records._ACTORS_BY_TEXT) <= size and len(records._ACTORS) <= size
+
+
+def test_event_times_are_shared_and_still_checked() -> None:
+    first = parse_record(revoke_record("ev-t1", time="2026-11-20T12:00:00Z"))
+    second = parse_record(revoke_record("ev-t2", time="2026-11-20T12:00:00Z"))
+    assert isinstance(first, RuleChange) and isinstance(second, RuleChange)
+    assert first.meta.event_time is second.meta.event_time
+    bad = revoke_record("ev-t3", time="2026-11-20T25:00:00Z")
+    for _ in range(2):
+        rejection = parse_record(bad)
+        assert isinstance(rejection, records.Rejection) and rejection.reason == "bad_time"
+
+
+def test_request_parameters_are_merged_only_when_needed() -> None:
+    params = {"groupId": "sg-1", "ipPermissions": {"items": []}}
+    assert _request({"requestParameters": params}, records.AUTHORIZE) is params
+    for odd in (
+        {"GroupId": "sg-1", "groupId": "sg-2"},
+        {"groupId": "sg-1", "AuthorizeSecurityGroupIngressRequest": {"GroupId": "sg-3"}},
+        {"": 1, "groupId": "sg-1"},
+        {"_x": 1, "groupId": "sg-1"},
+        {1: "x", "groupId": "sg-1"},
+    ):
+        merged = _request({"requestParameters": odd}, records.AUTHORIZE)
+        assert merged is not odd
+        expected: dict[str, Any] = {}
+        nested = odd.get("AuthorizeSecurityGroupIngressRequest")
+        for source in (odd, nested if isinstance(nested, dict) else {}):
+            for key, value in source.items():
+                if isinstance(key, str) and key:
+                    expected[key[:1].lower() + key[1:]] = value
+        assert merged == expected and list(merged) == list(expected)
+
+
+def test_changes_hold_no_per_instance_dict() -> None:
+    parsed = parse_record(VALID_RECORDS[0])
+    assert isinstance(parsed, RuleChange)
+    for value in (parsed, parsed.meta, parsed.meta.actor):
+        assert not hasattr(value, "__dict__")
+    assert isinstance(parsed.meta, EventMeta) and parsed.meta.event_name in WATCHED_EVENT_NAMES
