@@ -5,11 +5,14 @@
 - Repeated values (actors, sources, strings, ports, times) are shared between changes, in
   bounded tables; sharing changes no value.
 - `_request` returns requestParameters itself when every key is already camelCase.
+- gzip is inflated by zlib-ng: the same output, errors and details as CPython's zlib.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +23,8 @@ from exporter.engine.changes import Actor, EventMeta, RuleChange
 from exporter.engine.records import (
     WATCHED_EVENT_NAMES,
     ParseResult,
+    _gunzip,
+    _Reject,
     _request,
     parse_payload,
     parse_record,
@@ -178,3 +183,64 @@ def test_changes_hold_no_per_instance_dict() -> None:
     for value in (parsed, parsed.meta, parsed.meta.actor):
         assert not hasattr(value, "__dict__")
     assert isinstance(parsed.meta, EventMeta) and parsed.meta.event_name in WATCHED_EVENT_NAMES
+
+
+def stdlib_gunzip(data: bytes, limit: int) -> tuple[str, Any]:
+    """records._gunzip as it was, on CPython's zlib: ("ok", bytes) or (reason, detail)."""
+    chunks: list[bytes] = []
+    size, pending = 0, data
+    while pending:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        chunk_input = pending
+        while True:
+            try:
+                chunk = decompressor.decompress(chunk_input, limit - size + 1)
+            except zlib.error as error:
+                return "not_gzip", f"corrupt gzip data: {error}"
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return "too_large", f"decompressed payload is over the {limit} byte limit"
+            if not decompressor.unconsumed_tail:
+                break
+            chunk_input = decompressor.unconsumed_tail
+        if not decompressor.eof:
+            return "not_gzip", "truncated gzip data"
+        pending = decompressor.unused_data
+        if pending and not pending.startswith(b"\x1f\x8b"):
+            break
+    return "ok", b"".join(chunks)
+
+
+def ours_gunzip(data: bytes, limit: int) -> tuple[str, Any]:
+    try:
+        return "ok", _gunzip(data, limit)
+    except _Reject as reject:
+        return reject.reason, reject.detail
+
+
+GZIP_SAMPLES = [
+    gzip.compress(json.dumps(trail_file(VALID_RECORDS)).encode()),
+    gzip.compress(b"x" * 300_000, compresslevel=1),
+    gzip.compress(b"a") + gzip.compress(b"b"),
+    gzip.compress(b"a") + b"\x00\x00padding",
+    gzip.compress(b"a") + b"\x1f\x8bnot a member",
+    b"\x1f\x8b",
+]
+
+
+@SETTINGS
+@given(st.sampled_from(GZIP_SAMPLES), st.data())
+def test_zlib_ng_inflates_as_zlib_does(sample: bytes, data: st.DataObject) -> None:
+    payload = bytearray(sample)
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(payload)))
+        kind = data.draw(st.sampled_from(["flip", "cut", "noise"]))
+        if kind == "flip" and at < len(payload):
+            payload[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif kind == "cut":
+            del payload[at:]
+        else:
+            payload[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    limit = data.draw(st.sampled_from([10**9, 100_000, 1000]))
+    assert ours_gunzip(bytes(payload), limit) == stdlib_gunzip(bytes(payload), limit)

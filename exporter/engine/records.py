@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import re
 import sys
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 import orjson
+from zlib_ng import zlib_ng
 
 from exporter.engine.changes import (
     WATCHED_ATTRIBUTES,
@@ -781,18 +781,25 @@ def parse_record(
 # --- wrappers --------------------------------------------------------------------------------
 
 
+_INFLATE_ERROR = cast("type[Exception]", zlib_ng.error)  # the stub types it as an instance
+
+
 def _gunzip(data: bytes, limit: int) -> bytes:
-    """Decompress gzip (several members allowed), refusing output over `limit` bytes."""
+    """Decompress gzip (several members allowed), refusing output over `limit` bytes.
+
+    zlib-ng inflates about twice as fast as the zlib that CPython links, with zlib's API and
+    results (the same output, errors and error messages on valid, truncated and corrupt data).
+    """
     chunks: list[bytes] = []
     size = 0
     pending = data
     while pending:
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        decompressor = zlib_ng.decompressobj(16 + zlib_ng.MAX_WBITS)
         chunk_input = pending
         while True:
             try:
                 chunk = decompressor.decompress(chunk_input, limit - size + 1)
-            except zlib.error as error:
+            except _INFLATE_ERROR as error:
                 raise _Reject("not_gzip", f"corrupt gzip data: {error}") from None
             chunks.append(chunk)
             size += len(chunk)
