@@ -21,6 +21,7 @@ timestamps or gap keys).
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import logging
 import math
@@ -47,6 +48,7 @@ from exporter.daemon.snapshot import (
     GAP_DURATION_BUCKETS,
     JOB_DURATION_BUCKETS,
     GapView,
+    HistogramState,
     Labels,
     Snapshot,
     TargetGroupView,
@@ -630,6 +632,17 @@ def _repeat_rows(column: list[str], times: int) -> list[str]:
     return list(itertools.chain.from_iterable(zip(*[column] * times, strict=True)))
 
 
+def _le_position(names: Sequence[str]) -> int:
+    """Where `le` goes among a histogram's label names, sorted."""
+    return sum(1 for name in names if name < "le")
+
+
+@functools.cache
+def _le_pairs(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    """`le="..."` of each bucket, +Inf last, as prometheus_client writes bounds (floatToGoString)."""
+    return (*(f'le="{floatToGoString(bound)}"' for bound in bounds), 'le="+Inf"')
+
+
 def _sign_bit_set(values: Iterable[float]) -> bool:
     """Whether a value is negative, -0.0 or a negative NaN: those bypass the `_Numbers` memo."""
     return min(map(math.copysign, itertools.repeat(1.0), values), default=1.0) < 0
@@ -728,10 +741,10 @@ class _Render:
         if text in family.seen:
             return
         family.seen.add(text)
-        split = sum(1 for label in family.sorted_names if label < "le")  # `le` sorts among them
+        split = _le_position(family.sorted_names)
         before, after = pairs[:split], pairs[split:]
-        for bound, count in zip([*map(floatToGoString, bounds), "+Inf"], counts, strict=True):
-            bucket = ",".join([*before, f'le="{bound}"', *after])
+        for le, count in zip(_le_pairs(tuple(bounds)), counts, strict=True):
+            bucket = ",".join([*before, le, *after])
             family.lines.append(f"{name}_bucket{{{bucket}}} {self.value(count)}")
         braces = f"{{{text}}}" if text else ""
         family.lines.append(f"{name}_count{braces} {self.value(counts[-1])}")
@@ -826,6 +839,44 @@ class _Render:
         opened = list(map(_ZERO_ONE.__getitem__, map(open_by_key.__contains__, keys)))
         gap_open.lines.append(_block(rows * flows, ["sgchurn_rule_gap_open{", texts, "} ", opened]))
 
+    def histograms(self, name: str, series: Mapping[Labels, HistogramState], bounds: Sequence[float]) -> None:
+        """A histogram family kept by labels (its only source, like a counter family): one block
+        when every key is well formed (see `counters`) and has its buckets, else one at a time."""
+        family = self.family(name)
+        names, keys, hists = family.sorted_names, list(series), list(series.values())
+        width, buckets = len(names), len(bounds) + 1
+        try:
+            if not keys or not names or set(map(len, keys)) != {width}:
+                raise TypeError("not one block")
+            if {len(hist.buckets) for hist in hists} != {buckets}:
+                raise TypeError("buckets")
+            pairs = list(itertools.chain.from_iterable(keys))
+            if list(map(_first, pairs)) != list(names) * len(keys):
+                raise TypeError("label names")
+            labels = _column(map(_second, pairs))
+            values = self.values([v for h in hists for v in (*h.buckets, h.buckets[-1], h.total)])
+        except (TypeError, IndexError):
+            for key, hist in series.items():
+                self.add_histogram(name, dict(key), bounds, hist.buckets, hist.total)
+            return
+        # Per histogram its bucket lines, then _count and _sum: `le` among the labels on buckets.
+        columns = {label: labels[i::width] for i, label in enumerate(names)}
+        split, rows = _le_position(names), len(keys)
+        lines = buckets + 2
+        before = _texts(rows, _label_segments(names[:split], columns)) if split else []
+        after = _texts(rows, _label_segments(names[split:], columns)) if split < width else []
+        left, right = ("," if before else ""), ("," if after else "")
+        prefix = [f"{name}_bucket{{"] * buckets + [f"{name}_count{{", f"{name}_sum{{"]
+        middle = [f"{left}{le}{right}" for le in _le_pairs(tuple(bounds))] + [left and right] * 2
+        segments: list[_Segment] = [prefix * rows]
+        if before:
+            segments.append(_repeat_rows(before, lines))
+        segments.append(middle * rows)
+        if after:
+            segments.append(_repeat_rows(after, lines))
+        segments += ["} ", values]
+        family.lines.append(_block(rows * lines, segments))
+
     def counters(self, name: str, series: Mapping[Labels, float]) -> None:
         """A persisted counter family. Its keys are its only series (nothing else adds to it), so
         when each key is exactly the spec's label names in order with str values, distinct keys
@@ -880,14 +931,7 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
             out.add("sgchurn_rule_gap_last_info", {**with_flow, "cause": gap.cause, "actor": _actor(gap)}, 1)
 
     def gap_durations() -> None:
-        for labels, hist in snapshot.gap_durations.items():
-            out.add_histogram(
-                "sgchurn_rule_gap_duration_seconds",
-                dict(labels),
-                GAP_DURATION_BUCKETS,
-                hist.buckets,
-                hist.total,
-            )
+        out.histograms("sgchurn_rule_gap_duration_seconds", snapshot.gap_durations, GAP_DURATION_BUCKETS)
 
     def lags() -> None:
         for (account, region), lag in snapshot.cloudtrail_lag_seconds.items():

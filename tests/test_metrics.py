@@ -26,7 +26,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from benchmarks.synth_snapshot import build_snapshot
-from exporter.daemon.snapshot import HistogramState, JobStats, Snapshot, TargetGroupView, labels_of
+from exporter.daemon.snapshot import (
+    GAP_DURATION_BUCKETS,
+    JOB_DURATION_BUCKETS,
+    HistogramState,
+    JobStats,
+    Snapshot,
+    TargetGroupView,
+    labels_of,
+)
 from exporter.engine.flows import FLOW_KINDS, REASONS, FlowKind, FlowStatus
 from exporter.metrics import (
     COUNTER_SOURCES,
@@ -35,6 +43,7 @@ from exporter.metrics import (
     Exposition,
     ExpositionCache,
     SnapshotCollector,
+    _Render,
     build_registry,
     render_exposition,
     render_markdown,
@@ -571,11 +580,20 @@ def _snapshots(draw: st.DrawFn) -> Snapshot:
         st.builds(lambda v: cast(Any, (("event_name", v),)), st.integers(0, 3)),
     )
     events = draw(st.dictionaries(counter_keys, _number, max_size=4))
+    durations = {
+        identity_labels(tg, flow=draw(st.sampled_from(FLOW_KINDS))): HistogramState(
+            tuple(draw(st.lists(st.integers(0, 9), min_size=11, max_size=11) | st.just([1, 2]))),
+            draw(_number),
+            0,
+        )
+        for tg in draw(st.lists(st.sampled_from(groups), max_size=3) if groups else st.just([]))
+    }
     return Snapshot(
         generated_at=NOW,
         target_groups=tuple(groups),
         open_gaps=open_gaps,
         counters={"cloudtrail_events": events},
+        gap_durations=durations,
         cloudtrail_lag_seconds=draw(
             st.dictionaries(st.tuples(_label_value, _label_value), _number, max_size=2)
         ),
@@ -649,3 +667,28 @@ def test_the_cache_warns_once_about_dropped_series(caplog: pytest.LogCaptureFixt
     dropped = Exposition(holder[0])
     dropped.render()
     assert cache.renders == 2 and len(warnings) == len(set(warnings)) == len(set(dropped.dropped)) == 4
+
+
+def test_histograms_in_one_block_equal_histograms_one_at_a_time() -> None:
+    """The block path with `le` after every label (job histograms, which `_fill` adds one at a
+    time, and no other family has) and between them (gap durations)."""
+    job_series = {
+        labels_of(job=name): HistogramState((0, 1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5), 7.5, 5) for name in "ab"
+    }
+    checkout = sample_snapshot(NOW).target_groups[0]
+    gap_series = {identity_labels(checkout, flow=flow): histogram_of(flow) for flow in FLOW_KINDS}
+    for name, series, bounds in (
+        ("sgchurn_job_duration_seconds", job_series, JOB_DURATION_BUCKETS),
+        ("sgchurn_rule_gap_duration_seconds", gap_series, GAP_DURATION_BUCKETS),
+    ):
+        block, single = _Render(), _Render()
+        block.writable = single.writable = frozenset({name})
+        block.histograms(name, series, bounds)
+        for labels, hist in series.items():
+            single.add_histogram(name, dict(labels), bounds, hist.buckets, hist.total)
+        assert len(block.families[name].lines) == 1  # one block
+        assert "".join(block.families[name].lines) == "".join(single.families[name].lines)
+
+
+def histogram_of(flow: str) -> HistogramState:
+    return HistogramState((0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 3), 99.5 if flow == "traffic" else -0.0, 3)
