@@ -173,3 +173,39 @@ def test_corrupt_state_file_falls_back_to_memory_and_reset_moves_it_aside(tmp_pa
     fresh = build_daemon(settings, endpoint_url="http://127.0.0.1:9", reset_state=True)
     assert fresh.state_error is None and fresh.store.path == str(state)
     assert list(tmp_path.glob("state.sqlite3.corrupt-*"))
+
+
+def test_a_state_file_locked_mid_run_is_reported_as_state_and_gaps_stay_visible(
+    clean_moto: MotoServer, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    clock = ManualClock()
+    world = build_incident_world(ec2, elbv2, cluster="demo")
+    state = tmp_path / "state.sqlite3"
+    assembly = _daemon(clean_moto, state, clock)
+    assembly.daemon.run_all_once()
+    perm = [{"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=perm)
+
+    other = sqlite3.connect(state, timeout=0.1, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        clock.advance(5)
+        assembly.daemon.run_job("inventory")
+        assembly.daemon.run_job("evaluate")
+        snap = assembly.daemon.snapshot()
+        health = {s.source: s for s in snap.sources}
+        assert health["inventory"].up and not health["state"].up
+        assert "locked" in (health["state"].last_error or "")
+        assert {g.flow for g in snap.open_gaps} == {"traffic", "health_check"}
+        assert snap.ready  # a broken store is reported, it does not hide the exporter from scrapes
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    clock.advance(5)
+    assembly.daemon.run_all_once()
+    snap = assembly.daemon.snapshot()
+    assert {s.source: s.up for s in snap.sources}["state"]
+    assert {g.flow for g in snap.open_gaps} == {"traffic", "health_check"}

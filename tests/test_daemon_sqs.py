@@ -27,7 +27,7 @@ def test_incident_through_sqs(clean_moto: MotoServer, tmp_path: Path) -> None:
     )
     assembly = build_daemon(settings, endpoint_url=clean_moto.url, clock=clock.now)
     assembly.daemon.run_all_once()
-    assert {s.source for s in assembly.daemon.snapshot().sources} == {"inventory", "sqs"}
+    assert {s.source for s in assembly.daemon.snapshot().sources} == {"inventory", "sqs", "state"}
 
     perm = [{"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
     clock.advance(10)

@@ -6,6 +6,7 @@ them in whole, so readers (the snapshot builder) never see a half-updated monito
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import orjson
 
 from exporter.daemon.snapshot import GapView, TargetGroupView, labels_of
 from exporter.daemon.state import StateStore
-from exporter.daemon.tracker import GapTracker, identity_of
+from exporter.daemon.tracker import GapTracker, identity_of, undetermined_view
 from exporter.engine.changes import (
     AttributeChange,
     Change,
@@ -25,13 +26,17 @@ from exporter.engine.changes import (
     RuleChange,
     RuleModification,
 )
-from exporter.engine.flows import FlowKind, FlowStatus, preserve_client_ip
+from exporter.engine.flows import FLOW_KINDS, FlowKind, FlowStatus, preserve_client_ip
 from exporter.engine.gaps import Analysis, analyze, load_balancer_of, summarize_status
 from exporter.engine.inventory import Inventory, ServiceBinding
 from exporter.engine.records import parse_record
 from exporter.engine.timeline import RuleState
 
 ServiceBinder = Callable[[Inventory], dict[str, ServiceBinding]]
+
+
+class StateUnavailable(RuntimeError):
+    """The state store refused a read or write (locked, full, corrupt); AWS work itself succeeded."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +106,13 @@ class Monitor:
         if binder is not None:
             inventory = inventory.with_services(binder(inventory))
         current = dict(summarize_status(inventory, RuleState.from_inventory(inventory)))
-        self.tracker.observe_poll(now, current)
         with self._lock:
             self.inventory, self.current = inventory, current
             self.account_id = inventory.account_id or self.account_id
+        try:
+            self.tracker.observe_poll(now, current)
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"state store: {exc}") from exc
         return inventory
 
     def rebind(self, binder: ServiceBinder) -> None:
@@ -181,7 +189,40 @@ class Monitor:
         if inventory is None:
             return self.view
         analysis = analyze(inventory, changes)
-        open_gaps = self.tracker.reconcile(now, inventory, analysis, current)
+        failure: sqlite3.Error | None = None
+        try:
+            open_gaps = self.tracker.open_views(now, inventory, analysis, current)
+            self.tracker.commit_closed(now, inventory, analysis)
+            self._count_replacements(inventory, analysis)
+        except sqlite3.Error as exc:  # the store is locked or broken: still show what is open now
+            failure = exc
+            open_gaps = self._open_without_store(now, inventory, current)
+        watched = sorted({g for eni in inventory.network_interfaces.values() for g in eni.security_group_ids})
+        view = MonitorView(
+            tuple(self._target_group_views(inventory, current)), tuple(open_gaps), tuple(watched)
+        )
+        with self._lock:
+            self.view, self.analysis = view, analysis
+        if failure is not None:
+            raise StateUnavailable(f"state store: {failure}") from failure
+        return view
+
+    def _open_without_store(
+        self, now: datetime, inventory: Inventory, current: dict[str, dict[FlowKind, FlowStatus]]
+    ) -> list[GapView]:
+        """Open gaps when the store cannot be read: the ones shown before, else seen from now."""
+        shown = {(g.target_group_arn, g.flow): g for g in self.view.open_gaps}
+        views = []
+        for arn, kinds in current.items():
+            for kind in FLOW_KINDS:
+                if kinds[kind].fully_admitted:
+                    continue
+                before = shown.get((arn, kind))
+                ident = identity_of(inventory, inventory.account_id, inventory.region, arn)
+                views.append(before or undetermined_view(ident, arn, kind, now, None))
+        return views
+
+    def _count_replacements(self, inventory: Inventory, analysis: Analysis) -> None:
         with self.store.transaction() as db:
             for rep in analysis.replacements:
                 if self.store.count_once(db, "replacement", rep.revoke.event_id):
@@ -195,13 +236,6 @@ class Monitor:
                             order=rep.order,
                         ),
                     )
-        watched = sorted({g for eni in inventory.network_interfaces.values() for g in eni.security_group_ids})
-        view = MonitorView(
-            tuple(self._target_group_views(inventory, current)), tuple(open_gaps), tuple(watched)
-        )
-        with self._lock:
-            self.view, self.analysis = view, analysis
-        return view
 
     @staticmethod
     def _target_group_views(

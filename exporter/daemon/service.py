@@ -8,6 +8,7 @@ each with max_instances=1; a run that would overlap is skipped and counted.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import __version__
-from exporter.daemon.monitor import Monitor, ServiceBinder
+from exporter.daemon.monitor import Monitor, ServiceBinder, StateUnavailable
 from exporter.daemon.snapshot import (
     JOB_DURATION_BUCKETS,
     GapView,
@@ -42,6 +43,7 @@ log = structlog.get_logger("sg-churn-exporter")
 JOBS = ("inventory", "cloudtrail", "kubernetes", "evaluate")
 RECENT_GAPS_WINDOW = timedelta(hours=24)
 PENDING_CLOSE_LOG = timedelta(hours=1)
+STATE_KEY = ("state", "", "")
 
 
 def utcnow() -> datetime:
@@ -125,6 +127,7 @@ class Daemon:
             self.health[(feed.source.name, feed.monitor.account_id, feed.monitor.region)] = Health()
         if kube_sync is not None:
             self.health[("kubernetes", "", "")] = Health()
+        self.health[STATE_KEY] = Health(up=True, last_success=clock())
 
     # --- the snapshot ---------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -145,6 +148,9 @@ class Daemon:
             health = self._health("inventory", monitor)
             try:
                 monitor.poll_inventory(now, self.binder)
+            except StateUnavailable as exc:  # AWS answered; only the store failed
+                self._succeeded(self._health("inventory", monitor), now, "inventory", monitor)
+                self._state_failed(exc)
             except Exception as exc:  # an unreachable or failing API must not stop the daemon
                 self._failed(health, "inventory", monitor, exc)
             else:
@@ -156,7 +162,11 @@ class Daemon:
             health = self._health(feed.source.name, feed.monitor)
             try:
                 batch = feed.source.poll(now)
-                feed.monitor.ingest(now, batch.records, batch.rejections)
+                try:
+                    feed.monitor.ingest(now, batch.records, batch.rejections)
+                except sqlite3.Error as exc:  # not committed: the source delivers it again next poll
+                    self._state_failed(exc)
+                    continue
                 batch.commit()
                 if feed.cursor_key and feed.save_cursor:
                     self.store.set_meta(feed.cursor_key, feed.save_cursor())
@@ -183,12 +193,21 @@ class Daemon:
 
     def run_evaluate(self) -> None:
         now = self.clock()
+        state_ok = True
         for monitor in self.monitors:
             try:
                 monitor.evaluate(now)
+            except StateUnavailable as exc:
+                state_ok = False
+                self._state_failed(exc)
             except Exception as exc:
                 log.error("evaluation failed", target=monitor.key, error=_one_line(exc))
                 raise
+        if state_ok and self.store.path != ":memory:":
+            self._succeeded(self.health[STATE_KEY], now, "state", None)
+
+    def _state_failed(self, exc: BaseException) -> None:
+        self._failed(self.health[STATE_KEY], "state", None, exc)
 
     def _succeeded(self, health: Health, now: datetime, source: str, monitor: Monitor | None) -> None:
         if not health.up and health.last_error is not None:
@@ -226,7 +245,10 @@ class Daemon:
 
     # --- publishing ----------------------------------------------------------------------------------
     def ready(self) -> bool:
-        return all(h.last_success is not None for h in self.health.values()) and all(
+        # The state store is not a source: a broken one is reported (sgchurn_up{source="state"} 0)
+        # but must not make the pod unready, or nothing would scrape that report.
+        sources = [h for key, h in self.health.items() if key != STATE_KEY]
+        return all(h.last_success is not None for h in sources) and all(
             m.inventory is not None for m in self.monitors
         )
 

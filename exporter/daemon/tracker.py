@@ -109,6 +109,18 @@ class GapTracker:
 
         `current` is the flow status of the latest inventory poll: the truth about *now*.
         """
+        open_views = self.open_views(now, inventory, analysis, current)
+        self.commit_closed(now, inventory, analysis)
+        return open_views
+
+    def open_views(
+        self,
+        now: datetime,
+        inventory: Inventory,
+        analysis: Analysis,
+        current: Mapping[str, Mapping[FlowKind, FlowStatus]],
+    ) -> list[GapView]:
+        """The gaps open now (reads the store, writes nothing)."""
         account, region = inventory.account_id, inventory.region
         explained_open = {(g.target_group_arn, g.flow): g for g in analysis.gaps if g.is_open and g.opened_by}
         poll_rows = self.store.poll_gaps(self.target)
@@ -124,7 +136,13 @@ class GapTracker:
                     open_views.append(_view_from_gap(gap, ident))
                 else:
                     start = _dt(poll_open.get((arn, kind), _ts(now)))
-                    open_views.append(_undetermined_view(ident, arn, kind, start, None))
+                    open_views.append(undetermined_view(ident, arn, kind, start, None))
+        return open_views
+
+    def commit_closed(self, now: datetime, inventory: Inventory, analysis: Analysis) -> None:
+        """Commit every closed gap that is final: explained ones at once, poll-only ones once settled."""
+        account, region = inventory.account_id, inventory.region
+        poll_rows = self.store.poll_gaps(self.target)
         with self.store.transaction() as db:
             for gap in analysis.gaps:
                 if gap.end is not None and gap.opened_by is not None:
@@ -138,10 +156,9 @@ class GapTracker:
                     self.store.drop_poll_gap(db, self.target, arn, flow, poll_start)
                 elif _ts(now) - poll_end >= self.settle_seconds:
                     ident = identity_of(inventory, account, region, arn)
-                    view = _undetermined_view(ident, arn, flow, _dt(poll_start), _dt(poll_end))  # type: ignore[arg-type]
+                    view = undetermined_view(ident, arn, flow, _dt(poll_start), _dt(poll_end))  # type: ignore[arg-type]
                     self._commit(db, view)
                     self.store.drop_poll_gap(db, self.target, arn, flow, poll_start)
-        return open_views
 
     def _commit(self, db: sqlite3.Connection, view: GapView) -> bool:
         """Store a closed gap; count it unless it merges with one already stored. True when counted."""
@@ -185,7 +202,7 @@ def _view_from_gap(gap: Gap, ident: Identity) -> GapView:
     )
 
 
-def _undetermined_view(
+def undetermined_view(
     ident: Identity, arn: str, flow: FlowKind, start: datetime, end: datetime | None
 ) -> GapView:
     return GapView(
