@@ -6,6 +6,9 @@
   bounded tables; sharing changes no value.
 - `_request` returns requestParameters itself when every key is already camelCase.
 - gzip is inflated by zlib-ng: the same output, errors and details as CPython's zlib.
+- Authorize/Revoke in the controller's usual shape are read by `_fast_rule_change`; it must
+  give what `_general_rule_change` gives, or hand the record over (None).
+- eventTime in CloudTrail's own form is read by fromisoformat directly, as parse_time reads it.
 """
 
 from __future__ import annotations
@@ -13,22 +16,28 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from datetime import datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.engine import records
-from exporter.engine.changes import Actor, EventMeta, RuleChange
+from exporter.engine.changes import Actor, EventMeta, Rejection, RuleChange
 from exporter.engine.records import (
     WATCHED_EVENT_NAMES,
     ParseResult,
+    _event_time,
+    _fast_rule_change,
+    _general_rule_change,
     _gunzip,
+    _meta,
     _Reject,
     _request,
     parse_payload,
     parse_record,
 )
+from exporter.engine.timeutil import parse_time
 from tests.cloudtrail_samples import (
     actor,
     authorize_record,
@@ -40,7 +49,7 @@ from tests.cloudtrail_samples import (
     trail_file,
     unwatched_record,
 )
-from tests.test_records_hostile import VALID_RECORDS, json_values, mutate, paths
+from tests.test_records_hostile import DELETE, VALID_RECORDS, json_values, mutate, paths
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -244,3 +253,88 @@ def test_zlib_ng_inflates_as_zlib_does(sample: bytes, data: st.DataObject) -> No
             payload[at:at] = data.draw(st.binary(min_size=1, max_size=8))
     limit = data.draw(st.sampled_from([10**9, 100_000, 1000]))
     assert ours_gunzip(bytes(payload), limit) == stdlib_gunzip(bytes(payload), limit)
+
+
+INGRESS = [
+    authorize_record(
+        "ev-f1",
+        permissions=[permission(cidrs=["10.0.0.0/8", "10.1.0.0/16"], cidrs6=["::/0"])],
+        rule_ids=["sgr-1", "sgr-2", "sgr-3"],
+    ),
+    authorize_record("ev-f2", permissions=[permission(groups=["sg-0lbc"], prefix_lists=["pl-1"])]),
+    authorize_record(
+        "ev-f3",
+        permissions=[permission(cidrs=["10.0.0.0/8"]), permission(80, 81, cidrs=["10.0.0.0/8"])],
+        rule_ids=["sgr-4", "sgr-5"],
+    ),
+    authorize_record("ev-f4", permissions=[permission(cidrs=["10.0.0.0/8"], description=None)]),
+    revoke_record("ev-f5", permissions=[permission(cidrs=["0.0.0.0/0"])]),
+    revoke_record("ev-f6", permissions=[permission(cidrs=["0.0.0.0/0"])], rule_ids=["sgr-6"]),
+    revoke_record("ev-f7", rule_ids_request=["sgr-1"]),
+    *[r for r in VALID_RECORDS if r["eventName"] in (records.AUTHORIZE, records.REVOKE)],
+]
+
+
+def assert_fast_path_agrees(record: Any) -> bool:
+    """True when the fast path took the record (and then it gave the general path's answer)."""
+    try:
+        meta = _meta(record, record["eventName"])
+    except (_Reject, KeyError, TypeError):
+        return False
+    try:
+        general: Any = _general_rule_change(record, meta)
+    except _Reject as reject:
+        general = (reject.reason, reject.detail)
+    fast = _fast_rule_change(record, meta)
+    if fast is None:
+        return False
+    assert fast == general
+    return True
+
+
+def test_the_usual_ingress_records_take_the_fast_path() -> None:
+    taken = [assert_fast_path_agrees(record) for record in INGRESS]
+    assert taken[:6] == [True] * 6 and not taken[6]  # revoke by rule id: the general path
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_the_fast_path_agrees_with_the_general_one_on_mutated_records(data: st.DataObject) -> None:
+    record: Any = data.draw(st.sampled_from(INGRESS))
+    for _ in range(data.draw(st.integers(1, 3))):
+        candidates = [path for path in paths(record) if path[0] in ("requestParameters", "responseElements")]
+        if not candidates:
+            break
+        replacement = data.draw(
+            st.sampled_from(
+                [None, True, False, 0, -1, 80, 70000, "80", "tcp", "TCP", "6", "udp", "-1", "icmp", {}, []]
+            )
+            | st.just(DELETE)
+            | json_values
+        )
+        record = mutate(record, data.draw(st.sampled_from(candidates)), replacement)
+    assert_fast_path_agrees(record)
+    result = parse_record(record)
+    assert result is None or isinstance(result, Rejection | RuleChange)
+
+
+@SETTINGS
+@given(st.text(alphabet="0123456789-:TZz+. ", min_size=18, max_size=22))
+def test_event_times_in_any_spelling_read_as_parse_time_reads_them(text: str) -> None:
+    for candidate in (
+        text,
+        text[:19] + "Z",
+        "2026-11-20T08:00:16Z"[: len(text) % 20] + text[len(text) % 20 :],
+    ):
+        records._TIMES.clear()
+        try:
+            expected: Any = parse_time(candidate)
+        except ValueError:
+            expected = "bad_time"
+        try:
+            got: Any = _event_time(candidate)
+        except _Reject as reject:
+            got = reject.reason
+        assert got == expected
+        if isinstance(got, datetime):
+            assert got.tzinfo is expected.tzinfo

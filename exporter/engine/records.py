@@ -237,8 +237,17 @@ def _shared(text: str) -> str:
 
 
 def _shared_optional_str(fields: Any, key: str, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
-    value = _optional_str(fields, key, limit)
-    return None if value is None else _shared(value)
+    """_optional_str, the value shared."""
+    if not isinstance(fields, dict):
+        return None
+    value = fields.get(key, _ABSENT)
+    if value is _ABSENT:
+        value = fields.get(_PASCAL_CASE.get(key) or _pascal(key))
+    if not isinstance(value, str) or not value:
+        return None
+    value = value[:limit]
+    found = _SHARED_TEXT.get(value)
+    return found if found is not None else _shared(value)
 
 
 def _truthy(value: Any) -> bool:
@@ -535,7 +544,119 @@ def _unique(rules: list[tuple[FlatKey, Rule]]) -> tuple[Rule, ...]:
     return tuple(by_key.values())
 
 
+# The shape the load balancer controller and the console write, read without the general
+# parser's detours. Anything else (PascalCase keys, plain lists, other protocols, rule ids,
+# legacy top-level fields, unknown permissions, values to reject) returns None, and
+# _rule_change reads the record; for what it accepts, it gives what _rule_change gives
+# (tests/test_records_fast.py compares both on generated records).
+_FAST_PORT_PROTOCOLS = {"tcp": "tcp", "udp": "udp"}
+_FAST_RULE_SETS = {AUTHORIZE: "securityGroupRuleSet", REVOKE: "revokedSecurityGroupRuleSet"}
+
+
+def _fast_ports(fields: JsonObject) -> tuple[str, int, int] | None:
+    name = fields.get("ipProtocol")
+    protocol = _FAST_PORT_PROTOCOLS.get(name) if type(name) is str else None
+    low, high = fields.get("fromPort"), fields.get("toPort")
+    if protocol is None or type(low) is not int or type(high) is not int or not 0 <= low <= high <= 65535:
+        return None
+    return protocol, _PORTS.setdefault(low, low), _PORTS.setdefault(high, high)
+
+
+def _fast_source(fields: Any, key: str, kind: str) -> Source | None:
+    if type(fields) is not dict:
+        return None
+    value = fields.get(key)
+    if type(value) is not str:
+        return None
+    try:
+        return _cidr(value, "") if kind == "cidr" else _source_id(value, kind, "")
+    except _Reject:
+        return None
+
+
+def _fast_rule_ids(response: JsonObject, rule_set: str, group_id: str) -> dict[FlatKey, str] | None:
+    entries = response.get(rule_set, _ABSENT)
+    if entries is _ABSENT:
+        return None if _pascal(rule_set) in response else {}
+    if type(entries) is not dict or len(entries) != 1 or type(items := entries.get("items")) is not list:
+        return None
+    ids: dict[FlatKey, str] = {}
+    for entry in items:
+        if type(entry) is not dict or entry.get("isEgress", True) is not False:
+            return None
+        rule_id, owner = entry.get("securityGroupRuleId"), entry.get("groupId")
+        if type(rule_id) is not str or not 0 < len(rule_id) <= _MAX_ID_CHARS or type(owner) is not str:
+            return None
+        if owner != group_id:
+            continue
+        ports = _fast_ports(entry)
+        if "CidrIpv4" in entry or "CidrIpv6" in entry:
+            return None
+        source = _fast_source(entry, "cidrIpv4" if entry.get("cidrIpv4") is not None else "cidrIpv6", "cidr")
+        if ports is None or source is None:
+            return None
+        ids[(*ports, source.kind, source.value)] = rule_id
+    return ids
+
+
+def _fast_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange | None:
+    params = record.get("requestParameters")
+    if type(params) is not dict or len(params) != 2:
+        return None
+    group_id, permissions = params.get("groupId"), params.get("ipPermissions")
+    if type(group_id) is not str or type(permissions) is not dict or len(permissions) != 1:
+        return None
+    group_id = group_id.strip()
+    permission_list = permissions.get("items")
+    if not group_id or len(group_id) > _MAX_ID_CHARS or type(permission_list) is not list:
+        return None
+    response = record.get("responseElements")
+    response = response if isinstance(response, dict) else {}
+    if type(response) is not dict or "unknownIpPermissionSet" in response:
+        return None
+    ids = _fast_rule_ids(response, _FAST_RULE_SETS[meta.event_name], group_id)
+    if ids is None or "UnknownIpPermissionSet" in response:
+        return None
+    rules: list[tuple[FlatKey, Rule]] = []
+    for permission in permission_list:
+        if type(permission) is not dict or (ports := _fast_ports(permission)) is None:
+            return None
+        protocol, low, high = ports
+        for key, field_name, kind in _FAST_SOURCE_LISTS:
+            listed = permission.get(key, _ABSENT)
+            if type(listed) is not dict:
+                return None
+            if not listed:
+                continue
+            items = listed.get("items")
+            if len(listed) != 1 or type(items) is not list:
+                return None
+            for item in items:
+                source = _fast_source(item, field_name, kind)
+                if source is None:
+                    return None
+                flat = (protocol, low, high, source.kind, source.value)
+                rules.append((flat, Rule(protocol, low, high, source, ids.get(flat), _description(item))))
+    if not rules and not permission_list:
+        return None
+    action: Literal["authorize", "revoke"] = "authorize" if meta.event_name == AUTHORIZE else "revoke"
+    return RuleChange(meta, _shared(group_id), action, _unique(rules), ())
+
+
+_FAST_SOURCE_LISTS = (
+    ("ipRanges", "cidrIp", "cidr"),
+    ("ipv6Ranges", "cidrIpv6", "cidr"),
+    ("groups", "groupId", "group"),
+    ("prefixListIds", "prefixListId", "prefix list"),
+)
+
+
 def _rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
+    fast = _fast_rule_change(record, meta)
+    return fast if fast is not None else _general_rule_change(record, meta)
+
+
+def _general_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
     action: Literal["authorize", "revoke"] = "authorize" if meta.event_name == AUTHORIZE else "revoke"
     params = _request(record, meta.event_name)
     group_id = _group_id(params)
@@ -715,6 +836,18 @@ def _event_time(raw_time: Any) -> datetime:
         found = _TIMES.get(raw_time)
         if found is not None:
             return found
+        if len(raw_time) == 20 and raw_time[19] == "Z" and raw_time[10] == "T":
+            # CloudTrail's own form, 2026-11-20T08:00:16Z: fromisoformat reads the Z as UTC, as
+            # parse_time reads it after turning it into +00:00 (same value, same tzinfo).
+            try:
+                event_time = datetime.fromisoformat(raw_time)
+            except ValueError:
+                pass
+            else:
+                if len(_TIMES) >= _SHARED_SIZE:
+                    _TIMES.clear()
+                _TIMES[raw_time] = event_time
+                return event_time
     try:
         event_time = parse_time(raw_time)
     except (ValueError, OverflowError, OSError, TypeError):
@@ -1092,6 +1225,15 @@ def iter_raw_records(
             yield item
 
 
+def _add(result: ParseResult, parsed: Change | Rejection | None) -> None:
+    if parsed is None:
+        result.ignored += 1
+    elif isinstance(parsed, Rejection):
+        result.rejections.append(parsed)
+    else:
+        result.changes.append(parsed)
+
+
 def parse_payload(
     data: Payload,
     *,
@@ -1111,23 +1253,26 @@ def parse_payload(
             except orjson.JSONDecodeError:
                 document = None
             if document is not None and "detail-type" not in document:
-                if any(key in document for key in _RECORD_KEYS):
-                    items = _Walker(True, max_record_bytes, max_payload_bytes).record(document)
-                else:
-                    items = _walk(document, True, max_record_bytes, max_payload_bytes)
+                if (
+                    "eventName" in document
+                    or "eventID" in document
+                    or "eventTime" in document
+                    or "eventVersion" in document
+                ):
+                    name = document.get("eventName")
+                    if isinstance(name, str) and name not in WATCHED_EVENT_NAMES:
+                        result.ignored += 1
+                    else:
+                        _add(result, parse_record(document, max_record_bytes=max_record_bytes))
+                    return result
+                items = _walk(document, True, max_record_bytes, max_payload_bytes)
     if items is None:
         items = _walk(data, True, max_record_bytes, max_payload_bytes)
     for item in items:
         if isinstance(item, int):
             result.ignored += item
-            continue
-        parsed = (
-            item if isinstance(item, Rejection) else parse_record(item, max_record_bytes=max_record_bytes)
-        )
-        if parsed is None:
-            result.ignored += 1
-        elif isinstance(parsed, Rejection):
-            result.rejections.append(parsed)
+        elif isinstance(item, Rejection):
+            result.rejections.append(item)
         else:
-            result.changes.append(parsed)
+            _add(result, parse_record(item, max_record_bytes=max_record_bytes))
     return result
