@@ -1137,6 +1137,17 @@ class ExpositionCache:
                 self._bodies[(fmt, gzipped)] = body
             return body
 
+    def warm(self) -> None:
+        """Render the current snapshot's bodies ahead of the next scrape (called after a publish).
+
+        Renders the variants scrapes asked for last (text by default), so a scrape finds them
+        ready: the background job pays for the rendering, not the scrape.
+        """
+        with self._lock:
+            wanted = list(self._bodies) or [("text", False)]
+        for fmt, gzipped in wanted:
+            self.body(fmt, gzipped=gzipped)
+
     def _warn(self, dropped: Iterable[tuple[str, tuple[str, ...]]]) -> None:
         for item in dropped:
             if item not in self._warned:  # once per family and label-name set, not every render

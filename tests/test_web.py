@@ -489,3 +489,21 @@ def test_the_snapshot_json_is_valid_after_a_swap(server: WebServer, holder: Hold
     data = json.loads(get(server, "/api/snapshot.json").text)
     assert data["ready"] is True and data["open_gaps"] == []
     assert "No open rule gaps" in get(server, "/").text
+
+
+def test_warm_renders_the_new_snapshot_before_any_scrape() -> None:
+    from datetime import UTC, datetime
+
+    from exporter.metrics import ExpositionCache
+    from tests.snapshot_samples import sample_snapshot
+
+    now = datetime.now(UTC)
+    current = [sample_snapshot(now)]
+    cache = ExpositionCache(lambda: current[0])
+    first = cache.body("text", gzipped=True)
+    assert cache.renders == 1
+    current[0] = sample_snapshot(now)  # a publish swaps a new snapshot in
+    cache.warm()
+    assert cache.renders == 2
+    assert cache.body("text", gzipped=True) == first  # the scrape finds it rendered
+    assert cache.renders == 2

@@ -86,6 +86,7 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
         explain_provider=explain_provider(daemon.monitors, daemon.clock),
     )
     web.start()
+    daemon.on_publish.append(web.exposition.warm)  # scrapes find /metrics already rendered
     log.info(
         "serving",
         url=f"http://{settings.listen_address}:{web.port}/",

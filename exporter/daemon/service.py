@@ -121,6 +121,7 @@ class Daemon:
         self._open_keys: dict[tuple[str, FlowKind], GapView] = {}
         self._closing: dict[tuple[str, FlowKind], tuple[GapView, datetime]] = {}
         self._scheduler: BackgroundScheduler | None = None
+        self.on_publish: list[Callable[[], None]] = []  # run after each swap, e.g. pre-render /metrics
         for monitor in self.monitors:
             self.health[("inventory", monitor.account_id, monitor.region)] = Health()
         for feed in self.feeds:
@@ -311,7 +312,12 @@ class Daemon:
                 owned_targets=tuple(sorted({(m.account_id or "default", m.region) for m in self.monitors})),
             )
             self._snapshot = snapshot
-            return snapshot
+        for callback in self.on_publish:
+            try:
+                callback()
+            except Exception as exc:  # a sink's trouble must not stop the jobs
+                log.warning("publish callback failed", error=_one_line(exc))
+        return snapshot
 
     def _log_transitions(self, open_gaps: tuple[GapView, ...], recent: tuple[GapView, ...]) -> None:
         """One log line when a gap opens, and one when it is closed with its final facts.

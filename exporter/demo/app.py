@@ -105,6 +105,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     import boto3
 
     from exporter.daemon.assemble import build_daemon
+    from exporter.daemon.explainer import explain_provider
     from exporter.demo.controller import FIRST_SCENE_AFTER, ScriptedController
     from exporter.demo.motoworld import TRAIL, EmbeddedMoto
     from exporter.demo.world import REGION, seed
@@ -141,13 +142,19 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
             assembly = build_daemon(settings, endpoint_url=moto.endpoint_url)
             daemon = assembly.daemon
             cleanup.append(assembly.store.close)
-            web = WebServer(daemon.snapshot, settings.listen_address, settings.listen_port)
+            web = WebServer(
+                daemon.snapshot,
+                settings.listen_address,
+                settings.listen_port,
+                explain_provider=explain_provider(daemon.monitors, daemon.clock),
+            )
             try:
                 web.start()
             except OSError as exc:
                 say(f"cannot listen on {settings.listen_address}:{settings.listen_port}: {exc}")
                 say("choose another port with --port (0 picks a free one)")
                 return 1
+            daemon.on_publish.append(web.exposition.warm)
             cleanup.append(web.stop)
 
             say(f"sg-churn-exporter demo (speed {options.speed:g}x)")
