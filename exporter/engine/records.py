@@ -238,16 +238,8 @@ def _shared(text: str) -> str:
 
 def _shared_optional_str(fields: Any, key: str, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
     """_optional_str, the value shared."""
-    if not isinstance(fields, dict):
-        return None
-    value = fields.get(key, _ABSENT)
-    if value is _ABSENT:
-        value = fields.get(_PASCAL_CASE.get(key) or _pascal(key))
-    if not isinstance(value, str) or not value:
-        return None
-    value = value[:limit]
-    found = _SHARED_TEXT.get(value)
-    return found if found is not None else _shared(value)
+    value = _optional_str(fields, key, limit)
+    return None if value is None else _shared(value)
 
 
 def _truthy(value: Any) -> bool:
