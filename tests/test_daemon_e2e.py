@@ -209,3 +209,28 @@ def test_a_state_file_locked_mid_run_is_reported_as_state_and_gaps_stay_visible(
     snap = assembly.daemon.snapshot()
     assert {s.source: s.up for s in snap.sources}["state"]
     assert {g.flow for g in snap.open_gaps} == {"traffic", "health_check"}
+
+
+def test_stored_records_are_pruned_after_their_ttl_but_not_inside_retention(
+    clean_moto: MotoServer, tmp_path: Path
+) -> None:
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    clock = ManualClock()
+    world = build_incident_world(ec2, elbv2, cluster="demo")
+    CloudTrailRecorder(LookupSink(clean_moto), clock).attach(ec2, elbv2)
+    assembly = _daemon(clean_moto, tmp_path / "state.sqlite3", clock)
+    perm = [{"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=perm)
+    clock.advance(5)
+    assembly.daemon.run_all_once()
+    key = assembly.daemon.monitors[0].key
+    assert len(assembly.store.records(key, 0)) == 1
+    ttl = assembly.daemon.record_ttl
+    assert ttl is not None and ttl.total_seconds() >= 86400  # never shorter than the retention window
+
+    clock.advance(ttl.total_seconds() - 60)
+    assembly.daemon.run_job("evaluate")
+    assert len(assembly.store.records(key, 0)) == 1  # still inside its TTL
+    clock.advance(3600 + 120)
+    assembly.daemon.run_job("evaluate")
+    assert assembly.store.records(key, 0) == []

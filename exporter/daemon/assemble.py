@@ -123,6 +123,10 @@ def build_daemon(
         shard=shard,
         total_shards=total,
         clock=clock,
+        # the timeline re-reads `retention` of records after a restart: never prune inside it
+        record_ttl=timedelta(
+            seconds=max(settings.state.seen_event_ttl_seconds, settings.cloudtrail.retention_seconds)
+        ),
     )
     daemon.binder = binder
     if state_error:

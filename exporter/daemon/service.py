@@ -7,7 +7,6 @@ each with max_instances=1; a run that would overlap is skipped and counted.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -44,6 +43,7 @@ JOBS = ("inventory", "cloudtrail", "kubernetes", "evaluate")
 RECENT_GAPS_WINDOW = timedelta(hours=24)
 PENDING_CLOSE_LOG = timedelta(hours=1)
 STATE_KEY = ("state", "", "")
+PRUNE_EVERY = timedelta(hours=1)
 
 
 def utcnow() -> datetime:
@@ -101,6 +101,7 @@ class Daemon:
         shard: int = 0,
         total_shards: int = 1,
         clock: Callable[[], datetime] = utcnow,
+        record_ttl: timedelta | None = None,
     ) -> None:
         self.monitors = list(monitors)
         self.feeds = list(feeds)
@@ -112,6 +113,8 @@ class Daemon:
         self.shard = shard
         self.total_shards = total_shards
         self.clock = clock
+        self.record_ttl = record_ttl  # stored CloudTrail records older than this are deleted
+        self._last_prune: datetime | None = None
         self.jobs = {name: JobRecord() for name in JOBS}
         self.health: dict[tuple[str, str, str], Health] = {}
         self._snapshot = Snapshot(
@@ -206,6 +209,21 @@ class Daemon:
                 raise
         if state_ok and self.store.path != ":memory:":
             self._succeeded(self.health[STATE_KEY], now, "state", None)
+        if state_ok:
+            self._prune(now)
+
+    def _prune(self, now: datetime) -> None:
+        """Delete stored records past their TTL, at most once per PRUNE_EVERY (the file stays bounded)."""
+        if self.record_ttl is None or (self._last_prune is not None and now - self._last_prune < PRUNE_EVERY):
+            return
+        self._last_prune = now
+        try:
+            removed = self.store.prune_records((now - self.record_ttl).timestamp())
+        except sqlite3.Error as exc:
+            self._state_failed(exc)
+            return
+        if removed:
+            log.info("pruned stored CloudTrail records", removed=removed)
 
     def _state_failed(self, exc: BaseException) -> None:
         self._failed(self.health[STATE_KEY], "state", None, exc)
@@ -450,7 +468,3 @@ def _gap_facts(gap: GapView) -> dict[str, object]:
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     return text[:300]
-
-
-def cursor_json(data: dict[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True)
