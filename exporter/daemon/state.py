@@ -273,12 +273,6 @@ class StateStore:
             ).fetchall()
         return [_stored(r) for r in rows]
 
-    def prune_gaps(self, ended_before: float) -> int:
-        with self._lock:
-            return self._db.execute(
-                "DELETE FROM gaps WHERE end_time IS NOT NULL AND end_time<?", (ended_before,)
-            ).rowcount
-
     # --- gaps seen by inventory polls ----------------------------------------------------------
     def poll_gaps(self, target: str) -> list[tuple[str, str, float, float | None]]:
         with self._lock:
