@@ -30,13 +30,14 @@ log = structlog.get_logger("sg-churn-exporter")
 def open_store(path: str, *, reset: bool = False) -> tuple[StateStore, str | None]:
     """Open the state file; on a corrupt or locked one, fall back to memory and say why.
 
-    With `reset`, a bad file is moved aside (`<file>.corrupt-<time>`) and a fresh one started;
-    a locked file is in use by another process and is never moved.
+    With `reset`, a file that fails SQLite's integrity check is moved aside
+    (`<file>.corrupt-<time>`) and a fresh one started. Nothing else is moved: a locked file is in
+    use by another process, one this process may not write is a permission to fix, not a bad file.
     """
     try:
         return StateStore(path), None
     except StateError as exc:
-        if reset and not exc.locked and path != ":memory:" and Path(path).exists():
+        if reset and exc.kind == "corrupt" and path != ":memory:" and Path(path).exists():
             aside = f"{path}.corrupt-{int(time.time())}"
             shutil.move(path, aside)
             for suffix in ("-wal", "-shm"):

@@ -35,6 +35,20 @@ from exporter.engine.timeline import RuleState
 ServiceBinder = Callable[[Inventory], dict[str, ServiceBinding]]
 
 
+#: userIdentity fields never stored: the engine reads the identity's type, ARN, names and
+#: session issuer, never the access key (a credential id has no place in the state file).
+DROPPED_IDENTITY_FIELDS = frozenset({"accessKeyId"})
+
+
+def stored_form(record: dict[str, Any]) -> bytes:
+    """The record as stored in the state file: JSON without userIdentity.accessKeyId."""
+    identity = record.get("userIdentity")
+    if isinstance(identity, dict) and not DROPPED_IDENTITY_FIELDS.isdisjoint(identity):
+        kept = {k: v for k, v in identity.items() if k not in DROPPED_IDENTITY_FIELDS}
+        record = {**record, "userIdentity": kept}
+    return orjson.dumps(record)
+
+
 class StateUnavailable(RuntimeError):
     """The state store refused a read or write (locked, full, corrupt); AWS work itself succeeded."""
 
@@ -143,7 +157,7 @@ class Monitor:
                     self.store.increment(db, "cloudtrail_records_rejected", labels_of(reason=parsed.reason))
                     continue
                 meta = parsed.meta
-                blob = orjson.dumps(record)
+                blob = stored_form(record)
                 if not self.store.add_record(
                     db, meta.event_id, self.key, meta.event_time.timestamp(), now.timestamp(), blob
                 ):

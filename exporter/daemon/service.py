@@ -170,10 +170,14 @@ class Daemon:
                     feed.monitor.ingest(now, batch.records, batch.rejections)
                 except sqlite3.Error as exc:  # not committed: the source delivers it again next poll
                     self._state_failed(exc)
+                    self._succeeded(health, now, feed.source.name, feed.monitor)  # the source answered
                     continue
                 batch.commit()
                 if feed.cursor_key and feed.save_cursor:
-                    self.store.set_meta(feed.cursor_key, feed.save_cursor())
+                    try:
+                        self.store.set_meta(feed.cursor_key, feed.save_cursor())
+                    except sqlite3.Error as exc:  # the records are stored; a restart re-reads the overlap
+                        self._state_failed(exc)
                 if batch.errors and not batch.records:
                     raise RuntimeError("; ".join(batch.errors)[:300])
             except Exception as exc:
@@ -207,8 +211,12 @@ class Daemon:
             except Exception as exc:
                 log.error("evaluation failed", target=monitor.key, error=_one_line(exc))
                 raise
-        if state_ok and self.store.path != ":memory:":
-            self._succeeded(self.health[STATE_KEY], now, "state", None)
+        if self.store.path != ":memory:":
+            try:  # a write each round: a store that stopped taking writes shows even when nothing changed
+                self.store.heartbeat(now.isoformat())
+            except sqlite3.Error as exc:
+                state_ok = False
+                self._state_failed(exc)
         if state_ok:
             self._prune(now)
 
@@ -226,7 +234,23 @@ class Daemon:
             log.info("pruned stored CloudTrail records", removed=removed)
 
     def _state_failed(self, exc: BaseException) -> None:
-        self._failed(self.health[STATE_KEY], "state", None, exc)
+        if self.store.error is None:
+            self.store.note_failure(exc)
+        self._failed(self.health[STATE_KEY], "state", None, _StoreError(self.store.error or _one_line(exc)))
+
+    def _sync_state_health(self) -> None:
+        """sgchurn_up{source="state"} from the store: down from a failed read or write until a
+        write commits again (a store opened in memory after a start-up error stays as assembled)."""
+        if self.store.path == ":memory:":
+            return
+        health = self.health[STATE_KEY]
+        if self.store.error is None:
+            if not health.up:
+                self._succeeded(health, self.clock(), "state", None)
+            else:
+                health.last_success = self.clock()
+        elif health.up or health.last_error != self.store.error:
+            self._failed(health, "state", None, _StoreError(self.store.error))
 
     def _succeeded(self, health: Health, now: datetime, source: str, monitor: Monitor | None) -> None:
         if not health.up and health.last_error is not None:
@@ -254,6 +278,7 @@ class Daemon:
             record.last_error = None
         finally:
             record.observe(time.monotonic() - started)
+        self._sync_state_health()
         self.publish()
 
     def run_all_once(self) -> None:
@@ -465,6 +490,12 @@ def _gap_facts(gap: GapView) -> dict[str, object]:
     }
 
 
+class _StoreError(Exception):
+    """A failure the state store already described ("Type: message")."""
+
+
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, _StoreError):
+        return str(exc)[:300]
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     return text[:300]

@@ -6,7 +6,10 @@ counters continue where they stopped. One connection, used under a lock by the j
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -43,15 +46,46 @@ CREATE TABLE IF NOT EXISTS counted (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMA
 """
 
 
-class StateError(RuntimeError):
-    """The state file cannot be used (corrupt, locked, unreadable); the message says what to do.
+#: Mode of a state file this process creates: it holds CloudTrail records (who changed what).
+STATE_FILE_MODE = 0o600
 
-    `locked` is True when another process holds the file: it is in use, not broken.
+
+class StateError(RuntimeError):
+    """The state file cannot be used (corrupt, locked, not writable); the message says what to do.
+
+    `kind` says why: "corrupt" (fails SQLite's integrity check: the only kind `--reset-state`
+    moves aside), "locked" (another process holds it: in use, not broken), "permission" (this
+    process may not write it) or "unusable" (anything else: a newer schema, an I/O error).
     """
 
-    def __init__(self, message: str, *, locked: bool = False) -> None:
+    def __init__(self, message: str, *, kind: str = "unusable") -> None:
         super().__init__(message)
-        self.locked = locked
+        self.kind = kind
+
+    @property
+    def locked(self) -> bool:
+        return self.kind == "locked"
+
+
+def _is_permission(exc: BaseException) -> bool:
+    if isinstance(exc, PermissionError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "permission denied" in text
+
+
+def _create_private(path: str) -> None:
+    """Create the file mode 0600 before SQLite does (SQLite gives its -wal/-shm files the same mode);
+    a file that exists must be writable by this process."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, STATE_FILE_MODE)
+    except OSError as exc:
+        if _is_permission(exc):
+            raise StateError(f"cannot write {path}: permission denied", kind="permission") from exc
+        raise StateError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -80,8 +114,19 @@ class StateStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        #: The last failed read or write ("Type: message"); None again once a write commits.
+        self.error: str | None = None
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.strip():
+                raise StateError("state.path is empty")
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                kind = "permission" if _is_permission(exc) else "unusable"
+                raise StateError(
+                    f"cannot create the folder of {self.path}: {exc.strerror or exc}", kind=kind
+                ) from exc
+            _create_private(self.path)
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
@@ -106,14 +151,19 @@ class StateStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("ROLLBACK")
         except sqlite3.OperationalError as exc:
-            raise StateError(
-                f"state file {self.path} cannot be opened ({exc}); is another exporter using it?",
-                locked="locked" in str(exc) or "busy" in str(exc),
-            ) from exc
+            if _is_permission(exc):
+                raise StateError(f"cannot write {self.path}: permission denied", kind="permission") from exc
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StateError(
+                    f"state file {self.path} cannot be opened ({exc}); is another exporter using it?",
+                    kind="locked",
+                ) from exc
+            raise StateError(f"state file {self.path} cannot be opened ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"state file {self.path} is corrupt ({exc}); start with --reset-state to move it aside and "
-                "start fresh (CloudTrail records are re-read for the lookback window)"
+                "start fresh (CloudTrail records are re-read for the lookback window)",
+                kind="corrupt",
             ) from exc
 
     def close(self) -> None:
@@ -122,25 +172,64 @@ class StateStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit of work: everything inside commits together or not at all."""
+        """One atomic unit of work: everything inside commits together or not at all.
+
+        A failure (disk full, read-only, locked) is kept in `error` until a later transaction
+        commits a change: only a write that succeeded shows the store accepts writes again.
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    # after SQLITE_FULL, SQLite may have rolled back already
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                self.note_failure(exc)
+                raise
+            if self._db.total_changes != before:
+                self.error = None
+
+    def note_failure(self, exc: BaseException) -> None:
+        """Remember a failed read or write (shown as sgchurn_up{source="state"} 0 until a write commits)."""
+        self.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                self.note_failure(exc)
                 raise
-            self._db.execute("COMMIT")
+
+    def heartbeat(self, moment: str) -> None:
+        """A small write, so a store that stopped accepting writes is seen even when nothing else changes."""
+        with self.transaction() as db:
+            self.set_meta("heartbeat", moment, db)
 
     # --- meta: cursors and small values -------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str, db: sqlite3.Connection | None = None) -> None:
-        with self._lock:
-            (db or self._db).execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        if db is not None:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            return
+        with self.transaction() as own:
+            own.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # --- records ------------------------------------------------------------------------
     def add_record(
@@ -160,22 +249,20 @@ class StateStore:
         return cursor.rowcount == 1
 
     def has_record(self, event_id: str) -> bool:
-        with self._lock:
-            return (
-                self._db.execute("SELECT 1 FROM records WHERE event_id=?", (event_id,)).fetchone() is not None
-            )
+        with self._reading() as db:
+            return db.execute("SELECT 1 FROM records WHERE event_id=?", (event_id,)).fetchone() is not None
 
     def records(self, target: str, since: float) -> list[bytes]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT record FROM records WHERE target=? AND event_time>=? ORDER BY event_time",
                 (target, since),
             ).fetchall()
         return [bytes(r[0]) for r in rows]
 
     def prune_records(self, seen_before: float) -> int:
-        with self._lock:
-            return self._db.execute("DELETE FROM records WHERE seen_at<?", (seen_before,)).rowcount
+        with self.transaction() as db:
+            return int(db.execute("DELETE FROM records WHERE seen_at<?", (seen_before,)).rowcount)
 
     # --- counters and histograms ---------------------------------------------------------
     def increment(self, db: sqlite3.Connection, family: str, labels: Labels, amount: float = 1.0) -> None:
@@ -205,16 +292,16 @@ class StateStore:
         )
 
     def counters(self) -> dict[str, dict[Labels, float]]:
-        with self._lock:
-            rows = self._db.execute("SELECT family, labels, value FROM counters").fetchall()
+        with self._reading() as db:
+            rows = db.execute("SELECT family, labels, value FROM counters").fetchall()
         out: dict[str, dict[Labels, float]] = {}
         for family, labels, value in rows:
             out.setdefault(family, {})[_labels_from(labels)] = float(value)
         return out
 
     def histograms(self, family: str) -> dict[Labels, HistogramState]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT labels, buckets, total, count FROM histograms WHERE family=?", (family,)
             ).fetchall()
         return {
@@ -256,8 +343,8 @@ class StateStore:
         db.execute("DELETE FROM gaps WHERE key=?", (key,))
 
     def recent_gaps(self, since: float, limit: int = 200) -> list[StoredGap]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT key, target, tg_arn, flow, start, end_time, cause, explained, data FROM gaps "
                 "WHERE end_time IS NOT NULL AND end_time>=? ORDER BY end_time DESC LIMIT ?",
                 (since, limit),
@@ -266,8 +353,8 @@ class StateStore:
 
     def last_gaps(self) -> list[StoredGap]:
         """The most recent closed gap per (target, target group, flow)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT key, target, tg_arn, flow, start, MAX(end_time), cause, explained, data FROM gaps "
                 "WHERE end_time IS NOT NULL GROUP BY target, tg_arn, flow"
             ).fetchall()
@@ -275,8 +362,8 @@ class StateStore:
 
     # --- gaps seen by inventory polls ----------------------------------------------------------
     def poll_gaps(self, target: str) -> list[tuple[str, str, float, float | None]]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT tg_arn, flow, start, end_time FROM poll_gaps WHERE target=? ORDER BY start", (target,)
             ).fetchall()
         return [(str(a), str(f), float(s), None if e is None else float(e)) for a, f, s, e in rows]
