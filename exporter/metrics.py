@@ -53,6 +53,7 @@ from exporter.daemon.snapshot import (
     Snapshot,
     TargetGroupView,
 )
+from exporter.engine.changes import REJECTION_REASONS
 from exporter.engine.flows import FLOW_KINDS, REASONS, FlowStatus
 from exporter.engine.gaps import CAUSES, ORDERS
 
@@ -1179,6 +1180,7 @@ def render_markdown(specs: Sequence[MetricSpec] = SPECS) -> str:
         "Label values:",
         "",
         f"- `reason`: {_values(REASONS)}",
+        f"- `reason` of `sgchurn_cloudtrail_records_rejected_total`: {_values(REJECTION_REASONS)}",
         f"- `cause`: {_values(CAUSES)}",
         f"- `order`: {_values(ORDERS)}",
         "- `result`: `success`, `failed`",

@@ -266,6 +266,15 @@ def _ct_permission(perm: Mapping[str, Any], account: str) -> dict[str, Any]:
     return out
 
 
+def _top_level_permission(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The one IpPermission of a call made with top-level IpProtocol/FromPort/ToPort/CidrIp."""
+    perm: dict[str, Any] = {"IpProtocol": params["IpProtocol"]}
+    perm.update({key: params[key] for key in ("FromPort", "ToPort") if key in params})
+    if "CidrIp" in params:
+        perm["IpRanges"] = [{"CidrIp": params["CidrIp"]}]
+    return perm
+
+
 def _source_keys(perm: Mapping[str, Any]) -> list[tuple[str, str]]:
     keys = [("cidr4", r["CidrIp"]) for r in perm.get("IpRanges", [])]
     keys += [("cidr6", r["CidrIpv6"]) for r in perm.get("Ipv6Ranges", [])]
@@ -365,6 +374,9 @@ class CloudTrailRecorder:
         }
         if name in ("AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress"):
             perms = list(params.get("IpPermissions", []))
+            top_level = "IpProtocol" in params and not perms  # the CLI's --protocol/--port/--cidr
+            if top_level:
+                perms = [_top_level_permission(params)]
             ct_perms = [_ct_permission(p, self.account) for p in perms]
             if name == "AuthorizeSecurityGroupIngress":
                 by_key = {
@@ -384,6 +396,8 @@ class CloudTrailRecorder:
                     rule_ids_request=list(params.get("SecurityGroupRuleIds", [])),
                     **common,
                 )
+            if top_level:
+                record = samples.cli_shape(record)
         elif name == "ModifySecurityGroupRules":
             updates = [
                 {

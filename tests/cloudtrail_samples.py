@@ -8,6 +8,7 @@ Record builders (all arguments keyword-friendly, every one has a default):
 - ``modify_rules_record``: ModifySecurityGroupRules with ``modifications`` built by ``rule_update``.
 - ``modify_tg_attributes_record``: ModifyTargetGroupAttributes with an ``attributes`` mapping.
 - ``delete_group_record``: DeleteSecurityGroup.
+- ``cli_shape``: an Authorize/Revoke record rewritten in the CLI's top-level single-permission form.
 
 Common arguments: ``event_id`` (default: a fresh UUID), ``time`` (ISO string or aware datetime,
 default ``T0``), ``actor`` (``CONTROLLER`` or ``OPERATOR`` or ``actor(...)``), ``error_code`` /
@@ -379,6 +380,29 @@ def revoke_record(
         record["requestParameters"] = _plain(record["requestParameters"])
         record["responseElements"] = _plain(record["responseElements"])
     return record
+
+
+def cli_shape(record: Record, *, source_group_name: str | None = None) -> Record:
+    """An Authorize/Revoke record of one permission with one source, as the CLI's
+    ``--protocol/--port/--cidr`` form (and SDK calls with top-level IpProtocol/CidrIp) is logged:
+    top-level ipProtocol, fromPort, toPort and cidrIp or cidrIpv6 beside an empty
+    ``"ipPermissions": {}``. With `source_group_name` the request names the source group by name
+    (sourceSecurityGroupName/OwnerId, no protocol or ports): only the response says which rule."""
+    shaped = json.loads(json.dumps(record))
+    params = shaped["requestParameters"]
+    (perm,) = params.pop("ipPermissions")["items"]
+    top: Record = {"groupId": params.pop("groupId"), "ipPermissions": {}}
+    if source_group_name is not None:
+        top["sourceSecurityGroupName"] = source_group_name
+        top["sourceSecurityGroupOwnerId"] = record.get("recipientAccountId", ACCOUNT)
+    else:
+        top["ipProtocol"] = perm["ipProtocol"]
+        top.update({key: perm[key] for key in ("fromPort", "toPort") if key in perm})
+        for key, field_name in (("ipRanges", "cidrIp"), ("ipv6Ranges", "cidrIpv6")):
+            for entry in (perm.get(key) or {}).get("items", []):
+                top[field_name] = entry[field_name]
+    shaped["requestParameters"] = {**top, **params}
+    return shaped
 
 
 def rule_update(

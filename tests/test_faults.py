@@ -353,6 +353,7 @@ def test_hostile_records_through_lookup_events_are_rejected_by_reason_and_valid_
         (variant(eventTime="yesterday"), {"bad_time": 1}),
         (variant(eventID=DROP), {"missing_field": 1}),
         (variant(requestParameters=bad_ports), {"bad_rule": 1}),
+        (variant(requestParameters={"groupId": NODE_FREE_GROUP, "ipPermissions": {}}), {"no_rule": 1}),
         (variant(eventName="DescribeInstances"), {}),  # unknown names are ignored, not rejected
         (variant(eventName="authorizesecuritygroupingress"), {}),
         (variant(eventName="CreateSecurityGroupRule"), {}),

@@ -40,6 +40,7 @@ from tests.cloudtrail_samples import (
     REGION,
     TG_ARN,
     authorize_record,
+    cli_shape,
     delete_group_record,
     eventbridge_envelope,
     json_lines,
@@ -216,6 +217,66 @@ def test_legacy_top_level_permission_is_read() -> None:
     }
     (rule,) = parsed(record).rules
     assert rule == Rule("tcp", NODE_PORT, NODE_PORT, Source.cidr("192.0.2.0/24"))
+
+
+# The CLI's --protocol/--port/--cidr form: top-level fields beside an empty "ipPermissions": {}.
+
+
+@pytest.mark.parametrize("make", [authorize_record, revoke_record])
+def test_cli_shape_is_read_beside_an_empty_ip_permissions(make: Any) -> None:
+    record = cli_shape(make("ev-cli", permissions=[permission(cidrs=["203.0.113.0/24"], description=None)]))
+    assert record["requestParameters"]["ipPermissions"] == {}
+    assert record["requestParameters"]["cidrIp"] == "203.0.113.0/24"
+    change = parsed(record)
+    assert (change.group_id, change.rule_ids) == (NODE_GROUP, ())
+    assert change.rules == (Rule("tcp", NODE_PORT, NODE_PORT, Source.cidr("203.0.113.0/24")),)
+    assert change.meta.actor.issuer == CONTROLLER_ROLE
+
+
+def test_cli_shape_ipv6_source_and_all_protocols() -> None:
+    record = cli_shape(
+        revoke_record("ev-cli6", permissions=[permission(None, protocol="-1", cidrs6=["::/0"])])
+    )
+    (rule,) = parsed(record).rules
+    assert rule == Rule("-1", -1, -1, Source.cidr("::/0"))
+
+
+def test_cli_shape_authorize_of_a_group_by_name_takes_the_response_rules() -> None:
+    perm = permission(0, 65535, groups=["sg-0peer"], description=None)
+    record = cli_shape(
+        authorize_record("ev-cli-sg", permissions=[perm], rule_ids=["sgr-0peer"]), source_group_name="peer"
+    )
+    assert "ipProtocol" not in record["requestParameters"]
+    (rule,) = parsed(record).rules
+    assert rule == Rule("tcp", 0, 65535, Source.group("sg-0peer"), "sgr-0peer")
+
+
+@pytest.mark.parametrize("make", [authorize_record, revoke_record])
+def test_a_rule_change_naming_no_readable_rule_is_rejected_as_no_rule(make: Any) -> None:
+    by_name = cli_shape(
+        make("ev-none-1", permissions=[permission(groups=["sg-0peer"])]), source_group_name="peer"
+    )
+    sourceless = make("ev-none-2", permissions=[permission()])
+    cli_sourceless = cli_shape(make("ev-none-3", permissions=[permission(cidrs=["10.0.0.0/8"])]))
+    del cli_sourceless["requestParameters"]["cidrIp"]
+    empty = make("ev-none-4")
+    empty["requestParameters"]["ipPermissions"] = {}
+    for record in (by_name, sourceless, cli_sourceless, empty):
+        rejection = rejected(record)
+        assert (rejection.reason, rejection.event_id) == ("no_rule", record["eventID"])
+        assert NODE_GROUP in rejection.detail
+
+
+def test_an_authorize_whose_request_lists_no_source_takes_the_response_rules() -> None:
+    record = authorize_record("ev-resp", permissions=[permission(cidrs=["10.0.9.0/24"])], rule_ids=["sgr-09"])
+    record["requestParameters"]["ipPermissions"]["items"][0]["ipRanges"] = {}
+    assert parsed(record).rules == (tcp_rule("10.0.9.0/24", "sgr-09"),)
+
+
+def test_modify_rules_listing_no_rule_is_rejected_as_no_rule() -> None:
+    record = modify_rules_record("ev-mod-none")
+    record["requestParameters"]["ModifySecurityGroupRulesRequest"]["SecurityGroupRule"] = []
+    assert rejected(record).reason == "no_rule"
 
 
 def test_failed_call_still_yields_its_change_with_the_error() -> None:

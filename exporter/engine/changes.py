@@ -25,6 +25,7 @@ REJECTION_REASONS = (
     "bad_rule",  # an ip permission / rule that cannot be understood
     "too_large",  # a record over the size limit
     "unreadable",  # a file or object that could not be read at all
+    "no_rule",  # a watched rule change from which no rule could be read (never applied as a no-op)
 )
 RejectionReason = Literal[
     "not_json",
@@ -36,6 +37,7 @@ RejectionReason = Literal[
     "bad_rule",
     "too_large",
     "unreadable",
+    "no_rule",
 ]
 
 

@@ -490,22 +490,41 @@ def _group_id(params: JsonObject) -> str:
     return _shared(_required_str(params, "groupId", "requestParameters."))
 
 
+#: Top-level fields of the single-permission form (the CLI's --protocol/--port/--cidr, and SDK
+#: scripts calling with IpProtocol/FromPort/ToPort/CidrIp): CloudTrail logs them beside an empty
+#: "ipPermissions": {} (seen verbatim in Stratus Red Team's detonation log of
+#: aws.exfiltration.ec2-security-group-open-port-22-ingress; tests/data/cloudtrail-real/).
+_TOP_LEVEL_FIELDS = (
+    "ipProtocol",
+    "cidrIp",
+    "cidrIpv6",
+    "sourceSecurityGroupName",
+    "sourceSecurityGroupOwnerId",
+)
+
+
 def _request_permissions(params: JsonObject) -> list[Any] | None:
-    """ipPermissions items, or the legacy top-level single permission; None when neither."""
-    if "ipPermissions" in params:
-        return _items(params["ipPermissions"], "ipPermissions")
-    if params.get("ipProtocol") is None:
-        return None
-    if params.get("cidrIp") is None:
-        raise _Reject("bad_rule", "top-level permission without cidrIp")
-    return [
-        {
-            "ipProtocol": params.get("ipProtocol"),
-            "fromPort": params.get("fromPort"),
-            "toPort": params.get("toPort"),
-            "ipRanges": [{"cidrIp": params.get("cidrIp")}],
-        }
-    ]
+    """ipPermissions items, else the top-level single permission; None when neither is there.
+
+    An empty ``ipPermissions`` beside top-level fields is the single-permission form. A source
+    group named by name (sourceSecurityGroupName) cannot be turned into a group id here: such a
+    permission yields no rule from the request (the response may still list it).
+    """
+    listed = _items(params["ipPermissions"], "ipPermissions") if "ipPermissions" in params else None
+    if listed or not any(params.get(key) is not None for key in _TOP_LEVEL_FIELDS):
+        return listed
+    permission: JsonObject = {
+        "ipProtocol": params.get("ipProtocol"),
+        "fromPort": params.get("fromPort"),
+        "toPort": params.get("toPort"),
+    }
+    if params.get("cidrIp") is not None:
+        permission["ipRanges"] = [{"cidrIp": params["cidrIp"]}]
+    if params.get("cidrIpv6") is not None:
+        permission["ipv6Ranges"] = [{"cidrIpv6": params["cidrIpv6"]}]
+    if "ipRanges" not in permission and "ipv6Ranges" not in permission:
+        return []  # a source group by name, or no source: the response's rules, if any
+    return [permission]
 
 
 def _rule_ids(params: JsonObject) -> tuple[str, ...] | None:
@@ -629,8 +648,8 @@ def _fast_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange | None:
                     return None
                 flat = (protocol, low, high, source.kind, source.value)
                 rules.append((flat, Rule(protocol, low, high, source, ids.get(flat), _description(item))))
-    if not rules and not permission_list:
-        return None
+    if not rules:
+        return None  # the general parser decides (the response's rules, or a no_rule rejection)
     action: Literal["authorize", "revoke"] = "authorize" if meta.event_name == AUTHORIZE else "revoke"
     return RuleChange(meta, _shared(group_id), action, _unique(rules), ())
 
@@ -670,6 +689,15 @@ def _general_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
     rules: list[tuple[FlatKey, Rule]] = []
     for i, permission in enumerate(permissions or ()):
         rules.extend(_permission_rules(permission, f"permission {i}", ids))
+    if not rules and not rule_ids:
+        # The request named no rule this parser can read (a source group by name, a permission
+        # without a source): the response's rule set says what the call added or removed.
+        rules.extend(
+            ((p, low, high, src.kind, src.value), Rule(p, low, high, src, rule_id, _description(entry)))
+            for (p, low, high, src), rule_id, entry in known
+        )
+        if not rules:
+            raise _Reject("no_rule", f"{meta.event_name} on {group_id} names no rule the record lets us read")
     if action == "revoke":
         unknown = _unknown_keys(_get(response, "unknownIpPermissionSet"))
         if unknown:
@@ -699,6 +727,8 @@ def _modification(record: JsonObject, meta: EventMeta) -> RuleModification:
             raise _Reject("missing_field", f"SecurityGroupRule {i}: rule definition is missing")
         rule = _flat_rule(_object(definition, f"SecurityGroupRule {i}"), f"SecurityGroupRule {i}")
         modifications.append((rule_id, replace(rule, rule_id=rule_id)))
+    if not modifications:
+        raise _Reject("no_rule", f"{meta.event_name} on {group_id} lists no rule")
     return RuleModification(meta, group_id, tuple(modifications))
 
 
