@@ -6,8 +6,12 @@ docs/configuration.md.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
+import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -16,13 +20,15 @@ from typing import Any, get_type_hints
 import yaml
 
 ENV_PREFIX = "SGCHURN_"
+#: A configuration file larger than this is refused unread.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 class ConfigError(ValueError):
     """A configuration problem; `field` is the dotted path of the bad field."""
 
     def __init__(self, field_path: str, message: str) -> None:
-        super().__init__(f"{field_path}: {message}")
+        super().__init__(f"{field_path}: {' '.join(message.split())}")  # always one line
         self.field = field_path
 
 
@@ -113,8 +119,35 @@ _MIN = {
     "sharding.shard": 0,
     "sharding.total_shards": 1,
 }
+_DAY = 86400.0
+#: Upper bounds: beyond them a value is a typo, and far beyond them `run` would crash (a date
+#: out of range). CloudTrail's event history (LookupEvents) covers the last 90 days (AWS CloudTrail
+#: User Guide, "Working with CloudTrail event history"): no look-back or overlap needs more.
+_MAX = {
+    "intervals.inventory": _DAY,
+    "intervals.cloudtrail": _DAY,
+    "intervals.kubernetes": _DAY,
+    "intervals.evaluate": _DAY,
+    "cloudtrail.overlap_seconds": 90 * _DAY,
+    "cloudtrail.settle_seconds": 7 * _DAY,
+    "cloudtrail.retention_seconds": 90 * _DAY,
+    "cloudtrail.start_lookback_seconds": 90 * _DAY,
+    "state.seen_event_ttl_seconds": 3650 * _DAY,
+    "sharding.total_shards": 10_000,
+}
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/.+$")
+
+
+def _show(value: Any) -> str:
+    """A value for an error line: scalars as repr (cut to 80 characters), containers by type."""
+    if isinstance(value, Mapping | list | tuple | set):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _coerce(value: Any, kind: Any, path: str) -> Any:
@@ -124,21 +157,24 @@ def _coerce(value: Any, kind: Any, path: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(path, f"must be true or false, not {value!r}")
+        raise ConfigError(path, f"must be true or false, not {_show(value)}")
     if kind is int:
         if isinstance(value, bool):
-            raise ConfigError(path, f"must be a whole number, not {value!r}")
+            raise ConfigError(path, f"must be a whole number, not {_show(value)}")
         try:
             return int(str(value), 10)
         except ValueError:
-            raise ConfigError(path, f"must be a whole number, not {value!r}") from None
+            raise ConfigError(path, f"must be a whole number, not {_show(value)}") from None
     if kind is float:
         if isinstance(value, bool):
-            raise ConfigError(path, f"must be a number, not {value!r}")
+            raise ConfigError(path, f"must be a number, not {_show(value)}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(path, f"must be a number, not {value!r}") from None
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(path, f"must be a number, not {_show(value)}") from None
+        if not math.isfinite(number):
+            raise ConfigError(path, f"must be a finite number, not {_show(value)}")
+        return number
     if kind is str:
         if isinstance(value, bool):  # YAML `enabled: true` where the field takes auto|true|false
             return "true" if value else "false"
@@ -216,6 +252,9 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
     for path, minimum in _MIN.items():
         if flat[path] < minimum:
             raise ConfigError(path, f"must be >= {minimum}, not {flat[path]}")
+    for path, maximum in _MAX.items():
+        if flat[path] > maximum:
+            raise ConfigError(path, f"must be <= {maximum:g}, not {flat[path]:g}")
     if settings.listen_port > 65535:
         raise ConfigError("listen_port", f"must be <= 65535, not {settings.listen_port}")
     for i, target in enumerate(settings.targets):
@@ -225,6 +264,9 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
             raise ConfigError(f"targets[{i}].role_arn", f"not an IAM role ARN: {target.role_arn!r}")
     if bool(settings.web.tls_cert_file) != bool(settings.web.tls_key_file):
         raise ConfigError("web.tls_key_file", "tls_cert_file and tls_key_file go together")
+    _check_listen_address(settings.listen_address)
+    _check_state_path(settings.state.path)
+    _check_tls(settings.web)
     for user, digest in settings.web.basic_auth_users.items():
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise ConfigError(f"web.basic_auth_users.{user}", "must be the sha256 hex digest of the password")
@@ -243,6 +285,68 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
             "sharding.shard", f"must be < total_shards ({sharding.total_shards}), not {sharding.shard}"
         )
     return settings
+
+
+def _check_listen_address(address: str) -> None:
+    """An IP literal, "" (every address) or a host name that resolves: what the server can bind."""
+    if address == "":
+        return
+    try:
+        ipaddress.ip_address(address)
+        return
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(address):
+        raise ConfigError("listen_address", f"not an IP address or a host name: {address!r}")
+    try:
+        socket.getaddrinfo(address, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError("listen_address", f"host name {address!r} does not resolve: {exc}") from None
+
+
+def _check_state_path(path: str) -> None:
+    """Not empty; a file, or a name under folders that exist or can be made (no file on the way)."""
+    if not path.strip():
+        raise ConfigError("state.path", 'must not be empty (":memory:" keeps state in memory)')
+    if path == ":memory:":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError("state.path", f"{path} is a folder; name a file in it")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError("state.path", f"{parent} is a file, not a folder")
+            return
+
+
+def _no_password() -> bytes:
+    return b""  # an encrypted key fails to load instead of prompting on a terminal
+
+
+def _check_tls(web: WebSettings) -> None:
+    """Both files readable, and the key is the certificate's (what the server would load at start)."""
+    if not web.tls_cert_file or not web.tls_key_file:
+        return
+    for name, file in (("web.tls_cert_file", web.tls_cert_file), ("web.tls_key_file", web.tls_key_file)):
+        try:
+            Path(file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(name, f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        ssl.create_default_context(cafile=web.tls_cert_file)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(
+            "web.tls_cert_file", f"{web.tls_cert_file} holds no PEM certificate: {exc}"
+        ) from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(web.tls_cert_file, web.tls_key_file, password=_no_password)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        text = str(exc)
+        if "KEY_VALUES_MISMATCH" in text or "key values mismatch" in text:
+            text = f"{web.tls_key_file} is not the key of {web.tls_cert_file}"
+        raise ConfigError("web.tls_key_file", f"cannot load with {web.tls_cert_file}: {text}") from None
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -267,19 +371,32 @@ def load_settings(
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            raw = Path(path).read_bytes() if Path(path).stat().st_size <= MAX_CONFIG_BYTES else None
         except OSError as exc:
             raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+        if raw is None:
+            raise ConfigError("config", f"{path} is over {MAX_CONFIG_BYTES} bytes; not a configuration file")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError("config", f"{path} is not UTF-8 text (byte {exc.start})") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError("config", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        except RecursionError:
+            raise ConfigError("config", f"{path} is nested too deeply to be a configuration") from None
+        except (ArithmeticError, TypeError, ValueError) as exc:  # e.g. an integer of 10,000 digits
+            raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, Mapping):
             raise ConfigError("config", f"{path} must hold a mapping at the top level")
         data = dict(loaded or {})
     data = _merge(data, _env_overrides(environ))
     data = _merge(data, overrides or {})
-    settings = _build(Settings, data, "")
+    try:
+        settings = _build(Settings, data, "")
+    except RecursionError:
+        raise ConfigError("config", "nested too deeply to be a configuration") from None
     return _validate(settings, environ)
 
 

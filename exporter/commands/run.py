@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -85,7 +86,14 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
         basic_auth_users=settings.web.basic_auth_users or None,
         explain_provider=explain_provider(daemon.monitors, daemon.clock),
     )
-    web.start()
+    try:
+        web.start()
+    except OSError as exc:  # the address is taken or not this host's: a clear line, exit 2
+        field = "listen_port" if exc.errno == errno.EADDRINUSE else "listen_address"
+        where = f"{settings.listen_address}:{settings.listen_port}"
+        print(f"config error: {field}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        assembly.store.close()
+        return EXIT_USAGE
     daemon.on_publish.append(web.exposition.warm)  # scrapes find /metrics already rendered
     log.info(
         "serving",
