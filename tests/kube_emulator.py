@@ -11,7 +11,9 @@
         kube.seen_requests()                      # (verb, group, plural) of every request
 
 `KubeEmulator(crd=False)` serves no TargetGroupBinding CRD (lists answer 404), like a cluster
-without the AWS Load Balancer Controller. Objects are stored as given; with fill_namespace
+without the AWS Load Balancer Controller. admissionregistration.k8s.io/v1 ValidatingAdmissionPolicies
+and bindings are served cluster-scoped (`kube.add_cluster_object("validatingadmissionpolicies", obj)`);
+`KubeEmulator(admission=False)` answers 404 for them, like a cluster before Kubernetes 1.30. Objects are stored as given; with fill_namespace
 (the default) metadata.namespace is set like a real API server does. kmock itself never fills
 it on list results, and ignores label selectors. Pinned to kmock 0.8 (its Server is private).
 """
@@ -37,14 +39,22 @@ T = TypeVar("T")
 RESOURCES = {
     "services": "v1/services",
     "targetgroupbindings": "elbv2.k8s.aws/v1beta1/targetgroupbindings",
+    "validatingadmissionpolicies": "admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+    "validatingadmissionpolicybindings": "admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+}
+#: Cluster-scoped kinds served unless KubeEmulator(admission=False) (a cluster before Kubernetes 1.30).
+ADMISSION_KINDS = {
+    "validatingadmissionpolicies": "ValidatingAdmissionPolicy",
+    "validatingadmissionpolicybindings": "ValidatingAdmissionPolicyBinding",
 }
 
 
 class KubeEmulator:
     """Context manager running the emulator; `.url` is its base URL (no trailing slash)."""
 
-    def __init__(self, *, crd: bool = True, start_timeout: float = 10.0) -> None:
+    def __init__(self, *, crd: bool = True, admission: bool = True, start_timeout: float = 10.0) -> None:
         self._crd = crd
+        self._admission = admission
         self._start_timeout = start_timeout
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,6 +98,9 @@ class KubeEmulator:
                 km.resources[RESOURCES["targetgroupbindings"]] = kmock.ResourceInfo(
                     kind="TargetGroupBinding", namespaced=True
                 )
+            if self._admission:
+                for plural, kind in ADMISSION_KINDS.items():
+                    km.resources[RESOURCES[plural]] = kmock.ResourceInfo(kind=kind, namespaced=False)
             self.url = str(srv.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()
@@ -125,6 +138,13 @@ class KubeEmulator:
     def add_tgb(self, obj: dict[str, Any], *, fill_namespace: bool = True) -> None:
         """Store a TargetGroupBinding (namespace from metadata.namespace, else "default")."""
         self._add("targetgroupbindings", obj, fill_namespace)
+
+    def add_cluster_object(self, resource: str, obj: dict[str, Any]) -> None:
+        """Store a cluster-scoped object, e.g. resource "validatingadmissionpolicies"."""
+        stored = copy.deepcopy(obj)
+        stored.setdefault("metadata", {}).pop("namespace", None)
+        key = (RESOURCES[resource], None, stored["metadata"]["name"])
+        self._on_loop(lambda: self.km.objects.__setitem__(key, stored))
 
     def forbid(self, resource: str) -> None:
         """Answer every request for `resource` with 403 Forbidden, as RBAC would."""

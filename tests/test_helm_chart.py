@@ -31,6 +31,12 @@ NAMESPACE = "sgchurn"
 FULLNAME = f"{RELEASE}-sg-churn-exporter"
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+CLUSTER_SCOPED_KINDS = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 STATE_DIR = "/var/lib/sg-churn-exporter"
 CONFIG_PATH = "/etc/sg-churn-exporter/config.yaml"
 
@@ -217,7 +223,7 @@ def test_expected_objects_per_value_set(rendered: dict[str, list[Doc]]) -> None:
     assert observability["ConfigMap"] == 1 + len(source_files("dashboards", "*.json"))
     for docs in rendered.values():
         for doc in docs:
-            if doc["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+            if doc["kind"] not in CLUSTER_SCOPED_KINDS:
                 assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]
 
 
@@ -232,7 +238,7 @@ def test_serviceaccount_irsa_annotation(rendered: dict[str, list[Doc]]) -> None:
         assert pod_spec(docs)["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
 
 
-def test_cluster_role_grants_only_read_on_services_and_targetgroupbindings(
+def test_cluster_role_grants_only_reads(
     value_set: tuple[str, list[Doc]],
 ) -> None:
     _, docs = value_set
@@ -244,10 +250,13 @@ def test_cluster_role_grants_only_read_on_services_and_targetgroupbindings(
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
+    admission = ("validatingadmissionpolicies", "validatingadmissionpolicybindings")
     assert granted == {
         (group, resource, verb)
         for group, resource in (("", "services"), ("elbv2.k8s.aws", "targetgroupbindings"))
         for verb in ("get", "list", "watch")
+    } | {
+        ("admissionregistration.k8s.io", resource, verb) for resource in admission for verb in ("get", "list")
     }
     for rule in role["rules"]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no nonResourceURLs, resourceNames

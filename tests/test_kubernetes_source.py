@@ -15,6 +15,7 @@ import yaml
 
 from exporter.engine.inventory import ServiceBinding, TargetGroup
 from exporter.engine.rules import Rule, Source
+from exporter.sources.guardrail import read_guardrails
 from exporter.sources.kubernetes import (
     ClusterConfigError,
     ClusterForbidden,
@@ -416,6 +417,7 @@ def test_rbac_document_allows_exactly_what_the_exporter_does(kube: KubeEmulator)
     kube.add_tgb(WEB_TGB)
     read_cluster(kube.api_client())
     read_cluster(kube.api_client(), namespaces=["shop"])
+    read_guardrails(kube.api_client())  # `plan` looks for the guardrail policy
     role = yaml.safe_load((Path(__file__).parent.parent / "docs" / "kubernetes-rbac.yaml").read_text())
     granted = {
         (verb, group, resource)
@@ -430,9 +432,16 @@ def test_rbac_document_allows_exactly_what_the_exporter_does(kube: KubeEmulator)
     assert {(group, resource) for _, group, resource in granted} == {
         ("", "services"),
         ("elbv2.k8s.aws", "targetgroupbindings"),
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies"),
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
     }
     seen = set(kube.seen_requests())
-    assert seen == {("list", "", "services"), ("list", "elbv2.k8s.aws", "targetgroupbindings")}
+    assert seen == {
+        ("list", "", "services"),
+        ("list", "elbv2.k8s.aws", "targetgroupbindings"),
+        ("list", "admissionregistration.k8s.io", "validatingadmissionpolicies"),
+        ("list", "admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
+    }
     assert seen <= granted
 
 

@@ -1,8 +1,10 @@
 """`plan`: the reviewed, make-before-break way to flip preserve_client_ip on a target group.
 
 Prints AWS CLI commands (authorize before the change, the attribute change, revoke after) and
-whether letting the controller do it would open a gap, judged from the --events. Read-only: it
-never runs the commands. Exit 2 with one line for an unknown target or unusable input.
+whether letting the controller do it would open a gap, judged from the --events. Live, it also looks
+for the chart's guardrail (a ValidatingAdmissionPolicy, docs/guardrail.md) and prints its bypass
+step. Read-only: it never runs the commands. Exit 2 with one line for an unknown target or unusable
+input.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from exporter.commands.explain import (
     add_source_arguments,
     load_world,
 )
+from exporter.commands.plan_guardrail import check_guardrail, render_guardrail
 from exporter.engine.explain import NotExplainable, TargetNotFound, current_state, find_target_groups
 from exporter.engine.plan import plan_attribute_change, render_text
 from exporter.engine.timeutil import format_time
@@ -41,6 +44,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         required=True,
         metavar="preserve_client_ip=true|false",
         help="the attribute value wanted",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        help="the cluster whose guardrail policy to look for (live default: in-cluster, $KUBECONFIG, "
+        "~/.kube/config; offline: only with this option)",
     )
     return parser
 
@@ -72,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     except AwsFailure as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return exc.code
+    # Live, or asked for with --kubeconfig: an offline plan otherwise stays offline.
+    wanted = world.source == "live" or args.kubeconfig is not None
+    guardrail = check_guardrail(args.kubeconfig) if wanted else None
     if args.format == "json":
         document = {
             "query": args.target,
@@ -80,8 +91,11 @@ def run(args: argparse.Namespace) -> int:
             "events": len(world.changes),
             "read_only": True,
             "plans": [p.to_dict() for p in plans],
+            "guardrail": None if guardrail is None else guardrail.to_dict(),
         }
         print(json.dumps(document, indent=2))
     else:
         print("\n".join(render_text(p) for p in plans), end="")
+        if guardrail is not None:
+            print("\n" + render_guardrail(guardrail, plans), end="")
     return 0

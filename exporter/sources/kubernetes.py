@@ -22,6 +22,7 @@ from typing import Any, Literal
 import kubernetes.client
 import kubernetes.config
 import urllib3
+import yaml
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import (
@@ -173,7 +174,7 @@ def _load_kubeconfig(path: str, config: kubernetes.client.Configuration) -> None
         kubernetes.config.load_kube_config(
             config_file=path, client_configuration=config, persist_config=False
         )
-    except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
         raise ClusterConfigError(f"kubeconfig {path}: {exc}") from exc
 
 
