@@ -17,7 +17,14 @@ from typing import IO, Any
 
 import orjson
 
-from exporter.engine.changes import AttributeChange, Change, GroupDeletion, RuleChange, RuleModification
+from exporter.engine.changes import (
+    INVENTORY_CHANGES,
+    AttributeChange,
+    Change,
+    GroupDeletion,
+    RuleChange,
+    RuleModification,
+)
 from exporter.engine.timeutil import format_time
 
 EXIT_FAILURE = 1
@@ -71,6 +78,15 @@ def change_line(change: Change, touched: set[str] | None) -> dict[str, Any]:
         line["target_group_arn"] = change.target_group_arn
         line["attributes"] = dict(change.attributes)
         subject = change.target_group_arn
+    elif isinstance(change, INVENTORY_CHANGES):
+        line["kind"] = "inventory"
+        fields = {name: getattr(change, name) for name in change.__slots__ if name != "meta"}
+        line.update({k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()})
+        subject = str(
+            getattr(change, "target_group_arn", None)
+            or getattr(change, "load_balancer_arn", None)
+            or getattr(change, "eni_id", "")
+        )
     else:
         line["kind"] = {RuleChange: "rules", RuleModification: "modification", GroupDeletion: "deletion"}[
             type(change)
@@ -126,7 +142,12 @@ def run(args: argparse.Namespace) -> int:
         except InventoryError as exc:
             print(f"backfill: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        touched = set(inventory.security_groups) | set(inventory.target_groups)
+        touched = (
+            set(inventory.security_groups)
+            | set(inventory.target_groups)
+            | set(inventory.load_balancers)
+            | set(inventory.network_interfaces)
+        )
 
     import os
 

@@ -120,7 +120,81 @@ class AttributeChange:
     attributes: tuple[tuple[str, str], ...] = ()
 
 
-Change = RuleChange | RuleModification | GroupDeletion | AttributeChange
+@dataclass(frozen=True, slots=True)
+class HealthCheckChange:
+    """ModifyTargetGroup: the health-check port and protocol the request set (None: not set).
+
+    The request carries only what changed; the record never carries the old values, so undoing
+    one takes them from an earlier record of the same target group, else they are unknown.
+    """
+
+    meta: EventMeta
+    target_group_arn: str
+    port: str | None = None  # "traffic-port" or a port number as text
+    protocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceGroupsChange:
+    """ModifyNetworkInterfaceAttribute with groupSet: the whole new set of groups on one ENI.
+
+    The old set is not in the record (see HealthCheckChange for how undo treats that).
+    """
+
+    meta: EventMeta
+    eni_id: str
+    group_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancerGroupsChange:
+    """SetSecurityGroups on a load balancer: its whole new set of security groups (the old one is
+    not in the record)."""
+
+    meta: EventMeta
+    load_balancer_arn: str
+    group_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancerSubnetsChange:
+    """SetSubnets on a load balancer: its whole new set of subnets (the old one is not in the
+    record). Health checks, and unpreserved traffic, come from these subnets."""
+
+    meta: EventMeta
+    load_balancer_arn: str
+    subnet_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetsChange:
+    """RegisterTargets / DeregisterTargets: (target id, port or None for the group's port)."""
+
+    meta: EventMeta
+    target_group_arn: str
+    action: Literal["register", "deregister"]
+    targets: tuple[tuple[str, int | None], ...] = ()
+
+
+#: Changes to the inventory's changeable parts (not to rules or attributes): they move what a
+#: target group requires (health-check port, load balancer groups and subnets, targets) or which
+#: groups a target's ENI has.
+InventoryChange = (
+    HealthCheckChange
+    | InterfaceGroupsChange
+    | LoadBalancerGroupsChange
+    | LoadBalancerSubnetsChange
+    | TargetsChange
+)
+INVENTORY_CHANGES = (
+    HealthCheckChange,
+    InterfaceGroupsChange,
+    LoadBalancerGroupsChange,
+    LoadBalancerSubnetsChange,
+    TargetsChange,
+)
+
+Change = RuleChange | RuleModification | GroupDeletion | AttributeChange | InventoryChange
 
 WATCHED_ATTRIBUTES = ("preserve_client_ip.enabled", "proxy_protocol_v2.enabled")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from exporter.engine.changes import AttributeChange, Change, EventMeta, RuleChange
+from exporter.engine.changes import Change, EventMeta, RuleChange
 from exporter.engine.flows import (
     FLOW_KINDS,
     PRESERVE_CLIENT_IP,
@@ -34,7 +34,7 @@ from exporter.engine.flows import (
 from exporter.engine.gaps import groups_by_target_group, load_balancer_of
 from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
 from exporter.engine.rules import Flow, Rule, uncovered
-from exporter.engine.timeline import RuleKey, RuleState, ordered_changes, rewind
+from exporter.engine.timeline import RuleKey, RuleState, affected_group, ordered_changes, rewind
 from exporter.engine.timeutil import format_time
 
 STACK_TAG = "service.k8s.aws/stack"
@@ -125,8 +125,8 @@ def _adopt_inventory_ids(state: RuleState, inventory: Inventory, ordered: list[C
             continue
         if isinstance(change, RuleChange) and not change.rule_ids:
             touched_keys.update((change.group_id, r.key) for r in change.rules)
-        elif not isinstance(change, AttributeChange):
-            touched_groups.add(change.group_id)  # by rule id, modification, deletion: any rule of it
+        elif (group_id := affected_group(change)) is not None:
+            touched_groups.add(group_id)  # by rule id, modification, deletion: any rule of it
     for group_id, rules in state.rules.items():
         sg = inventory.security_groups.get(group_id)
         if sg is None or group_id in touched_groups:

@@ -13,16 +13,19 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from exporter.engine.changes import (
+    INVENTORY_CHANGES,
     Actor,
     AttributeChange,
     Change,
     EventMeta,
     GroupDeletion,
+    InterfaceGroupsChange,
     RuleChange,
     RuleModification,
 )
 from exporter.engine.flows import FLOW_KINDS, AdmissionChecker, FlowKind, FlowStatus, flow_status
 from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
+from exporter.engine.overlay import View
 from exporter.engine.timeline import RuleState, affected_group, batches, ordered_changes, rewind
 from exporter.engine.timeutil import format_time
 
@@ -31,6 +34,7 @@ Cause = Literal[
     "revoke_without_restore",
     "requirement_change",
     "security_group_deleted",
+    "eni_groups_changed",
     "undetermined",
 ]
 CAUSES: tuple[Cause, ...] = (
@@ -38,6 +42,7 @@ CAUSES: tuple[Cause, ...] = (
     "revoke_without_restore",
     "requirement_change",
     "security_group_deleted",
+    "eni_groups_changed",  # ModifyNetworkInterfaceAttribute gave a target's ENI groups that do not admit
     "undetermined",
 )
 Order = Literal["make_before_break", "break_before_make"]
@@ -59,6 +64,10 @@ class Gap:
     closed_by: EventMeta | None = None
     aws_account_id: str = ""
     aws_region: str = ""
+    # False when what preceded the opening change is not known (its record carries only the new
+    # value and no earlier record gives the old one): the gap may have begun earlier. `note` says so.
+    start_exact: bool = True
+    note: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -97,6 +106,8 @@ class Gap:
             "opened_by_event_id": self.opened_by.event_id if self.opened_by else None,
             "closed_by_event": self.closed_by.event_name if self.closed_by else None,
             "closed_by_event_id": self.closed_by.event_id if self.closed_by else None,
+            "start_exact": self.start_exact,
+            "note": self.note,
         }
 
 
@@ -153,8 +164,10 @@ def _classify(opener: Change | None, closer: Change | None) -> Cause:
         return "undetermined"
     if isinstance(opener, GroupDeletion):
         return "security_group_deleted"
-    if isinstance(opener, AttributeChange):
-        return "requirement_change"
+    if isinstance(opener, InterfaceGroupsChange):
+        return "eni_groups_changed"
+    if isinstance(opener, (AttributeChange, *INVENTORY_CHANGES)):
+        return "requirement_change"  # attributes, health-check port, LB groups or subnets, a new target
     if isinstance(opener, RuleModification) or (isinstance(opener, RuleChange) and opener.action == "revoke"):
         restored = isinstance(closer, RuleModification) or (
             isinstance(closer, RuleChange) and closer.action == "authorize"
@@ -165,26 +178,39 @@ def _classify(opener: Change | None, closer: Change | None) -> Cause:
     return "undetermined"
 
 
-def _pick(batch: list[Change], group_ids: set[str], tg_arn: str, *, opening: bool) -> Change:
+def _pick(
+    batch: list[Change],
+    group_ids: set[str],
+    tg_arn: str,
+    *,
+    opening: bool,
+    touches: Mapping[str, set[str]] | None = None,
+) -> Change:
     """The change in a batch that explains a target group's transition.
 
-    Opening a gap: deletions first, then modifications, revokes, attribute changes. Closing
-    one: authorizes first. Only changes touching the target group count, when there are any.
+    Opening a gap: deletions first, then modifications, revokes, ENI group changes, attribute
+    and other inventory changes. Closing one: authorizes first. Only changes touching the target
+    group count, when there are any (`touches`: target groups of each inventory change, by eventID).
     """
 
     def relevant(change: Change) -> bool:
         if isinstance(change, AttributeChange):
             return change.target_group_arn == tg_arn
-        return change.group_id in group_ids
+        group_id = affected_group(change)
+        if group_id is not None:
+            return group_id in group_ids
+        return tg_arn in (touches or {}).get(change.meta.event_id, ())
 
     candidates = [c for c in batch if relevant(c) and not c.meta.failed] or batch
     if opening:
-        rank = {GroupDeletion: 0, RuleModification: 1, RuleChange: 2, AttributeChange: 3}
+        rank = {GroupDeletion: 0, RuleModification: 1, RuleChange: 2, InterfaceGroupsChange: 3}
         action = "revoke"
     else:
-        rank = {RuleChange: 0, RuleModification: 1, AttributeChange: 2, GroupDeletion: 3}
+        rank = {RuleChange: 0, RuleModification: 1, InterfaceGroupsChange: 2, AttributeChange: 3}
         action = "authorize"
-    return min(candidates, key=lambda c: (rank[type(c)], 0 if getattr(c, "action", "") == action else 1))
+    return min(
+        candidates, key=lambda c: (rank.get(type(c), 4), 0 if getattr(c, "action", "") == action else 1)
+    )
 
 
 def analyze(
@@ -198,94 +224,154 @@ def analyze(
     The sweep starts before the earliest change (or at `evaluate_from`, or at the anchor when
     there are no changes) and ends at the last change or the anchor, whichever is later; a gap
     still failing there is open (end None). A target group failing already at the start opens
-    a gap at that start with cause "undetermined".
+    a gap at that start with cause "undetermined". Each moment is judged against the inventory
+    of that moment (overlay.py: health-check ports, targets, ENI groups, load balancer groups
+    and subnets as the records move them); a flow whose requirement or targets are not known
+    at a moment neither opens nor closes a gap, and a gap found when it becomes known has
+    `start_exact` False.
     """
     ordered = ordered_changes(changes)
     groups_of_tg = groups_by_target_group(inventory)
-    tgs_of_group: dict[str, list[str]] = {}
+    tgs_of_group: dict[str, set[str]] = {}
     for tg_arn, group_ids in groups_of_tg.items():
         for gid in group_ids:
-            tgs_of_group.setdefault(gid, []).append(tg_arn)
+            tgs_of_group.setdefault(gid, set()).add(tg_arn)
     served = {
         arn: (tg, lb)
         for arn, tg in inventory.target_groups.items()
         if (lb := load_balancer_of(inventory, tg)) is not None
     }
-
-    state = RuleState.from_inventory(inventory, watched_groups=tgs_of_group.keys())
+    moved = {g for c in ordered if isinstance(c, InterfaceGroupsChange) for g in c.group_ids}
+    watched = tgs_of_group.keys() | (moved & inventory.security_groups.keys())
+    state = RuleState.from_inventory(inventory, watched_groups=watched)
+    overlay = state.overlay
+    assert overlay is not None
+    if len(ordered) != sum(1 for c in ordered if not isinstance(c, INVENTORY_CHANGES)):
+        # Targets and ENI groups move: a rule change on a group an ENI is given (or a registered
+        # target's ENI has) re-evaluates the target groups behind that ENI.
+        for gid, tg_arn in overlay.group_edges(ordered):
+            tgs_of_group.setdefault(gid, set()).add(tg_arn)
+            groups_of_tg.setdefault(tg_arn, set()).add(gid)
     rewind(state, ordered, inventory.taken_at)
 
-    def evaluate(tg_arns: Iterable[str]) -> dict[str, dict[FlowKind, FlowStatus]]:
-        checker = AdmissionChecker(inventory, state.rules_by_group())
-        return {
-            arn: flow_status(
-                checker, inventory, served[arn][0], served[arn][1], state.attributes.get(arn, {})
-            )
-            for arn in tg_arns
-            if arn in served
-        }
+    def evaluate(tg_arns: Iterable[str]) -> tuple[dict[str, dict[FlowKind, FlowStatus]], View]:
+        view = overlay.view()
+        now = view.inventory
+        checker = AdmissionChecker(now, state.rules_by_group())
+        result: dict[str, dict[FlowKind, FlowStatus]] = {}
+        for arn in tg_arns:
+            if arn not in served:
+                continue
+            tg, lb = served[arn]
+            if now is not inventory:
+                tg, lb = now.target_groups[arn], now.load_balancers.get(lb.arn, lb)
+            result[arn] = flow_status(checker, now, tg, lb, state.attributes.get(arn, {}))
+        return result, view
 
     start_time = ordered[0].meta.event_time if ordered else inventory.taken_at
     if evaluate_from is not None:
         start_time = min(start_time, evaluate_from)
-    status = evaluate(served.keys())
-    open_gaps: dict[tuple[str, FlowKind], tuple[datetime, Change | None]] = {}
+    status, view = evaluate(served.keys())
+    open_gaps: dict[tuple[str, FlowKind], _Opening] = {}
+    unknown: set[tuple[str, FlowKind]] = set()
     for arn, kinds in status.items():
+        not_known = _not_known(view, arn, kinds)
         for kind in FLOW_KINDS:
-            if not kinds[kind].fully_admitted:
-                open_gaps[(arn, kind)] = (start_time, None)
+            if kind in not_known:
+                unknown.add((arn, kind))
+            elif not kinds[kind].fully_admitted:
+                open_gaps[(arn, kind)] = _Opening(start_time, None)
 
     gaps: list[Gap] = []
     for moment, batch in batches(ordered):
         touched: set[str] = set()
+        touches: dict[str, set[str]] = {}
         for change in batch:
             state.apply(change)
             if isinstance(change, AttributeChange):
                 if change.target_group_arn in served:
                     touched.add(change.target_group_arn)
+            elif isinstance(change, INVENTORY_CHANGES):
+                hit = touches[change.meta.event_id] = overlay.touched(change)
+                touched.update(hit & served.keys())
             else:
                 touched.update(tgs_of_group.get(affected_group(change) or "", ()))
         if not touched:
             continue
-        fresh = evaluate(sorted(touched))
+        fresh, view = evaluate(sorted(touched))
         for arn, kinds in fresh.items():
             status[arn] = kinds
+            not_known = _not_known(view, arn, kinds)
             for kind in FLOW_KINDS:
                 key = (arn, kind)
+                if kind in not_known:
+                    unknown.add(key)  # neither opens nor closes a gap
+                    continue
+                was_unknown = key in unknown
+                unknown.discard(key)
                 admitted = kinds[kind].fully_admitted
                 if not admitted and key not in open_gaps:
-                    open_gaps[key] = (moment, _pick(batch, groups_of_tg[arn], arn, opening=True))
+                    opener = _pick(batch, groups_of_tg.get(arn, set()), arn, opening=True, touches=touches)
+                    open_gaps[key] = _Opening(moment, opener, not was_unknown)
                 elif admitted and key in open_gaps:
-                    started, opener = open_gaps.pop(key)
-                    closer = _pick(batch, groups_of_tg[arn], arn, opening=False)
-                    gaps.append(_gap(inventory, arn, kind, started, moment, opener, closer))
-    for (arn, kind), (started, opener) in open_gaps.items():
-        gaps.append(_gap(inventory, arn, kind, started, None, opener, None))
+                    opening = open_gaps.pop(key)
+                    closer = _pick(batch, groups_of_tg.get(arn, set()), arn, opening=False, touches=touches)
+                    gaps.append(_gap(inventory, arn, kind, opening, moment, closer))
+    for (arn, kind), opening in open_gaps.items():
+        gaps.append(_gap(inventory, arn, kind, opening, None, None))
     gaps.sort(key=lambda g: (g.start, g.target_group, g.flow))
     return Analysis(gaps, find_replacements(ordered), status, state)
+
+
+@dataclass(frozen=True)
+class _Opening:
+    start: datetime
+    opener: Change | None
+    start_exact: bool = True
+
+
+def _not_known(view: View, arn: str, kinds: Mapping[FlowKind, FlowStatus]) -> frozenset[str]:
+    """Flow kinds of a target group whose state at this moment is not known: its requirement is
+    not, or targets were left out and the rest all admit it (with one left out not admitting,
+    the flow is known to fail)."""
+    found = view.unknown.get(arn, frozenset())
+    if arn in view.partial:
+        found = found | {kind for kind in FLOW_KINDS if kinds[kind].fully_admitted}
+    return found
+
+
+_INEXACT_NOTE = (
+    "what preceded {event} at {time} is not known: its record carries only the new value and no "
+    "earlier record gives the old one, so the gap may have begun earlier"
+)
 
 
 def _gap(
     inventory: Inventory,
     arn: str,
     kind: FlowKind,
-    start: datetime,
+    opening: _Opening,
     end: datetime | None,
-    opener: Change | None,
     closer: Change | None,
 ) -> Gap:
     tg = inventory.target_groups[arn]
+    opener = opening.opener
+    note = None
+    if not opening.start_exact and opener is not None:
+        note = _INEXACT_NOTE.format(event=opener.meta.event_name, time=format_time(opener.meta.event_time))
     return Gap(
         target_group_arn=arn,
         target_group=tg.name,
         flow=kind,
-        start=start,
+        start=opening.start,
         end=end,
         cause=_classify(opener, closer),
         opened_by=opener.meta if opener else None,
         closed_by=closer.meta if closer else None,
         aws_account_id=inventory.account_id,
         aws_region=inventory.region,
+        start_exact=opening.start_exact,
+        note=note,
     )
 
 

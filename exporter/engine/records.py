@@ -42,10 +42,15 @@ from exporter.engine.changes import (
     Change,
     EventMeta,
     GroupDeletion,
+    HealthCheckChange,
+    InterfaceGroupsChange,
+    LoadBalancerGroupsChange,
+    LoadBalancerSubnetsChange,
     Rejection,
     RejectionReason,
     RuleChange,
     RuleModification,
+    TargetsChange,
 )
 from exporter.engine.rules import ALL_PROTOCOLS, Rule, Source, SourceKind, normalize_protocol
 from exporter.engine.timeutil import parse_time
@@ -55,9 +60,28 @@ REVOKE = "RevokeSecurityGroupIngress"
 MODIFY_RULES = "ModifySecurityGroupRules"
 DELETE_GROUP = "DeleteSecurityGroup"
 MODIFY_TG_ATTRIBUTES = "ModifyTargetGroupAttributes"
+MODIFY_TARGET_GROUP = "ModifyTargetGroup"
+MODIFY_ENI_ATTRIBUTE = "ModifyNetworkInterfaceAttribute"
+SET_SECURITY_GROUPS = "SetSecurityGroups"
+SET_SUBNETS = "SetSubnets"
+REGISTER_TARGETS = "RegisterTargets"
+DEREGISTER_TARGETS = "DeregisterTargets"
+#: The event names of the inventory's changeable parts (exporter/engine/changes.py).
+INVENTORY_EVENT_NAMES = frozenset(
+    {
+        MODIFY_TARGET_GROUP,
+        MODIFY_ENI_ATTRIBUTE,
+        SET_SECURITY_GROUPS,
+        SET_SUBNETS,
+        REGISTER_TARGETS,
+        DEREGISTER_TARGETS,
+    }
+)
 
 #: The event names turned into changes; every other record is ignored.
-WATCHED_EVENT_NAMES = frozenset({AUTHORIZE, REVOKE, MODIFY_RULES, DELETE_GROUP, MODIFY_TG_ATTRIBUTES})
+WATCHED_EVENT_NAMES = (
+    frozenset({AUTHORIZE, REVOKE, MODIFY_RULES, DELETE_GROUP, MODIFY_TG_ATTRIBUTES}) | INVENTORY_EVENT_NAMES
+)
 
 #: A single record larger than this (serialized JSON bytes) is rejected as too_large.
 MAX_RECORD_BYTES = 256 * 1024
@@ -770,12 +794,130 @@ def _attribute_change(record: JsonObject, meta: EventMeta) -> AttributeChange:
     return AttributeChange(meta, arn, tuple(kept.items()))
 
 
-_PARSERS: dict[str, Callable[[JsonObject, EventMeta], Change]] = {
+# --- the inventory's changeable parts ----------------------------------------------------------
+# Request shapes: ELBv2 API references (ModifyTargetGroup, SetSecurityGroups, SetSubnets,
+# RegisterTargets, DeregisterTargets) and EC2 ModifyNetworkInterfaceAttribute (groupSet), as
+# CloudTrail logs requests: camelCase keys, EC2 lists as {"items": [...]}. Not confirmed from real
+# records here: parsed defensively (plain lists, {"items"}, PascalCase, a nested <Name>Request).
+
+_HEALTH_CHECK_PROTOCOLS = frozenset({"TCP", "HTTP", "HTTPS"})
+
+
+def _health_check_port(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() == "traffic-port":
+        return "traffic-port"
+    port = _port_number(value)
+    if port is None:
+        raise _Reject("wrong_type", f"healthCheckPort is {_show(value)}, not traffic-port or a port")
+    return str(port)
+
+
+def _port_number(value: Any) -> int | None:
+    """A port 1-65535 given as an int or its text, else None."""
+    if isinstance(value, str) and _PORT_TEXT.fullmatch(value.strip()):
+        value = int(value.strip())
+    if type(value) is int and 1 <= value <= 65535:
+        return value
+    return None
+
+
+def _health_check_change(record: JsonObject, meta: EventMeta) -> HealthCheckChange | None:
+    params = _request(record, meta.event_name)
+    arn = _shared(_required_str(params, "targetGroupArn", "requestParameters."))
+    port = params.get("healthCheckPort")
+    protocol = params.get("healthCheckProtocol")
+    if port is None and protocol is None:
+        return None  # another setting (interval, thresholds, path, matcher): reachability unchanged
+    if protocol is not None:
+        if not isinstance(protocol, str) or protocol.strip().upper() not in _HEALTH_CHECK_PROTOCOLS:
+            raise _Reject("wrong_type", f"healthCheckProtocol is {_show(protocol)}, not TCP/HTTP/HTTPS")
+        protocol = protocol.strip().upper()
+    return HealthCheckChange(meta, arn, None if port is None else _health_check_port(port), protocol)
+
+
+def _id_list(value: Any, key: str, field_name: str) -> tuple[str, ...]:
+    """Ids from a list of strings or of objects holding `field_name`, in any list shape."""
+    found: list[str] = []
+    for item in _items(value, key):
+        if isinstance(item, dict):
+            item = _get(item, field_name)
+        if not isinstance(item, str) or not item.strip() or len(item) > _MAX_ID_CHARS:
+            raise _Reject("wrong_type", f"{key} holds {_show(item)}, not an id")
+        found.append(_shared(item.strip()))
+    return tuple(dict.fromkeys(found))
+
+
+def _interface_groups_change(record: JsonObject, meta: EventMeta) -> InterfaceGroupsChange | None:
+    params = _request(record, meta.event_name)
+    eni_id = _shared(_required_str(params, "networkInterfaceId", "requestParameters."))
+    key = "groupSet" if "groupSet" in params else "groups"
+    if params.get(key) is None:
+        return None  # another attribute (description, sourceDestCheck, attachment): not watched
+    groups = _id_list(params[key], key, "groupId")
+    if not groups:
+        raise _Reject("missing_field", f"requestParameters.{key} names no security group")
+    return InterfaceGroupsChange(meta, eni_id, groups)
+
+
+def _load_balancer_groups_change(record: JsonObject, meta: EventMeta) -> LoadBalancerGroupsChange:
+    params = _request(record, meta.event_name)
+    arn = _shared(_required_str(params, "loadBalancerArn", "requestParameters."))
+    if params.get("securityGroups") is None:
+        raise _Reject("missing_field", "requestParameters.securityGroups is missing")
+    return LoadBalancerGroupsChange(
+        meta, arn, _id_list(params["securityGroups"], "securityGroups", "groupId")
+    )
+
+
+def _load_balancer_subnets_change(record: JsonObject, meta: EventMeta) -> LoadBalancerSubnetsChange:
+    params = _request(record, meta.event_name)
+    arn = _shared(_required_str(params, "loadBalancerArn", "requestParameters."))
+    subnets: tuple[str, ...] = ()
+    if params.get("subnets") is not None:
+        subnets = _id_list(params["subnets"], "subnets", "subnetId")
+    if params.get("subnetMappings") is not None:
+        subnets = tuple(
+            dict.fromkeys(subnets + _id_list(params["subnetMappings"], "subnetMappings", "subnetId"))
+        )
+    if not subnets:
+        raise _Reject("missing_field", "requestParameters.subnets / subnetMappings name no subnet")
+    return LoadBalancerSubnetsChange(meta, arn, subnets)
+
+
+def _targets_change(record: JsonObject, meta: EventMeta) -> TargetsChange:
+    params = _request(record, meta.event_name)
+    arn = _shared(_required_str(params, "targetGroupArn", "requestParameters."))
+    if params.get("targets") is None:
+        raise _Reject("missing_field", "requestParameters.targets is missing")
+    targets: list[tuple[str, int | None]] = []
+    for i, item in enumerate(_items(params["targets"], "targets")):
+        entry = _entry(item, "targets")
+        target_id = _shared(_required_str(entry, "id", f"targets {i}: "))
+        raw_port = _get(entry, "port")
+        port = None if raw_port is None else _port_number(raw_port)
+        if raw_port is not None and port is None:
+            raise _Reject("wrong_type", f"targets {i}: port is {_show(raw_port)}, not a port")
+        targets.append((target_id, port))
+    if not targets:
+        raise _Reject("missing_field", "requestParameters.targets names no target")
+    action: Literal["register", "deregister"] = (
+        "register" if meta.event_name == REGISTER_TARGETS else "deregister"
+    )
+    return TargetsChange(meta, arn, action, tuple(dict.fromkeys(targets)))
+
+
+_PARSERS: dict[str, Callable[[JsonObject, EventMeta], Change | None]] = {
     AUTHORIZE: _rule_change,
     REVOKE: _rule_change,
     MODIFY_RULES: _modification,
     DELETE_GROUP: _deletion,
     MODIFY_TG_ATTRIBUTES: _attribute_change,
+    MODIFY_TARGET_GROUP: _health_check_change,
+    MODIFY_ENI_ATTRIBUTE: _interface_groups_change,
+    SET_SECURITY_GROUPS: _load_balancer_groups_change,
+    SET_SUBNETS: _load_balancer_subnets_change,
+    REGISTER_TARGETS: _targets_change,
+    DEREGISTER_TARGETS: _targets_change,
 }
 
 
@@ -909,7 +1051,9 @@ def _event_id_hint(record: Any) -> str | None:
 def parse_record(
     record: JsonObject, *, max_record_bytes: int = MAX_RECORD_BYTES
 ) -> Change | Rejection | None:
-    """One CloudTrail record to a typed change, a Rejection, or None for an unwatched event name.
+    """One CloudTrail record to a typed change, a Rejection, or None for an unwatched event name
+    (or a watched call that changed nothing watched: a ModifyTargetGroup of the health-check
+    interval, a ModifyNetworkInterfaceAttribute of the description).
 
     Never raises: anything malformed becomes a Rejection with a bounded reason. A failed call
     (top-level errorCode) still yields its change, with meta.error_code set.

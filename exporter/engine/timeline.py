@@ -9,18 +9,21 @@ resolution), which are applied together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from exporter.engine.changes import (
+    INVENTORY_CHANGES,
     AttributeChange,
     Change,
     EventMeta,
     GroupDeletion,
+    RuleChange,
     RuleModification,
 )
 from exporter.engine.inventory import Inventory
+from exporter.engine.overlay import InventoryOverlay, PriorKey, priors
 from exporter.engine.rules import Rule
 
 RuleKey = tuple[str, int, int, object]
@@ -52,9 +55,10 @@ def batches(changes: list[Change]) -> Iterator[tuple[datetime, list[Change]]]:
 
 
 def affected_group(change: Change) -> str | None:
-    if isinstance(change, AttributeChange):
-        return None
-    return change.group_id
+    """The security group whose rules a change moves (None for the other kinds of change)."""
+    if isinstance(change, RuleChange | RuleModification | GroupDeletion):
+        return change.group_id
+    return None
 
 
 @dataclass
@@ -66,11 +70,12 @@ class RuleState:
     last_change: dict[tuple[str, RuleKey], EventMeta] = field(default_factory=dict)
     deleted_groups: dict[str, dict[RuleKey, Rule]] = field(default_factory=dict)
     watched_groups: frozenset[str] | None = None  # None: track every group
+    overlay: InventoryOverlay | None = None  # the inventory's changeable parts (overlay.py)
 
     @staticmethod
     def from_inventory(inventory: Inventory, watched_groups: Iterable[str] | None = None) -> RuleState:
         watched = None if watched_groups is None else frozenset(watched_groups)
-        state = RuleState(watched_groups=watched)
+        state = RuleState(watched_groups=watched, overlay=InventoryOverlay(inventory))
         for sg in inventory.security_groups.values():
             if watched is None or sg.group_id in watched:
                 state.rules[sg.group_id] = {r.key: r for r in sg.rules}
@@ -101,6 +106,10 @@ class RuleState:
         if isinstance(change, AttributeChange):
             self.attributes.setdefault(change.target_group_arn, {}).update(dict(change.attributes))
             return
+        if isinstance(change, INVENTORY_CHANGES):
+            if self.overlay is not None:
+                self.overlay.apply(change)
+            return
         group_id = change.group_id
         if not self._tracks(group_id):
             return
@@ -129,14 +138,24 @@ class RuleState:
                 rules.pop(rule.key, None)
                 self.last_change[(group_id, rule.key)] = change.meta
 
-    def undo(self, change: Change, previous_value: dict[str, str] | None = None) -> None:
+    def undo(
+        self,
+        change: Change,
+        previous_value: dict[str, str] | None = None,
+        prior: Mapping[PriorKey, object] | None = None,
+    ) -> None:
         """Undo a change that the anchor already includes (walking back in time).
 
         `previous_value` gives, for an attribute change, the attribute values in force before it
         when known (from an earlier record); otherwise a watched boolean attribute is taken to
-        have held the opposite value (a record of a change is taken to be a change).
+        have held the opposite value (a record of a change is taken to be a change). `prior`
+        does the same for a change of the inventory (overlay.priors); none is guessed.
         """
         if change.meta.failed:
+            return
+        if isinstance(change, INVENTORY_CHANGES):
+            if self.overlay is not None:
+                self.overlay.undo(change, prior)
             return
         if isinstance(change, AttributeChange):
             attrs = self.attributes.setdefault(change.target_group_arn, {})
@@ -176,6 +195,7 @@ def rewind(state: RuleState, changes: list[Change], anchor_time: datetime) -> li
     ordered changes forward passes through the anchor state again.
     """
     earlier = [c for c in changes if c.meta.event_time <= anchor_time]
+    before = priors(earlier)
     previous: dict[tuple[str, str], list[str]] = {}
     for change in earlier:
         if isinstance(change, AttributeChange) and not change.meta.failed:
@@ -190,5 +210,5 @@ def rewind(state: RuleState, changes: list[Change], anchor_time: datetime) -> li
                 values.pop()
                 if values:
                     prior[key] = values[-1]
-        state.undo(change, prior)
+        state.undo(change, prior, before.get(change.meta.event_id))
     return earlier
