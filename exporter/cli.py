@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +16,9 @@ COMMANDS = ("run", "demo", "snapshot", "replay", "backfill", "explain", "plan", 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: A reader that stopped early (`replay ... | head`): 128 + SIGPIPE, what a shell shows for a
+#: writer the pipe cut short, and no traceback.
+EXIT_PIPE_CLOSED = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that flush is quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
     return result
 
 

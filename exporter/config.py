@@ -361,6 +361,19 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """':line:column' (1-based) of a YAML error, when the parser knows it."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    text = " ".join(str(p) for p in (context, problem) if p) or str(exc).splitlines()[0]
+    return " ".join(text.split())
+
+
 def load_settings(
     path: str | Path | None,
     environ: Mapping[str, str] | None = None,
@@ -383,7 +396,9 @@ def load_settings(
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError("config", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(
+                "config", f"{path}{_yaml_where(exc)} is not valid YAML: {_yaml_problem(exc)}"
+            ) from None
         except RecursionError:
             raise ConfigError("config", f"{path} is nested too deeply to be a configuration") from None
         except (ArithmeticError, TypeError, ValueError) as exc:  # e.g. an integer of 10,000 digits

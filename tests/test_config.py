@@ -80,3 +80,22 @@ def test_check_config_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.Ca
 def test_run_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--config", str(_file(tmp_path, "intervals:\n  evaluate: -1\n"))]) == 2
     assert "intervals.evaluate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ("listen_port: 9000\nintervals: [1, 2\nlog_level: info\n", ":3:10", "expected ',' or ']'"),
+        ("intervals:\n  inventory: 10\n evaluate: 5\n", ":3:2", "expected <block end>"),
+        ("cluster_name: prod\n\tlog_level: info\n", ":2:1", "character '\\t' that cannot start any token"),
+    ],
+)
+def test_yaml_errors_name_the_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str, problem: str
+) -> None:
+    path = _file(tmp_path, text)
+    code = main(["check-config", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{path}{where} is not valid YAML" in err and problem in err
+    assert len(err.strip().splitlines()) == 1

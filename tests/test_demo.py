@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.cli import main
+from exporter.demo.timing import first_gap_text
 from exporter.demo.trail import Permission, Principal, attributes_record, ingress_record
 from exporter.engine.changes import AttributeChange, RuleChange
 from exporter.engine.records import parse_record
@@ -117,6 +119,7 @@ def test_demo_shows_the_break_before_make_gap_and_stops_on_sigint(tmp_path: Path
             f"(an open gap was {'seen' if seen_open else 'never seen'}):\n{output}"
         )
         assert "break-before-make flip of shop/web" in output
+        assert first_gap_text(4.0) in output  # the banner's timings, at this run's speed
         assert "RevokeSecurityGroupIngress" in output and "AuthorizeSecurityGroupIngress" in output
 
         landing = _get(f"{url}/")
@@ -234,3 +237,15 @@ def test_ingress_record_refuses_an_unknown_action() -> None:
         ingress_record(
             "modify", group_id=GROUP, permissions=[], rules=[], when=WHEN, who=CONTROLLER, region="us-east-1"
         )
+
+
+def test_banner_help_and_readme_agree_on_the_timings(capsys: pytest.CaptureFixture[str]) -> None:
+    """One sentence, from exporter/demo/timing.py, in `demo --help` and the README (the banner: above)."""
+    sentence = first_gap_text()
+    assert "~4 s" in sentence and "20-40 s" in sentence
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert sentence in help_text
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert sentence in readme

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory
 from exporter.engine.timeutil import format_time
 from tests import cloudtrail_samples as samples
-from tests.awsworld import MotoServer, build_incident_world
+from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
     NODE_PORT,
     OPERATOR,
@@ -328,6 +329,47 @@ def test_cli_unusable_input_exits_2_with_one_line(
     assert message in err and err.count("\n") == 1
 
 
+def test_cli_at_with_no_usable_event_gives_no_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory, _trail = split_trail(tmp_path)
+    (tmp_path / "empty.json").write_bytes(b"")
+    (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
+    for events in ("empty.json", "bad.json.gz"):
+        code, out, err = run_cli(
+            capsys,
+            "explain",
+            "shop/web",
+            "--inventory",
+            str(inventory),
+            "--events",
+            str(tmp_path / events),
+            "--at",
+            at_text(90),
+        )
+        assert code == 2 and out == "", events
+        assert f"{tmp_path / events}: " in err and "no usable CloudTrail record" in err
+    # One good file beside a bad one: the verdict stands, the bad file is named.
+    code, out, err = run_cli(
+        capsys,
+        "explain",
+        "shop/web",
+        "--inventory",
+        str(inventory),
+        "--events",
+        str(tmp_path / "trail.json.gz"),
+        str(tmp_path / "bad.json.gz"),
+        "--at",
+        at_text(90),
+    )
+    assert (
+        code == 0
+        and "NOT ADMITTED" in out
+        and "CloudTrail files: 2 records used, 2 changes, 1 rejected" in out
+    )
+    assert f"{tmp_path / 'bad.json.gz'}: 1 rejected (not_gzip=1), 0 used" in err
+
+
 def test_cli_unreadable_inventory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "inventory.json"
     bad.write_text('{"format": "something else"}')
@@ -359,9 +401,77 @@ def test_live_explain_names_the_admitting_rule(
 
     code, out, _ = run_cli(capsys, "explain", world.tg_arn)
     assert code == 0 and world.node_rule_id in out and "all targets admitted" in out
+    # CloudTrail was read and held nothing for the rule: said so, with the window read.
+    assert "CloudTrail LookupEvents" in out and "no change to it in the events" in out
     # Only read-only calls reached AWS.
     calls = clean_moto.requests()[arranged:]
-    assert calls and all(r["operation"].startswith(("Describe", "Get")) for r in calls), calls
+    assert calls and all(_read_only(r["operation"]) for r in calls), calls
+
+
+def _read_only(operation: str) -> bool:
+    return operation.startswith(("Describe", "Get")) or operation == "LookupEvents"
+
+
+def test_live_explain_reads_cloudtrail_for_the_groups_within_the_rate_limit(
+    clean_moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    world = build_incident_world(ec2, elbv2)
+    clock = ManualClock(datetime.now(UTC) - timedelta(hours=3))
+    recorder = CloudTrailRecorder(LookupSink(clean_moto), clock)
+    recorder.attach(ec2)
+    world_rule = {"IpProtocol": "tcp", "FromPort": NODE_PORT, "ToPort": NODE_PORT}
+    with recorder.acting_as(role="platform-admin"):
+        # Three hours ago (outside a 2h lookback): a rule on port 9 is added.
+        ec2.authorize_security_group_ingress(
+            GroupId=world.node_sg_id,
+            IpPermissions=[
+                {**world_rule, "FromPort": 9, "ToPort": 9, "IpRanges": [{"CidrIp": "10.9.0.0/16"}]}
+            ],
+        )
+        clock.advance(2 * 3600)
+        # An hour ago: the world rule is revoked and authorized again (a new rule id).
+        ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, SecurityGroupRuleIds=[world.node_rule_id])
+        rules = ec2.authorize_security_group_ingress(
+            GroupId=world.node_sg_id, IpPermissions=[{**world_rule, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+        )["SecurityGroupRules"]
+    new_rule_id = rules[0]["SecurityGroupRuleId"]
+    clean_moto.throttle(1)  # the first lookup is throttled once: backed off and retried
+    arranged = len(clean_moto.requests())
+
+    code, out, err = run_cli(capsys, "explain", "shop/web", "--lookback", "2h", "--format", "json")
+    assert code == 0, err
+    assert "reading CloudTrail LookupEvents since" in err and "1 security group(s)" in err
+    document = json.loads(out)
+    trail = document["cloudtrail"]
+    assert trail["source"] == "lookup_events" and trail["complete"] is True
+    assert trail["changes"] == 2 and document["events"] == 2  # the 3-hour-old authorize is outside
+    traffic = document["target_groups"][0]["flows"][0]
+    [rule] = traffic["targets"][0]["rules"]
+    assert rule["rule_id"] == new_rule_id
+    assert rule["last_change"]["actor"] == "platform-admin"
+    assert rule["last_change"]["event"] == "AuthorizeSecurityGroupIngress"
+
+    calls = [c for c in clean_moto.requests()[arranged:] if c["operation"] == "LookupEvents"]
+    assert trail["requests"] == len(calls) == 4  # 1 group + 2 event names, one retried
+    times = [c["time"] for c in calls]
+    # At most two LookupEvents requests in any one second (CloudTrail's 2 req/s per account-region).
+    assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[2:], strict=False)), times
+    assert all(_read_only(c["operation"]) for c in clean_moto.requests()[arranged:])
+
+
+def test_live_explain_without_cloudtrail_says_the_last_change_is_unknown(
+    clean_moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = build_incident_world(clean_moto.client("ec2"), clean_moto.client("elbv2"))
+    arranged = len(clean_moto.requests())
+    code, out, err = run_cli(capsys, "explain", world.tg_arn, "--no-cloudtrail")
+    assert code == 0, err
+    assert "CloudTrail: not read" in out and "last change unknown (no events read)" in out
+    assert "no change to it in the events" not in out
+    assert not [c for c in clean_moto.requests()[arranged:] if c["operation"] == "LookupEvents"]
+    code, _, err = run_cli(capsys, "explain", world.tg_arn, "--lookback", "soon")
+    assert code == 2 and "--lookback" in err
 
 
 def test_live_explain_after_a_revoke_gives_the_reason(

@@ -717,3 +717,20 @@ def test_notes_explain_access_and_iam(tmp_path: Path) -> None:
     assert "arn:aws:iam::123456789012:role/sg-churn-exporter" in notes
     assert "https://127.0.0.1:9877/metrics" in notes and "3 shards" in notes
     assert "is empty" not in notes
+
+
+def test_notes_and_operations_agree_on_what_a_restart_re_reads(tmp_path: Path) -> None:
+    operations = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    # docs/operations.md: a fresh start reads LookupEvents from start_lookback + overlap back; a
+    # restart on a kept file reads the stored records of the retention window.
+    assert "now - cloudtrail.start_lookback_seconds - cloudtrail.overlap_seconds" in operations
+    assert "reads the records of the last `cloudtrail.retention_seconds`" in operations
+    notes = " ".join(_render_notes({}, tmp_path / "default").split())
+    assert "cloudtrail.start_lookback_seconds + cloudtrail.overlap_seconds back (4500 s here)" in notes
+    assert "counters restart from 0" in notes and "retention_seconds" not in notes
+    custom = {"config": {"cloudtrail": {"start_lookback_seconds": 600, "overlap_seconds": 300}}}
+    notes = " ".join(_render_notes(custom, tmp_path / "custom").split())
+    assert "(900 s here)" in notes
+    notes = " ".join(_render_notes(VALUE_SETS["persistence"], tmp_path / "kept").split())
+    assert "re-reads the stored records of the last cloudtrail.retention_seconds (86400 s here)" in notes
+    assert "counters continue" in notes and "fresh start" not in notes

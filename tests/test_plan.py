@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from exporter.engine.plan import (
 )
 from exporter.engine.rules import Rule, Source
 from tests import cloudtrail_samples as samples
-from tests.awsworld import MotoServer, build_incident_world
+from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
     CONTROLLER,
     NODE_PORT,
@@ -417,8 +418,53 @@ def test_live_plan_only_reads(clean_moto: MotoServer, capsys: pytest.CaptureFixt
     assert plan["edit_groups"][0]["security_group"] == world.node_sg_id
 
     calls = clean_moto.requests()[arranged:]
-    assert calls and all(c["operation"].startswith(("Describe", "Get")) for c in calls), calls
+    assert calls and all(
+        c["operation"].startswith(("Describe", "Get")) or c["operation"] == "LookupEvents" for c in calls
+    ), calls
     rules_after = ec2.describe_security_group_rules(
         Filters=[{"Name": "group-id", "Values": [world.node_sg_id]}]
     )
     assert rules_after["SecurityGroupRules"] == rules_before["SecurityGroupRules"]
+
+
+def test_live_plan_judges_the_controller_from_cloudtrail(
+    clean_moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last flip, done revoke-first by the controller, is read from LookupEvents, not assumed away."""
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    world = build_incident_world(ec2, elbv2)
+    clock = ManualClock(datetime.now(UTC) - timedelta(minutes=30))
+    recorder = CloudTrailRecorder(LookupSink(clean_moto), clock)
+    recorder.attach(ec2, elbv2)
+    with recorder.acting_as(role="platform-admin"):
+        elbv2.modify_target_group_attributes(
+            TargetGroupArn=world.tg_arn, Attributes=[{"Key": "preserve_client_ip.enabled", "Value": "false"}]
+        )
+    clock.advance(10)
+    ec2.revoke_security_group_ingress(
+        GroupId=world.node_sg_id,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+    clock.advance(60)
+    ec2.authorize_security_group_ingress(
+        GroupId=world.node_sg_id,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": c}]}
+            for c in world.subnet_cidrs
+        ],
+    )
+    argv = ("plan", world.tg_arn, "--set", "preserve_client_ip=true")
+
+    code, out, err = run_cli(capsys, *argv, "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["cloudtrail"]["source"] == "lookup_events" and document["events"] == 3
+    [plan] = document["plans"]
+    evidence = plan["controller_evidence"]
+    assert (evidence["break_before_make_seen"], evidence["longest_exposure_seconds"]) == (1, 60.0)
+    assert evidence["longest_attribute_lag_seconds"] == 70.0
+
+    code, out, _ = run_cli(capsys, *argv, "--no-cloudtrail")
+    assert code == 0 and "CloudTrail: not read" in out and "break-before-make 0" in out

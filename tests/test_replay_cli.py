@@ -100,6 +100,97 @@ def test_table_format_and_rejections_are_reported(
     assert code == 0
     assert "revoke_before_authorize" in out and "health_check" in out
     assert "rejected" in err and "not_gzip" in err
+    # The file is named with its reason; the good one is not named.
+    assert f"{tmp_path / 'bad.json.gz'}: 1 rejected (not_gzip=1), 0 used" in err
+    assert "good.json" not in err
+
+
+def _events_cases(folder: Path) -> dict[str, tuple[list[Path], str]]:
+    """Inputs of which not one record is usable, and what stderr must say about each."""
+    (folder / "empty").mkdir()
+    (folder / "blank.json").write_bytes(b"")
+    (folder / "nothing.json").write_bytes(b'{"Records": []}')
+    (folder / "garbage.json").write_bytes(b"{not json")
+    rejected = ct.revoke_record("e9", T0, "sg-node", [ct.permission(NODE_PORT, cidrs=["0.0.0.0/0"])])
+    rejected["eventTime"] = "yesterday"
+    (folder / "rejected.json").write_bytes(
+        ct.json_lines([rejected, {"eventName": "RevokeSecurityGroupIngress", "eventID": "e8"}])
+    )
+    (folder / "dangling").mkdir()
+    (folder / "dangling" / "gone.json").symlink_to(folder / "deleted.json")
+    return {
+        "unreadable": ([folder / "dangling"], "gone.json: 1 rejected (unreadable=1), 0 used"),
+        "empty folder": ([folder / "empty"], f"{folder / 'empty'}: no files in it"),
+        "empty file": ([folder / "blank.json"], f"{folder / 'blank.json'}: no CloudTrail record in it"),
+        "empty trail": ([folder / "nothing.json"], "nothing.json: no CloudTrail record in it"),
+        "not JSON": ([folder / "garbage.json"], "garbage.json: 1 rejected (not_json=1), 0 used"),
+        "all rejected": (
+            [folder / "rejected.json"],
+            "rejected.json: 2 rejected (bad_time=1, missing_field=1), 0 used",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["empty folder", "empty file", "empty trail", "not JSON", "all rejected", "unreadable"]
+)
+def test_no_usable_record_gives_no_verdict_and_exits_2(
+    tmp_path: Path, inventory_file: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    paths, warning = _events_cases(tmp_path)[case]
+    for fmt in ("json", "table"):
+        code, out, err = _replay(
+            capsys, "--inventory", str(inventory_file), "--format", fmt, *map(str, paths)
+        )
+        assert code == 2 and out == "", (case, out)
+        assert warning in err
+        assert "no usable CloudTrail record" in err and "no verdict" in err
+
+
+def test_verbose_names_each_rejected_record(
+    tmp_path: Path, inventory_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _events_cases(tmp_path)
+    code, _, err = _replay(capsys, "--inventory", str(inventory_file), str(tmp_path / "rejected.json"))
+    assert code == 2 and "[event e9]" not in err
+    code, _, err = _replay(
+        capsys, "--inventory", str(inventory_file), "--verbose", str(tmp_path / "rejected.json")
+    )
+    assert code == 2
+    assert "replay:   bad_time [event e9]: rejected.json: " in err
+    assert "replay:   missing_field [event e8]: rejected.json: " in err
+
+
+def test_only_other_events_warn_that_the_rules_are_the_inventorys(
+    tmp_path: Path, inventory_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "other.json").write_bytes(ct.json_lines([ct.unwatched_record("e4", T0)]))
+    code, out, err = _replay(capsys, "--inventory", str(inventory_file), str(tmp_path / "other.json"))
+    assert code == 0 and out == ""
+    assert "none of the 1 records is a security-group rule or target-group attribute change" in err
+
+
+def test_a_pipe_closed_early_exits_quietly(tmp_path: Path, inventory_file: Path) -> None:
+    import subprocess
+    import sys
+
+    world = ct.permission(NODE_PORT, cidrs=["0.0.0.0/0"])
+    records = []
+    for i in range(1500):  # 3,000 gap lines: far more than a pipe buffer holds
+        records.append(ct.revoke_record(f"r{i}", T0 + seconds(100 * i), "sg-node", [world]))
+        records.append(ct.authorize_record(f"a{i}", T0 + seconds(100 * i + 50), "sg-node", [world]))
+    (tmp_path / "many.json").write_bytes(ct.json_lines(records))
+    command = [sys.executable, "-m", "exporter", "replay", "--inventory", str(inventory_file)]
+    process = subprocess.Popen(
+        [*command, str(tmp_path / "many.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    err = process.stderr.read()
+    code = process.wait(timeout=60)
+    assert json.loads(first)["cause"] == "revoke_before_authorize"
+    assert err == b"" and code == 141  # 128 + SIGPIPE, as a shell reports a pipe writer cut short
 
 
 @pytest.mark.parametrize(

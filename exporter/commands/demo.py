@@ -7,6 +7,8 @@ import contextlib
 import sys
 from typing import Any
 
+from exporter.demo.timing import first_gap_text
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
@@ -46,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--speed",
         type=_speed,
         default=1.0,
-        help="run the scripted incidents this many times faster (default 1; first gap after ~10 s)",
+        help=f"run the scripted incidents this many times faster (default 1: {first_gap_text()})",
     )
     parser.add_argument(
         "--port", type=_port, default=9877, help="port for the exporter on 127.0.0.1 (default 9877; 0 = free)"

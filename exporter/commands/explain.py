@@ -2,10 +2,12 @@
 
 TARGET is a target group name or ARN, or `namespace/service` (every target group of it). Live by
 default: describes one account-region through boto3's normal credential chain (AWS_ENDPOINT_URL
-honoured; read-only calls only). Offline with --inventory FILE (a `snapshot` file). --events
-adds CloudTrail files or folders: they attribute each rule to its last change and, with --at,
-rebuild the rules as they were at that moment. Exit 2 with one line for an unknown target or
-unusable input.
+honoured; read-only calls only) and reads CloudTrail LookupEvents for the target group's security
+groups and attribute changes over --lookback (default 24h; --no-cloudtrail skips it). Offline
+with --inventory FILE (a `snapshot` file). --events reads CloudTrail files or folders instead:
+they attribute each rule to its last change and, with --at, rebuild the rules as they were at
+that moment. Exit 2 for an unknown target, unusable input, or events of which not one record
+was usable (each file with rejected records is named on stderr; --verbose: each record).
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from exporter.commands.trail_input import (
+    EventsRead,
+    NoUsableRecords,
+    read_files,
+    read_lookup_events,
+)
 from exporter.engine.changes import Change
 from exporter.engine.explain import (
     NotExplainable,
@@ -30,7 +37,7 @@ from exporter.engine.explain import (
     render_text,
     state_at,
 )
-from exporter.engine.inventory import Inventory, InventoryError
+from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
 
 EXIT_FAILURE = 1
@@ -52,8 +59,13 @@ class AwsFailure(Exception):
 @dataclass
 class World:
     inventory: Inventory
-    changes: list[Change]
+    events: EventsRead
     source: str  # "live" | the inventory path
+    clients: Any = None  # live: the AwsClients the inventory was read with
+
+    @property
+    def changes(self) -> list[Change]:
+        return self.events.changes
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +85,16 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="live: AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
     parser.add_argument("--role-arn", help="live: assume this role first")
     parser.add_argument("--external-id", help="live: external id for --role-arn")
+    parser.add_argument(
+        "--lookback",
+        default="24h",
+        metavar="DURATION",
+        help="live: how far back LookupEvents reads (7d, 12h, 30m; default 24h)",
+    )
+    parser.add_argument(
+        "--no-cloudtrail", action="store_true", help="live: do not read CloudTrail (last changes unknown)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="name each rejected record on stderr")
     parser.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -85,7 +107,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_source_arguments(parser)
     parser.add_argument(
-        "--at", metavar="TIME", help="ISO 8601 time: the rules as they were then (needs --events)"
+        "--at",
+        metavar="TIME",
+        help="ISO 8601 time: the rules as they were then (needs --events, or live CloudTrail)",
     )
     return parser
 
@@ -94,23 +118,18 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def load_changes(paths: list[Path], prog: str) -> list[Change]:
+def load_events(args: argparse.Namespace, prog: str) -> EventsRead:
+    """The --events files (NoUsableRecords when not one record is usable), or none."""
+    paths = list(args.events)
     if not paths:
-        return []
+        return EventsRead("none")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    from exporter.sources.trailfiles import load_paths  # imported late: keeps `--help` light
-
-    parsed = load_paths(paths)
-    if parsed.rejections:
-        reasons = Counter(r.reason for r in parsed.rejections)
-        summary = ", ".join(f"{reason}={count}" for reason, count in sorted(reasons.items()))
-        print(f"{prog}: {len(parsed.rejections)} records rejected ({summary})", file=sys.stderr)
-    return list(parsed.changes)
+    return read_files(paths, prog, verbose=bool(getattr(args, "verbose", False)), stream=sys.stderr)
 
 
-def live_inventory(args: argparse.Namespace) -> Inventory:
+def live_inventory(args: argparse.Namespace) -> tuple[Inventory, Any]:
     """Describe the account-region now (read-only calls), or raise AwsFailure/UsageError."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -122,8 +141,9 @@ def live_inventory(args: argparse.Namespace) -> Inventory:
     if not region:
         raise UsageError("no region: pass --region or set AWS_REGION (or use --inventory)")
     target = AwsTarget(region=region, role_arn=args.role_arn, external_id=args.external_id)
+    clients = AwsClients(target)
     try:
-        return inventory_for(AwsClients(target), datetime.now(UTC))
+        return inventory_for(clients, datetime.now(UTC)), clients
     except BotoCoreError as exc:
         raise AwsFailure(f"cannot reach AWS: {_one_line(exc)}", EXIT_USAGE) from exc
     except ClientError as exc:
@@ -135,22 +155,79 @@ def live_inventory(args: argparse.Namespace) -> Inventory:
 
 def load_world(args: argparse.Namespace, prog: str) -> World:
     """The inventory (offline file or live describe) and the changes of --events."""
-    changes = load_changes(list(args.events), prog)
+    events = load_events(args, prog)
     if args.inventory is not None:
         from exporter.commands.replay import load_inventory
 
         try:
-            return World(load_inventory(args.inventory), changes, str(args.inventory))
+            return World(load_inventory(args.inventory), events, str(args.inventory))
         except InventoryError as exc:
             raise UsageError(_one_line(exc)) from exc
-    return World(live_inventory(args), changes, "live")
+    inventory, clients = live_inventory(args)
+    return World(inventory, events, "live", clients)
+
+
+def lookback(args: argparse.Namespace) -> timedelta:
+    from exporter.commands.backfill import parse_duration
+
+    try:
+        window = parse_duration(args.lookback)
+    except ValueError as exc:
+        raise UsageError(f"--lookback: {exc}") from exc
+    if window > timedelta(days=90):
+        raise UsageError("--lookback: LookupEvents keeps 90 days of events at most")
+    return window
+
+
+def groups_of(inventory: Inventory, target_groups: list[TargetGroup]) -> set[str]:
+    """The security groups whose rules decide the target groups: their ENIs' and their NLBs'."""
+    groups: set[str] = set()
+    for tg in target_groups:
+        for target in tg.targets:
+            eni = inventory.network_interfaces.get(target.eni_id or "")
+            if eni is not None:
+                groups.update(eni.security_group_ids)
+        for lb_arn in tg.load_balancer_arns:
+            lb = inventory.load_balancers.get(lb_arn)
+            if lb is not None:
+                groups.update(lb.security_groups)
+    return groups
+
+
+def with_live_events(
+    world: World, args: argparse.Namespace, target_groups: list[TargetGroup], prog: str
+) -> World:
+    """Live and no --events: read the target groups' CloudTrail (unless --no-cloudtrail)."""
+    if world.clients is None or args.events or args.no_cloudtrail:
+        return world
+    window = lookback(args)
+    events = read_lookup_events(
+        world.clients.client("cloudtrail"),
+        groups_of(world.inventory, target_groups),
+        now=world.inventory.taken_at,
+        lookback=window,
+        prog=prog,
+        stream=sys.stderr,
+    )
+    return World(world.inventory, events, world.source, world.clients)
+
+
+def resolve(args: argparse.Namespace, prog: str) -> tuple[World, list[TargetGroup]]:
+    """The world and the target groups TARGET names, with live CloudTrail read for them."""
+    if args.inventory is None and not args.events and not args.no_cloudtrail:
+        lookback(args)  # a bad --lookback fails before any AWS call
+    world = load_world(args, prog)
+    target_groups = list(find_target_groups(world.inventory, args.target))
+    return with_live_events(world, args, target_groups, prog), target_groups
 
 
 def parse_at(text: str | None, has_events: bool) -> datetime | None:
     if text is None:
         return None
     if not has_events:
-        raise UsageError("--at needs --events: without them the rules are those of the inventory")
+        raise UsageError(
+            "--at needs --events (or live CloudTrail): without them the rules are those of the inventory"
+        )
     try:
         return parse_time(text)
     except ValueError as exc:
@@ -160,15 +237,15 @@ def parse_at(text: str | None, has_events: bool) -> datetime | None:
 def run(args: argparse.Namespace) -> int:
     prog = "explain"
     try:
-        at = parse_at(args.at, bool(args.events))
-        world = load_world(args, prog)
-        target_groups = find_target_groups(world.inventory, args.target)
+        live_trail = args.inventory is None and not args.no_cloudtrail
+        at = parse_at(args.at, bool(args.events) or live_trail)
+        world, target_groups = resolve(args, prog)
         if at is not None:
             state = state_at(world.inventory, world.changes, at)
         else:
             state = current_state(world.inventory, world.changes)
         explanations = [explain_target_group(world.inventory, tg.arn, state, at=at) for tg in target_groups]
-    except (UsageError, TargetNotFound, NotExplainable) as exc:
+    except (UsageError, TargetNotFound, NotExplainable, NoUsableRecords) as exc:
         print(f"{prog}: {_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except AwsFailure as exc:
@@ -181,11 +258,13 @@ def run(args: argparse.Namespace) -> int:
             "inventory_taken_at": format_time(world.inventory.taken_at),
             "at": None if at is None else format_time(at),
             "events": len(world.changes),
+            "cloudtrail": world.events.to_dict(),
             "target_groups": [e.to_dict() for e in explanations],
         }
         print(json.dumps(document, indent=2))
     else:
-        print("\n".join(render_text(e) for e in explanations), end="")
+        print(world.events.summary())
+        print("\n".join(render_text(e, events_read=world.events.read_any) for e in explanations), end="")
     return 0
 
 

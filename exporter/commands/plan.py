@@ -1,10 +1,11 @@
 """`plan`: the reviewed, make-before-break way to flip preserve_client_ip on a target group.
 
 Prints AWS CLI commands (authorize before the change, the attribute change, revoke after) and
-whether letting the controller do it would open a gap, judged from the --events. Live, it also looks
-for the chart's guardrail (a ValidatingAdmissionPolicy, docs/guardrail.md) and prints its bypass
-step. Read-only: it never runs the commands. Exit 2 with one line for an unknown target or unusable
-input.
+whether letting the controller do it would open a gap, judged from the --events (live: from
+CloudTrail LookupEvents over --lookback). Live, it also looks for the chart's guardrail (a
+ValidatingAdmissionPolicy, docs/guardrail.md) and prints its bypass step. Read-only: it never
+runs the commands. Exit 2 for an unknown target, unusable input, or events of which not one
+record was usable.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from exporter.commands.explain import (
     UsageError,
     _message,
     add_source_arguments,
-    load_world,
+    resolve,
 )
 from exporter.commands.plan_guardrail import check_guardrail, render_guardrail
-from exporter.engine.explain import NotExplainable, TargetNotFound, current_state, find_target_groups
+from exporter.commands.trail_input import NoUsableRecords
+from exporter.engine.explain import NotExplainable, TargetNotFound, current_state
 from exporter.engine.plan import plan_attribute_change, render_text
 from exporter.engine.timeutil import format_time
 
@@ -67,14 +69,13 @@ def run(args: argparse.Namespace) -> int:
     prog = "plan"
     try:
         preserve = parse_assignment(args.assignment)
-        world = load_world(args, prog)
-        target_groups = find_target_groups(world.inventory, args.target)
+        world, target_groups = resolve(args, prog)
         state = current_state(world.inventory, world.changes)
         plans = [
             plan_attribute_change(world.inventory, tg.arn, state, world.changes, preserve=preserve)
             for tg in target_groups
         ]
-    except (UsageError, TargetNotFound, NotExplainable) as exc:
+    except (UsageError, TargetNotFound, NotExplainable, NoUsableRecords) as exc:
         print(f"{prog}: {_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except AwsFailure as exc:
@@ -89,12 +90,14 @@ def run(args: argparse.Namespace) -> int:
             "source": world.source,
             "inventory_taken_at": format_time(world.inventory.taken_at),
             "events": len(world.changes),
+            "cloudtrail": world.events.to_dict(),
             "read_only": True,
             "plans": [p.to_dict() for p in plans],
             "guardrail": None if guardrail is None else guardrail.to_dict(),
         }
         print(json.dumps(document, indent=2))
     else:
+        print(world.events.summary())
         print("\n".join(render_text(p) for p in plans), end="")
         if guardrail is not None:
             print("\n" + render_guardrail(guardrail, plans), end="")

@@ -1,7 +1,9 @@
 """`replay`: rebuild rule gaps offline from an inventory snapshot and CloudTrail files.
 
 Output is a public contract: one JSON object per gap per line, ordered by start, with at least
-target_group_arn, target_group, flow, start, end, duration_seconds, cause and actor.
+target_group_arn, target_group, flow, start, end, duration_seconds, cause and actor. Each file
+with rejected records is named on stderr (--verbose: each record); when not one record of the
+EVENTS is usable, nothing is printed on stdout and the exit status is 2.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="also print rule replacements (objects with kind=replacement)",
     )
+    parser.add_argument("--verbose", action="store_true", help="name each rejected record on stderr")
     parser.add_argument("events", nargs="+", type=Path, metavar="EVENTS")
     return parser
 
@@ -59,14 +61,14 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"replay: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    from exporter.sources.trailfiles import load_paths  # imported late: keeps `--help` light
+    from exporter.commands.trail_input import NoUsableRecords, read_files
 
-    parsed = load_paths(args.events)
-    if parsed.rejections:
-        reasons = Counter(r.reason for r in parsed.rejections)
-        summary = ", ".join(f"{reason}={count}" for reason, count in sorted(reasons.items()))
-        print(f"replay: {len(parsed.rejections)} records rejected ({summary})", file=sys.stderr)
-    analysis = analyze(inventory, parsed.changes)
+    try:
+        events = read_files(args.events, "replay", verbose=args.verbose, stream=sys.stderr)
+    except NoUsableRecords as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    analysis = analyze(inventory, events.changes)
     if args.format == "table":
         print_table(analysis)
     else:

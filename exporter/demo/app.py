@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.config import Settings, load_settings
+from exporter.demo.timing import INVENTORY_INTERVAL
 
 DEFAULT_PORT = 9877
 
@@ -43,7 +44,7 @@ def demo_settings(options: DemoOptions, state_path: str, region: str) -> Setting
             "log_format": "console",
             "log_level": options.log_level,
             "targets": [{"region": region}],
-            "intervals": {"inventory": 5, "cloudtrail": 5, "evaluate": 2, "kubernetes": 60},
+            "intervals": {"inventory": INVENTORY_INTERVAL, "cloudtrail": 5, "evaluate": 2, "kubernetes": 60},
             "cloudtrail": {"overlap_seconds": 300, "settle_seconds": 30, "start_lookback_seconds": 600},
             "state": {"path": state_path},
             "kubernetes": {"enabled": "false"},
@@ -106,8 +107,9 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
 
     from exporter.daemon.assemble import build_daemon
     from exporter.daemon.explainer import explain_provider
-    from exporter.demo.controller import FIRST_SCENE_AFTER, ScriptedController
+    from exporter.demo.controller import ScriptedController
     from exporter.demo.motoworld import TRAIL, EmbeddedMoto
+    from exporter.demo.timing import first_gap_text
     from exporter.demo.world import REGION, seed
     from exporter.logsetup import configure_logging
     from exporter.web import WebServer
@@ -173,8 +175,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
             say(f"  metrics:      {web.url}/metrics")
             keep = "removed at exit" if options.state_dir is None else "kept"
             say(f"  state:        {state_path} ({keep})")
-            first = FIRST_SCENE_AFTER / options.speed
-            say(f"  first incident in ~{first:.0f} s; stop with Ctrl-C")
+            say(f"  {first_gap_text(options.speed)}; stop with Ctrl-C")
 
             controller = ScriptedController(
                 ec2,

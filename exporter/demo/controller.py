@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from exporter.daemon.state import GAP_MERGE_TOLERANCE_SECONDS
 from exporter.demo.motoworld import TrailStore
+from exporter.demo.timing import BREAK_PAUSE, FIRST_SCENE_AFTER, MIN_STEP
 from exporter.demo.trail import Permission, Principal, Record, attributes_record, ingress_record
 from exporter.demo.world import PRESERVE, SUBNET_CIDRS, VPC_CIDR, Service, World
 
@@ -45,16 +46,11 @@ CLI_AGENT = (
     "command/elbv2.modify-target-group-attributes"
 )
 
-#: Seconds (at speed 1) from start to the first scene.
-FIRST_SCENE_AFTER = 4.0
 #: Seconds (at speed 1) between scenes.
 BETWEEN_SCENES = 20.0
 #: ... but never less than this, whatever the speed: the exporter merges gaps of one flow that
 #: are closer than GAP_MERGE_TOLERANCE_SECONDS (one outage, counted once), and polls every 5 s.
 MIN_BETWEEN_SCENES = GAP_MERGE_TOLERANCE_SECONDS + 5.0
-#: Calls whose order matters are at least this far apart, whatever the speed: CloudTrail's
-#: eventTime has whole seconds, and two calls in one second cannot be ordered.
-MIN_STEP = 1.1
 
 
 class _Stopped(Exception):
@@ -152,7 +148,7 @@ class ScriptedController(threading.Thread):
     # --- scenes --------------------------------------------------------------------------------
     def web_break_before_make(self) -> None:
         web, group = self.world.web, self.world.node_group
-        pause = self.rng.uniform(20.0, 40.0)
+        pause = self.rng.uniform(*BREAK_PAUSE)
         everyone = Permission("tcp", web.port, web.port, cidrs=("0.0.0.0/0",))
         subnets = Permission("tcp", web.port, web.port, cidrs=SUBNET_CIDRS)
         self.say(

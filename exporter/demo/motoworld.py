@@ -3,7 +3,8 @@
 Patches (`install_patches`, idempotent, process-wide):
 
 - CloudTrail LookupEvents, which moto does not implement, is served from `TRAIL`, an in-memory
-  record store: one lookup attribute (EventName, EventId, EventSource, Username, ReadOnly),
+  record store: one lookup attribute (EventName, EventId, EventSource, Username, ReadOnly,
+  ResourceName: a security group id or target group ARN of the request, as `as_lookup_event` lists),
   StartTime/EndTime, MaxResults <= 50, NextToken; newest first, like CloudTrail.
 - NLBs look real: `loadbalancer/net/` ARNs (moto says `app/`) and one ENI per subnet described
   `ELB net/<name>/<id>`, which moto does not create.
@@ -28,6 +29,7 @@ LOOKUP_FIELDS = {
     "EventSource": "eventSource",
     "Username": "_username",
     "ReadOnly": "_readonly",
+    "ResourceName": "_resources",
 }
 
 
@@ -75,6 +77,12 @@ def username(record: dict[str, Any]) -> str:
     return str(issuer.get("userName") or identity.get("userName") or identity.get("principalId") or "")
 
 
+def _matches(record: dict[str, Any], name: str, value: str) -> bool:
+    if name == "_resources":
+        return any(r["ResourceName"] == value for r in _resources(record))
+    return _field(record, name) == value
+
+
 def _field(record: dict[str, Any], name: str) -> str:
     if name == "_username":
         return username(record)
@@ -83,13 +91,15 @@ def _field(record: dict[str, Any], name: str) -> str:
     return str(record.get(name, ""))
 
 
-def as_lookup_event(record: dict[str, Any]) -> dict[str, Any]:
-    """One LookupEvents result: the summary fields plus the record as a JSON string."""
-    resources = []
+def _resources(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The resources LookupEvents lists for a record: its security group and target group."""
+    resources: list[dict[str, str]] = []
     params = record.get("requestParameters") or {}
     if isinstance(params, dict):
-        if params.get("groupId"):
-            resources.append({"ResourceType": "AWS::EC2::SecurityGroup", "ResourceName": params["groupId"]})
+        modify = params.get("ModifySecurityGroupRulesRequest")
+        group_id = params.get("groupId") or (modify.get("GroupId") if isinstance(modify, dict) else None)
+        if group_id:
+            resources.append({"ResourceType": "AWS::EC2::SecurityGroup", "ResourceName": str(group_id)})
         if params.get("targetGroupArn"):
             resources.append(
                 {
@@ -97,6 +107,11 @@ def as_lookup_event(record: dict[str, Any]) -> dict[str, Any]:
                     "ResourceName": params["targetGroupArn"],
                 }
             )
+    return resources
+
+
+def as_lookup_event(record: dict[str, Any]) -> dict[str, Any]:
+    """One LookupEvents result: the summary fields plus the record as a JSON string."""
     return {
         "EventId": record.get("eventID", ""),
         "EventName": record.get("eventName", ""),
@@ -105,7 +120,7 @@ def as_lookup_event(record: dict[str, Any]) -> dict[str, Any]:
         "EventTime": event_time(record),
         "EventSource": record.get("eventSource", ""),
         "Username": username(record),
-        "Resources": resources,
+        "Resources": _resources(record),
         "CloudTrailEvent": json.dumps(record),
     }
 
@@ -155,7 +170,7 @@ def lookup_events(self: Any) -> str:
                 raise JsonRESTError(
                     "InvalidLookupAttributesException", f"Unsupported lookup attribute {key}."
                 )
-            if _field(record, field_name) != str(attributes[0].get("AttributeValue")):
+            if not _matches(record, field_name, str(attributes[0].get("AttributeValue"))):
                 continue
         matched.append((when, str(record.get("eventID", "")), record))
     matched.sort(key=lambda item: (item[0], item[1]), reverse=True)

@@ -465,14 +465,16 @@ def mode_text(lb: LoadBalancer | Explanation) -> str:
     return "legacy mode: the NLB has no security groups; node rules name CIDRs"
 
 
-def rule_line(ref: RuleRef) -> str:
+def rule_line(ref: RuleRef, events_read: bool = True) -> str:
     rule = ref.rule
     parts = [f"{ref.group_id} {rule.rule_id or '(rule id unknown)'}: {rule.describe()}"]
     if rule.description:
         parts.append(f'"{rule.description}"')
     change = ref.last_change
     if change is None:
-        parts.append("- no change to it in the events")
+        parts.append(
+            "- no change to it in the events" if events_read else "- last change unknown (no events read)"
+        )
     else:
         verb = "failed " if change.failed else ""
         parts.append(
@@ -513,8 +515,12 @@ def _reason_text(result: TargetResult) -> str:
     return f"no rule admits {flow}"
 
 
-def render_text(explanation: Explanation) -> str:
-    """A readable report: one block per flow kind, targets with the same outcome grouped."""
+def render_text(explanation: Explanation, *, events_read: bool = True) -> str:
+    """A readable report: one block per flow kind, targets with the same outcome grouped.
+
+    `events_read` False (no CloudTrail read, or read in part): a rule without a recorded change
+    says its last change is unknown rather than that the events hold none.
+    """
     e = explanation
     lines = [
         f"Target group {e.target_group}" + (f" (service {e.service})" if e.service else ""),
@@ -543,14 +549,14 @@ def render_text(explanation: Explanation) -> str:
             names = ", ".join(_target_label(r) for r in results)
             if first.admitted:
                 lines.append(f"  ADMITTED  {names}")
-                lines.extend(f"    by {rule_line(ref)}" for ref in first.rules)
+                lines.extend(f"    by {rule_line(ref, events_read)}" for ref in first.rules)
             else:
                 lines.append(f"  NOT ADMITTED [{first.reason}]  {names}")
                 lines.append(f"    {_reason_text(first)}")
-                lines.extend(f"    partly by {rule_line(ref)}" for ref in first.rules)
+                lines.extend(f"    partly by {rule_line(ref, events_read)}" for ref in first.rules)
                 if first.port_rules:
                     lines.append("    rules on the port admit other sources only:")
-                    lines.extend(f"      {rule_line(ref)}" for ref in first.port_rules)
+                    lines.extend(f"      {rule_line(ref, events_read)}" for ref in first.port_rules)
         if not flow.targets:
             lines.append("  (no registered targets)")
     return "\n".join(lines) + "\n"

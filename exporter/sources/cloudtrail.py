@@ -4,7 +4,8 @@ Each poll reads, for every watched event name, [position - overlap, now] page by
 50, NextToken followed). Every request takes a token from the account-region's shared bucket;
 ThrottlingException retries the same page after full-jitter backoff. Event ids seen before are
 dropped. Positions and seen ids move only when the batch is committed; an event name whose pages
-could not all be read keeps its position, so nothing is skipped.
+could not all be read keeps its position, so nothing is skipped. `attribute_key` looks values up
+under another lookup attribute (live `explain`/`plan` read ResourceName=<security group id>).
 
 The EventBridge -> SQS consumer lives in sources/eventbridge.py and the S3 trail backfill in
 sources/s3trail.py; both are re-exported here.
@@ -84,6 +85,7 @@ class LookupEventsPoller:
         bucket: TokenBucket,
         *,
         event_names: Iterable[str] = sorted(WATCHED_EVENT_NAMES),
+        attribute_key: str = "EventName",
         overlap: timedelta = timedelta(minutes=15),
         initial_lookback: timedelta = timedelta(hours=1),
         cursor: LookupCursor | None = None,
@@ -96,7 +98,8 @@ class LookupEventsPoller:
     ) -> None:
         self.client = client
         self.bucket = bucket
-        self.event_names = tuple(event_names)
+        self.event_names = tuple(event_names)  # the values looked up under `attribute_key`
+        self.attribute_key = attribute_key
         self.overlap = overlap
         self.initial_lookback = initial_lookback
         self.cursor = cursor if cursor is not None else LookupCursor()
@@ -142,7 +145,7 @@ class LookupEventsPoller:
         for event_name in self.event_names:
             start = self.cursor.positions.get(event_name, now - self.initial_lookback) - self.overlap
             kwargs: dict[str, Any] = {
-                "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": event_name}],
+                "LookupAttributes": [{"AttributeKey": self.attribute_key, "AttributeValue": event_name}],
                 "StartTime": start,
                 "EndTime": now,
                 "MaxResults": MAX_RESULTS,
