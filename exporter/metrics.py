@@ -177,7 +177,8 @@ SPECS: tuple[MetricSpec, ...] = (
         "sgchurn_rule_replacements_total",
         "counter",
         "Security-group rule replacements (a revoke and an authorize close together), by order: "
-        "make_before_break or break_before_make.",
+        "make_before_break, break_before_make, or unknown (the same CloudTrail second, and nothing "
+        "known about the caller says which came first).",
         (*ACCOUNT_REGION, "security_group", "order"),
     ),
     _s(

@@ -25,8 +25,16 @@ from exporter.engine.changes import (
 )
 from exporter.engine.flows import FLOW_KINDS, AdmissionChecker, FlowKind, FlowStatus, flow_status
 from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
+from exporter.engine.ordering import ORDERS as ORDERS  # re-exported: metrics and the daemon read them here
+from exporter.engine.ordering import Order as Order
+from exporter.engine.ordering import (
+    QuotaRefusals,
+    batch_steps,
+    in_time_order,
+    same_second_order,
+)
 from exporter.engine.overlay import View
-from exporter.engine.timeline import RuleState, affected_group, batches, ordered_changes, rewind
+from exporter.engine.timeline import RuleState, affected_group, batches, rewind
 from exporter.engine.timeutil import format_time
 
 Cause = Literal[
@@ -45,8 +53,6 @@ CAUSES: tuple[Cause, ...] = (
     "eni_groups_changed",  # ModifyNetworkInterfaceAttribute gave a target's ENI groups that do not admit
     "undetermined",
 )
-Order = Literal["make_before_break", "break_before_make"]
-ORDERS: tuple[Order, ...] = ("make_before_break", "break_before_make")
 
 #: A revoke and an authorize on one group this close together form one replacement.
 REPLACEMENT_WINDOW = timedelta(minutes=5)
@@ -78,6 +84,11 @@ class Gap:
         return None if self.end is None else (self.end - self.start).total_seconds()
 
     @property
+    def under_one_second(self) -> bool:
+        """Opened and closed within one CloudTrail second (a same-second pair in a known order)."""
+        return self.end is not None and self.end == self.start
+
+    @property
     def actor(self) -> Actor | None:
         return self.opened_by.actor if self.opened_by else None
 
@@ -97,6 +108,7 @@ class Gap:
             "start": format_time(self.start),
             "end": None if self.end is None else format_time(self.end),
             "duration_seconds": self.duration_seconds,
+            "under_one_second": self.under_one_second,
             "cause": self.cause,
             "actor": actor.label if actor else None,
             "actor_arn": actor.principal_arn if actor else None,
@@ -230,7 +242,8 @@ def analyze(
     at a moment neither opens nor closes a gap, and a gap found when it becomes known has
     `start_exact` False.
     """
-    ordered = ordered_changes(changes)
+    ordered = in_time_order(changes)
+    quota = QuotaRefusals(ordered)
     groups_of_tg = groups_by_target_group(inventory)
     tgs_of_group: dict[str, set[str]] = {}
     for tg_arn, group_ids in groups_of_tg.items():
@@ -284,43 +297,47 @@ def analyze(
 
     gaps: list[Gap] = []
     for moment, batch in batches(ordered):
-        touched: set[str] = set()
-        touches: dict[str, set[str]] = {}
-        for change in batch:
-            state.apply(change)
-            if isinstance(change, AttributeChange):
-                if change.target_group_arn in served:
-                    touched.add(change.target_group_arn)
-            elif isinstance(change, INVENTORY_CHANGES):
-                hit = touches[change.meta.event_id] = overlay.touched(change)
-                touched.update(hit & served.keys())
-            else:
-                touched.update(tgs_of_group.get(affected_group(change) or "", ()))
-        if not touched:
-            continue
-        fresh, view = evaluate(sorted(touched))
-        for arn, kinds in fresh.items():
-            status[arn] = kinds
-            not_known = _not_known(view, arn, kinds)
-            for kind in FLOW_KINDS:
-                key = (arn, kind)
-                if kind in not_known:
-                    unknown.add(key)  # neither opens nor closes a gap
-                    continue
-                was_unknown = key in unknown
-                unknown.discard(key)
-                admitted = kinds[kind].fully_admitted
-                if not admitted and key not in open_gaps:
-                    opener = _pick(batch, groups_of_tg.get(arn, set()), arn, opening=True, touches=touches)
-                    open_gaps[key] = _Opening(moment, opener, not was_unknown)
-                elif admitted and key in open_gaps:
-                    opening = open_gaps.pop(key)
-                    closer = _pick(batch, groups_of_tg.get(arn, set()), arn, opening=False, touches=touches)
-                    gaps.append(_gap(inventory, arn, kind, opening, moment, closer))
+        # Same-second changes in a known order happen in steps: a gap can open and close
+        # within the second (ordering.py); otherwise the second is applied as one step.
+        for step in batch_steps(batch, quota):
+            touched: set[str] = set()
+            touches: dict[str, set[str]] = {}
+            for change in step:
+                state.apply(change)
+                if isinstance(change, AttributeChange):
+                    if change.target_group_arn in served:
+                        touched.add(change.target_group_arn)
+                elif isinstance(change, INVENTORY_CHANGES):
+                    hit = touches[change.meta.event_id] = overlay.touched(change)
+                    touched.update(hit & served.keys())
+                else:
+                    touched.update(tgs_of_group.get(affected_group(change) or "", ()))
+            if not touched:
+                continue
+            fresh, view = evaluate(sorted(touched))
+            for arn, kinds in fresh.items():
+                status[arn] = kinds
+                not_known = _not_known(view, arn, kinds)
+                for kind in FLOW_KINDS:
+                    key = (arn, kind)
+                    if kind in not_known:
+                        unknown.add(key)  # neither opens nor closes a gap
+                        continue
+                    was_unknown = key in unknown
+                    unknown.discard(key)
+                    admitted = kinds[kind].fully_admitted
+                    groups = groups_of_tg.get(arn, set())
+                    if not admitted and key not in open_gaps:
+                        opener = _pick(step, groups, arn, opening=True, touches=touches)
+                        open_gaps[key] = _Opening(moment, opener, not was_unknown)
+                    elif admitted and key in open_gaps:
+                        opening = open_gaps.pop(key)
+                        closer = _pick(step, groups, arn, opening=False, touches=touches)
+                        gaps.append(_gap(inventory, arn, kind, opening, moment, closer))
     for (arn, kind), opening in open_gaps.items():
         gaps.append(_gap(inventory, arn, kind, opening, None, None))
     gaps.sort(key=lambda g: (g.start, g.target_group, g.flow))
-    return Analysis(gaps, find_replacements(ordered), status, state)
+    return Analysis(gaps, find_replacements(ordered, quota=quota), status, state)
 
 
 @dataclass(frozen=True)
@@ -379,14 +396,19 @@ def _port_sets(change: RuleChange) -> set[tuple[str, int, int]]:
     return {(r.protocol, r.from_port, r.to_port) for r in change.rules}
 
 
-def find_replacements(changes: Iterable[Change], window: timedelta = REPLACEMENT_WINDOW) -> list[Replacement]:
+def find_replacements(
+    changes: Iterable[Change], window: timedelta = REPLACEMENT_WINDOW, *, quota: QuotaRefusals | None = None
+) -> list[Replacement]:
     """Pair each successful revoke with the nearest authorize on the same group and ports.
 
     Sources must differ (re-authorizing the very rule that was revoked is a restore, not a
-    replacement). Classified by which came first; redundancy elsewhere does not matter.
+    replacement). Classified by which came first; redundancy elsewhere does not matter. A pair
+    in the same second is ordered by what its actor is known to do, else `unknown` (ordering.py).
     """
+    ordered = in_time_order(changes)
+    quota = quota if quota is not None else QuotaRefusals(ordered)
     by_group: dict[str, list[RuleChange]] = {}
-    for change in ordered_changes(changes):
+    for change in ordered:
         if isinstance(change, RuleChange) and not change.meta.failed and change.rules:
             by_group.setdefault(change.group_id, []).append(change)
     found: list[Replacement] = []
@@ -414,8 +436,7 @@ def find_replacements(changes: Iterable[Change], window: timedelta = REPLACEMENT
                 "break_before_make" if revoke.meta.event_time < best.meta.event_time else "make_before_break"
             )
             if revoke.meta.event_time == best.meta.event_time:
-                position = group_changes.index
-                order = "break_before_make" if position(revoke) < position(best) else "make_before_break"
+                order = same_second_order(revoke, best, quota)
             found.append(Replacement(group_id, order, revoke.meta, best.meta))
     found.sort(key=lambda r: r.time)
     return found

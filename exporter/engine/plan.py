@@ -9,7 +9,7 @@ What the plan holds (DOMAIN.md):
   kubernetes.io/cluster/<name>) and the controller-managed rules that become unneeded AFTER it;
 - what would happen if the controller applied the change itself: it changes the attribute
   first and the rules later (attribute-first gap when the new sources are not admitted yet),
-  and before v2.12 it revokes before it authorizes (break-before-make gap) - judged from the
+  and before v2.12 (PR #3952) it revokes before it authorizes (break-before-make gap) - judged from the
   replacements and attribute-to-authorize lags it was seen doing in the given changes;
 - whether a safe in-place order exists; when not, blue/green is recommended.
 """
@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from exporter.engine import ordering
 from exporter.engine.changes import AttributeChange, Change, RuleChange
 from exporter.engine.explain import NotExplainable, TargetNotFound, service_of
 from exporter.engine.flows import (
@@ -46,8 +47,11 @@ LBC_DESCRIPTION = "elbv2.k8s.aws/targetGroupBinding=shared"
 CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
 #: EC2's default quota of inbound rules per security group (per IP family); accounts may raise it.
 DEFAULT_RULES_PER_GROUP = 60
-#: The first controller release that authorizes before it revokes (kubernetes-sigs/aws-load-balancer-controller#3639).
-MAKE_BEFORE_BREAK_SINCE = (2, 12, 0)
+#: The first controller release that authorizes before it revokes: the fix of
+#: kubernetes-sigs/aws-load-balancer-controller#3639 is PR #3952, commit 31ffe10 "bug fix: try SG
+#: permission add prior to revoke", first tagged v2.12.0 (pkg/networking/security_group_reconciler.go);
+#: at the rule quota it still retries revoke-first. ordering.py orders same-second pairs by it.
+MAKE_BEFORE_BREAK_SINCE = ordering.MAKE_BEFORE_BREAK_SINCE
 TARGET_GROUP_ATTRIBUTES_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
 _ALWAYS_PRESERVING = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})
 _VERSION = re.compile(r"elbv2\.k8s\.aws/v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -122,6 +126,7 @@ class ControllerEvidence:
     versions: tuple[str, ...] = ()  # in event order, each once
     make_before_break: int = 0
     break_before_make: int = 0
+    unknown_order: int = 0  # same-second pairs whose order nothing known decides
     longest_exposure_seconds: float | None = None  # of the break-before-make replacements
     longest_attribute_lag_seconds: float | None = None  # attribute change -> controller authorize
 
@@ -134,6 +139,7 @@ class ControllerEvidence:
             "versions": list(self.versions),
             "make_before_break_seen": self.make_before_break,
             "break_before_make_seen": self.break_before_make,
+            "unknown_order_seen": self.unknown_order,
             "longest_exposure_seconds": self.longest_exposure_seconds,
             "longest_attribute_lag_seconds": self.longest_attribute_lag_seconds,
         }
@@ -250,8 +256,9 @@ def controller_evidence(inventory: Inventory, changes: Iterable[Change]) -> Cont
             lags.append((follow.meta.event_time - start).total_seconds())
     return ControllerEvidence(
         versions=tuple(versions),
-        make_before_break=len(replacements) - len(bbm),
+        make_before_break=sum(r.order == "make_before_break" for r in replacements),
         break_before_make=len(bbm),
+        unknown_order=sum(r.order == "unknown" for r in replacements),
         longest_exposure_seconds=max((r.exposure_seconds for r in bbm), default=None),
         longest_attribute_lag_seconds=max(lags, default=None),
     )
@@ -623,7 +630,7 @@ def _break_before_make_risk(
             "break_before_make",
             "likely_gap",
             f"no replacement by the controller in the events, but its version {evidence.versions[-1]} revokes "
-            f"before it authorizes (fixed in v2.12.0): {flows} not admitted in between; how long is unknown "
+            f"before it authorizes (fixed in v2.12.0 by PR #3952): {flows} not admitted in between; how long is unknown "
             "(about a minute in the reported incidents)",
             kinds,
         )
