@@ -5,7 +5,8 @@
 - `ManualClock`: a controllable UTC clock (`now()`, `advance(seconds)`), for record times.
 - `CloudTrailRecorder(sink, clock)`: `.attach(ec2, elbv2)` on the TEST's own clients turns each
   Authorize/Revoke/ModifySecurityGroupRules/DeleteSecurityGroup/ModifyTargetGroupAttributes call
-  into a CloudTrail record (tests/cloudtrail_samples.py shapes) and hands it to the sink:
+  (and ModifyTargetGroup, ModifyNetworkInterfaceAttribute, SetSecurityGroups, SetSubnets,
+  Register/DeregisterTargets: tests/inventory_samples.py) into a CloudTrail record (tests/cloudtrail_samples.py shapes) and hands it to the sink:
   `LookupSink(server)`, `SqsSink(sqs, queue_url)`, `EventBridgeSink(events)`, `S3TrailSink(s3, bucket)`.
 - `build_incident_world(ec2, elbv2)`: the legacy-NLB incident world (see its docstring).
 """
@@ -29,6 +30,7 @@ import boto3
 import requests
 
 from tests import cloudtrail_samples as samples
+from tests import inventory_samples
 
 REPO = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -230,14 +232,17 @@ class S3TrailSink:
         return written
 
 
-WATCHED_CALLS = frozenset(
-    {
-        "AuthorizeSecurityGroupIngress",
-        "RevokeSecurityGroupIngress",
-        "ModifySecurityGroupRules",
-        "DeleteSecurityGroup",
-        "ModifyTargetGroupAttributes",
-    }
+WATCHED_CALLS = (
+    frozenset(
+        {
+            "AuthorizeSecurityGroupIngress",
+            "RevokeSecurityGroupIngress",
+            "ModifySecurityGroupRules",
+            "DeleteSecurityGroup",
+            "ModifyTargetGroupAttributes",
+        }
+    )
+    | inventory_samples.RECORDED_CALLS
 )
 
 
@@ -407,6 +412,8 @@ class CloudTrailRecorder:
                 for m in params.get("SecurityGroupRules", [])
             ]
             record = samples.modify_rules_record(group_id=params["GroupId"], modifications=updates, **common)
+        elif name in inventory_samples.RECORDED_CALLS:
+            record = inventory_samples.record_of_call(name, params, parsed, **common)
         elif name == "DeleteSecurityGroup":
             record = samples.delete_group_record(
                 group_id=params.get("GroupId"), group_name=params.get("GroupName"), **common

@@ -8,6 +8,7 @@ the request only what changed). Builders share the keyword arguments of tests/cl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -159,3 +160,66 @@ def targets_record(
     name = "RegisterTargets" if action == "register" else "DeregisterTargets"
     request = {"targetGroupArn": target_group_arn, "targets": listed}
     return _make(name, ELB, request, None, event_id, time, actor, error_code)
+
+
+#: API calls the test recorder (tests/awsworld.CloudTrailRecorder) turns into these records.
+RECORDED_CALLS = frozenset(
+    {
+        "ModifyTargetGroup",
+        "ModifyNetworkInterfaceAttribute",
+        "SetSecurityGroups",
+        "SetSubnets",
+        "RegisterTargets",
+        "DeregisterTargets",
+    }
+)
+
+
+def _camel(value: Any) -> Any:
+    """boto3 (PascalCase) parameters and responses as CloudTrail logs ELBv2 ones (camelCase)."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    return value
+
+
+def record_of_call(
+    name: str,
+    params: Mapping[str, Any],
+    parsed: Mapping[str, Any],
+    *,
+    time: str | datetime,
+    actor: Mapping[str, Any],
+    error_code: str | None,
+    error_message: str | None,
+    account: str,
+    region: str,
+) -> Record:
+    """The CloudTrail record of one of RECORDED_CALLS made through boto3."""
+    if name == "ModifyNetworkInterfaceAttribute":
+        request: Record = {"networkInterfaceId": params["NetworkInterfaceId"]}
+        if "Groups" in params:
+            request["groupSet"] = {"items": [{"groupId": g} for g in params["Groups"]]}
+        if "Description" in params:
+            request["description"] = _camel(params["Description"])
+        response: Record | None = {"requestId": "r", "_return": True}
+        source = EC2
+    else:
+        request = _camel(dict(params))
+        kept = {k: v for k, v in parsed.items() if k != "ResponseMetadata"}
+        response = json.loads(json.dumps(_camel(kept), default=str)) or None
+        source = ELB
+    return _record(
+        name,
+        source,
+        event_id=None,
+        time=time,
+        request=request,
+        response=response,
+        actor=actor,
+        error_code=error_code,
+        error_message=error_message,
+        account=account,
+        region=region,
+    )
