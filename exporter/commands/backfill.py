@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     collected: list[Change] = []
     try:
         for _obj, result in backfill.run(Progress(sys.stderr)):
-            reasons.update(r.reason for r in result.rejections)
+            reasons.update(result.rejected)
             for change in sorted(result.changes, key=lambda c: (c.meta.event_time, c.meta.event_id)):
                 if change.meta.event_time < now - since:
                     continue

@@ -11,7 +11,7 @@ answers as if it had read events it did not: a warning on stderr per file with r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -82,20 +82,19 @@ class EventsRead:
         }
 
 
-def _reasons(rejections: Sequence[Rejection]) -> str:
-    counts = Counter(r.reason for r in rejections)
+def _reasons(counts: Counter[str]) -> str:
     return ", ".join(f"{reason}={count}" for reason, count in sorted(counts.items()))
 
 
 def _report_file(name: str, result: ParseResult, prog: str, verbose: bool, stream: TextIO) -> None:
     used = len(result.changes) + result.ignored
-    if result.rejections:
+    if result.rejected:
         print(
-            f"{prog}: warning: {name}: {len(result.rejections)} rejected ({_reasons(result.rejections)}), "
+            f"{prog}: warning: {name}: {result.rejected_total} rejected ({_reasons(result.rejected)}), "
             f"{used} used",
             file=stream,
         )
-        if verbose:
+        if verbose:  # the first MAX_KEPT_REJECTIONS of them: a file of a million is counted, not kept
             for rejection in result.rejections:
                 where = f" [event {rejection.event_id}]" if rejection.event_id else ""
                 print(f"{prog}:   {rejection.reason}{where}: {rejection.detail}", file=stream)
@@ -124,7 +123,7 @@ def read_files(paths: Iterable[Path], prog: str, *, verbose: bool, stream: TextI
             print(f"{prog}: warning: {given}: no files in it", file=stream)
         files += found
     events = EventsRead(
-        "files", list(total.changes), len(total.changes) + total.ignored, len(total.rejections)
+        "files", list(total.changes), len(total.changes) + total.ignored, total.rejected_total
     )
     if events.records == 0:
         raise NoUsableRecords(
@@ -193,17 +192,17 @@ def read_lookup_events(
     for record in [*raw.values(), *unnamed]:
         parsed = parse_record(record)
         if isinstance(parsed, Rejection):
-            result.rejections.append(parsed)
+            result.reject(parsed)
         elif parsed is None:
             result.ignored += 1
         else:
             result.changes.append(parsed)
     events.changes = list(result.changes)
     events.records = len(result.changes) + result.ignored
-    events.rejected = len(result.rejections)
-    if result.rejections:
+    events.rejected = result.rejected_total
+    if result.rejected:
         print(
-            f"{prog}: warning: {events.rejected} records rejected ({_reasons(result.rejections)})",
+            f"{prog}: warning: {events.rejected} records rejected ({_reasons(result.rejected)})",
             file=stream,
         )
     print(f"{prog}: {events.summary()}", file=stream)

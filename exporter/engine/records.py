@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -107,18 +108,45 @@ _MAX_ID_CHARS = 256
 _MAX_MESSAGE_CHARS = 1000
 
 
+#: A ParseResult keeps the first this many rejections (for their details); all are counted.
+MAX_KEPT_REJECTIONS = 1000
+
+
 @dataclass
 class ParseResult:
-    """What a payload yielded: typed changes, rejections, and how many records were ignored."""
+    """What a payload yielded: typed changes, rejections, and how many records were ignored.
+
+    `rejected` counts every rejection by reason; `rejections` keeps only the first
+    MAX_KEPT_REJECTIONS of them, so a file of a million bad records costs counts, not memory.
+    """
 
     changes: list[Change] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     ignored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if self.rejections and not self.rejected:
+            self.rejected.update(r.reason for r in self.rejections)
+            del self.rejections[MAX_KEPT_REJECTIONS:]
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def reject(self, rejection: Rejection) -> None:
+        """Count a rejection; keep it while fewer than MAX_KEPT_REJECTIONS are kept."""
+        self.rejected[rejection.reason] += 1
+        if len(self.rejections) < MAX_KEPT_REJECTIONS:
+            self.rejections.append(rejection)
 
     def extend(self, other: ParseResult) -> None:
         """Add another result's changes, rejections and ignored count to this one."""
         self.changes.extend(other.changes)
-        self.rejections.extend(other.rejections)
+        self.rejected.update(other.rejected)
+        room = MAX_KEPT_REJECTIONS - len(self.rejections)
+        if room > 0:
+            self.rejections.extend(other.rejections[:room])
         self.ignored += other.ignored
 
 
@@ -1163,6 +1191,7 @@ class _Walker:
     max_record_bytes: int
     max_payload_bytes: int
     skim: bool = True  # trail files through skim_trail (False: the full decode, for tests)
+    lazy: bool = False  # skim record by record; the caller restarts on _SkimRestart
 
     def payload(self, data: Any, depth: int = 0) -> Iterator[_Item]:
         if isinstance(data, bytes | bytearray | memoryview):
@@ -1207,7 +1236,7 @@ class _Walker:
             return
         yield from self.value(document, depth)
 
-    def skim_trail(self, document: bytes, depth: int) -> list[_Item] | None:
+    def skim_trail(self, document: bytes, depth: int) -> Iterable[_Item] | None:
         """The items of a `{"Records": [...]}` document, decoding only the records not skipped;
         None when the document is not one (or the skim is unsure), for the full decode to handle."""
         if depth + 1 > _MAX_WRAPPER_DEPTH or sys.getrecursionlimit() > _SKIM_RECURSION_LIMIT:
@@ -1230,6 +1259,8 @@ class _Walker:
             or trail.detail_type is not unset
         ):
             return None
+        if self.lazy:
+            return self._skim_lazily(trail.Records, depth)
         items: list[_Item] = []
         skipped = 0
         decode_head = _HEAD_DECODER.decode
@@ -1254,6 +1285,37 @@ class _Walker:
         if skipped:
             items.append(skipped)
         return items
+
+    def _skim_lazily(self, records: list[msgspec.Raw], depth: int) -> Iterator[_Item]:
+        """skim_trail's items one record at a time: memory for one decoded record, not all.
+
+        msgspec has checked the document's syntax; orjson refuses a record msgspec skipped only
+        for a number out of a double's range, and then the full decode rejects the whole document:
+        _SkimRestart tells parse_payload (the only lazy caller) to start over with the full decode.
+        """
+        skipped = 0
+        decode_head = _HEAD_DECODER.decode
+        unset = msgspec.UNSET
+        for raw in records:
+            try:
+                head = decode_head(raw)
+            except (msgspec.DecodeError, RecursionError):
+                pass
+            else:
+                name = head.eventName
+                if name is not unset and name not in WATCHED_EVENT_NAMES and head.detail_type is unset:
+                    skipped += 1
+                    continue
+            try:
+                value = orjson.loads(memoryview(raw))
+            except orjson.JSONDecodeError:
+                raise _SkimRestart from None
+            if skipped:
+                yield skipped
+                skipped = 0
+            yield from self.value(value, depth + 1)
+        if skipped:
+            yield skipped
 
     def lines(self, lines: list[bytes | str], depth: int) -> Iterator[_Item]:
         for number, line in enumerate(lines, start=1):
@@ -1364,10 +1426,19 @@ def _parses(line: bytes | str) -> bool:
     return True
 
 
+class _SkimRestart(Exception):
+    """A lazy skim met a record the full decode would refuse with the whole document."""
+
+
 def _walk(
-    data: Payload, watched_only: bool, max_record_bytes: int, max_payload_bytes: int, skim: bool = True
+    data: Payload,
+    watched_only: bool,
+    max_record_bytes: int,
+    max_payload_bytes: int,
+    skim: bool = True,
+    lazy: bool = False,
 ) -> Iterator[_Item]:
-    walker = _Walker(watched_only, max_record_bytes, max_payload_bytes, skim)
+    walker = _Walker(watched_only, max_record_bytes, max_payload_bytes, skim, lazy)
     try:
         yield from walker.payload(data)
     except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:
@@ -1395,7 +1466,7 @@ def _add(result: ParseResult, parsed: Change | Rejection | None) -> None:
     if parsed is None:
         result.ignored += 1
     elif isinstance(parsed, Rejection):
-        result.rejections.append(parsed)
+        result.reject(parsed)
     else:
         result.changes.append(parsed)
 
@@ -1433,12 +1504,21 @@ def parse_payload(
                     return result
                 items = _walk(document, True, max_record_bytes, max_payload_bytes)
     if items is None:
-        items = _walk(data, True, max_record_bytes, max_payload_bytes)
+        # lazily: a trail file of a million records holds one decoded record at a time
+        items = _walk(data, True, max_record_bytes, max_payload_bytes, lazy=True)
+    try:
+        _collect(result, items, max_record_bytes)
+    except _SkimRestart:
+        result = ParseResult()
+        _collect(result, _walk(data, True, max_record_bytes, max_payload_bytes), max_record_bytes)
+    return result
+
+
+def _collect(result: ParseResult, items: Iterator[_Item], max_record_bytes: int) -> None:
     for item in items:
         if isinstance(item, int):
             result.ignored += item
         elif isinstance(item, Rejection):
-            result.rejections.append(item)
+            result.reject(item)
         else:
             _add(result, parse_record(item, max_record_bytes=max_record_bytes))
-    return result

@@ -127,8 +127,8 @@ class S3TrailBackfill:
         for done, obj in enumerate(objects, start=1):
             result = self.parse_object(obj)
             changes += len(result.changes)
-            rejections += len(result.rejections)
-            records += len(result.changes) + len(result.rejections) + result.ignored
+            rejections += result.rejected_total
+            records += len(result.changes) + result.rejected_total + result.ignored
             yield obj, result
             if on_progress is not None:
                 on_progress(BackfillProgress(done, len(objects), records, changes, rejections))

@@ -76,6 +76,8 @@ def load_file(
     try:
         if not path.is_file():
             return _failed(path, "unreadable", "not a regular file")
+        if path.stat().st_size > max_payload_bytes:  # refused unread
+            return _failed(path, "too_large", f"file is over the {max_payload_bytes} byte limit")
         with path.open("rb") as handle:
             data = handle.read(max_payload_bytes + 1)
     except OSError as error:
