@@ -166,10 +166,11 @@ def test_replay_of_half_a_million_invalid_records_stays_small(tmp_path: Path) ->
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout == ""  # no gaps from records that are all invalid
+    assert done.returncode == 2, done.stderr[-2000:]  # not one usable record: no verdict
+    assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
-    assert lines[0] == f"replay: {count} records rejected (wrong_type={count})"
+    assert lines[0] == f"replay: warning: {trail}: {count} rejected (wrong_type={count}), 0 used"
+    assert "no usable CloudTrail record" in done.stderr and "Traceback" not in done.stderr
     peak_mib = int(lines[-1].split()[1]) / 1024
     assert peak_mib < 400, f"replay peaked at {peak_mib:.0f} MiB"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
