@@ -43,6 +43,7 @@ class Target:
 @dataclass(frozen=True)
 class Intervals:
     inventory: float = 30.0
+    rules: float = 5.0  # the targeted poll of the node groups' rules; 0 = off
     cloudtrail: float = 60.0
     kubernetes: float = 60.0
     evaluate: float = 15.0
@@ -108,6 +109,7 @@ _CHOICES = {
 _MIN = {
     "listen_port": 0,
     "intervals.inventory": 1,
+    "intervals.rules": 0,
     "intervals.cloudtrail": 1,
     "intervals.kubernetes": 1,
     "intervals.evaluate": 1,

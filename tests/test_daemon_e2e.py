@@ -7,6 +7,7 @@ SQLite state, the snapshot, and the Prometheus exposition.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,21 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
     revoked_at = clock.now()
     perm = [{"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
     ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=perm)
-    clock.advance(5)
-    first.daemon.run_job("inventory")
+    clock.advance(2)
+    first.daemon.run_job("inventory")  # the poll's change is evaluated at once, no evaluate job needed
+    snap = first.daemon.snapshot()
+    text = _metrics(first)
+    # One poll is not yet a confirmed gap (it could be a describe that missed a rule) ...
+    assert _sample(text, "sgchurn_target_group_reachability_ratio", flow="traffic") == 0.0
+    assert snap.open_gaps == ()
+    # ... the targeted rules poll a few seconds later confirms it: the gap is open (and pages).
+    clock.advance(3)
+    first.daemon.run_job("rules")
+    snap = first.daemon.snapshot()
+    assert {(g.flow, g.cause, g.explained, g.start) for g in snap.open_gaps} == {
+        ("traffic", "undetermined", False, revoked_at + timedelta(seconds=2)),
+        ("health_check", "undetermined", False, revoked_at + timedelta(seconds=2)),
+    }
     first.daemon.run_job("evaluate")
     snap = first.daemon.snapshot()
     assert {(g.flow, g.cause, g.explained) for g in snap.open_gaps} == {
@@ -85,13 +99,14 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
     assert _sample(text, "sgchurn_rule_gap_open", flow="traffic", namespace="shop", service="web") == 1.0
     assert _sample(text, "sgchurn_target_group_reachability_ratio", flow="traffic") == 0.0
 
-    # CloudTrail delivers: the same open gaps now have exact start, cause and actor.
+    # CloudTrail delivers: the same open gaps now have exact start, cause and actor. No restore
+    # yet, but the controller may still authorize: pending_restore, not revoke_without_restore.
     first.daemon.run_job("cloudtrail")
     first.daemon.run_job("evaluate")
     snap = first.daemon.snapshot()
     assert {(g.flow, g.cause, g.start, g.actor) for g in snap.open_gaps} == {
-        ("traffic", "revoke_without_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
-        ("health_check", "revoke_without_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
+        ("traffic", "pending_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
+        ("health_check", "pending_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
     }
 
     explained = explain_provider(first.daemon.monitors, clock.now)(snap.open_gaps[0].target_group)
@@ -194,6 +209,7 @@ def test_a_state_file_locked_mid_run_is_reported_as_state_and_gaps_stay_visible(
     try:
         clock.advance(5)
         assembly.daemon.run_job("inventory")
+        assembly.daemon.run_job("rules")  # the second sighting confirms the gap
         assembly.daemon.run_job("evaluate")
         snap = assembly.daemon.snapshot()
         health = {s.source: s for s in snap.sources}

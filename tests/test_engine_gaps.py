@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from exporter.engine.gaps import analyze, find_replacements
+from exporter.engine.gaps import PENDING_CAUSE, RESTORE_WAIT, analyze, find_replacements
 from exporter.engine.rules import Rule, Source
 from tests.engine_world import (
     CONTROLLER,
@@ -129,6 +129,11 @@ def test_revoke_never_restored_stays_open() -> None:
         ("health_check", "revoke_without_restore", None),
     }
     assert all(g.duration_seconds is None and g.actor == OPERATOR for g in analysis.gaps)
+    # While a restore may still come it is shown as pending; after RESTORE_WAIT as what it is.
+    revoked = T0 + seconds(20)
+    assert {g.cause_at(revoked + seconds(30)) for g in analysis.gaps} == {PENDING_CAUSE}
+    assert {g.cause_at(revoked + RESTORE_WAIT - seconds(1)) for g in analysis.gaps} == {PENDING_CAUSE}
+    assert {g.cause_at(revoked + RESTORE_WAIT) for g in analysis.gaps} == {"revoke_without_restore"}
 
 
 def test_revoke_closed_by_an_attribute_change_is_without_restore() -> None:

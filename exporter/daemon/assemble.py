@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -20,7 +21,7 @@ from exporter.engine.inventory import Inventory, ServiceBinding
 from exporter.sharding import shard_of, target_key
 from exporter.sources.aws import ApiCallCounter, AwsClients, AwsTarget, ReadOnlyGuard
 from exporter.sources.cloudtrail import LookupCursor, LookupEventsPoller
-from exporter.sources.inventory import inventory_for
+from exporter.sources.inventory import inventory_for, rules_for
 from exporter.sources.ratelimit import LOOKUP_EVENTS_RATE, TokenBucket
 from exporter.sources.seen import SeenEvents
 
@@ -98,6 +99,7 @@ def build_daemon(
             settle_seconds=settings.cloudtrail.settle_seconds,
             retention_seconds=settings.cloudtrail.retention_seconds,
             describe=describe_now,
+            describe_rules=None if describe_override else partial(rules_for, clients),
             account_id=target.account_id or "",
         )
         restored = monitor.restore(now)
@@ -115,6 +117,7 @@ def build_daemon(
         store,
         intervals={
             "inventory": settings.intervals.inventory,
+            "rules": settings.intervals.rules,
             "cloudtrail": settings.intervals.cloudtrail,
             "kubernetes": settings.intervals.kubernetes,
             "evaluate": settings.intervals.evaluate,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,12 +27,20 @@ from exporter.engine.changes import (
     RuleModification,
 )
 from exporter.engine.flows import FLOW_KINDS, FlowKind, FlowStatus, preserve_client_ip
-from exporter.engine.gaps import Analysis, analyze, load_balancer_of, summarize_status
+from exporter.engine.gaps import (
+    Analysis,
+    analyze,
+    groups_by_target_group,
+    load_balancer_of,
+    summarize_status,
+)
 from exporter.engine.inventory import Inventory, ServiceBinding
 from exporter.engine.records import parse_record
+from exporter.engine.rules import Rule
 from exporter.engine.timeline import RuleState
 
 ServiceBinder = Callable[[Inventory], dict[str, ServiceBinding]]
+RulesReader = Callable[[Iterable[str]], Mapping[str, tuple[Rule, ...]]]
 
 
 #: userIdentity fields never stored: the engine reads the identity's type, ARN, names and
@@ -82,6 +90,7 @@ class Monitor:
         settle_seconds: float,
         retention_seconds: float,
         describe: Callable[[datetime], Inventory],
+        describe_rules: RulesReader | None = None,
         account_id: str = "",
     ) -> None:
         self.key = key
@@ -91,7 +100,9 @@ class Monitor:
         self.retention = timedelta(seconds=retention_seconds)
         self.tracker = GapTracker(store, key, settle_seconds)
         self._describe = describe
+        self._describe_rules = describe_rules
         self._lock = threading.Lock()
+        self._evaluate_lock = threading.Lock()  # the rules job and the evaluate job both evaluate
         self.inventory: Inventory | None = None
         self.current: dict[str, dict[FlowKind, FlowStatus]] = {}
         self.changes: dict[str, Change] = {}
@@ -114,20 +125,55 @@ class Monitor:
         return restored
 
     # --- inventory -----------------------------------------------------------------------
-    def poll_inventory(self, now: datetime, binder: ServiceBinder | None) -> Inventory:
-        """Describe AWS now, attach Services, and note which flows are admitted right now."""
+    def poll_inventory(self, now: datetime, binder: ServiceBinder | None) -> bool:
+        """Describe AWS now, attach Services, and note which flows are admitted right now.
+
+        True when what the snapshot shows of the target groups changed (flows, attributes,
+        targets): the caller then evaluates at once instead of waiting for the evaluate job."""
         inventory = self._describe(now)
         if binder is not None:
             inventory = inventory.with_services(binder(inventory))
         current = dict(summarize_status(inventory, RuleState.from_inventory(inventory)))
         with self._lock:
+            before = self.inventory
+            changed = before is None or current != self.current or _shown(before) != _shown(inventory)
             self.inventory, self.current = inventory, current
             self.account_id = inventory.account_id or self.account_id
+        return self._observe(now, current) or changed
+
+    def watched_groups(self) -> list[str]:
+        """The security groups on the ENIs of registered targets: the node groups that matter."""
+        inventory = self.inventory
+        if inventory is None:
+            return []
+        return sorted({g for groups in groups_by_target_group(inventory).values() for g in groups})
+
+    def poll_rules(self, now: datetime) -> bool:
+        """The targeted poll: re-read only the rules of `watched_groups` and re-check the flows.
+
+        A revoke shows within one rules interval (seconds) instead of one inventory interval.
+        The rules go over the last full inventory (targets, ENIs, attributes as of that poll),
+        which the timeline analysis keeps anchoring on. True when a flow's status changed."""
+        inventory = self.inventory
+        if self._describe_rules is None or inventory is None:
+            return False
+        groups = self.watched_groups()
+        if not groups:
+            return False
+        fresh = inventory.with_rules(self._describe_rules(groups))
+        current = dict(summarize_status(fresh, RuleState.from_inventory(fresh)))
+        with self._lock:
+            if self.inventory is not inventory:  # a full poll landed meanwhile: it is as fresh
+                return False
+            changed = current != self.current
+            self.current = current
+        return self._observe(now, current) or changed
+
+    def _observe(self, now: datetime, current: dict[str, dict[FlowKind, FlowStatus]]) -> bool:
         try:
-            self.tracker.observe_poll(now, current)
+            return self.tracker.observe_poll(now, current)
         except sqlite3.Error as exc:
             raise StateUnavailable(f"state store: {exc}") from exc
-        return inventory
 
     def rebind(self, binder: ServiceBinder) -> None:
         """Re-attach Services after a Kubernetes sync, without a new AWS poll."""
@@ -198,6 +244,10 @@ class Monitor:
     # --- evaluation ------------------------------------------------------------------------------
     def evaluate(self, now: datetime) -> MonitorView:
         """Rebuild the timeline, reconcile gaps with polls, commit what is final, publish a view."""
+        with self._evaluate_lock:
+            return self._evaluate(now)
+
+    def _evaluate(self, now: datetime) -> MonitorView:
         with self._lock:
             inventory, current, changes = self.inventory, self.current, list(self.changes.values())
         if inventory is None:
@@ -232,6 +282,8 @@ class Monitor:
                 if kinds[kind].fully_admitted:
                     continue
                 before = shown.get((arn, kind))
+                if before is None and not self.tracker.confirmed(arn, kind):
+                    continue
                 ident = identity_of(inventory, inventory.account_id, inventory.region, arn)
                 views.append(before or undetermined_view(ident, arn, kind, now, None))
         return views
@@ -282,3 +334,11 @@ class Monitor:
                 )
             )
         return views
+
+
+def _shown(inventory: Inventory) -> dict[str, tuple[object, ...]]:
+    """Per target group, what the snapshot shows besides flows: attributes, targets, Service."""
+    return {
+        arn: (tuple(sorted(tg.attributes.items())), len(tg.targets), inventory.services.get(arn))
+        for arn, tg in inventory.target_groups.items()
+    }

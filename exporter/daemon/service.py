@@ -1,8 +1,11 @@
 """The daemon: jobs on a scheduler, each building new state, then a snapshot swapped in whole.
 
-Jobs: `inventory` (describe AWS per target), `cloudtrail` (every event source), `kubernetes`
-(Services and TargetGroupBindings), `evaluate` (timeline, gaps, commits). apscheduler runs
-each with max_instances=1; a run that would overlap is skipped and counted.
+Jobs: `inventory` (describe AWS per target), `rules` (the targeted poll: re-read only the rules
+of the node groups behind target groups, every few seconds), `cloudtrail` (every event source),
+`kubernetes` (Services and TargetGroupBindings), `evaluate` (timeline, gaps, commits). apscheduler
+runs each with max_instances=1; a run that would overlap is skipped and counted. A poll that sees
+a flow's status change evaluates at once, so the change is on /metrics without waiting for the
+evaluate job.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from exporter.sources.base import Source
 
 log = structlog.get_logger("sg-churn-exporter")
 
-JOBS = ("inventory", "cloudtrail", "kubernetes", "evaluate")
+JOBS = ("inventory", "rules", "cloudtrail", "kubernetes", "evaluate")
 RECENT_GAPS_WINDOW = timedelta(hours=24)
 PENDING_CLOSE_LOG = timedelta(hours=1)
 STATE_KEY = ("state", "", "")
@@ -115,7 +118,8 @@ class Daemon:
         self.clock = clock
         self.record_ttl = record_ttl  # stored CloudTrail records older than this are deleted
         self._last_prune: datetime | None = None
-        self.jobs = {name: JobRecord() for name in JOBS}
+        # only the jobs that run: a disabled one exports nothing (no "never succeeded" alert)
+        self.jobs = {name: JobRecord() for name in JOBS if self._enabled(name)}
         self.health: dict[tuple[str, str, str], Health] = {}
         self._snapshot = Snapshot(
             generated_at=clock(), version=__version__, shard=shard, total_shards=total_shards
@@ -132,6 +136,13 @@ class Daemon:
         if kube_sync is not None:
             self.health[("kubernetes", "", "")] = Health()
         self.health[STATE_KEY] = Health(up=True, last_success=clock())
+
+    def _enabled(self, name: str) -> bool:
+        if name == "kubernetes":
+            return self.kube_sync is not None
+        if name == "rules":
+            return self.intervals.get("rules", 0) > 0
+        return True
 
     # --- the snapshot ---------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -151,7 +162,7 @@ class Daemon:
         for monitor in self.monitors:
             health = self._health("inventory", monitor)
             try:
-                monitor.poll_inventory(now, self.binder)
+                changed = monitor.poll_inventory(now, self.binder)
             except StateUnavailable as exc:  # AWS answered; only the store failed
                 self._succeeded(self._health("inventory", monitor), now, "inventory", monitor)
                 self._state_failed(exc)
@@ -159,6 +170,33 @@ class Daemon:
                 self._failed(health, "inventory", monitor, exc)
             else:
                 self._succeeded(self._health("inventory", monitor), now, "inventory", monitor)
+                if changed:
+                    self._evaluate_one(monitor, now)
+
+    def run_rules(self) -> None:
+        """The targeted poll of every monitor; a failure is the job's (sgchurn_job_*), and the
+        inventory job's next full poll still covers the groups."""
+        now = self.clock()
+        errors: list[str] = []
+        for monitor in self.monitors:
+            try:
+                changed = monitor.poll_rules(now)
+            except StateUnavailable as exc:
+                self._state_failed(exc)
+                continue
+            except Exception as exc:
+                errors.append(f"{monitor.key}: {_one_line(exc)}")
+                continue
+            if changed:
+                self._evaluate_one(monitor, now)
+        if errors:
+            raise RuntimeError("; ".join(errors)[:300])
+
+    def _evaluate_one(self, monitor: Monitor, now: datetime) -> None:
+        try:
+            monitor.evaluate(now)
+        except StateUnavailable as exc:
+            self._state_failed(exc)
 
     def run_cloudtrail(self) -> None:
         for feed in self.feeds:
@@ -284,7 +322,7 @@ class Daemon:
     def run_all_once(self) -> None:
         """Every job once, in dependency order (start-up and tests)."""
         for name in ("kubernetes", "inventory", "cloudtrail", "evaluate"):
-            if name != "kubernetes" or self.kube_sync is not None:
+            if name in self.jobs:
                 self.run_job(name)
 
     # --- publishing ----------------------------------------------------------------------------------
@@ -398,10 +436,8 @@ class Daemon:
             timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 5}
         )
         now = datetime.now(tz=UTC)
-        order = {"kubernetes": 0, "inventory": 0.2, "cloudtrail": 0.4, "evaluate": 1.0}
-        for name in JOBS:
-            if name == "kubernetes" and self.kube_sync is None:
-                continue
+        order = {"kubernetes": 0, "inventory": 0.2, "cloudtrail": 0.4, "evaluate": 1.0, "rules": 1.5}
+        for name in self.jobs:
             scheduler.add_job(
                 self.run_job,
                 "interval",

@@ -6,6 +6,12 @@ minutes later. The tracker shows a gap as soon as a poll sees it, replaces its f
 CloudTrail explains it, and commits each closed gap once: a poll-only gap after the settle
 window, an explained one at once. Overlapping commits of the same flow merge into one gap, so
 a counter never counts one outage twice.
+
+A gap only the polls see is shown (and pages) once CONFIRM_POLLS consecutive polls saw the flow
+unadmitted: one describe that missed a rule (EC2 is eventually consistent) is not an outage
+worth waking someone for. It is still recorded: if CloudTrail explains it, or once it settles,
+it is committed like any other gap. The targeted rules poll (every few seconds) makes the
+confirmation quick.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from exporter.engine.inventory import Inventory
 from exporter.engine.timeutil import format_time
 
 GAPS_FAMILY = "rule_gaps"
+#: Consecutive polls that must see a flow unadmitted before a poll-only gap is shown as open.
+CONFIRM_POLLS = 2
 GAP_DURATION_FAMILY = "rule_gap_duration_seconds"
 
 
@@ -80,9 +88,22 @@ class GapTracker:
         self.store = store
         self.target = target
         self.settle_seconds = settle_seconds
+        self.sightings: dict[tuple[str, str], int] = {}  # consecutive polls that saw a flow unadmitted
 
-    def observe_poll(self, now: datetime, status: Mapping[str, Mapping[FlowKind, FlowStatus]]) -> None:
-        """Record which flows a poll saw unadmitted (opening) or admitted again (closing)."""
+    def confirmed(self, arn: str, flow: str) -> bool:
+        return self.sightings.get((arn, flow), 0) >= CONFIRM_POLLS
+
+    def observe_poll(self, now: datetime, status: Mapping[str, Mapping[FlowKind, FlowStatus]]) -> bool:
+        """Record which flows a poll saw unadmitted (opening) or admitted again (closing).
+
+        True when this poll confirmed a flow's gap (its CONFIRM_POLLS-th sighting)."""
+        sightings: dict[tuple[str, str], int] = {}
+        for arn, kinds in status.items():
+            for kind in FLOW_KINDS:
+                if not kinds[kind].fully_admitted:
+                    sightings[(arn, kind)] = self.sightings.get((arn, kind), 0) + 1
+        self.sightings = sightings
+        newly_confirmed = any(count == CONFIRM_POLLS for count in sightings.values())
         open_now: set[tuple[str, str]] = {
             (arn, flow) for arn, flow, _s, end in self.store.poll_gaps(self.target) if end is None
         }
@@ -97,6 +118,7 @@ class GapTracker:
             for gone_arn, gone_flow in open_now:
                 if gone_arn not in status:  # the target group is gone: its gap ends with it
                     self.store.close_poll_gap(db, self.target, gone_arn, gone_flow, _ts(now))
+        return newly_confirmed
 
     def reconcile(
         self,
@@ -133,8 +155,8 @@ class GapTracker:
                 ident = identity_of(inventory, account, region, arn)
                 gap = explained_open.get((arn, kind))
                 if gap is not None:
-                    open_views.append(_view_from_gap(gap, ident))
-                else:
+                    open_views.append(_view_from_gap(gap, ident, now))
+                elif self.confirmed(arn, kind):
                     start = _dt(poll_open.get((arn, kind), _ts(now)))
                     open_views.append(undetermined_view(ident, arn, kind, start, None))
         return open_views
@@ -182,7 +204,8 @@ class GapTracker:
         return True
 
 
-def _view_from_gap(gap: Gap, ident: Identity) -> GapView:
+def _view_from_gap(gap: Gap, ident: Identity, now: datetime | None = None) -> GapView:
+    """`now` for an open gap: its cause as shown then (Gap.cause_at)."""
     actor = gap.actor
     return GapView(
         key="|".join(gap.key),
@@ -195,7 +218,7 @@ def _view_from_gap(gap: Gap, ident: Identity) -> GapView:
         flow=gap.flow,
         start=gap.start,
         end=gap.end,
-        cause=gap.cause,
+        cause=gap.cause if now is None else gap.cause_at(now),
         actor=actor.label if actor else "",
         actor_arn=(actor.principal_arn or "") if actor else "",
         explained=True,

@@ -57,6 +57,15 @@ CAUSES: tuple[Cause, ...] = (
 #: A revoke and an authorize on one group this close together form one replacement.
 REPLACEMENT_WINDOW = timedelta(minutes=5)
 
+#: The cause an open gap opened by a revoke shows while a restore may still come: a controller
+#: replacing rules authorizes within seconds to a minute, so calling the gap
+#: revoke_without_restore (whose runbook says "re-authorize by hand") earlier would make on-call
+#: race the controller. Never counted: only closed gaps are, with their final cause.
+PENDING_CAUSE = "pending_restore"
+#: How long an open revoke gap stays `pending_restore` before it is called revoke_without_restore
+#: (the replacement window: a later authorize would not be paired with the revoke any more).
+RESTORE_WAIT = REPLACEMENT_WINDOW
+
 
 @dataclass(frozen=True)
 class Gap:
@@ -91,6 +100,12 @@ class Gap:
     @property
     def actor(self) -> Actor | None:
         return self.opened_by.actor if self.opened_by else None
+
+    def cause_at(self, now: datetime) -> str:
+        """The cause to show at `now`: `pending_restore` for a revoke gap younger than RESTORE_WAIT."""
+        if self.is_open and self.cause == "revoke_without_restore" and now - self.start < RESTORE_WAIT:
+            return PENDING_CAUSE
+        return self.cause
 
     @property
     def key(self) -> tuple[str, str, str]:

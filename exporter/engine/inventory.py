@@ -6,6 +6,7 @@ the engine reads it; nothing here does I/O beyond (de)serialising a dict.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -122,6 +123,14 @@ class Inventory:
 
     def with_services(self, services: dict[str, ServiceBinding]) -> Inventory:
         return replace(self, services=services)
+
+    def with_rules(self, rules: Mapping[str, tuple[Rule, ...]]) -> Inventory:
+        """The same inventory with fresher ingress rules for the groups in `rules` it already has."""
+        groups = dict(self.security_groups)
+        for group_id, group_rules in rules.items():
+            if group_id in groups:
+                groups[group_id] = replace(groups[group_id], rules=group_rules)
+        return replace(self, security_groups=groups)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -201,14 +201,22 @@ def _ip_enis(ec2: Any, ips: list[str]) -> list[tuple[NetworkInterface, str]]:
     ]
 
 
-def _security_groups(ec2: Any, group_ids: list[str]) -> dict[str, SecurityGroup]:
-    rules: dict[str, list[Rule]] = {g: [] for g in group_ids}
-    for item in _ec2_filtered(
-        ec2, "describe_security_group_rules", "SecurityGroupRules", "group-id", group_ids
-    ):
+def describe_rules(ec2: Any, group_ids: Iterable[str]) -> dict[str, tuple[Rule, ...]]:
+    """The ingress rules of the given groups (DescribeSecurityGroupRules, 200 groups per call).
+
+    Also the daemon's targeted poll: re-reading only the node groups behind target groups is one
+    call per 200 groups, cheap enough to repeat every few seconds (see `Monitor.poll_rules`)."""
+    wanted = sorted(set(group_ids))
+    rules: dict[str, list[Rule]] = {g: [] for g in wanted}
+    for item in _ec2_filtered(ec2, "describe_security_group_rules", "SecurityGroupRules", "group-id", wanted):
         rule = rule_from_api(item)
         if rule is not None:
             rules.setdefault(item["GroupId"], []).append(rule)
+    return {gid: tuple(sorted(found)) for gid, found in rules.items()}
+
+
+def _security_groups(ec2: Any, group_ids: list[str]) -> dict[str, SecurityGroup]:
+    rules = describe_rules(ec2, group_ids)
     groups: dict[str, SecurityGroup] = {}
     for item in _ec2_filtered(ec2, "describe_security_groups", "SecurityGroups", "group-id", group_ids):
         gid = item["GroupId"]
@@ -217,7 +225,7 @@ def _security_groups(ec2: Any, group_ids: list[str]) -> dict[str, SecurityGroup]
             name=item.get("GroupName", ""),
             vpc_id=item.get("VpcId", ""),
             tags=_tags(item.get("Tags")),
-            rules=tuple(sorted(rules.get(gid, []))),
+            rules=rules.get(gid, ()),
         )
     return groups
 
@@ -344,6 +352,11 @@ def describe_inventory(
         security_groups=security_groups,
         vpcs=vpcs,
     )
+
+
+def rules_for(clients: AwsClients, group_ids: Iterable[str]) -> dict[str, tuple[Rule, ...]]:
+    """describe_rules with the target's EC2 client."""
+    return describe_rules(clients.client("ec2"), group_ids)
 
 
 def inventory_for(clients: AwsClients, now: datetime) -> Inventory:
