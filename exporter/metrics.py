@@ -136,7 +136,8 @@ SPECS: tuple[MetricSpec, ...] = (
     _s(
         "sgchurn_rule_gap_open",
         "gauge",
-        "1 while a rule gap is open for the target group and flow (some target does not admit it), else 0.",
+        "1 while a rule gap is open for the target group and flow (some target does not admit it, seen by "
+        "two consecutive polls or shown by CloudTrail), else 0.",
         (*IDENTITY, "flow"),
     ),
     _s(

@@ -325,6 +325,7 @@ def _jobs_ok(daemon: Any) -> None:
     snap = daemon.snapshot()
     assert {j.job: j.last_error for j in snap.jobs if j.job != "kubernetes"} == {
         "inventory": None,
+        "rules": None,
         "cloudtrail": None,
         "evaluate": None,
     }

@@ -435,7 +435,13 @@ def test_config_values_merge_with_defaults(tmp_path: Path) -> None:
     docs = render({"config": {"cluster_name": "prod", "intervals": {"inventory": 45}}}, tmp_path)
     config = rendered_config(docs)
     assert config["cluster_name"] == "prod"
-    assert config["intervals"] == {"inventory": 45, "cloudtrail": 60, "kubernetes": 60, "evaluate": 15}
+    assert config["intervals"] == {
+        "inventory": 45,
+        "rules": 5,
+        "cloudtrail": 60,
+        "kubernetes": 60,
+        "evaluate": 15,
+    }
     assert config["targets"] == [{"region": "us-east-1"}]
     assert config["state"] == {"path": f"{STATE_DIR}/state.sqlite3", "seen_event_ttl_seconds": 604800}
     assert rendered_config(render({"config": {"kubernetes": {"enabled": False}}}, tmp_path / "k"))[
