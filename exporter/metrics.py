@@ -54,7 +54,7 @@ from exporter.daemon.snapshot import (
     TargetGroupView,
 )
 from exporter.engine.changes import REJECTION_REASONS
-from exporter.engine.flows import FLOW_KINDS, REASONS, FlowStatus
+from exporter.engine.flows import FLOW_KINDS, NOT_EVALUABLE_REASONS, REASONS, FlowStatus
 from exporter.engine.gaps import CAUSES, ORDERS
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,18 @@ SPECS: tuple[MetricSpec, ...] = (
     _s(
         "sgchurn_target_group_reachability_ratio",
         "gauge",
-        "Fraction of the target group's targets whose security groups admit the flow (1 when it has no "
-        "targets).",
+        "Fraction of the target group's evaluable targets whose security groups admit the flow (1 when "
+        "it has none; targets that cannot be evaluated are counted by "
+        "sgchurn_target_group_not_evaluable_targets).",
         (*IDENTITY, "flow"),
+    ),
+    _s(
+        "sgchurn_target_group_not_evaluable_targets",
+        "gauge",
+        "Targets whose reachability cannot be evaluated, by reason (target_outside_vpc: an ip target "
+        "registered with AvailabilityZone all, outside the VPC, with no ENI and no security group); "
+        "never a gap; only reasons with at least one target are exported.",
+        (*IDENTITY, "reason"),
     ),
     _s(
         "sgchurn_target_group_unadmitted_targets",
@@ -380,6 +389,17 @@ def _actor(gap: GapView) -> str:
     return gap.actor or UNKNOWN_ACTOR
 
 
+def _not_evaluable(tg: TargetGroupView) -> list[tuple[str, int]]:
+    """(reason, count) of the target group's targets that cannot be evaluated (the same for every
+    flow: it is a property of the target), only reasons with a target."""
+    for flow in FLOW_KINDS:
+        status = tg.flows.get(flow)
+        if status is not None and status.not_evaluable_by_reason:
+            by_reason = status.not_evaluable_by_reason
+            return [(r, by_reason[r]) for r in NOT_EVALUABLE_REASONS if by_reason.get(r, 0)]
+    return []
+
+
 def _fill(out: _Families, snapshot: Snapshot) -> None:
     # Target groups and their flows.
     open_by_key: dict[tuple[str, str], GapView] = {}
@@ -418,6 +438,8 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
                             "sgchurn_target_group_unadmitted_targets", {**with_flow, "reason": reason}, count
                         )
             out.add("sgchurn_rule_gap_open", with_flow, 1 if (tg.arn, flow) in open_by_key else 0)
+        for reason, count in _not_evaluable(tg):
+            out.add("sgchurn_target_group_not_evaluable_targets", {**identity, "reason": reason}, count)
     # Open gaps (also those of target groups no longer listed, e.g. just deleted).
     for gap in sorted(open_by_key.values(), key=lambda g: g.start):
         with_flow = {**gap.identity(), "flow": gap.flow}
@@ -767,6 +789,11 @@ class _Render:
                 self.add("sgchurn_target_group_reachability_ratio", with_flow, status.ratio)
                 self.unadmitted(with_flow, status)
             self.add("sgchurn_rule_gap_open", with_flow, 1 if (tg.arn, flow) in open_by_key else 0)
+        self.not_evaluable(tg)
+
+    def not_evaluable(self, tg: TargetGroupView) -> None:
+        for reason, count in _not_evaluable(tg):
+            self.add("sgchurn_target_group_not_evaluable_targets", {**tg.identity, "reason": reason}, count)
 
     def unadmitted(self, with_flow: Mapping[str, str], status: FlowStatus) -> None:
         by_reason = status.unadmitted_by_reason
@@ -835,6 +862,8 @@ class _Render:
             if status is not None and status.unadmitted_by_reason:
                 tg = target_groups[i // flows]
                 self.unadmitted({**tg.identity, "flow": FLOW_KINDS[i % flows]}, status)
+        for tg in target_groups:
+            self.not_evaluable(tg)
         gap_open = self.family("sgchurn_rule_gap_open")
         texts = _texts(rows * flows, _label_segments(gap_open.sorted_names, per_flow))
         gap_open.seen.update(texts)
@@ -991,6 +1020,7 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
                     "sgchurn_target_group_targets",
                     "sgchurn_target_group_reachability_ratio",
                     "sgchurn_target_group_unadmitted_targets",
+                    "sgchurn_target_group_not_evaluable_targets",
                     "sgchurn_rule_gap_open",
                 }
             ),
@@ -1181,7 +1211,8 @@ def render_markdown(specs: Sequence[MetricSpec] = SPECS) -> str:
         "",
         "Label values:",
         "",
-        f"- `reason`: {_values(REASONS)}",
+        f"- `reason`: {_values(REASONS)}; on sgchurn_target_group_not_evaluable_targets: "
+        f"{_values(NOT_EVALUABLE_REASONS)}",
         f"- `reason` of `sgchurn_cloudtrail_records_rejected_total`: {_values(REJECTION_REASONS)}",
         f"- `cause`: {_values(CAUSES)}",
         f"- `order`: {_values(ORDERS)}",

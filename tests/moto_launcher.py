@@ -6,6 +6,8 @@ On top of moto's own WSGI app (moto 5.2.5) it adds:
   an in-server record store (EventName/EventId/EventSource/
   Username/ReadOnly lookup attribute, StartTime/EndTime, MaxResults <= 50, NextToken), newest first;
 - NLBs that look real: `loadbalancer/net/` ARNs and one ENI per subnet described `ELB net/<name>/<id>`;
+- ENIs and targets as AWS has them: secondary and IPv6 addresses matched by the address filters,
+  delegated Ipv4Prefixes/Ipv6Prefixes kept, a target's AvailabilityZone ("all") kept and described;
 - a control API under /_sgchurn/: POST cloudtrail/records {"records": [...]}, POST cloudtrail/throttle
   {"count": n} (the next n LookupEvents calls fail with ThrottlingException), GET requests (every AWS
   request received: time, service, operation, region, status), POST reset (store, throttle, log).

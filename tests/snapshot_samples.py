@@ -57,10 +57,19 @@ def histogram(observations: Sequence[float]) -> HistogramState:
 
 
 def flows(
-    targets: int, traffic_ok: int, health_ok: int, reason: str = "source_not_covered"
+    targets: int, traffic_ok: int, health_ok: int, reason: str = "source_not_covered", outside: int = 0
 ) -> dict[FlowKind, FlowStatus]:
+    """Flow statuses; `outside` of the `targets` are not evaluable (outside the VPC)."""
+
     def status(kind: FlowKind, ok: int) -> FlowStatus:
-        return FlowStatus(kind, targets, ok, {reason: targets - ok} if ok < targets else {})
+        evaluable = targets - outside
+        return FlowStatus(
+            kind,
+            targets,
+            ok,
+            {reason: evaluable - ok} if ok < evaluable else {},
+            {"target_outside_vpc": outside} if outside else {},
+        )
 
     return {"traffic": status("traffic", traffic_ok), "health_check": status("health_check", health_ok)}
 
@@ -79,6 +88,7 @@ def target_group(
     health_ok: int,
     account: str = ACCOUNT,
     region: str = REGION,
+    outside: int = 0,
 ) -> TargetGroupView:
     lb_name = f"k8s-{namespace}-{service}"[:32]
     return TargetGroupView(
@@ -97,7 +107,7 @@ def target_group(
         mapped_by="targetgroupbinding",
         preserve_client_ip=preserve,
         targets=targets,
-        flows=flows(targets, traffic_ok, health_ok),
+        flows=flows(targets, traffic_ok, health_ok, outside=outside),
     )
 
 
@@ -153,9 +163,10 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
         scheme="internal",
         target_type="ip",
         preserve=False,
-        targets=4,
+        targets=5,
         traffic_ok=4,
         health_ok=4,
+        outside=1,  # an EKS Hybrid Nodes pod: not evaluable, not a gap
     )
     open_gap = gap(checkout, "traffic", now - OPEN_FOR, None, "requirement_change", CONTROLLER)
     closed_checkout = gap(

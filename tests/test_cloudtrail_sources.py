@@ -518,6 +518,16 @@ def exporter_operations(moto_server: MotoServer) -> Iterator[set[tuple[str, str]
     server.reset()
     now = datetime.now(UTC).replace(microsecond=0)
     put = trail_bucket(server, now)
+    ec2 = server.client("ec2")
+    office = ec2.create_managed_prefix_list(
+        PrefixListName="office", AddressFamily="IPv4", MaxEntries=5, Entries=[{"Cidr": "192.0.2.0/24"}]
+    )["PrefixList"]["PrefixListId"]
+    ec2.authorize_security_group_ingress(  # a rule referencing a prefix list: its entries are read
+        GroupId=put["world"].node_sg_id,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "PrefixListIds": [{"PrefixListId": office}]}
+        ],
+    )
     url = event_queue(server)
     server.add_records(put["recorded"])
     server.client("sqs").send_message(
@@ -549,6 +559,7 @@ def exporter_operations(moto_server: MotoServer) -> Iterator[set[tuple[str, str]
 
     logged = server.requests()[start:]
     assert inventory.load_balancers and len(poll.records) == len(put["recorded"]) and backfill
+    assert inventory.prefix_lists[office].cidrs == ("192.0.2.0/24",)
     assert consumed.counts["messages"] >= 1
     assert counter.snapshot().total_attempts == len(logged)
     yield {(str(e["service"]), str(e["operation"])) for e in logged}

@@ -87,11 +87,24 @@ def test_d_sg_mode_flip_either_way_has_no_gap() -> None:
         assert all(s.fully_admitted for s in analysis.status[next(iter(analysis.status))].values())
 
 
-def test_sg_mode_without_a_reference_rule_is_not_admitted() -> None:
-    inventory = incident_inventory(node_rules=(WORLD,), lb_security_groups=("sg-nlb",))
+def test_sg_mode_without_a_reference_or_cidr_rule_is_not_admitted() -> None:
+    other = Rule("tcp", NODE_PORT, NODE_PORT, Source.group("sg-somebody-else"))
+    inventory = incident_inventory(node_rules=(other,), lb_security_groups=("sg-nlb",))
     analysis = analyze(inventory, [])
     assert {g.flow for g in analysis.gaps} == {"traffic", "health_check"}
     assert all(g.is_open and g.cause == "undetermined" for g in analysis.gaps)
+
+
+def test_sg_mode_admits_by_cidr_too_with_the_legacy_semantics() -> None:
+    """A CIDR node rule admits in SG mode as in legacy mode (issue 12, item 3): no gap in steady
+    state, and a flip with break-before-make CIDR rules is a gap as in legacy mode."""
+    inventory = incident_inventory(node_rules=(WORLD,), lb_security_groups=("sg-nlb",))
+    assert analyze(inventory, []).gaps == []
+    analysis = analyze(inventory, break_before_make_true_to_false())
+    assert [(g.flow, g.duration_seconds, g.cause) for g in analysis.gaps] == [
+        ("health_check", 60.0, "revoke_before_authorize"),
+        ("traffic", 60.0, "revoke_before_authorize"),
+    ]
 
 
 def test_late_duplicated_and_out_of_order_records_give_the_same_gaps() -> None:

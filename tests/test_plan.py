@@ -15,7 +15,7 @@ from exporter.cli import main
 from exporter.engine.changes import Actor, Change
 from exporter.engine.explain import current_state
 from exporter.engine.gaps import analyze
-from exporter.engine.inventory import Inventory
+from exporter.engine.inventory import Inventory, PrefixList
 from exporter.engine.plan import (
     LBC_DESCRIPTION,
     Plan,
@@ -230,6 +230,27 @@ def test_sg_mode_needs_no_rule_change_and_has_no_gap() -> None:
         assert any(note.startswith("SG mode") for note in plan.notes)
 
 
+def test_sg_mode_targets_admitted_by_cidr_are_planned_as_in_legacy_mode() -> None:
+    """Issue 12, item 3: in SG mode a CIDR node rule admits under the legacy semantics, so a flip
+    is not harmless for its targets: the plan adds the subnets before the change."""
+    inventory = incident_inventory(node_rules=(WORLD,), lb_security_groups=("sg-nlb",))
+    plan = plan_for(inventory, preserve=False)
+    assert plan.mode == "sg" and plan.changes_attribute
+    assert [(e.group_id, e.rule.source.value) for e in plan.authorize] == [("sg-node", c) for c in SUBNETS]
+    assert [s.action for s in plan.steps][:2] == ["authorize", "modify_attribute"]
+    assert "no rule change" not in plan.recommendation
+    assert not any(note.startswith("SG mode: node rules reference") for note in plan.notes)
+    assert any("not admitted by a rule referencing the NLB's security groups" in n for n in plan.notes)
+    first = risk(plan, "attribute_first")
+    assert first.level == "none"  # 0.0.0.0/0 admits the subnets too: the attribute may go first
+    back = plan_for(
+        incident_inventory(preserve="false", node_rules=SUBNET_RULES, lb_security_groups=("sg-nlb",)),
+        preserve=True,
+    )
+    assert risk(back, "attribute_first").level == "gap"  # false -> true: 0.0.0.0/0 is missing
+    assert [(e.group_id, e.rule.source.value) for e in back.authorize] == [("sg-node", "0.0.0.0/0")]
+
+
 def test_two_groups_on_the_eni_pick_the_cluster_tagged_one_else_block() -> None:
     inventory = incident_inventory(node_rules=(), extra_group_rules=(WORLD,))
     plan = plan_for(inventory, preserve=False)
@@ -271,6 +292,20 @@ def test_a_group_near_the_rule_quota_blocks_the_in_place_order() -> None:
     assert not plan.safe_in_place and "blue/green" in plan.recommendation
     roomy = plan_for(incident_inventory(node_rules=(WORLD, *filler[:57])), preserve=False)
     assert roomy.safe_in_place
+
+
+def test_a_prefix_list_reference_counts_as_its_max_entries_against_the_quota() -> None:
+    """Issue 12, item 6: AWS counts a prefix-list reference as the list's max entries."""
+    listed = Rule("tcp", 22, 22, Source("prefix_list", "pl-office"), "sgr-pl")
+    inventory = incident_inventory(node_rules=(WORLD, listed))
+    big = PrefixList("pl-office", "office", "IPv4", 58, ("192.0.2.0/24",))
+    plan = plan_for(dataclasses.replace(inventory, prefix_lists={"pl-office": big}), preserve=False)
+    quota = risk(plan, "rule_quota")
+    assert quota.level == "blocker" and "61 IPv4 inbound rules" in quota.detail  # 1 + 58 + 2 subnets
+    small = dataclasses.replace(big, max_entries=57)
+    assert plan_for(
+        dataclasses.replace(inventory, prefix_lists={"pl-office": small}), preserve=False
+    ).safe_in_place
 
 
 def test_rules_the_controller_does_not_manage_are_left_alone() -> None:

@@ -8,6 +8,12 @@ Patches (`install_patches`, idempotent, process-wide):
   StartTime/EndTime, MaxResults <= 50, NextToken; newest first, like CloudTrail.
 - NLBs look real: `loadbalancer/net/` ARNs (moto says `app/`) and one ENI per subnet described
   `ELB net/<name>/<id>`, which moto does not create.
+- ENIs as EC2 has them: the filter addresses.private-ip-address matches secondary addresses too
+  and ipv6-addresses.ipv6-address matches IPv6 ones (moto matches only the primary IPv4);
+  CreateNetworkInterface keeps Ipv4Prefixes/Ipv6Prefixes (delegated prefixes) and describes them.
+- A subnet's Ipv6CidrBlockAssociationSet says `"State": "associated"` (moto nests the state twice).
+- RegisterTargets keeps a target's AvailabilityZone ("all" for an IP outside the VPC) and
+  DescribeTargetHealth returns it, as ELBv2 does.
 
 `EmbeddedMoto` runs moto's WSGI app on a loopback port in a background thread.
 """
@@ -214,16 +220,111 @@ def wrap_create_load_balancer(original: Callable[..., Any]) -> Callable[..., Any
     return create_load_balancer
 
 
+def wrap_eni_filter(original: Callable[..., Any]) -> Callable[..., Any]:
+    """NetworkInterface.get_filter_value matching every private IPv4 and IPv6 address, as EC2 does."""
+
+    def get_filter_value(self: Any, filter_name: str, method_name: str | None = None) -> Any:
+        if filter_name in ("addresses.private-ip-address", "private-ip-address"):
+            addresses = [a.get("PrivateIpAddress") for a in self.private_ip_addresses]
+            return [a for a in [self.private_ip_address, *addresses] if a]
+        if filter_name == "ipv6-addresses.ipv6-address":
+            return list(self.ipv6_addresses)
+        return original(self, filter_name, method_name)
+
+    return get_filter_value
+
+
+def wrap_create_network_interface(original: Callable[..., Any]) -> Callable[..., Any]:
+    """ElasticNetworkInterfaces.create_network_interface keeping Ipv4Prefixes / Ipv6Prefixes."""
+
+    def create_network_interface(self: Any) -> Any:
+        result = original(self)
+        eni = result.result["NetworkInterface"]
+        eni.ipv4_prefixes = [
+            {"Ipv4Prefix": p["Ipv4Prefix"]}
+            for p in self._get_param("Ipv4Prefixes", [])
+            if p.get("Ipv4Prefix")
+        ]
+        eni.ipv6_prefixes = [
+            {"Ipv6Prefix": p["Ipv6Prefix"]}
+            for p in self._get_param("Ipv6Prefixes", [])
+            if p.get("Ipv6Prefix")
+        ]
+        return result
+
+    return create_network_interface
+
+
+def wrap_register(original: Callable[..., Any]) -> Callable[..., Any]:
+    """FakeTargetGroup.register keeping each target's AvailabilityZone."""
+
+    def register(self: Any, targets: list[dict[str, Any]]) -> None:
+        original(self, targets)
+        for target in targets:
+            if target.get("AvailabilityZone") and target["Id"] in self.targets:
+                self.targets[target["Id"]]["AvailabilityZone"] = target["AvailabilityZone"]
+
+    return register
+
+
+def wrap_health_for(original: Callable[..., Any]) -> Callable[..., Any]:
+    """FakeTargetGroup.health_for whose Target carries the registered AvailabilityZone."""
+
+    def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
+        status = original(self, target, ec2_backend)
+        zone = (self.targets.get(target["Id"]) or {}).get("AvailabilityZone")
+        if zone:
+            status.sgchurn_zone = zone
+        return status
+
+    return health_for
+
+
+def _health_target(self: Any) -> dict[str, str]:
+    found = {"Id": self.instance_id, "Port": self.port}
+    zone = getattr(self, "sgchurn_zone", None)
+    if zone:
+        found["AvailabilityZone"] = zone
+    return found
+
+
+def _subnet_ipv6_associations(self: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "ipv6CidrBlock": association["ipv6CidrBlock"],
+            "associationId": association["associationId"],
+            "ipv6CidrBlockState": dict(association["ipv6CidrBlockState"]),
+        }
+        for association in self.ipv6_cidr_block_associations.values()
+        if association["ipv6CidrBlockState"]["State"] == "associated"
+    ]
+
+
+def _patch(owner: Any, name: str, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    original = getattr(owner, name)
+    if getattr(original, "_sgchurn", False):
+        return
+    wrapped = wrapper(original)
+    setattr(wrapped, "_sgchurn", True)  # noqa: B010
+    setattr(owner, name, wrapped)
+
+
 def install_patches() -> None:
-    """Patch moto in this process: LookupEvents from `TRAIL`, and real-looking NLBs."""
+    """Patch moto in this process: LookupEvents from `TRAIL`, real-looking NLBs, ENIs and targets."""
     from moto.cloudtrail.responses import CloudTrailResponse
-    from moto.elbv2.models import ELBv2Backend
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+    from moto.ec2.models.subnets import Subnet
+    from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
+    from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
     setattr(CloudTrailResponse, "lookup_events", lookup_events)  # noqa: B010 - moto has no such method
-    if not getattr(ELBv2Backend.create_load_balancer, "_sgchurn", False):
-        wrapped = wrap_create_load_balancer(ELBv2Backend.create_load_balancer)
-        setattr(wrapped, "_sgchurn", True)  # noqa: B010
-        setattr(ELBv2Backend, "create_load_balancer", wrapped)  # noqa: B010
+    _patch(ELBv2Backend, "create_load_balancer", wrap_create_load_balancer)
+    _patch(NetworkInterface, "get_filter_value", wrap_eni_filter)
+    _patch(ElasticNetworkInterfaces, "create_network_interface", wrap_create_network_interface)
+    _patch(FakeTargetGroup, "register", wrap_register)
+    _patch(FakeTargetGroup, "health_for", wrap_health_for)
+    setattr(FakeHealthStatus, "target", property(_health_target))  # noqa: B010
+    setattr(Subnet, "ipv6_cidr_block_association_set", property(_subnet_ipv6_associations))  # noqa: B010
 
 
 class EmbeddedMoto:

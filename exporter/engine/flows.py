@@ -1,20 +1,31 @@
 """Which flows each target group needs, and whether a target's security groups admit them.
 
-Follows the AWS Load Balancer Controller's rules (DOMAIN.md):
-- SG mode (the NLB has security groups): traffic and health checks come from the NLB's
-  security groups; a rule referencing any of them admits the flow.
-- Legacy mode: traffic comes from the clients when preserve_client_ip is on (Service source
-  ranges, else 0.0.0.0/0 internet-facing / VPC CIDRs internal), from the NLB subnets when off;
-  health checks always come from the NLB subnets.
+Follows the AWS Load Balancer Controller (LBC) and AWS's NLB behaviour (docs/flows.md):
+- Address family: the TARGET GROUP's IpAddressType, not the load balancer's. A dual-stack NLB
+  talks to an IPv4 target group over IPv4 only (LBC v2.13.4 pkg/service/
+  model_build_target_group.go: getDefaultIPSourceRanges and getLoadBalancerSubnetsSourceRanges
+  take the target group's IP address type).
+- Legacy mode (no security groups on the NLB): traffic comes from the clients when
+  preserve_client_ip is on (the intent's source ranges, else 0.0.0.0/0 or ::/0 internet-facing,
+  the VPC CIDRs internal), from the NLB subnets when off; health checks from the NLB subnets
+  (buildTargetGroupBindingNetworkingLegacy, buildHealthCheckSourceCIDRs, same file).
+- SG mode (the NLB has security groups): a rule referencing any of them admits the flow
+  whatever the attribute (what LBC writes: buildTargetGroupBindingNetworking, same file); a CIDR
+  rule admits it too, under the legacy semantics above (users who bring their own frontend
+  groups manage node rules themselves; pkg/service/model_build_load_balancer.go
+  buildManageBackendSGRulesFlag defaults to false for them).
+- An ip target AWS registered outside the VPC (AvailabilityZone "all": a peered VPC, on-premises,
+  EKS Hybrid Nodes) has no ENI and no security group: it is not evaluable, never a gap.
+- A rule referencing a managed prefix list admits the list's CIDRs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
+from exporter.engine.inventory import Inventory, LoadBalancer, PrefixList, TargetGroup
 from exporter.engine.rules import Flow, IPNetwork, Rule, Source, uncovered
 
 FlowKind = Literal["traffic", "health_check"]
@@ -35,6 +46,12 @@ Reason = Literal[
     "source_not_covered",
     "source_partly_covered",
 ]
+
+#: Why a target cannot be evaluated at all. Not a gap: counted apart (a metric label too).
+NOT_EVALUABLE_REASONS = ("target_outside_vpc",)  # AvailabilityZone "all": no ENI, no security group
+NotEvaluableReason = Literal["target_outside_vpc"]
+
+Family = Literal["ipv4", "ipv6"]
 
 PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
 _ALWAYS_PRESERVING = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})
@@ -81,59 +98,75 @@ class Requirement:
         return tuple(tuple(Flow(proto, port, src) for proto, src in alt) for alt in self.alternatives)
 
 
-def _sources(cidrs: Sequence[str]) -> tuple[Source, ...]:
-    out: list[Source] = []
+def family(target_group: TargetGroup) -> Family:
+    """The address family the NLB uses towards the targets: the target group's IpAddressType."""
+    return "ipv6" if target_group.ip_address_type.strip().lower() == "ipv6" else "ipv4"
+
+
+def _sources(cidrs: Sequence[str | None], wanted: Family) -> tuple[Source, ...]:
+    """Valid CIDRs of the wanted family, as sorted unique sources."""
+    kind = "cidr6" if wanted == "ipv6" else "cidr4"
+    out: set[Source] = set()
     for text in cidrs:
         try:
-            out.append(Source.cidr(text))
+            source = Source.cidr(text or "")
         except ValueError:
             continue
-    return tuple(sorted(set(out)))
+        if source.kind == kind:
+            out.add(source)
+    return tuple(sorted(out))
 
 
 def client_sources(inventory: Inventory, target_group: TargetGroup, lb: LoadBalancer) -> tuple[Source, ...]:
-    """Sources of client traffic when client IPs are preserved (legacy mode)."""
+    """Sources of client traffic when client IPs are preserved, in the target group's family.
+
+    The Service's source ranges when known, else LBC's defaults: 0.0.0.0/0 (IPv4) or ::/0 (IPv6)
+    internet-facing, the VPC's CIDRs of that family internal (getDefaultIPSourceRanges).
+    """
+    wanted = family(target_group)
     binding = inventory.services.get(target_group.arn)
     if binding and binding.source_ranges:
-        return _sources(binding.source_ranges)
-    dualstack = lb.ip_address_type.startswith("dualstack")
+        return _sources(binding.source_ranges, wanted)
     if lb.scheme == "internal":
         vpc = inventory.vpcs.get(lb.vpc_id)
-        cidrs = list(vpc.cidrs) if vpc else []
-        if vpc and dualstack:
-            cidrs += list(vpc.ipv6_cidrs)
-        return _sources(cidrs)
-    return _sources(["0.0.0.0/0", "::/0"] if dualstack else ["0.0.0.0/0"])
+        if vpc is None:
+            return ()
+        return _sources(vpc.ipv6_cidrs if wanted == "ipv6" else vpc.cidrs, wanted)
+    return _sources(["::/0" if wanted == "ipv6" else "0.0.0.0/0"], wanted)
 
 
-def subnet_sources(lb: LoadBalancer) -> tuple[Source, ...]:
-    """The NLB's subnet CIDRs: where its private IPs (health checks, unpreserved traffic) come from."""
-    cidrs = [s.cidr for s in lb.subnets]
-    if lb.ip_address_type.startswith("dualstack"):
-        cidrs += [s.ipv6_cidr for s in lb.subnets if s.ipv6_cidr]
-    return _sources(cidrs)
+def subnet_sources(lb: LoadBalancer, wanted: Family = "ipv4") -> tuple[Source, ...]:
+    """The NLB's subnet CIDRs of a family: where its private IPs (health checks, unpreserved traffic)
+    come from (getLoadBalancerSubnetsSourceRanges)."""
+    return _sources([s.ipv6_cidr if wanted == "ipv6" else s.cidr for s in lb.subnets], wanted)
 
 
 def requirements(
     inventory: Inventory, target_group: TargetGroup, lb: LoadBalancer, attributes: Mapping[str, str]
 ) -> dict[FlowKind, Requirement]:
-    """The traffic and health-check requirements of a target group under the given attributes."""
+    """The traffic and health-check requirements of a target group under the given attributes.
+
+    In SG mode the alternatives are a rule referencing each of the NLB's groups, then the CIDR
+    sources of legacy mode (an empty CIDR alternative is left out: it would admit anything).
+    """
     protocols = transport_protocols(target_group.protocol)
+    wanted = family(target_group)
+    subnets = subnet_sources(lb, wanted)
+    if preserve_client_ip(target_group, attributes):
+        traffic_sources = client_sources(inventory, target_group, lb)
+    else:
+        traffic_sources = subnets
+    traffic = tuple((proto, src) for proto in protocols for src in traffic_sources)
+    health_check = tuple(("tcp", src) for src in subnets)
     if lb.security_groups:
         by_group = tuple(
             tuple((proto, Source.group(sg)) for proto in protocols) for sg in sorted(lb.security_groups)
         )
         health = tuple(((("tcp", Source.group(sg)),)) for sg in sorted(lb.security_groups))
         return {
-            "traffic": Requirement("traffic", by_group),
-            "health_check": Requirement("health_check", health),
+            "traffic": Requirement("traffic", by_group + ((traffic,) if traffic else ())),
+            "health_check": Requirement("health_check", health + ((health_check,) if health_check else ())),
         }
-    if preserve_client_ip(target_group, attributes):
-        traffic_sources = client_sources(inventory, target_group, lb)
-    else:
-        traffic_sources = subnet_sources(lb)
-    traffic = tuple((proto, src) for proto in protocols for src in traffic_sources)
-    health_check = tuple(("tcp", src) for src in subnet_sources(lb))
     return {
         "traffic": Requirement("traffic", (traffic,)),
         "health_check": Requirement("health_check", (health_check,)),
@@ -148,9 +181,33 @@ class Admission:
     reason: Reason | None = None
     uncovered: tuple[IPNetwork, ...] = ()
     flow: Flow | None = None  # the first flow found not admitted
+    not_evaluable: NotEvaluableReason | None = None  # set: neither admitted nor a gap
 
 
 ADMITTED = Admission(True)
+OUTSIDE_VPC = Admission(False, not_evaluable="target_outside_vpc")
+
+
+def expand_prefix_lists(rules: Sequence[Rule], prefix_lists: Mapping[str, PrefixList]) -> list[Rule]:
+    """The rules plus, for each rule referencing a known prefix list, one CIDR rule per entry.
+
+    A rule referencing a managed prefix list admits the list's CIDRs (EC2 security group rules);
+    a list not described stays a reference that admits no CIDR.
+    """
+    if not prefix_lists or all(r.source.kind != "prefix_list" for r in rules):
+        return list(rules)
+    out = list(rules)
+    for rule in rules:
+        found = prefix_lists.get(rule.source.value) if rule.source.kind == "prefix_list" else None
+        for cidr in found.cidrs if found else ():
+            try:
+                source = Source.cidr(cidr)
+            except ValueError:
+                continue
+            out.append(
+                Rule(rule.protocol, rule.from_port, rule.to_port, source, rule.rule_id, rule.description)
+            )
+    return out
 
 
 def check_rules(rules: Sequence[Rule], alternatives: tuple[tuple[Flow, ...], ...]) -> Admission:
@@ -212,7 +269,13 @@ class AdmissionChecker:
     def _rules(self, groups: tuple[str, ...]) -> list[Rule] | None:
         if groups not in self._union:
             present = [self._rules_by_group[g] for g in groups if g in self._rules_by_group]
-            self._union[groups] = None if not present else [r for rules in present for r in rules]
+            self._union[groups] = (
+                None
+                if not present
+                else expand_prefix_lists(
+                    [r for rules in present for r in rules], self._inventory.prefix_lists
+                )
+            )
         return self._union[groups]
 
     def check(self, eni_id: str | None, alternatives: tuple[tuple[Flow, ...], ...]) -> Admission:
@@ -240,14 +303,26 @@ class FlowStatus:
     targets: int
     admitted: int
     unadmitted_by_reason: Mapping[str, int]
+    not_evaluable_by_reason: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def not_evaluable(self) -> int:
+        """Targets that cannot be evaluated (no ENI to look at); never counted as a gap."""
+        return sum(self.not_evaluable_by_reason.values())
+
+    @property
+    def evaluable(self) -> int:
+        return self.targets - self.not_evaluable
 
     @property
     def fully_admitted(self) -> bool:
-        return self.admitted == self.targets
+        return self.admitted == self.evaluable
 
     @property
     def ratio(self) -> float:
-        return 1.0 if self.targets == 0 else self.admitted / self.targets
+        """Admitted among the evaluable targets; 1 when none is evaluable."""
+        evaluable = self.evaluable
+        return 1.0 if evaluable <= 0 else self.admitted / evaluable
 
 
 def target_admissions(
@@ -280,6 +355,10 @@ def target_admissions(
         return found
 
     for target in target_group.targets:
+        if target.outside_vpc and target_group.target_type == "ip":
+            result["traffic"].append(OUTSIDE_VPC)
+            result["health_check"].append(OUTSIDE_VPC)
+            continue
         result["traffic"].append(admission("traffic", target.port, target.eni_id))
         hc_port = health_check_port(target_group, target.port)
         result["health_check"].append(admission("health_check", hc_port, target.eni_id))
@@ -297,9 +376,12 @@ def flow_status(
     statuses: dict[FlowKind, FlowStatus] = {}
     for kind, admissions in target_admissions(checker, inventory, target_group, lb, attributes).items():
         reasons: dict[str, int] = {}
+        not_evaluable: dict[str, int] = {}
         for admission in admissions:
-            if not admission.admitted and admission.reason:
+            if admission.not_evaluable:
+                not_evaluable[admission.not_evaluable] = not_evaluable.get(admission.not_evaluable, 0) + 1
+            elif not admission.admitted and admission.reason:
                 reasons[admission.reason] = reasons.get(admission.reason, 0) + 1
         admitted = sum(1 for a in admissions if a.admitted)
-        statuses[kind] = FlowStatus(kind, len(admissions), admitted, reasons)
+        statuses[kind] = FlowStatus(kind, len(admissions), admitted, reasons, not_evaluable)
     return statuses

@@ -48,12 +48,23 @@ class LoadBalancer:
         return "sg" if self.security_groups else "legacy"
 
 
+#: DescribeTargetHealth's AvailabilityZone of an ip target outside the target group's VPC (peered
+#: VPC, on-premises, EKS Hybrid Nodes): AWS then knows no ENI and no security group for it.
+OUTSIDE_VPC_ZONE = "all"
+
+
 @dataclass(frozen=True)
 class Target:
     target_id: str  # instance id (instance targets) or IP address (ip targets)
     port: int
     eni_id: str | None = None
     health: str = "unknown"
+    availability_zone: str | None = None  # as registered; "all" for an ip outside the VPC
+
+    @property
+    def outside_vpc(self) -> bool:
+        """True for an ip target AWS registered outside the VPC: it has no ENI to evaluate."""
+        return self.availability_zone == OUTSIDE_VPC_ZONE
 
 
 @dataclass(frozen=True)
@@ -70,15 +81,31 @@ class TargetGroup:
     attributes: dict[str, str] = field(default_factory=dict)
     targets: tuple[Target, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    ip_address_type: str = "ipv4"  # the TARGET GROUP's: ipv4 | ipv6 (decides the flows' family)
 
 
 @dataclass(frozen=True)
 class NetworkInterface:
     eni_id: str
     security_group_ids: tuple[str, ...]
-    private_ips: tuple[str, ...] = ()
+    private_ips: tuple[str, ...] = ()  # primary and secondary IPv4 addresses
     instance_id: str | None = None
     description: str = ""
+    ipv6_addresses: tuple[str, ...] = ()
+    ipv4_prefixes: tuple[str, ...] = ()  # prefix delegation (VPC CNI ENABLE_PREFIX_DELEGATION)
+    ipv6_prefixes: tuple[str, ...] = ()
+    vpc_id: str = ""
+
+
+@dataclass(frozen=True)
+class PrefixList:
+    """A managed prefix list: its CIDRs admit what a rule referencing it admits."""
+
+    prefix_list_id: str
+    name: str = ""
+    address_family: str = "IPv4"  # IPv4 | IPv6
+    max_entries: int = 0  # what a reference counts against the rules-per-group quota
+    cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +147,7 @@ class Inventory:
     security_groups: dict[str, SecurityGroup] = field(default_factory=dict)
     vpcs: dict[str, Vpc] = field(default_factory=dict)
     services: dict[str, ServiceBinding] = field(default_factory=dict)  # by target group ARN
+    prefix_lists: dict[str, PrefixList] = field(default_factory=dict)
 
     def with_services(self, services: dict[str, ServiceBinding]) -> Inventory:
         return replace(self, services=services)
@@ -148,8 +176,22 @@ class Inventory:
                     "private_ips": list(eni.private_ips),
                     "instance_id": eni.instance_id,
                     "description": eni.description,
+                    "ipv6_addresses": list(eni.ipv6_addresses),
+                    "ipv4_prefixes": list(eni.ipv4_prefixes),
+                    "ipv6_prefixes": list(eni.ipv6_prefixes),
+                    "vpc_id": eni.vpc_id,
                 }
                 for eni in self.network_interfaces.values()
+            ],
+            "prefix_lists": [
+                {
+                    "prefix_list_id": pl.prefix_list_id,
+                    "name": pl.name,
+                    "address_family": pl.address_family,
+                    "max_entries": pl.max_entries,
+                    "cidrs": list(pl.cidrs),
+                }
+                for pl in self.prefix_lists.values()
             ],
             "security_groups": [
                 {
@@ -204,8 +246,23 @@ class Inventory:
                     private_ips=tuple(d.get("private_ips", ())),
                     instance_id=d.get("instance_id"),
                     description=d.get("description", ""),
+                    ipv6_addresses=tuple(d.get("ipv6_addresses", ())),
+                    ipv4_prefixes=tuple(d.get("ipv4_prefixes", ())),
+                    ipv6_prefixes=tuple(d.get("ipv6_prefixes", ())),
+                    vpc_id=str(d.get("vpc_id", "")),
                 )
                 for d in data.get("network_interfaces", [])
+            ]
+            where = "prefix_lists"
+            prefix_lists = [
+                PrefixList(
+                    prefix_list_id=d["prefix_list_id"],
+                    name=str(d.get("name", "")),
+                    address_family=str(d.get("address_family", "IPv4")),
+                    max_entries=int(d.get("max_entries", 0)),
+                    cidrs=tuple(str(c) for c in d.get("cidrs", ())),
+                )
+                for d in data.get("prefix_lists", [])
             ]
             where = "security_groups"
             sgs = [
@@ -249,6 +306,7 @@ class Inventory:
             security_groups={s.group_id: s for s in sgs},
             vpcs={v.vpc_id: v for v in vpcs},
             services=services,
+            prefix_lists={p.prefix_list_id: p for p in prefix_lists},
         )
 
 
@@ -331,10 +389,17 @@ def _tg_to_dict(tg: TargetGroup) -> dict[str, Any]:
         "load_balancer_arns": list(tg.load_balancer_arns),
         "attributes": dict(tg.attributes),
         "targets": [
-            {"target_id": t.target_id, "port": t.port, "eni_id": t.eni_id, "health": t.health}
+            {
+                "target_id": t.target_id,
+                "port": t.port,
+                "eni_id": t.eni_id,
+                "health": t.health,
+                "availability_zone": t.availability_zone,
+            }
             for t in tg.targets
         ],
         "tags": dict(tg.tags),
+        "ip_address_type": tg.ip_address_type,
     }
 
 
@@ -351,8 +416,15 @@ def _tg_from_dict(d: dict[str, Any]) -> TargetGroup:
         load_balancer_arns=tuple(d.get("load_balancer_arns", ())),
         attributes={str(k): str(v) for k, v in d.get("attributes", {}).items()},
         targets=tuple(
-            Target(t["target_id"], int(t["port"]), t.get("eni_id"), t.get("health", "unknown"))
+            Target(
+                t["target_id"],
+                int(t["port"]),
+                t.get("eni_id"),
+                t.get("health", "unknown"),
+                t.get("availability_zone"),
+            )
             for t in d.get("targets", [])
         ),
         tags=dict(d.get("tags", {})),
+        ip_address_type=str(d.get("ip_address_type", "ipv4")),
     )

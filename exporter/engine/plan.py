@@ -39,7 +39,7 @@ from exporter.engine.gaps import (
     groups_by_target_group,
     load_balancer_of,
 )
-from exporter.engine.inventory import Inventory, NetworkInterface, TargetGroup
+from exporter.engine.inventory import Inventory, NetworkInterface, PrefixList, TargetGroup
 from exporter.engine.rules import ALL_PROTOCOLS, Flow, Rule, admitting_rules, uncovered
 from exporter.engine.timeline import RuleKey, RuleState, ordered_changes
 
@@ -393,14 +393,33 @@ def plan_attribute_change(
             r for g in eni.security_group_ids for r in rules_by_group.get(g, []) if (g, r.key) not in without
         ]
 
+    # SG mode: a target admitted by a rule referencing the NLB's groups does not care about the
+    # attribute; one admitted by CIDR rules (or not at all) gets the legacy semantics, so its
+    # rules are planned from the CIDR alternative (the last one; see flows.requirements).
+    by_cidr = sorted(
+        {t.target_id for t in targets if lb.mode == "sg" and not _admitted_by_reference(t, before, union)}
+    )
+    mode = "sg_cidr" if by_cidr else lb.mode
+
+    def chosen(alternatives: tuple[tuple[Flow, ...], ...], target: _Target) -> tuple[tuple[Flow, ...], ...]:
+        """The alternative that matters for a target: one its rules admit now, else the CIDR one
+        for a target admitted by CIDR in SG mode, else the first."""
+        rules = union(target.eni, set())
+        for alternative in alternatives:
+            if all(not uncovered(rules, f) for f in alternative):
+                return (alternative,)
+        if target.target_id in by_cidr and alternatives and _is_cidr(alternatives[-1]):
+            return alternatives[-1:]
+        return alternatives[:1]
+
     # What the controller wants on each edited group after the change (exact keys), and before.
     desired_after: dict[str, set[RuleKey]] = {}
     desired_before: dict[str, set[RuleKey]] = {}
     for t in targets:
         for kind in FLOW_KINDS:
-            for alt in after[kind].flows(t.ports[kind])[:1]:
+            for alt in chosen(after[kind].flows(t.ports[kind]), t):
                 desired_after.setdefault(t.group, set()).update(_flow_key(f) for f in alt)
-            for alt in before[kind].flows(t.ports[kind])[:1]:
+            for alt in chosen(before[kind].flows(t.ports[kind]), t):
                 desired_before.setdefault(t.group, set()).update(_flow_key(f) for f in alt)
 
     # Rules other served target groups on the same ENIs rely on now: never planned for revoke.
@@ -442,7 +461,7 @@ def plan_attribute_change(
             alternatives = after[kind].flows(t.ports[kind])
             if not alternatives or any(all(not uncovered(remaining, f) for f in alt) for alt in alternatives):
                 continue
-            for flow in alternatives[0]:
+            for flow in chosen(alternatives, t)[0]:
                 if uncovered(remaining, flow):
                     wanted = (t.group, _flow_key(flow))
                     authorize.setdefault(wanted, RuleEdit(t.group, _rule_for(flow), ""))
@@ -462,14 +481,22 @@ def plan_attribute_change(
         bbm = _break_before_make_risk(targets, after, union, revoked, evidence)
         if bbm is not None:
             risks.append(bbm)
-    quota = _quota_risk(rules_by_group, authorize.values())
+    quota = _quota_risk(rules_by_group, authorize.values(), inventory.prefix_lists)
     if quota is not None:
         blockers.append(quota)
     risks.extend(blockers)
     safe = not blockers
 
     steps = _steps(inventory.region, tg_arn, current != desired, desired, authorize, revoke)
-    _notes(notes, inventory, tg, lb.mode, current, desired, authorize, desired_before, left_alone, protected)
+    _notes(notes, inventory, tg, mode, current, desired, authorize, desired_before, left_alone, protected)
+    if by_cidr:
+        notes.append(
+            "SG mode, but target(s) "
+            + ", ".join(by_cidr)
+            + " are not admitted by a rule referencing the NLB's security groups: their CIDR rules "
+            "admit under the legacy semantics (client sources with preservation on, the NLB subnets "
+            "with it off), so the flip needs their rules changed as in legacy mode"
+        )
     required_after = {
         kind: _required(after[kind].flows, [t.ports[kind] for t in targets]) for kind in FLOW_KINDS
     }
@@ -493,9 +520,23 @@ def plan_attribute_change(
         risks=tuple(risks),
         evidence=evidence,
         safe_in_place=safe,
-        recommendation=_recommendation(lb.mode, current, desired, safe, risks, blockers, bool(authorize)),
+        recommendation=_recommendation(mode, current, desired, safe, risks, blockers, bool(authorize)),
         notes=tuple(notes),
     )
+
+
+def _is_cidr(alternative: tuple[Flow, ...]) -> bool:
+    return bool(alternative) and all(f.source.kind in ("cidr4", "cidr6") for f in alternative)
+
+
+def _admitted_by_reference(target: _Target, before: Mapping[FlowKind, Any], union: Any) -> bool:
+    """True when a rule referencing one of the NLB's groups admits every flow kind of the target."""
+    rules = union(target.eni, set())
+    for kind in FLOW_KINDS:
+        references = [alt for alt in before[kind].flows(target.ports[kind]) if not _is_cidr(alt)]
+        if not any(all(not uncovered(rules, f) for f in alt) for alt in references):
+            return False
+    return True
 
 
 def _edit_order(edit: RuleEdit) -> tuple[object, ...]:
@@ -651,18 +692,35 @@ def _break_before_make_risk(
     )
 
 
-def _quota_risk(rules_by_group: Mapping[str, Sequence[Rule]], added: Iterable[RuleEdit]) -> Risk | None:
+def rule_weight(rule: Rule, prefix_lists: Mapping[str, PrefixList]) -> tuple[str, int]:
+    """The quota family a rule counts against and how many rules it counts as: a prefix-list
+    reference counts as the list's max entries (EC2 user guide, "Security group quotas" and
+    "Reference prefix lists in your AWS resources"); a list not described counts as one."""
+    if rule.source.kind == "prefix_list":
+        found = prefix_lists.get(rule.source.value)
+        if found is not None:
+            family = "IPv6" if found.address_family.lower() == "ipv6" else "IPv4"
+            return family, max(1, found.max_entries)
+    return ("IPv6" if rule.source.kind == "cidr6" else "IPv4"), 1
+
+
+def _quota_risk(
+    rules_by_group: Mapping[str, Sequence[Rule]],
+    added: Iterable[RuleEdit],
+    prefix_lists: Mapping[str, PrefixList] | None = None,
+) -> Risk | None:
+    lists = prefix_lists or {}
     extra: dict[tuple[str, str], int] = {}
     for edit in added:
-        family = "IPv6" if edit.rule.source.kind == "cidr6" else "IPv4"
-        extra[(edit.group_id, family)] = extra.get((edit.group_id, family), 0) + 1
+        family, weight = rule_weight(edit.rule, lists)
+        extra[(edit.group_id, family)] = extra.get((edit.group_id, family), 0) + weight
     over: list[str] = []
     for (group_id, family), count in sorted(extra.items()):
-        existing = sum(
-            1
-            for r in rules_by_group.get(group_id, [])
-            if ("IPv6" if r.source.kind == "cidr6" else "IPv4") == family
-        )
+        existing = 0
+        for r in rules_by_group.get(group_id, []):
+            rule_family, weight = rule_weight(r, lists)
+            if rule_family == family:
+                existing += weight
         if existing + count > DEFAULT_RULES_PER_GROUP:
             over.append(f"{group_id} would hold {existing + count} {family} inbound rules")
     if not over:

@@ -156,7 +156,8 @@ def uncovered(rules: Iterable[Rule], flow: Flow) -> list[IPNetwork]:
 
     For security-group sources the answer is [] (admitted) or a one-element list holding
     a sentinel network ``0.0.0.0/32``: callers only test emptiness for those. Prefix-list
-    rules are never counted as covering a CIDR (their entries are not known here).
+    rules are never counted as covering a CIDR here (flows.expand_prefix_lists adds their
+    entries as CIDR rules when the list is known).
     """
     source = flow.source
     protocol, port = normalize_protocol(flow.protocol), flow.port

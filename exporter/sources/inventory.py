@@ -4,11 +4,20 @@ Calls per poll: DescribeLoadBalancers pages; DescribeTargetGroups (per NLB or al
 fewer); per target group one DescribeTargetGroupAttributes and one DescribeTargetHealth (no batch
 API exists); DescribeTags per 20 ARNs; then EC2 describes batched by filter values (<= 200 each):
 subnets, VPCs, instances (instance targets), network interfaces (ip targets, and instance ENIs
-whose groups DescribeInstances did not carry), security groups and their rules.
+whose groups DescribeInstances did not carry), security groups and their rules, and the managed
+prefix lists those rules reference (DescribeManagedPrefixLists, GetManagedPrefixListEntries).
+
+ip targets resolve to their ENI as the controller resolves pod IPs (LBC v2.13.4
+pkg/networking/pod_eni_info_resolver.go): an ENI's private IPv4 addresses (primary or secondary,
+filter addresses.private-ip-address), its IPv6 addresses (ipv6-addresses.ipv6-address), or a
+delegated Ipv4Prefixes/Ipv6Prefixes prefix holding the address (no EC2 filter exists for those:
+the ENIs of the target group's VPC are then read once and matched here). A target registered
+with AvailabilityZone "all" is outside the VPC and has no ENI.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -19,6 +28,7 @@ from exporter.engine.inventory import (
     Inventory,
     LoadBalancer,
     NetworkInterface,
+    PrefixList,
     SecurityGroup,
     Subnet,
     Target,
@@ -140,13 +150,15 @@ def _watched_attributes(elbv2: Any, tg_arn: str) -> dict[str, str]:
     return {a["Key"]: str(a.get("Value", "")) for a in attributes if a.get("Key") in WATCHED_ATTRIBUTES}
 
 
-def _health(elbv2: Any, tg_arn: str) -> list[tuple[str, int, str]]:
+def _health(elbv2: Any, tg_arn: str) -> list[tuple[str, int, str, str | None]]:
+    """(id, port, state, availability zone as registered) of each target."""
     descriptions = elbv2.describe_target_health(TargetGroupArn=tg_arn).get("TargetHealthDescriptions", [])
     return [
         (
             d["Target"]["Id"],
             int(d["Target"].get("Port", 0)),
             str((d.get("TargetHealth") or {}).get("State", "unknown")),
+            d["Target"].get("AvailabilityZone") or None,
         )
         for d in descriptions
     ]
@@ -165,6 +177,10 @@ def _eni(item: dict[str, Any], instance_id: str | None = None) -> NetworkInterfa
         private_ips=ips,
         instance_id=instance_id or attached,
         description=item.get("Description", ""),
+        ipv6_addresses=tuple(a["Ipv6Address"] for a in item.get("Ipv6Addresses", []) if a.get("Ipv6Address")),
+        ipv4_prefixes=tuple(p["Ipv4Prefix"] for p in item.get("Ipv4Prefixes", []) if p.get("Ipv4Prefix")),
+        ipv6_prefixes=tuple(p["Ipv6Prefix"] for p in item.get("Ipv6Prefixes", []) if p.get("Ipv6Prefix")),
+        vpc_id=str(item.get("VpcId", "")),
     )
 
 
@@ -191,14 +207,87 @@ def _instance_enis(ec2: Any, instance_ids: list[str]) -> tuple[dict[str, str], d
     return primary, enis
 
 
-def _ip_enis(ec2: Any, ips: list[str]) -> list[tuple[NetworkInterface, str]]:
-    """ENIs owning the ip targets' addresses, each with its VPC id."""
-    return [
-        (_eni(item), item.get("VpcId", ""))
+def _is_ipv6(text: str) -> bool:
+    return ":" in text
+
+
+def _ip_enis(ec2: Any, ips: list[str]) -> list[NetworkInterface]:
+    """ENIs owning the ip targets' addresses as private IPv4 (primary or secondary) or IPv6 addresses."""
+    v4 = [ip for ip in ips if not _is_ipv6(ip)]
+    v6 = [ip for ip in ips if _is_ipv6(ip)]
+    found = [
+        _eni(item)
         for item in _ec2_filtered(
-            ec2, "describe_network_interfaces", "NetworkInterfaces", "addresses.private-ip-address", ips
+            ec2, "describe_network_interfaces", "NetworkInterfaces", "addresses.private-ip-address", v4
         )
     ]
+    found += [
+        _eni(item)
+        for item in _ec2_filtered(
+            ec2, "describe_network_interfaces", "NetworkInterfaces", "ipv6-addresses.ipv6-address", v6
+        )
+    ]
+    return found
+
+
+def _vpc_enis(ec2: Any, vpc_ids: list[str]) -> list[NetworkInterface]:
+    """Every ENI of the VPCs (read only when some ip target is on a delegated prefix)."""
+    return [
+        _eni(item)
+        for item in _ec2_filtered(ec2, "describe_network_interfaces", "NetworkInterfaces", "vpc-id", vpc_ids)
+    ]
+
+
+def owns_address(eni: NetworkInterface, ip: str) -> bool:
+    """True when the address is one of the ENI's, or inside one of its delegated prefixes."""
+    if ip in eni.private_ips or ip in eni.ipv6_addresses:
+        return True
+    prefixes = eni.ipv6_prefixes if _is_ipv6(ip) else eni.ipv4_prefixes
+    if not prefixes:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    for prefix in prefixes:
+        try:
+            if address in ipaddress.ip_network(prefix, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _index(enis: Iterable[NetworkInterface], eni_by_ip: dict[tuple[str, str], str], wanted: set[str]) -> None:
+    """Map each wanted address an ENI owns to it, by (vpc, ip) and by ip alone."""
+    for eni in enis:
+        for ip in wanted:
+            if owns_address(eni, ip):
+                eni_by_ip.setdefault((eni.vpc_id, ip), eni.eni_id)
+                eni_by_ip.setdefault(("", ip), eni.eni_id)
+
+
+def _prefix_lists(ec2: Any, ids: list[str]) -> dict[str, PrefixList]:
+    """The managed prefix lists the rules reference, with their entries."""
+    found: dict[str, PrefixList] = {}
+    for chunk in batches(sorted(set(ids)), FILTER_BATCH):
+        for page in _pages(ec2, "describe_managed_prefix_lists", PrefixListIds=chunk):
+            for item in page.get("PrefixLists", []):
+                pl_id = item["PrefixListId"]
+                cidrs = [
+                    entry["Cidr"]
+                    for entry_page in _pages(ec2, "get_managed_prefix_list_entries", PrefixListId=pl_id)
+                    for entry in entry_page.get("Entries", [])
+                    if entry.get("Cidr")
+                ]
+                found[pl_id] = PrefixList(
+                    prefix_list_id=pl_id,
+                    name=str(item.get("PrefixListName", "")),
+                    address_family=str(item.get("AddressFamily", "IPv4")),
+                    max_entries=int(item.get("MaxEntries") or 0),
+                    cidrs=tuple(cidrs),
+                )
+    return found
 
 
 def describe_rules(ec2: Any, group_ids: Iterable[str]) -> dict[str, tuple[Rule, ...]]:
@@ -282,28 +371,40 @@ def describe_inventory(
     }
 
     tg_type = {tg["TargetGroupArn"]: tg.get("TargetType", "instance") for tg in raw_tgs}
+    tg_vpc = {tg["TargetGroupArn"]: tg.get("VpcId", "") for tg in raw_tgs}
     instance_ids = [t[0] for arn, ts in health.items() if tg_type[arn] == "instance" for t in ts]
-    ip_addresses = [t[0] for arn, ts in health.items() if tg_type[arn] == "ip" for t in ts]
+    # ip targets in the VPC (outside it, AvailabilityZone "all", there is no ENI to find).
+    in_vpc = {
+        (tg_vpc[arn], t[0]) for arn, ts in health.items() if tg_type[arn] == "ip" for t in ts if t[3] != "all"
+    }
     primary, enis = _instance_enis(ec2, instance_ids) if instance_ids else ({}, {})
     eni_by_ip: dict[tuple[str, str], str] = {}
-    for eni, vpc_id in _ip_enis(ec2, ip_addresses) if ip_addresses else []:
-        enis[eni.eni_id] = eni
-        for ip in eni.private_ips:
-            eni_by_ip[(vpc_id, ip)] = eni.eni_id
-            eni_by_ip.setdefault(("", ip), eni.eni_id)
+    wanted = {ip for _vpc, ip in in_vpc}
+    if wanted:
+        found = _ip_enis(ec2, sorted(wanted))
+        _index(found, eni_by_ip, wanted)
+        enis.update({eni.eni_id: eni for eni in found if any(owns_address(eni, ip) for ip in wanted)})
+        missing_vpcs = sorted({vpc for vpc, ip in in_vpc if ("", ip) not in eni_by_ip and vpc})
+        if missing_vpcs:  # on a delegated prefix: no EC2 filter finds it, so read the VPC's ENIs
+            left = {ip for _vpc, ip in in_vpc if ("", ip) not in eni_by_ip}
+            owners = [e for e in _vpc_enis(ec2, missing_vpcs) if any(owns_address(e, ip) for ip in left)]
+            _index(owners, eni_by_ip, left)
+            enis.update({eni.eni_id: eni for eni in owners})
 
     target_groups: dict[str, TargetGroup] = {}
     for tg in raw_tgs:
         arn = tg["TargetGroupArn"]
         targets = []
-        for target_id, port, state in health[arn]:
+        for target_id, port, state, zone in health[arn]:
             if tg_type[arn] == "instance":
                 eni_id = primary.get(target_id)
             elif tg_type[arn] == "ip":
                 eni_id = eni_by_ip.get((tg.get("VpcId", ""), target_id)) or eni_by_ip.get(("", target_id))
             else:
                 eni_id = None
-            targets.append(Target(target_id, port, eni_id, state))
+            if zone == "all":
+                eni_id = None
+            targets.append(Target(target_id, port, eni_id, state, zone))
         target_groups[arn] = TargetGroup(
             arn=arn,
             name=tg.get("TargetGroupName", ""),
@@ -317,6 +418,7 @@ def describe_inventory(
             attributes=attributes[arn],
             targets=tuple(targets),
             tags=tags.get(arn, {}),
+            ip_address_type=str(tg.get("IpAddressType") or "ipv4"),
         )
 
     load_balancers = {
@@ -342,6 +444,15 @@ def describe_inventory(
         | {g for lb in load_balancers.values() for g in lb.security_groups}
     )
     security_groups = _security_groups(ec2, group_ids) if group_ids else {}
+    list_ids = sorted(
+        {
+            r.source.value
+            for sg in security_groups.values()
+            for r in sg.rules
+            if r.source.kind == "prefix_list"
+        }
+    )
+    prefix_lists = _prefix_lists(ec2, list_ids) if list_ids else {}
     return Inventory(
         taken_at=now,
         account_id=account_id,
@@ -351,6 +462,7 @@ def describe_inventory(
         network_interfaces=enis,
         security_groups=security_groups,
         vpcs=vpcs,
+        prefix_lists=prefix_lists,
     )
 
 

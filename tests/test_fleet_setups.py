@@ -1,0 +1,158 @@
+"""Issue 12 acceptance: setups common on real EKS fleets show no false gap, and a real one exactly.
+
+Everything runs against a moto server over HTTP (tests/fleet_world.py builds the fleet): the
+daemon with its jobs run by hand on a manual clock, and `replay` on the inventory it read and the
+CloudTrail records of the test's own calls.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from exporter.cli import main
+from exporter.config import load_settings
+from exporter.daemon.assemble import Assembly, build_daemon
+from exporter.metrics import build_registry
+from exporter.sources.aws import AwsClients, AwsTarget
+from exporter.sources.inventory import inventory_for
+from tests import cloudtrail_samples as samples
+from tests.awsworld import REGION, CloudTrailRecorder, LookupSink, ManualClock, MotoServer
+from tests.fleet_world import ALL_SETUPS, HYBRID_IP, Setup, build_fleet
+
+SETUPS = tuple(name for name in ALL_SETUPS if name != "source_ranges")
+CONTROLLER_ROLE = "eks-demo-aws-load-balancer-controller"
+
+
+def _daemon(moto: MotoServer, state: Path, clock: ManualClock) -> Assembly:
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "cluster_name": "fleet",
+            "targets": [{"region": REGION}],
+            "state": {"path": str(state)},
+            "kubernetes": {"enabled": "false"},
+            "cloudtrail": {"settle_seconds": 120, "overlap_seconds": 600},
+        },
+    )
+    return build_daemon(settings, endpoint_url=moto.url, clock=clock.now)
+
+
+def _samples(assembly: Assembly, name: str) -> list[tuple[dict[str, str], float]]:
+    text = generate_latest(build_registry(assembly.daemon.snapshot)).decode()
+    found = []
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels_text, value = line[len(name) + 1 :].rsplit("} ", 1)
+            labels = dict(part.split("=", 1) for part in labels_text.split('",') if part)
+            found.append(({k: v.strip('"') for k, v in labels.items()}, float(value)))
+    return found
+
+
+def _replay(tmp_path: Path, moto: MotoServer, clock: ManualClock, records: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+    inventory = inventory_for(AwsClients(AwsTarget(REGION), endpoint_url=moto.url), clock.now())
+    inv_file = tmp_path / "inventory.json"
+    inv_file.write_text(json.dumps(inventory.to_dict()))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(samples.json_lines(records) if records else b"")
+    out = tmp_path / "replay.out"
+    with pytest.MonkeyPatch.context() as patch, out.open("w") as handle:
+        patch.setattr("sys.stdout", handle)
+        assert main(["replay", "--inventory", str(inv_file), str(events)]) == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.fixture
+def fleet(clean_moto: MotoServer) -> dict[str, Setup]:
+    return build_fleet(clean_moto.client("ec2"), clean_moto.client("elbv2"), SETUPS)
+
+
+def test_the_inventory_reads_family_prefixes_secondary_ips_hybrid_targets_and_prefix_lists(
+    clean_moto: MotoServer, fleet: dict[str, Setup]
+) -> None:
+    clock = ManualClock()
+    inv = inventory_for(AwsClients(AwsTarget(REGION), endpoint_url=clean_moto.url), clock.now())
+    assert inv.target_groups[fleet["dualstack_ipv4_tg"].tg_arn].ip_address_type == "ipv4"
+    assert inv.target_groups[fleet["dualstack_ipv6_tg"].tg_arn].ip_address_type == "ipv6"
+    lb = inv.load_balancers[inv.target_groups[fleet["dualstack_ipv4_tg"].tg_arn].load_balancer_arns[0]]
+    assert lb.ip_address_type == "dualstack" and all(s.ipv6_cidr for s in lb.subnets)
+    six = inv.target_groups[fleet["dualstack_ipv6_tg"].tg_arn].targets[0]
+    assert six.eni_id is not None and ":" in six.target_id
+    assert six.target_id in inv.network_interfaces[six.eni_id].ipv6_addresses
+
+    setup = fleet["prefix_and_hybrid"]
+    by_id = {t.target_id: t for t in inv.target_groups[setup.tg_arn].targets}
+    assert by_id["10.0.2.37"].eni_id == setup.extra["eni_id"]  # inside the delegated 10.0.2.32/28
+    assert by_id[setup.extra["secondary"]].eni_id == setup.extra["eni_id"]
+    assert inv.network_interfaces[setup.extra["eni_id"]].ipv4_prefixes == ("10.0.2.32/28",)
+    hybrid = by_id[HYBRID_IP]
+    assert (hybrid.availability_zone, hybrid.eni_id, hybrid.outside_vpc) == ("all", None, True)
+
+    listed = inv.prefix_lists[fleet["prefix_list"].extra["prefix_list_id"]]
+    assert (listed.cidrs, listed.max_entries) == (("10.0.1.0/24", "10.0.2.0/24"), 10)
+
+
+def test_the_fleet_in_steady_state_has_no_gap_in_the_daemon_nor_in_replay(
+    clean_moto: MotoServer, fleet: dict[str, Setup], tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    assembly = _daemon(clean_moto, tmp_path / "state.sqlite3", clock)
+    assembly.daemon.run_all_once()
+    clock.advance(30)
+    assembly.daemon.run_all_once()
+    snap = assembly.daemon.snapshot()
+    assert snap.ready and len(snap.target_groups) == len(SETUPS)
+    assert snap.open_gaps == () and snap.recent_gaps == ()
+    ratios = _samples(assembly, "sgchurn_target_group_reachability_ratio")
+    assert len(ratios) == 2 * len(SETUPS) and all(value == 1.0 for _labels, value in ratios)
+    assert [
+        (labels["target_group"], labels["reason"], value)
+        for labels, value in _samples(assembly, "sgchurn_target_group_not_evaluable_targets")
+    ] == [("prefix-pods", "target_outside_vpc", 1.0)]
+    assert not _samples(assembly, "sgchurn_target_group_unadmitted_targets")
+    assert _replay(tmp_path, clean_moto, clock, []) == []
+
+
+@pytest.mark.parametrize("name", SETUPS)
+def test_revoking_the_admitting_rule_for_20s_is_one_gap_per_affected_flow(
+    name: str, clean_moto: MotoServer, fleet: dict[str, Setup], tmp_path: Path
+) -> None:
+    setup = fleet[name]
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    clock = ManualClock()
+    assembly = _daemon(clean_moto, tmp_path / "state.sqlite3", clock)
+    assembly.daemon.run_all_once()  # the steady state, before any record
+    recorder = CloudTrailRecorder(LookupSink(clean_moto), clock)
+    recorder.attach(ec2, elbv2)
+
+    clock.advance(30)
+    revoked_at = clock.now()
+    ec2.revoke_security_group_ingress(GroupId=setup.group_id, IpPermissions=setup.admitting)
+    clock.advance(10)
+    assembly.daemon.run_job("inventory")  # the poll sees the gap before CloudTrail explains it
+    assembly.daemon.run_job("evaluate")
+    assert {g.flow for g in assembly.daemon.snapshot().open_gaps} == setup.affected
+    clock.advance(10)
+    ec2.authorize_security_group_ingress(GroupId=setup.group_id, IpPermissions=setup.admitting)
+    clock.advance(5)
+    for _ in range(2):
+        assembly.daemon.run_all_once()
+
+    snap = assembly.daemon.snapshot()
+    assert snap.open_gaps == ()
+    found = sorted((g.target_group_arn, g.flow, g.cause, g.actor, g.start) for g in snap.recent_gaps)
+    assert found == sorted(
+        (setup.tg_arn, flow, "revoke_before_authorize", CONTROLLER_ROLE, revoked_at)
+        for flow in setup.affected
+    )
+    assert all(abs((g.duration_seconds or 0) - 20.0) <= 1.0 for g in snap.recent_gaps)
+
+    replayed = _replay(tmp_path, clean_moto, clock, recorder.records)
+    assert sorted((g["target_group_arn"], g["flow"], g["cause"], g["actor"]) for g in replayed) == sorted(
+        (setup.tg_arn, flow, "revoke_before_authorize", CONTROLLER_ROLE) for flow in setup.affected
+    )
+    assert all(abs(g["duration_seconds"] - 20.0) <= 1.0 for g in replayed)
