@@ -24,6 +24,11 @@ from tests.awsworld import LBC_DESCRIPTION, _tags
 CLUSTER = "fleet"
 VPC_CIDR = "10.0.0.0/16"
 SUBNET_CIDRS = ("10.0.1.0/24", "10.0.2.0/24")
+#: Pods on delegated prefixes get their own subnet: moto picks ENI addresses at random and, unlike
+#: EC2, does not keep a delegated prefix's addresses from other ENIs.
+POD_CIDR = "10.0.3.0/24"
+PREFIX = "10.0.3.32/28"
+PREFIX_POD_IP = "10.0.3.37"
 SOURCE_RANGES = ("203.0.113.0/24", "198.51.100.0/24")
 HYBRID_IP = "192.168.100.10"  # an EKS Hybrid Node's pod: outside the VPC
 IMAGE = "ami-0abcdef1234567890"
@@ -76,6 +81,7 @@ class _Builder:
             )["Subnet"]["SubnetId"]
             for cidr, v6, zone in zip(SUBNET_CIDRS, self.subnet_ipv6, "ab", strict=True)
         ]
+        self.pod_subnet_id = ec2.create_subnet(VpcId=self.vpc_id, CidrBlock=POD_CIDR)["Subnet"]["SubnetId"]
 
     def group(self, name: str, *perms: dict[str, Any]) -> str:
         gid: str = self.ec2.create_security_group(
@@ -202,10 +208,10 @@ def build_fleet(ec2: Any, elbv2: Any, names: tuple[str, ...] = ALL_SETUPS) -> di
         vpc_rule = _perm(8003, cidrs=(VPC_CIDR,))
         sg = b.group("prefix-pods", vpc_rule)
         eni = ec2.create_network_interface(
-            SubnetId=b.subnet_ids[1],
+            SubnetId=b.pod_subnet_id,
             Groups=[sg],
             SecondaryPrivateIpAddressCount=1,
-            Ipv4Prefixes=[{"Ipv4Prefix": "10.0.2.32/28"}],
+            Ipv4Prefixes=[{"Ipv4Prefix": PREFIX}],
         )["NetworkInterface"]
         secondary = next(a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"] if not a["Primary"])
         nlb = b.nlb("prefix-pods")
@@ -214,7 +220,7 @@ def build_fleet(ec2: Any, elbv2: Any, names: tuple[str, ...] = ALL_SETUPS) -> di
             "prefix-pods",
             8003,
             [
-                {"Id": "10.0.2.37", "Port": 8003},
+                {"Id": PREFIX_POD_IP, "Port": 8003},
                 {"Id": secondary, "Port": 8003},
                 {"Id": HYBRID_IP, "Port": 8003, "AvailabilityZone": "all"},
             ],

@@ -21,7 +21,7 @@ from exporter.sources.aws import AwsClients, AwsTarget
 from exporter.sources.inventory import inventory_for
 from tests import cloudtrail_samples as samples
 from tests.awsworld import REGION, CloudTrailRecorder, LookupSink, ManualClock, MotoServer
-from tests.fleet_world import ALL_SETUPS, HYBRID_IP, Setup, build_fleet
+from tests.fleet_world import ALL_SETUPS, HYBRID_IP, PREFIX, PREFIX_POD_IP, Setup, build_fleet
 
 SETUPS = tuple(name for name in ALL_SETUPS if name != "source_ranges")
 CONTROLLER_ROLE = "eks-demo-aws-load-balancer-controller"
@@ -86,9 +86,9 @@ def test_the_inventory_reads_family_prefixes_secondary_ips_hybrid_targets_and_pr
 
     setup = fleet["prefix_and_hybrid"]
     by_id = {t.target_id: t for t in inv.target_groups[setup.tg_arn].targets}
-    assert by_id["10.0.2.37"].eni_id == setup.extra["eni_id"]  # inside the delegated 10.0.2.32/28
+    assert by_id[PREFIX_POD_IP].eni_id == setup.extra["eni_id"]  # inside the delegated PREFIX
     assert by_id[setup.extra["secondary"]].eni_id == setup.extra["eni_id"]
-    assert inv.network_interfaces[setup.extra["eni_id"]].ipv4_prefixes == ("10.0.2.32/28",)
+    assert inv.network_interfaces[setup.extra["eni_id"]].ipv4_prefixes == (PREFIX,)
     hybrid = by_id[HYBRID_IP]
     assert (hybrid.availability_zone, hybrid.eni_id, hybrid.outside_vpc) == ("all", None, True)
 
