@@ -23,7 +23,15 @@ from exporter.engine.changes import (
     RuleChange,
     RuleModification,
 )
-from exporter.engine.flows import FLOW_KINDS, AdmissionChecker, FlowKind, FlowStatus, flow_status
+from exporter.engine.flows import (
+    FLOW_KINDS,
+    AdmissionChecker,
+    FlowKind,
+    FlowStatus,
+    flow_status,
+    health_check_port,
+    transport_protocols,
+)
 from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
 from exporter.engine.ordering import ORDERS as ORDERS  # re-exported: metrics and the daemon read them here
 from exporter.engine.ordering import Order as Order
@@ -34,6 +42,7 @@ from exporter.engine.ordering import (
     same_second_order,
 )
 from exporter.engine.overlay import View
+from exporter.engine.rules import ALL_PROTOCOLS, Rule
 from exporter.engine.timeline import RuleState, affected_group, batches, rewind
 from exporter.engine.timeutil import format_time
 
@@ -184,6 +193,26 @@ def groups_by_target_group(inventory: Inventory) -> dict[str, set[str]]:
                 groups.update(eni.security_group_ids)
         result[tg.arn] = groups
     return result
+
+
+#: For each security group, the (IP protocol, port) pairs the target groups behind it need.
+RequiredPorts = Mapping[str, frozenset[tuple[str, int]]]
+
+
+def required_ports(inventory: Inventory) -> dict[str, frozenset[tuple[str, int]]]:
+    """Traffic and health-check ports of every target, by the security groups on its ENI."""
+    found: dict[str, set[tuple[str, int]]] = {}
+    for tg in inventory.target_groups.values():
+        protocols = transport_protocols(tg.protocol)
+        for target in tg.targets:
+            eni = inventory.network_interfaces.get(target.eni_id or "")
+            if eni is None:
+                continue
+            needed = {(p, target.port) for p in protocols}
+            needed.add(("tcp", health_check_port(tg, target.port)))  # health checks are TCP-based
+            for group_id in eni.security_group_ids:
+                found.setdefault(group_id, set()).update(needed)
+    return {group_id: frozenset(ports) for group_id, ports in found.items()}
 
 
 def _classify(opener: Change | None, closer: Change | None) -> Cause:
@@ -352,7 +381,9 @@ def analyze(
     for (arn, kind), opening in open_gaps.items():
         gaps.append(_gap(inventory, arn, kind, opening, None, None))
     gaps.sort(key=lambda g: (g.start, g.target_group, g.flow))
-    return Analysis(gaps, find_replacements(ordered, quota=quota), status, state)
+    return Analysis(
+        gaps, find_replacements(ordered, quota=quota, required=required_ports(inventory)), status, state
+    )
 
 
 @dataclass(frozen=True)
@@ -411,14 +442,53 @@ def _port_sets(change: RuleChange) -> set[tuple[str, int, int]]:
     return {(r.protocol, r.from_port, r.to_port) for r in change.rules}
 
 
-def find_replacements(
-    changes: Iterable[Change], window: timedelta = REPLACEMENT_WINDOW, *, quota: QuotaRefusals | None = None
-) -> list[Replacement]:
-    """Pair each successful revoke with the nearest authorize on the same group and ports.
+def _covers(rule: Rule, protocol: str, port: int) -> bool:
+    if rule.protocol == ALL_PROTOCOLS:
+        return True
+    return rule.protocol == protocol and rule.from_port <= port <= rule.to_port
 
-    Sources must differ (re-authorizing the very rule that was revoked is a restore, not a
-    replacement). Classified by which came first; redundancy elsewhere does not matter. A pair
-    in the same second is ordered by what its actor is known to do, else `unknown` (ordering.py).
+
+def _readmits(revoke: RuleChange, authorize: RuleChange, required: frozenset[tuple[str, int]] | None) -> bool:
+    """True when the authorize gives back, under another port range, what a revoked rule of the
+    same protocol and source admitted: the required ports it removed (all of them, and at least
+    one), or any of its ports when the required ports are not known.
+
+    The controller keeps one rule per (protocol, source group) on a node group, spanning the
+    lowest to the highest NodePort of all its target groups (computeRestrictedIngressPermissionsPerSG
+    in pkg/targetgroupbinding/networking_manager.go, v2.3.0 to v2.13.0 at least): a new NodePort
+    is a revoke of the old range and an authorize of a wider one from the same source.
+    """
+    for old in revoke.rules:
+        for new in authorize.rules:
+            if new.protocol != old.protocol or new.source != old.source:
+                continue
+            if (new.from_port, new.to_port) == (old.from_port, old.to_port):
+                continue  # the very same rule again: a restore, not a replacement
+            if required is None:
+                if max(old.from_port, new.from_port) <= min(old.to_port, new.to_port):
+                    return True
+                continue
+            removed = [(protocol, port) for protocol, port in required if _covers(old, protocol, port)]
+            if removed and all(_covers(new, protocol, port) for protocol, port in removed):
+                return True
+    return False
+
+
+def find_replacements(
+    changes: Iterable[Change],
+    window: timedelta = REPLACEMENT_WINDOW,
+    *,
+    quota: QuotaRefusals | None = None,
+    required: RequiredPorts | None = None,
+) -> list[Replacement]:
+    """Pair each successful revoke with the nearest authorize on the same group that replaces it.
+
+    A replacement either admits the same ports from other sources (re-authorizing the very rule
+    that was revoked is a restore, not a replacement), or re-admits from the same source, under
+    another range, the required ports the revoke removed (`_readmits`; `required`: the ports
+    each group's target groups need, from `required_ports`). Classified by which came first;
+    redundancy elsewhere does not matter. A pair in the same second is ordered by what its actor
+    is known to do, else `unknown` (ordering.py).
     """
     ordered = in_time_order(changes)
     quota = quota if quota is not None else QuotaRefusals(ordered)
@@ -439,7 +509,11 @@ def find_replacements(
                     continue
                 if abs(auth.meta.event_time - revoke.meta.event_time) > window:
                     continue
-                if not ports & _port_sets(auth) or {r.source for r in auth.rules} <= sources:
+                other_sources = (
+                    bool(ports & _port_sets(auth)) and not {r.source for r in auth.rules} <= sources
+                )
+                group_required = None if required is None else required.get(group_id, frozenset())
+                if not other_sources and not _readmits(revoke, auth, group_required):
                     continue
                 distance = abs(auth.meta.event_time - revoke.meta.event_time)
                 if best is None or distance < abs(best.meta.event_time - revoke.meta.event_time):

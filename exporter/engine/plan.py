@@ -38,6 +38,7 @@ from exporter.engine.gaps import (
     find_replacements,
     groups_by_target_group,
     load_balancer_of,
+    required_ports,
 )
 from exporter.engine.inventory import Inventory, NetworkInterface, PrefixList, TargetGroup
 from exporter.engine.rules import ALL_PROTOCOLS, Flow, Rule, admitting_rules, uncovered
@@ -228,7 +229,7 @@ def controller_evidence(inventory: Inventory, changes: Iterable[Change]) -> Cont
             versions.append(version)
     replacements = [
         r
-        for r in find_replacements(ordered)
+        for r in find_replacements(ordered, required=required_ports(inventory))
         if r.revoke.actor.is_controller or r.authorize.actor.is_controller
     ]
     bbm = [r for r in replacements if r.order == "break_before_make"]
