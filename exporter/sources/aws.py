@@ -23,9 +23,35 @@ from botocore.credentials import CredentialProvider, CredentialResolver, Deferre
 
 from exporter import __version__
 
-#: Operations allowed whatever their name; prefixes below cover the rest.
-ALLOWED_OPERATIONS = frozenset({"LookupEvents", "ReceiveMessage", "AssumeRole", "GetCallerIdentity"})
-ALLOWED_PREFIXES = ("Describe", "List", "Get")
+#: Every operation the exporter calls, per botocore service name: the guard allows these and no
+#: other (a name prefix such as Get* would let sts:GetSessionToken or cognito-identity:GetId by).
+#: docs/iam-policy.json grants exactly these; tests/test_faults_guard.py keeps the two and the
+#: calls recorded on a moto server equal. sqs:DeleteMessage is allowed on the exporter's own queue only.
+READ_OPERATIONS: dict[str, frozenset[str]] = {
+    "ec2": frozenset(
+        {
+            "DescribeInstances",
+            "DescribeNetworkInterfaces",
+            "DescribeSecurityGroupRules",
+            "DescribeSecurityGroups",
+            "DescribeSubnets",
+            "DescribeVpcs",
+        }
+    ),
+    "elbv2": frozenset(
+        {
+            "DescribeLoadBalancers",
+            "DescribeTags",
+            "DescribeTargetGroupAttributes",
+            "DescribeTargetGroups",
+            "DescribeTargetHealth",
+        }
+    ),
+    "cloudtrail": frozenset({"LookupEvents"}),
+    "sqs": frozenset({"ReceiveMessage"}),
+    "s3": frozenset({"ListObjectsV2", "GetObject"}),
+    "sts": frozenset({"AssumeRole", "GetCallerIdentity"}),
+}
 #: Services whose throttling the caller handles itself: botocore must not retry behind its rate limiter.
 SELF_RETRIED_SERVICES = frozenset({"cloudtrail"})
 
@@ -35,13 +61,11 @@ class ReadOnlyViolation(RuntimeError):
 
 
 def is_read_only(service: str, operation: str) -> bool:
-    """True for Describe*/List*/Get*, LookupEvents, ReceiveMessage, AssumeRole and GetCallerIdentity.
+    """True for the read operations the exporter calls (READ_OPERATIONS), and nothing else.
 
     DeleteMessage is not read-only; `ReadOnlyGuard` allows it only on queues it was told about.
     """
-    if operation in ("AssumeRole", "GetCallerIdentity"):
-        return service == "sts"
-    return operation in ALLOWED_OPERATIONS or operation.startswith(ALLOWED_PREFIXES)
+    return operation in READ_OPERATIONS.get(service, frozenset())
 
 
 class ReadOnlyGuard:
@@ -67,7 +91,7 @@ class ReadOnlyGuard:
                 f"sqs.DeleteMessage on a queue that is not the exporter's: {params.get('QueueUrl')}"
             )
         raise ReadOnlyViolation(
-            f"{service}.{operation} is not a read-only operation; the exporter never calls it"
+            f"{service}.{operation} is not an operation the exporter calls (read-only allow-list)"
         )
 
 

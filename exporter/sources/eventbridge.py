@@ -55,17 +55,6 @@ class SqsConsumer:
         clients.guard.allow_queue(queue_url)
         return cls(clients.client("sqs"), queue_url, **kwargs)
 
-    def backlog(self) -> tuple[int, int]:
-        """(messages waiting, messages in flight) from GetQueueAttributes: the queue's lag."""
-        attributes = self.client.get_queue_attributes(
-            QueueUrl=self.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        ).get("Attributes", {})
-        return (
-            int(attributes.get("ApproximateNumberOfMessages", 0)),
-            int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-        )
-
     def _delete(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
 
