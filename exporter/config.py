@@ -92,7 +92,9 @@ class Settings:
     cluster_name: str = ""
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
-    targets: tuple[Target, ...] = (Target(region="us-east-1"),)
+    # Empty: one target in the region of the environment (AWS_REGION, else AWS_DEFAULT_REGION, as the
+    # EKS pod identity webhook sets them); neither set is an error naming `targets`, never a guess.
+    targets: tuple[Target, ...] = ()
     intervals: Intervals = field(default_factory=Intervals)
     cloudtrail: CloudTrailSettings = field(default_factory=CloudTrailSettings)
     state: StateSettings = field(default_factory=StateSettings)
@@ -190,8 +192,8 @@ def _coerce(value: Any, kind: Any, path: str) -> Any:
             raise ConfigError(path, "must be a mapping")
         return {str(k): _coerce(v, str, f"{path}.{k}") for k, v in value.items()}
     if kind == tuple[Target, ...]:
-        if not isinstance(value, list) or not value:
-            raise ConfigError(path, "must be a non-empty list of {region, role_arn, external_id}")
+        if not isinstance(value, list):  # empty: the environment's region (_default_target)
+            raise ConfigError(path, "must be a list of {region, role_arn, external_id}")
         return tuple(_build(Target, item, f"{path}[{i}]") for i, item in enumerate(value))
     if is_dataclass(kind):
         return _build(kind, value, path)
@@ -246,6 +248,24 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _default_target(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """No targets: the environment's region, or a ConfigError naming `targets` (no silent default)."""
+    if settings.targets:
+        return settings
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError(
+            "targets",
+            "no target to watch: list them (targets: [{region: eu-west-1}]) or set AWS_REGION "
+            "(or AWS_DEFAULT_REGION) in the environment",
+        )
+    if not _REGION.match(region):
+        raise ConfigError(
+            "targets", f"no targets, and the environment's region {region!r} is not an AWS region"
+        )
+    return replace(settings, targets=(Target(region=region),))
+
+
 def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
     flat = _flatten(settings)
     for path, allowed in _CHOICES.items():
@@ -286,7 +306,7 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
         raise ConfigError(
             "sharding.shard", f"must be < total_shards ({sharding.total_shards}), not {sharding.shard}"
         )
-    return settings
+    return _default_target(settings, environ)
 
 
 def _check_listen_address(address: str) -> None:

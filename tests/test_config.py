@@ -58,19 +58,28 @@ def test_errors_name_the_field(tmp_path: Path, text: str, environ: dict[str, str
 def test_shard_comes_from_the_statefulset_ordinal(tmp_path: Path) -> None:
     settings = load_settings(
         _file(tmp_path, "sharding:\n  total_shards: 3\n"),
-        environ={"SGCHURN_SHARD_FROM_HOSTNAME": "true", "HOSTNAME": "sg-churn-exporter-2"},
+        environ={
+            "SGCHURN_SHARD_FROM_HOSTNAME": "true",
+            "HOSTNAME": "sg-churn-exporter-2",
+            "AWS_REGION": "eu-west-1",
+        },
     )
     assert settings.sharding.shard == 2
 
 
 def test_yaml_booleans_are_accepted_for_kubernetes_enabled(tmp_path: Path) -> None:
     assert (
-        load_settings(_file(tmp_path, "kubernetes:\n  enabled: false\n"), environ={}).kubernetes.enabled
+        load_settings(
+            _file(tmp_path, "kubernetes:\n  enabled: false\n"), environ={"AWS_REGION": "eu-west-1"}
+        ).kubernetes.enabled
         == "false"
     )
 
 
-def test_check_config_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
     assert main(["check-config", str(_file(tmp_path, "listen_port: 70000\n"))]) == 2
     assert "listen_port" in capsys.readouterr().err
     assert main(["check-config", str(_file(tmp_path, "listen_port: 9000\n"))]) == 0
@@ -99,3 +108,48 @@ def test_yaml_errors_name_the_line_and_column(
     assert code == 2
     assert f"{path}{where} is not valid YAML" in err and problem in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "region"),
+    [
+        ({"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "us-west-2"}, "eu-central-1"),
+        ({"AWS_DEFAULT_REGION": "us-west-2"}, "us-west-2"),
+    ],
+)
+def test_without_targets_the_region_comes_from_the_environment(
+    tmp_path: Path, environ: dict[str, str], region: str
+) -> None:
+    settings = load_settings(_file(tmp_path, "cluster_name: prod\n"), environ=environ)
+    assert [(t.region, t.role_arn) for t in settings.targets] == [(region, None)]
+    # Listed targets win over the environment.
+    listed = load_settings(_file(tmp_path, "targets:\n  - region: ap-south-1\n"), environ=environ)
+    assert [t.region for t in listed.targets] == ["ap-south-1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "message"),
+    [
+        ("cluster_name: prod\n", {}, "no target to watch"),
+        ("targets: []\n", {}, "no target to watch"),
+        ("cluster_name: prod\n", {"AWS_REGION": "moon"}, "'moon' is not an AWS region"),
+    ],
+)
+def test_no_targets_and_no_region_is_an_error_naming_targets(
+    tmp_path: Path,
+    text: str,
+    environ: dict[str, str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_file(tmp_path, text), environ=environ)
+    assert caught.value.field == "targets" and message in str(caught.value)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config", str(tmp_path / "config.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "targets" in err and message in err and len(err.strip().splitlines()) == 1

@@ -148,7 +148,7 @@ def test_a_good_tls_pair_and_a_host_name_pass(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     settings_ = load_settings(
         None,
-        environ={},
+        environ={"AWS_REGION": "us-east-1"},
         overrides={
             "listen_address": "localhost",
             "web": {"tls_cert_file": str(cert), "tls_key_file": str(key)},

@@ -42,6 +42,9 @@ CONFIG_PATH = "/etc/sg-churn-exporter/config.yaml"
 
 Doc = dict[str, Any]
 
+#: Every rendering names an image (the chart has no default: tests below check the message).
+IMAGE = "registry.example.com/sg-churn-exporter"
+
 # The value sets every rendering test runs over.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -84,8 +87,11 @@ def template(
     chart: Path = CHART,
     extra: Sequence[str] = (),
     check: bool = True,
+    image: str | None = IMAGE,
 ) -> subprocess.CompletedProcess[str]:
     args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+    if image is not None:
+        args += ["--set", f"image.repository={image}"]
     if values is not None:
         tmp.mkdir(parents=True, exist_ok=True)
         values_file = tmp / "values.yaml"
@@ -159,7 +165,7 @@ def value_set(
 
 @pytest.mark.parametrize("values_file", [None, ALL_FEATURES], ids=["default", "all-features"])
 def test_helm_lint_strict(values_file: Path | None) -> None:
-    args = ["lint", "--strict", str(CHART)]
+    args = ["lint", "--strict", str(CHART), "--set", f"image.repository={IMAGE}"]
     if values_file is not None:
         args += ["--values", str(values_file)]
     proc = run_helm(args, check=False)
@@ -378,7 +384,11 @@ def test_sharded_pods_derive_their_shard(rendered: dict[str, list[Doc]], tmp_pat
     args = container["args"]
     total = int(args[args.index("--total-shards") + 1])
     for ordinal in range(sts["spec"]["replicas"]):
-        environ = {**_config_env(container), "HOSTNAME": f"{sts['metadata']['name']}-{ordinal}"}
+        environ = {
+            **_config_env(container),
+            "HOSTNAME": f"{sts['metadata']['name']}-{ordinal}",
+            "AWS_REGION": "eu-west-1",  # set on IRSA pods by the EKS pod identity webhook
+        }
         settings = load_settings(
             config_file, environ=environ, overrides={"sharding": {"total_shards": total}}
         )
@@ -419,16 +429,27 @@ def test_rendered_config_passes_check_config(value_set: tuple[str, list[Doc]], t
     name, docs = value_set
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(rendered_config(docs)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGCHURN_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT,
-    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SGCHURN_", "AWS_"))}
+
+    def check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "exporter", "check-config", str(config_file)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environ,
+            cwd=ROOT,
+        )
+
+    # As on an IRSA pod, where the EKS pod identity webhook sets AWS_REGION.
+    proc = check({**env, "AWS_REGION": "eu-west-1"})
     assert proc.returncode == 0, f"{name}: {proc.stderr}"
+    if not rendered_config(docs)["targets"]:
+        # No targets and no region in the pod: exit 2 naming the field, never a guessed region.
+        proc = check(env)
+        assert proc.returncode == 2 and proc.stderr.startswith("config error: targets:"), proc.stderr
+    else:
+        assert "region = eu-west-1" not in check(env).stdout
 
 
 def test_config_values_merge_with_defaults(tmp_path: Path) -> None:
@@ -442,7 +463,7 @@ def test_config_values_merge_with_defaults(tmp_path: Path) -> None:
         "kubernetes": 60,
         "evaluate": 15,
     }
-    assert config["targets"] == [{"region": "us-east-1"}]
+    assert config["targets"] == []  # the pod's region (AWS_REGION): no silent default
     assert config["state"] == {"path": f"{STATE_DIR}/state.sqlite3", "seen_event_ttl_seconds": 604800}
     assert rendered_config(render({"config": {"kubernetes": {"enabled": False}}}, tmp_path / "k"))[
         "kubernetes"
@@ -716,6 +737,8 @@ def _render_notes(values: dict[str, Any], tmp_path: Path) -> str:
 def test_notes_explain_access_and_iam(tmp_path: Path) -> None:
     notes = _render_notes({}, tmp_path / "default")
     assert f"port-forward svc/{FULLNAME} 9877:9877" in notes
+    assert "config.targets is empty, so the exporter watches the pod's own region" in notes
+    assert "release=kube-prometheus-stack" in notes
     assert "http://127.0.0.1:9877/metrics" in notes and "http://127.0.0.1:9877/ " in notes
     assert "docs/iam-policy.json" in notes
     assert "irsa.roleArn is empty" in notes and "config.cluster_name is empty" in notes
@@ -723,6 +746,69 @@ def test_notes_explain_access_and_iam(tmp_path: Path) -> None:
     assert "arn:aws:iam::123456789012:role/sg-churn-exporter" in notes
     assert "https://127.0.0.1:9877/metrics" in notes and "3 shards" in notes
     assert "is empty" not in notes
+
+
+def test_an_image_is_required_with_a_clear_message(tmp_path: Path) -> None:
+    for values in ({}, {"image": {"repository": ""}}):
+        proc = template(values, tmp_path / "v", check=False, image=None)
+        assert proc.returncode != 0
+        assert "image.repository is required: build the image from the Dockerfile, push it" in proc.stderr
+        assert "Build and push the image" in proc.stderr
+    # helm lint reports a missing `required` value but does not fail on it (helm's lint mode).
+    lint = run_helm(["lint", "--strict", str(CHART)], check=False)
+    assert "image.repository is required" in lint.stdout + lint.stderr
+    readme = (ROOT / "README.md").read_text()
+    assert "### Build and push the image" in readme and "--set image.repository=" in readme
+    container = pod_spec(render({"image": {"tag": "9.9.9"}}, tmp_path / "ok"))["containers"][0]
+    assert container["image"] == f"{IMAGE}:9.9.9"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {},
+            {
+                "ServiceMonitor": "kube-prometheus-stack",
+                "PrometheusRule": "kube-prometheus-stack",
+                "ConfigMap": "kube-prometheus-stack",
+            },
+        ),
+        (
+            {"prometheusRelease": "kps"},
+            {"ServiceMonitor": "kps", "PrometheusRule": "kps", "ConfigMap": "kps"},
+        ),
+        (
+            {"prometheusRelease": "kps", "serviceMonitor": {"labels": {"release": "mine"}}},
+            {"ServiceMonitor": "mine", "PrometheusRule": "kps", "ConfigMap": "kps"},
+        ),
+        ({"prometheusRelease": ""}, {"ServiceMonitor": None, "PrometheusRule": None, "ConfigMap": None}),
+    ],
+)
+def test_kube_prometheus_stack_release_label(
+    values: dict[str, Any], expected: dict[str, str | None], tmp_path: Path
+) -> None:
+    """kube-prometheus-stack selects ServiceMonitors and PrometheusRules by release=<its release>."""
+    enabled = {"enabled": True}
+    docs = render(
+        {
+            **values,
+            "serviceMonitor": {**values.get("serviceMonitor", {}), **enabled},
+            "prometheusRule": enabled,
+            "dashboards": enabled,
+        },
+        tmp_path,
+    )
+    for kind, release in expected.items():
+        objects = by_kind(docs, kind)
+        if kind == "ConfigMap":
+            objects = [d for d in objects if "-dashboard-" in d["metadata"]["name"]]
+            assert all(d["metadata"]["labels"]["grafana_dashboard"] == "1" for d in objects)
+        assert objects
+        for doc in objects:
+            assert doc["metadata"]["labels"].get("release") == release, (kind, doc["metadata"]["labels"])
+    values_doc = (CHART / "values.yaml").read_text()
+    assert "serviceMonitorSelector" in values_doc and "ruleSelector" in values_doc
 
 
 def test_notes_and_operations_agree_on_what_a_restart_re_reads(tmp_path: Path) -> None:
@@ -740,3 +826,56 @@ def test_notes_and_operations_agree_on_what_a_restart_re_reads(tmp_path: Path) -
     notes = " ".join(_render_notes(VALUE_SETS["persistence"], tmp_path / "kept").split())
     assert "re-reads the stored records of the last cloudtrail.retention_seconds (86400 s here)" in notes
     assert "counters continue" in notes and "fresh start" not in notes
+
+
+# --------------------------------------------------------------------------------------------- README
+
+
+def _readme_block(language: str, containing: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b for b in re.findall(rf"```{language}\n(.*?)```", readme, flags=re.DOTALL) if containing in b]
+    assert len(blocks) == 1, f"expected one ```{language} block with {containing!r}, got {len(blocks)}"
+    return blocks[0]
+
+
+def test_readme_install_renders_and_its_irsa_setup_names_the_charts_service_account(tmp_path: Path) -> None:
+    """The README's helm install, trust policy, eksctl and Terraform snippets agree with the chart."""
+    import shlex
+
+    command = shlex.split(_readme_block("sh", "helm install").replace("\\\n", " "))
+    assert command[:4] == ["helm", "install", "sg-churn-exporter", "helm/sg-churn-exporter"]
+    flags = command[4:]
+    namespace = flags[flags.index("--namespace") + 1]
+    sets = dict(flags[i + 1].split("=", 1) for i, flag in enumerate(flags) if flag == "--set")
+    proc = run_helm(
+        ["template", "sg-churn-exporter", str(CHART), "--kube-version", KUBE_VERSION, *flags[:]],
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = docs_of(proc.stdout)
+    sa = one(docs, "ServiceAccount")
+    subject = f"system:serviceaccount:{sa['metadata']['namespace']}:{sa['metadata']['name']}"
+    assert sa["metadata"]["namespace"] == namespace
+    role_arn = sets["irsa.roleArn"]
+    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role_arn
+    assert pod_spec(docs)["containers"][0]["image"].startswith(sets["image.repository"] + ":")
+    assert one(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == sets["prometheusRelease"]
+
+    trust = json.loads(_readme_block("json", "AssumeRoleWithWebIdentity"))
+    [statement] = trust["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    provider = statement["Principal"]["Federated"].split(":oidc-provider/", 1)[1]
+    conditions = statement["Condition"]["StringEquals"]
+    assert conditions == {f"{provider}:sub": subject, f"{provider}:aud": "sts.amazonaws.com"}
+    account = role_arn.split(":")[4]
+    assert statement["Principal"]["Federated"].startswith(f"arn:aws:iam::{account}:oidc-provider/")
+
+    eksctl = shlex.split(_readme_block("sh", "eksctl create iamserviceaccount").replace("\\\n", " "))
+    options = {eksctl[i]: eksctl[i + 1] for i in range(len(eksctl) - 1) if eksctl[i].startswith("--")}
+    assert (options["--namespace"], options["--name"]) == (namespace, sa["metadata"]["name"])
+    assert role_arn.endswith(f":role/{options['--role-name']}") and "--role-only" in eksctl
+
+    terraform = _readme_block("hcl", "aws_iam_role")
+    assert f'"${{local.oidc}}:sub" = "{subject}"' in terraform
+    assert '"${local.oidc}:aud" = "sts.amazonaws.com"' in terraform
+    assert f'name = "{options["--role-name"]}"' in terraform and "iam-policy.json" in terraform

@@ -45,10 +45,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "sg-churn-exporter.image" -}}
+{{- $repository := required "image.repository is required: build the image from the Dockerfile, push it to a registry the nodes can pull from (README, \"Build and push the image\") and set --set image.repository=<registry>/sg-churn-exporter" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of the objects kube-prometheus-stack selects (ServiceMonitor, PrometheusRule, dashboard
+ConfigMaps): release=<prometheusRelease> unless "", under the section's own labels (`extra`, which win).
+*/}}
+{{- define "sg-churn-exporter.monitoringLabels" -}}
+{{- $labels := dict }}
+{{- with .root.Values.prometheusRelease }}
+{{- $_ := set $labels "release" . }}
+{{- end }}
+{{- $labels = merge (deepCopy (.extra | default dict)) $labels }}
+{{- with $labels }}
+{{- toYaml . }}
 {{- end }}
 {{- end }}
 
