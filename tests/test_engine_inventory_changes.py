@@ -15,6 +15,7 @@ from exporter.engine.changes import (
     InterfaceGroupsChange,
     LoadBalancerGroupsChange,
     LoadBalancerSubnetsChange,
+    RuleModification,
     TargetsChange,
 )
 from exporter.engine.gaps import Gap, analyze
@@ -302,3 +303,53 @@ def test_set_subnets_to_a_subnet_never_described_leaves_the_target_group_not_kno
     assert analyze(world, [change]).gaps == []
     narrowed = LoadBalancerSubnetsChange(meta("s2", T0 + seconds(20), "SetSubnets"), LB_ARN, ("subnet-0",))
     assert analyze(world, [narrowed]).gaps == []  # fewer health-check sources: still admitted
+
+
+# --- ModifySecurityGroupRules: only the new definition is in the record ------------------------
+
+
+def modify_rule(event_id: str, at: datetime, rule_id: str, rule: Rule) -> RuleModification:
+    return RuleModification(
+        meta(event_id, at, "ModifySecurityGroupRules", OPERATOR), "sg-node", ((rule_id, rule),)
+    )
+
+
+WORLD_RULE = tcp(NODE_PORT, "0.0.0.0/0", "sgr-0world")
+MOVED_RULE = tcp(31999, "0.0.0.0/0", "sgr-0world")
+
+
+def modified_then_restored() -> list:  # type: ignore[type-arg]
+    return [
+        modify_rule("m1", T0 + seconds(10), "sgr-0world", MOVED_RULE),
+        authorize("a1", T0 + seconds(40), tcp(NODE_PORT, "0.0.0.0/0", "sgr-0new")),
+    ]
+
+
+def test_a_rule_modified_away_then_restored_is_a_30s_gap_from_the_modification() -> None:
+    analysis = analyze(incident_inventory(), modified_then_restored())
+    assert summary(analysis.gaps) == [
+        ("health_check", 30.0, "revoke_before_authorize", True),
+        ("traffic", 30.0, "revoke_before_authorize", True),
+    ]
+    assert all(g.start == T0 + seconds(10) for g in analysis.gaps)
+
+
+def test_from_a_later_anchor_the_old_definition_is_not_guessed() -> None:
+    """The anchor holds the modified rule; its definition before is in no record: not known."""
+    later = incident_inventory(
+        node_rules=(MOVED_RULE, tcp(NODE_PORT, "0.0.0.0/0", "sgr-0new")), taken_at=LATER
+    )
+    analysis = analyze(later, modified_then_restored())
+    assert summary(analysis.gaps) == [
+        ("health_check", 30.0, "revoke_before_authorize", False),
+        ("traffic", 30.0, "revoke_before_authorize", False),
+    ]
+    assert all(
+        g.start == T0 + seconds(10) and g.note and "ModifySecurityGroupRules" in g.note for g in analysis.gaps
+    )
+    # an earlier record of the same rule id gives the old definition: the start is exact again
+    earlier = [modify_rule("m0", T0 + seconds(1), "sgr-0world", WORLD_RULE), *modified_then_restored()]
+    assert summary(analyze(later, earlier).gaps) == [
+        ("health_check", 30.0, "revoke_before_authorize", True),
+        ("traffic", 30.0, "revoke_before_authorize", True),
+    ]

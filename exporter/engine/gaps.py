@@ -332,7 +332,7 @@ def analyze(
     open_gaps: dict[tuple[str, FlowKind], _Opening] = {}
     unknown: set[tuple[str, FlowKind]] = set()
     for arn, kinds in status.items():
-        not_known = _not_known(view, arn, kinds)
+        not_known = _not_known(view, arn, kinds, state)
         for kind in FLOW_KINDS:
             if kind in not_known:
                 unknown.add((arn, kind))
@@ -361,7 +361,7 @@ def analyze(
             fresh, view = evaluate(sorted(touched))
             for arn, kinds in fresh.items():
                 status[arn] = kinds
-                not_known = _not_known(view, arn, kinds)
+                not_known = _not_known(view, arn, kinds, state)
                 for kind in FLOW_KINDS:
                     key = (arn, kind)
                     if kind in not_known:
@@ -393,14 +393,32 @@ class _Opening:
     start_exact: bool = True
 
 
-def _not_known(view: View, arn: str, kinds: Mapping[FlowKind, FlowStatus]) -> frozenset[str]:
+def _not_known(
+    view: View, arn: str, kinds: Mapping[FlowKind, FlowStatus], state: RuleState
+) -> frozenset[str]:
     """Flow kinds of a target group whose state at this moment is not known: its requirement is
     not, or targets were left out and the rest all admit it (with one left out not admitting,
-    the flow is known to fail)."""
+    the flow is known to fail), or it fails while a target's ENI holds a group with a rule whose
+    definition no record gives (that rule might have admitted it)."""
     found = view.unknown.get(arn, frozenset())
     if arn in view.partial:
         found = found | {kind for kind in FLOW_KINDS if kinds[kind].fully_admitted}
+    if state.incomplete:
+        failing = {kind for kind in FLOW_KINDS if not kinds[kind].fully_admitted} - found
+        if failing and _holds_incomplete_group(view, arn, state.incomplete.keys()):
+            found = found | failing
     return found
+
+
+def _holds_incomplete_group(view: View, arn: str, groups: Iterable[str]) -> bool:
+    incomplete = set(groups)
+    tg = view.inventory.target_groups.get(arn)
+    enis = view.inventory.network_interfaces
+    for target in tg.targets if tg is not None else ():
+        eni = enis.get(target.eni_id or "")
+        if eni is not None and not incomplete.isdisjoint(eni.security_group_ids):
+            return True
+    return False
 
 
 _INEXACT_NOTE = (

@@ -71,6 +71,9 @@ class RuleState:
     deleted_groups: dict[str, dict[RuleKey, Rule]] = field(default_factory=dict)
     watched_groups: frozenset[str] | None = None  # None: track every group
     overlay: InventoryOverlay | None = None  # the inventory's changeable parts (overlay.py)
+    # group -> ids of rules whose definition before a ModifySecurityGroupRules no record gives:
+    # left out of the group until the modification is applied, so the group's rules are a lower bound
+    incomplete: dict[str, set[str]] = field(default_factory=dict)
 
     @staticmethod
     def from_inventory(inventory: Inventory, watched_groups: Iterable[str] | None = None) -> RuleState:
@@ -125,6 +128,11 @@ class RuleState:
                 rule = _with_id(new_rule, rule_id)
                 rules[rule.key] = rule
                 self.last_change[(group_id, rule.key)] = change.meta
+                missing = self.incomplete.get(group_id)
+                if missing is not None:
+                    missing.discard(rule_id)
+                    if not missing:
+                        del self.incomplete[group_id]
             return
         if change.action == "authorize":
             for rule in change.rules:
@@ -173,7 +181,18 @@ class RuleState:
             return
         rules = self.rules.setdefault(group_id, {})
         if isinstance(change, RuleModification):
-            return  # the rule's earlier definition is not in the record; it is kept as is
+            # The record holds only the new definition: the old one comes from an earlier record
+            # of the same rule id, else it is not known (the group is incomplete until then).
+            for rule_id, new_rule in change.modifications:
+                for now in self._resolve_ids(group_id, [rule_id]):
+                    rules.pop(now.key, None)
+                rules.pop(new_rule.key, None)
+                old = (prior or {}).get(("rule", rule_id))
+                if isinstance(old, Rule):
+                    rules[old.key] = old
+                else:
+                    self.incomplete.setdefault(group_id, set()).add(rule_id)
+            return
         if change.action == "authorize":
             for rule in change.rules:
                 rules.pop(rule.key, None)
@@ -196,6 +215,8 @@ def rewind(state: RuleState, changes: list[Change], anchor_time: datetime) -> li
     """
     earlier = [c for c in changes if c.meta.event_time <= anchor_time]
     before = priors(earlier)
+    for event_id, definitions in _rule_priors(earlier).items():
+        before.setdefault(event_id, {}).update(definitions)
     previous: dict[tuple[str, str], list[str]] = {}
     for change in earlier:
         if isinstance(change, AttributeChange) and not change.meta.failed:
@@ -212,3 +233,31 @@ def rewind(state: RuleState, changes: list[Change], anchor_time: datetime) -> li
                     prior[key] = values[-1]
         state.undo(change, prior, before.get(change.meta.event_id))
     return earlier
+
+
+def _rule_priors(earlier: list[Change]) -> dict[str, dict[PriorKey, object]]:
+    """For each ModifySecurityGroupRules (by eventID), each modified rule's definition before it,
+    from an earlier record of the same rule id (an authorize whose response named it, or an
+    earlier modification); absent when no record gives it."""
+    known: dict[tuple[str, str], Rule] = {}
+    found: dict[str, dict[PriorKey, object]] = {}
+    for change in earlier:
+        if change.meta.failed:
+            continue
+        if isinstance(change, RuleModification):
+            found[change.meta.event_id] = {
+                ("rule", rule_id): known[(change.group_id, rule_id)]
+                for rule_id, _rule in change.modifications
+                if (change.group_id, rule_id) in known
+            }
+            for rule_id, rule in change.modifications:
+                known[(change.group_id, rule_id)] = _with_id(rule, rule_id)
+        elif isinstance(change, RuleChange):
+            for rule in change.rules:
+                if rule.rule_id is None:
+                    continue
+                if change.action == "authorize":
+                    known[(change.group_id, rule.rule_id)] = rule
+                else:
+                    known.pop((change.group_id, rule.rule_id), None)
+    return found
