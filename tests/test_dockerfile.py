@@ -94,11 +94,27 @@ def test_hadolint_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def global_args(instructions: list[Instruction]) -> dict[str, str]:
+    """ARG defaults declared before the first FROM (the ones FROM lines may use)."""
+    found: dict[str, str] = {}
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            break
+        if ins.keyword == "ARG":
+            name, _, default = ins.args.partition("=")
+            found[name.strip()] = default.strip()
+    return found
+
+
 def test_multi_stage_on_pinned_slim_base(instructions: list[Instruction]) -> None:
     froms = [i.args.split() for i in instructions if i.keyword == "FROM"]
     assert len(froms) >= 2, "expected a builder stage and a runtime stage"
+    # The base is the BASE_IMAGE build argument (tests/test_image.py builds on a Debian-Python base);
+    # its default is the pinned official image, and both stages use it.
+    base = global_args(instructions).get("BASE_IMAGE", "")
+    assert BASE_RE.match(base), f"BASE_IMAGE default not pinned to a python 3.11 patch slim image: {base}"
     for words in froms:
-        assert BASE_RE.match(words[0]), f"base image not pinned to a python 3.11 patch slim image: {words[0]}"
+        assert words[0] == "${BASE_IMAGE}", f"a stage does not build on BASE_IMAGE: {words[0]}"
     assert froms[0][1:] == ["AS", "builder"] or froms[0][1:] == ["as", "builder"]
     builder = stages(instructions)[0]
     assert any("pip wheel" in i.args for i in builder if i.keyword == "RUN"), "builder must build a wheel"
