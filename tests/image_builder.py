@@ -16,6 +16,8 @@ host trusts. Nothing of it stays in the image.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,10 +36,23 @@ BASE_SCRIPT = ROOT / "scripts" / "debian-python-base.sh"
 BASE_REPO = "localhost/sgchurn-debian-python"
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 TOOLS = ("buildah", "podman", "debootstrap")
+LOCK = ROOT / ".tools" / "cache" / "image.lock"
 
 
 class ImageToolError(Exception):
     """A build tool is missing or failed; the message is fit for a test failure."""
+
+
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One base creation or build at a time per checkout (pytest-xdist workers share the cache)."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def missing_tools() -> list[str]:
@@ -65,6 +81,11 @@ def _sha256(path: Path) -> str:
 
 def debian_python_base() -> str:
     """The base image reference, making the rootfs tar and importing it only when needed."""
+    with _exclusive():
+        return _debian_python_base()
+
+
+def _debian_python_base() -> str:
     tar = Path(_run(["bash", str(BASE_SCRIPT)], timeout=900, what="debootstrap base").stdout.strip())
     ref = f"{BASE_REPO}:{_sha256(tar)[:16]}"
     if _image_exists(ref):
@@ -113,9 +134,10 @@ def build_image(base: str, tag: str, *, no_cache: bool = False, timeout: float =
             pip_conf.write_text("[global]\ncert = /etc/ssl/certs/build-host-ca.crt\n")
             argv += ["--volume", f"{bundle}:/etc/ssl/certs/build-host-ca.crt:ro"]
             argv += ["--volume", f"{pip_conf}:/etc/pip.conf:ro"]
-        started = time.perf_counter()
-        proc = _run([*argv, str(ROOT)], timeout=timeout, what=f"buildah bud {tag}")
-        return BuiltImage(tag, time.perf_counter() - started, proc.stdout + proc.stderr)
+        with _exclusive():  # a second build waits, then finds the first one's layers cached
+            started = time.perf_counter()
+            proc = _run([*argv, str(ROOT)], timeout=timeout, what=f"buildah bud {tag}")
+            return BuiltImage(tag, time.perf_counter() - started, proc.stdout + proc.stderr)
 
 
 def inspect_image(ref: str) -> dict[str, Any]:
