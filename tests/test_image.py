@@ -117,11 +117,17 @@ def test_check_config_accepts_the_charts_config(box: Container, tmp_path: Path) 
     config.write_text(
         yaml.safe_dump(rendered_config(render({"config": {"cluster_name": "prod"}}, tmp_path / "v")))
     )
-    ok = box.run(["sg-churn-exporter", "check-config", CONFIG_PATH], volumes={str(config): CONFIG_PATH})
+    # On EKS the pod identity webhook sets AWS_REGION; the chart's config takes its region from it.
+    region = {"AWS_REGION": "us-east-1"}
+    ok = box.run(
+        ["sg-churn-exporter", "check-config", CONFIG_PATH], env=region, volumes={str(config): CONFIG_PATH}
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "prod" in ok.stdout
     config.write_text("listen_port: 99999\n")
-    bad = box.run(["sg-churn-exporter", "check-config", CONFIG_PATH], volumes={str(config): CONFIG_PATH})
+    bad = box.run(
+        ["sg-churn-exporter", "check-config", CONFIG_PATH], env=region, volumes={str(config): CONFIG_PATH}
+    )
     assert bad.returncode == 2 and "listen_port" in bad.stderr
 
 
