@@ -18,6 +18,7 @@ from exporter.engine.changes import (
     RuleModification,
     TargetsChange,
 )
+from exporter.engine.explain import explain_target_group, state_at
 from exporter.engine.gaps import Gap, analyze
 from exporter.engine.inventory import Inventory, NetworkInterface, SecurityGroup, Target
 from exporter.engine.rules import Rule, Source
@@ -353,3 +354,16 @@ def test_from_a_later_anchor_the_old_definition_is_not_guessed() -> None:
         ("health_check", 30.0, "revoke_before_authorize", True),
         ("traffic", 30.0, "revoke_before_authorize", True),
     ]
+
+
+def test_explain_at_a_moment_uses_that_moments_health_check_port() -> None:
+    anchor = moved_health_check(LATER, after=True)
+    changes = [hc_port("m0", T0 + seconds(1), "traffic-port"), *port_moved_then_rule()]
+    for at, port, admitted in (
+        (T0 + seconds(5), NODE_PORT, 2),
+        (T0 + seconds(20), HC_PORT, 0),
+        (T0 + seconds(50), HC_PORT, 2),
+    ):
+        explained = explain_target_group(anchor, TG_ARN, state_at(anchor, changes, at), at=at)
+        health = next(f for f in explained.flows if f.kind == "health_check")
+        assert {t.port for t in health.targets} == {port} and health.admitted == admitted, at

@@ -406,7 +406,11 @@ def explain_target_group(
 
     `at` is only recorded in the result (the moment `state` stands for). Raises TargetNotFound
     for an unknown ARN and NotExplainable when none of the group's load balancers is known.
+    When `state` was built from this inventory, its targets, ENI groups, health-check port and
+    load balancer are those of that moment (engine/overlay.py).
     """
+    if state.overlay is not None and state.overlay.anchor is inventory:
+        inventory = state.overlay.view().inventory
     target_group = inventory.target_groups.get(tg_arn)
     if target_group is None:
         raise TargetNotFound(f"no target group {tg_arn!r} in the inventory")
