@@ -58,7 +58,7 @@ def _replay(tmp_path: Path, moto: MotoServer, clock: ManualClock, records: list[
     inv_file = tmp_path / "inventory.json"
     inv_file.write_text(json.dumps(inventory.to_dict()))
     events = tmp_path / "events.jsonl"
-    events.write_bytes(samples.json_lines(records) if records else b"")
+    events.write_bytes(samples.json_lines(records))
     out = tmp_path / "replay.out"
     with pytest.MonkeyPatch.context() as patch, out.open("w") as handle:
         patch.setattr("sys.stdout", handle)
@@ -114,7 +114,10 @@ def test_the_fleet_in_steady_state_has_no_gap_in_the_daemon_nor_in_replay(
         for labels, value in _samples(assembly, "sgchurn_target_group_not_evaluable_targets")
     ] == [("prefix-pods", "target_outside_vpc", 1.0)]
     assert not _samples(assembly, "sgchurn_target_group_unadmitted_targets")
-    assert _replay(tmp_path, clean_moto, clock, []) == []
+    unrelated = samples.authorize_record(  # a trail about something else: nothing to report
+        "unrelated-1", clock.now(), "sg-0unrelated00000", [samples.permission(22, cidrs=["192.0.2.0/24"])]
+    )
+    assert _replay(tmp_path, clean_moto, clock, [unrelated]) == []
 
 
 @pytest.mark.parametrize("name", SETUPS)

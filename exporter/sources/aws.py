@@ -31,11 +31,13 @@ READ_OPERATIONS: dict[str, frozenset[str]] = {
     "ec2": frozenset(
         {
             "DescribeInstances",
+            "DescribeManagedPrefixLists",
             "DescribeNetworkInterfaces",
             "DescribeSecurityGroupRules",
             "DescribeSecurityGroups",
             "DescribeSubnets",
             "DescribeVpcs",
+            "GetManagedPrefixListEntries",
         }
     ),
     "elbv2": frozenset(
