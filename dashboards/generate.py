@@ -958,15 +958,15 @@ def exporter_health() -> Spec:
                 "s",
                 [
                     q(
-                        "histogram_quantile(0.95, sum by (job, le) "
+                        "histogram_quantile(0.95, sum by (task, le) "
                         f"(rate(sgchurn_job_duration_seconds_bucket{{{i}}}[$__rate_interval])))",
-                        legend="{{job}} p95",
+                        legend="{{task}} p95",
                         ref="A",
                     ),
                     q(
-                        "histogram_quantile(0.5, sum by (job, le) "
+                        "histogram_quantile(0.5, sum by (task, le) "
                         f"(rate(sgchurn_job_duration_seconds_bucket{{{i}}}[$__rate_interval])))",
-                        legend="{{job}} p50",
+                        legend="{{task}} p50",
                         ref="B",
                     ),
                 ],
@@ -980,8 +980,8 @@ def exporter_health() -> Spec:
                 "s",
                 [
                     q(
-                        f"max by (job) (time() - sgchurn_job_last_success_timestamp_seconds{{{i}}})",
-                        legend="{{job}}",
+                        f"max by (task) (time() - sgchurn_job_last_success_timestamp_seconds{{{i}}})",
+                        legend="{{task}}",
                     )
                 ],
                 w=8,
@@ -994,13 +994,13 @@ def exporter_health() -> Spec:
                 "ops",
                 [
                     q(
-                        f"sum by (job) (rate(sgchurn_job_duration_seconds_count{{{i}}}[$__rate_interval]))",
-                        legend="{{job}} runs",
+                        f"sum by (task) (rate(sgchurn_job_duration_seconds_count{{{i}}}[$__rate_interval]))",
+                        legend="{{task}} runs",
                         ref="A",
                     ),
                     q(
-                        f"sum by (job) (rate(sgchurn_job_runs_skipped_total{{{i}}}[$__rate_interval]))",
-                        legend="{{job}} skipped",
+                        f"sum by (task) (rate(sgchurn_job_runs_skipped_total{{{i}}}[$__rate_interval]))",
+                        legend="{{task}} skipped",
                         ref="B",
                     ),
                 ],

@@ -233,22 +233,23 @@ SPECS: tuple[MetricSpec, ...] = (
     _s(
         "sgchurn_job_duration_seconds",
         "histogram",
-        "Durations of the exporter's background job runs.",
-        ("job",),
+        "Durations of the exporter's background job runs, by task (the job's name: `task`, never `job`, which "
+        "is Prometheus' scrape job label).",
+        ("task",),
         "experimental",
     ),
     _s(
         "sgchurn_job_last_success_timestamp_seconds",
         "gauge",
         "Unix time the job last finished successfully; absent before its first success.",
-        ("job",),
+        ("task",),
         "experimental",
     ),
     _s(
         "sgchurn_job_runs_skipped_total",
         "counter",
         "Job runs skipped because the previous run was still going.",
-        ("job",),
+        ("task",),
         "experimental",
     ),
     _s(
@@ -474,7 +475,7 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
             1 if health.up else 0,
         )
     for job in snapshot.jobs:
-        job_labels = {"job": job.job}
+        job_labels = {"task": job.job}
         counts = job.duration_buckets or (0,) * (len(JOB_DURATION_BUCKETS) + 1)
         total = job.duration_sum if job.duration_buckets else 0.0
         out.add_histogram("sgchurn_job_duration_seconds", job_labels, JOB_DURATION_BUCKETS, counts, total)
@@ -980,7 +981,7 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
 
     def jobs() -> None:
         for job in snapshot.jobs:
-            job_labels = {"job": job.job}
+            job_labels = {"task": job.job}
             counts = job.duration_buckets or (0,) * (len(JOB_DURATION_BUCKETS) + 1)
             total = job.duration_sum if job.duration_buckets else 0.0
             out.add_histogram("sgchurn_job_duration_seconds", job_labels, JOB_DURATION_BUCKETS, counts, total)

@@ -68,6 +68,10 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
     assert snap.open_gaps == ()
     text = _metrics(first)
     assert _sample(text, "sgchurn_target_group_reachability_ratio", flow="traffic") == 1.0
+    # The Kubernetes source is off: its job exports nothing (SGChurnJobNeverSucceeded stays quiet).
+    assert {j.job for j in snap.jobs} == {"inventory", "rules", "cloudtrail", "evaluate"}
+    assert _sample(text, "sgchurn_job_duration_seconds_count", task="inventory") == 1.0
+    assert 'task="kubernetes"' not in text and 'job="' not in text
 
     # The controller revokes 0.0.0.0/0 (break-before-make). The poll sees it before CloudTrail does.
     clock.advance(10)

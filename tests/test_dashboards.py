@@ -339,11 +339,11 @@ class ContractCollector(Collector):
         lag.add_metric(["111122223333", "eu-west-1"], 300)
         up = GaugeMetricFamily("sgchurn_up", "u", labels=["source", "aws_account_id", "aws_region"])
         up.add_metric(["inventory", "111122223333", "eu-west-1"], 1)
-        up.add_metric(["cloudtrail", "111122223333", "eu-west-1"], 0)
-        job_duration = HistogramMetricFamily("sgchurn_job_duration_seconds", "d", labels=["job"])
-        last_success = GaugeMetricFamily("sgchurn_job_last_success_timestamp_seconds", "s", labels=["job"])
-        skipped = CounterMetricFamily("sgchurn_job_runs_skipped", "s", labels=["job"])
-        for job in ("inventory", "cloudtrail", "sqs", "kubernetes", "evaluate"):
+        up.add_metric(["lookup_events", "111122223333", "eu-west-1"], 0)
+        job_duration = HistogramMetricFamily("sgchurn_job_duration_seconds", "d", labels=["task"])
+        last_success = GaugeMetricFamily("sgchurn_job_last_success_timestamp_seconds", "s", labels=["task"])
+        skipped = CounterMetricFamily("sgchurn_job_runs_skipped", "s", labels=["task"])
+        for job in ("inventory", "rules", "cloudtrail", "kubernetes", "evaluate"):
             cumulative = [float(t * (i + 1)) for i in range(len(JOB_BUCKETS))]
             buckets = [(str(b), c) for b, c in zip(JOB_BUCKETS, cumulative, strict=True)]
             buckets.append(("+Inf", cumulative[-1]))

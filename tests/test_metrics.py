@@ -274,9 +274,10 @@ def test_exporter_self_metrics() -> None:
     assert [s.labels for s in series(text, "sgchurn_shard_owned_targets")] == [
         {"aws_account_id": ACCOUNT, "aws_region": REGION}
     ]
-    counts = {s.labels["job"]: s.value for s in series(text, "sgchurn_job_duration_seconds_count")}
+    counts = {s.labels["task"]: s.value for s in series(text, "sgchurn_job_duration_seconds_count")}
     assert counts == {"inventory": 4, "cloudtrail": 3, "evaluate": 0}
-    assert {s.labels["job"] for s in series(text, "sgchurn_job_last_success_timestamp_seconds")} == {
+    assert all("job" not in s.labels for s in series(text, "sgchurn_job_duration_seconds_count"))
+    assert {s.labels["task"] for s in series(text, "sgchurn_job_last_success_timestamp_seconds")} == {
         "inventory",
         "cloudtrail",
     }
@@ -670,10 +671,10 @@ def test_the_cache_warns_once_about_dropped_series(caplog: pytest.LogCaptureFixt
 
 
 def test_histograms_in_one_block_equal_histograms_one_at_a_time() -> None:
-    """The block path with `le` after every label (job histograms, which `_fill` adds one at a
-    time, and no other family has) and between them (gap durations)."""
+    """The block path with `le` before every label (job histograms: `task`, which `_fill` adds one
+    at a time, and no other family has) and between them (gap durations)."""
     job_series = {
-        labels_of(job=name): HistogramState((0, 1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5), 7.5, 5) for name in "ab"
+        labels_of(task=name): HistogramState((0, 1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5), 7.5, 5) for name in "ab"
     }
     checkout = sample_snapshot(NOW).target_groups[0]
     gap_series = {identity_labels(checkout, flow=flow): histogram_of(flow) for flow in FLOW_KINDS}

@@ -39,9 +39,10 @@ class FakeExporter:
         self.ratio = Gauge(
             "sgchurn_target_group_reachability_ratio", "ratio", [*identity, "flow"], registry=self.registry
         )
+        self.gap_open = Gauge("sgchurn_rule_gap_open", "open", [*identity, "flow"], registry=self.registry)
         self.ready = Gauge("sgchurn_ready", "ready", registry=self.registry)
         self.job_success = Gauge(
-            "sgchurn_job_last_success_timestamp_seconds", "last success", ["job"], registry=self.registry
+            "sgchurn_job_last_success_timestamp_seconds", "last success", ["task"], registry=self.registry
         )
         self.info.labels(
             **TG,
@@ -54,8 +55,9 @@ class FakeExporter:
         ).set(1)
         for flow in ("traffic", "health_check"):
             self.ratio.labels(**TG, flow=flow).set(1)
+            self.gap_open.labels(**TG, flow=flow).set(0)
         self.ready.set(1)
-        self.job_success.labels(job="inventory").set_to_current_time()
+        self.job_success.labels(task="inventory").set_to_current_time()
         self.server, self.thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
         self.address = f"127.0.0.1:{self.server.server_port}"
 
@@ -82,17 +84,25 @@ def _labels(alert: dict[str, Any]) -> dict[str, str]:
 def test_unreachable_alert_reaches_the_webhook_and_resolves(tmp_path: Path, exporter: FakeExporter) -> None:
     with PromStack.start(tmp_path, targets=[exporter.address], for_override="2s") as stack:
         stack.wait_until_scraped()
-        # The exporter's own `job` label survives (honor_labels), as the alerts expect.
+        # Under honor_labels the exporter's own labels survive (`task`, `namespace`, `service`)
+        # and none of them is `job`: the scrape job stays what the alerts select.
         stack.wait_for(
-            lambda: stack.query('sgchurn_job_last_success_timestamp_seconds{job="inventory"}'),
+            lambda: stack.query(
+                'sgchurn_job_last_success_timestamp_seconds{task="inventory",job="sg-churn-exporter"}'
+            ),
             timeout=20,
-            message="sgchurn_job_* keeping job=inventory",
+            message="sgchurn_job_* keeping task=inventory and the scrape job",
         )
         # A healthy target group raises nothing, not even while the stack starts.
         time.sleep(3)
         assert stack.webhook.alerts() == []
         assert stack.prometheus_alerts() == []
+        # One poll saw half the targets unadmitted: not confirmed, no page.
         exporter.ratio.labels(**TG, flow="traffic").set(0.5)
+        time.sleep(3)
+        assert stack.webhook.alerts() == []
+        # The next poll confirms it: the exporter opens the gap, and it pages.
+        exporter.gap_open.labels(**TG, flow="traffic").set(1)
 
         firing = stack.wait_for(
             lambda: stack.webhook.alerts(status="firing", alertname="SGChurnTargetGroupUnreachable"),
@@ -115,9 +125,10 @@ def test_unreachable_alert_reaches_the_webhook_and_resolves(tmp_path: Path, expo
         assert annotations["runbook_url"].endswith("/docs/runbooks.md#sgchurntargetgroupunreachable")
 
         exporter.ratio.labels(**TG, flow="traffic").set(1)
-        resolved = stack.wait_for(
+        exporter.gap_open.labels(**TG, flow="traffic").set(0)
+        resolved = stack.wait_for(  # after keep_firing_for (30 s)
             lambda: stack.webhook.alerts(status="resolved", alertname="SGChurnTargetGroupUnreachable"),
-            timeout=30,
+            timeout=60,
             message="a resolved notification",
         )
         assert _labels(resolved[0]) == _labels(alert)
