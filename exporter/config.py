@@ -19,6 +19,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from exporter.web_auth import is_password_hash
+
 ENV_PREFIX = "SGCHURN_"
 #: A configuration file larger than this is refused unread.
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -290,8 +292,11 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
     _check_state_path(settings.state.path)
     _check_tls(settings.web)
     for user, digest in settings.web.basic_auth_users.items():
-        if not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ConfigError(f"web.basic_auth_users.{user}", "must be the sha256 hex digest of the password")
+        if not is_password_hash(digest):
+            raise ConfigError(
+                f"web.basic_auth_users.{user}",
+                "must be a bcrypt hash ($2a$, $2b$, $2y$) or the sha256 hex digest of the password",
+            )
     sharding = settings.sharding
     if sharding.shard_from_hostname:
         hostname = environ.get("HOSTNAME", "")
@@ -442,7 +447,7 @@ def explain(settings: Settings) -> str:
     lines = []
     for path, value in _flatten(settings).items():
         if path == "web.basic_auth_users":
-            value = {user: "<sha256>" for user in value}
+            value = {user: "<hash>" for user in value}
         if path == "targets":
             value = [{k: v for k, v in vars(t).items() if v is not None} for t in value]
         lines.append(f"{path} = {value}")

@@ -12,8 +12,12 @@ Routes:
   /target-groups/<name>  one target group's page, with an optional explanation
   /api/snapshot.json     the snapshot as JSON, for tools
 
-Optional TLS (cert/key PEM files) and basic auth (user -> sha256 hex of the password).
-Access logs go to the `exporter.web` logger at DEBUG; nothing is printed per request.
+Optional TLS (cert/key PEM files) and basic auth (user -> bcrypt hash or sha256 hex digest of
+the password, exporter/web_auth.py). Access logs go to the `exporter.web` logger at DEBUG;
+nothing is printed per request.
+
+Under load (exporter/web_limits.py): a listen backlog of 128, at most 64 connections, 10 s for
+a request head, pages rendered once per snapshot by at most 2 workers; /metrics never waits on a page.
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ import base64
 import binascii
 import contextlib
 import gzip
-import hashlib
-import hmac
 import json
 import logging
 import socket
@@ -40,6 +42,8 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from exporter.daemon.snapshot import GapView, HistogramState, Labels, Snapshot, TargetGroupView
 from exporter.engine.timeutil import format_time
 from exporter.metrics import GZIP_LEVEL, ExpositionCache, ExpositionFormat, build_registry
+from exporter.web_auth import BasicAuth
+from exporter.web_limits import LISTEN_BACKLOG, ConnectionLimiter, PageBusy, PagePool, SnapshotCache
 from exporter.web_page import render_landing, render_not_found, render_target_group
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,7 @@ _HTML_HEADERS = {
 _TARGET_GROUP_PREFIX = "/target-groups/"
 _REALM = "sg-churn-exporter"
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_PAGE_PATHS = frozenset({"/", "/index.html", "/api/snapshot.json"})
 
 
 def utc_now() -> datetime:
@@ -211,20 +216,23 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def _normalise_users(users: Mapping[str, str] | None) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for name, digest in (users or {}).items():
-        text = digest.strip().lower()
-        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-            raise ValueError(f"basic_auth_users[{name!r}]: expected the sha256 hex digest of the password")
-        out[name] = text.encode("ascii")
-    return out
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
     app: WebServer
     ssl_context: ssl.SSLContext | None = None
+    limiter: ConnectionLimiter
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.limiter.admit(request):
+            log.debug("connection from %s refused: every slot busy", client_address)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.limiter.release(request)
+        super().shutdown_request(request)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
@@ -254,6 +262,11 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()
         super().setup()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self.server.limiter.head_read(self.request)  # the request head is in: no deadline now
+        return parsed
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -295,8 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- auth ------------------------------------------------------------------------------
 
     def _authorized(self) -> bool:
-        users = self.server.app.users
-        if not users:
+        auth = self.server.app.auth
+        if not auth:
             return True
         header = self.headers.get("Authorization", "")
         scheme, _, credentials = header.partition(" ")
@@ -309,10 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
         user, sep, password = decoded.partition(":")
         if not sep:
             return False
-        given = hashlib.sha256(password.encode("utf-8")).hexdigest().encode("ascii")
-        # Compare against a dummy for unknown users too, so timing does not tell which users exist.
-        expected = users.get(user, b"0" * 64)
-        return hmac.compare_digest(given, expected) and user in users
+        return auth.check(user, password)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -347,13 +357,27 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             self._metrics(head=head)
             return
+        if path not in _PAGE_PATHS and not path.startswith(_TARGET_GROUP_PREFIX):
+            self._text(404, "not found\n", head=head)
+            return
+        try:
+            with app.pages.turn():  # at most PAGE_WORKERS renders at once; /metrics never waits here
+                self._page(path, head=head)
+        except PageBusy:
+            self._text(503, "busy: try again\n", head=head, headers={"Retry-After": "1"})
+
+    def _page(self, path: str, *, head: bool) -> None:
+        app = self.server.app
         snapshot = app.get_snapshot()
         now = app.clock()
         if path in ("/", "/index.html"):
-            self._html(200, render_landing(snapshot, now), head=head)
+            landing = app.landing.body(snapshot)  # rendered once per snapshot
+            self._send(200, landing, "text/html; charset=utf-8", head=head, headers=_HTML_HEADERS)
         elif path == "/api/snapshot.json":
-            body = json.dumps(snapshot_to_json(snapshot), indent=1).encode()
-            self._send(200, body, "application/json", head=head)
+            gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+            body = app.snapshot_json.body(snapshot, gzipped=gzipped)
+            headers = {"Content-Encoding": "gzip"} if gzipped else {}
+            self._send(200, body, "application/json", head=head, headers=headers)
         elif path.startswith(_TARGET_GROUP_PREFIX) and len(path) > len(_TARGET_GROUP_PREFIX):
             name = unquote(path[len(_TARGET_GROUP_PREFIX) :])
             page = render_target_group(snapshot, name, now, app.explain(name))
@@ -386,7 +410,9 @@ class WebServer:
     get_snapshot: returns the current snapshot (cheap, non-blocking; called once per request).
     port: 0 picks a free port; read `.port` after `start()`.
     tls_cert_file / tls_key_file: PEM files; with a cert the server speaks only HTTPS.
-    basic_auth_users: user -> sha256 hex digest of the password; /healthz and /readyz stay open.
+    basic_auth_users: user -> bcrypt hash or sha256 hex digest of the password; /healthz and
+      /readyz stay open.
+    limiter, pages: connection and page-render limits (exporter/web_limits.py defaults).
     explain_provider: name -> plain text explaining that target group (escaped on the page), or None.
     clock: the "now" pages are rendered at (tests pin it).
     """
@@ -402,13 +428,22 @@ class WebServer:
         explain_provider: ExplainProvider | None = None,
         *,
         clock: Callable[[], datetime] = utc_now,
+        limiter: ConnectionLimiter | None = None,
+        pages: PagePool | None = None,
     ) -> None:
         if tls_key_file and not tls_cert_file:
             raise ValueError("web.tls_key_file needs web.tls_cert_file")
         self.get_snapshot = get_snapshot
         self.host = host
         self.requested_port = port
-        self.users = _normalise_users(basic_auth_users)
+        self.auth = BasicAuth(basic_auth_users)
+        self.limiter = limiter if limiter is not None else ConnectionLimiter()
+        self.pages = pages if pages is not None else PagePool()
+        #: the landing page and /api/snapshot.json, rendered once per snapshot like /metrics
+        self.landing = SnapshotCache(lambda snapshot: render_landing(snapshot, self.clock()).encode())
+        self.snapshot_json = SnapshotCache(
+            lambda snapshot: json.dumps(snapshot_to_json(snapshot), indent=1).encode()
+        )
         self.explain_provider = explain_provider
         self.clock = clock
         #: /metrics: our writer, rendering each snapshot once (text and OpenMetrics 1.0).
@@ -423,6 +458,7 @@ class WebServer:
             self._ssl_context = context
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._reaper: threading.Thread | None = None
 
     @property
     def tls(self) -> bool:
@@ -459,7 +495,10 @@ class WebServer:
         server = server_class((self.host, self.requested_port), _Handler)
         server.app = self
         server.ssl_context = self._ssl_context
+        server.limiter = self.limiter
         self._server = server
+        self._reaper = threading.Thread(target=self.limiter.reap_forever, name="web-reaper", daemon=True)
+        self._reaper.start()
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web", daemon=True
         )
@@ -473,8 +512,12 @@ class WebServer:
             return
         server.shutdown()
         server.server_close()
+        self.limiter.stop()
         if thread is not None:
             thread.join(timeout=10)
+        if self._reaper is not None:
+            self._reaper.join(timeout=10)
+            self._reaper = None
         self._server = None
         self._thread = None
 

@@ -1,0 +1,245 @@
+"""Fault tests for the HTTP server: page floods, slow and idle clients, a full connection table,
+the listen backlog, and basic auth with bcrypt hashes.
+
+Every wait here is a hang guard, not a performance figure; the soak with figures is
+benchmarks/web_soak.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import bcrypt
+import pytest
+import requests
+
+from exporter.config import ConfigError, load_settings
+from exporter.daemon.snapshot import Snapshot
+from exporter.web import WebServer
+from exporter.web_limits import LISTEN_BACKLOG, ConnectionLimiter, PagePool
+from tests.snapshot_samples import CHECKOUT_TG, sample_snapshot
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+GUARD = 30.0  # seconds: a hang guard
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.snapshot: Snapshot = sample_snapshot(NOW)
+
+    def get(self) -> Snapshot:
+        return self.snapshot
+
+
+@pytest.fixture
+def holder() -> Holder:
+    return Holder()
+
+
+def _serve(holder: Holder, **kwargs: Any) -> WebServer:
+    web = WebServer(holder.get, "127.0.0.1", 0, clock=lambda: NOW, **kwargs)
+    web.start()
+    return web
+
+
+@pytest.fixture
+def web(holder: Holder) -> Iterator[WebServer]:
+    server = _serve(holder)
+    yield server
+    server.stop()
+
+
+def _get(web: WebServer, path: str, **kwargs: Any) -> requests.Response:
+    return requests.get(web.url + path, timeout=GUARD, **kwargs)
+
+
+def _wait(probe: Any, what: str, timeout: float = GUARD) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_listen_backlog_is_at_least_128(web: WebServer) -> None:
+    assert LISTEN_BACKLOG >= 128
+    listing = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{web.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert int(listing[2]) >= 128, listing  # Send-Q of a listening socket is its backlog
+
+
+def test_landing_page_and_snapshot_json_are_rendered_once_per_snapshot(
+    holder: Holder, web: WebServer
+) -> None:
+    pages = [_get(web, "/") for _ in range(5)]
+    bodies = [_get(web, "/api/snapshot.json") for _ in range(5)]
+    zipped = _get(web, "/api/snapshot.json", headers={"Accept-Encoding": "gzip"})
+    assert {p.status_code for p in pages + bodies} == {200}
+    assert len({p.text for p in pages}) == 1 and len({b.text for b in bodies}) == 1
+    assert zipped.headers["Content-Encoding"] == "gzip" and zipped.json() == bodies[0].json()
+    assert (web.landing.renders, web.snapshot_json.renders) == (1, 1)
+    holder.snapshot = sample_snapshot(NOW, ready=True)  # the daemon publishes a new one
+    assert _get(web, "/api/snapshot.json").json()["ready"] is True
+    _get(web, "/")
+    assert (web.landing.renders, web.snapshot_json.renders) == (2, 2)
+
+
+def test_a_page_flood_never_makes_metrics_wait(holder: Holder) -> None:
+    """Renders are held open (explain blocks): /metrics answers meanwhile; extra pages get 503."""
+    release = threading.Event()
+    rendering = threading.Event()
+
+    def slow_explain(name: str) -> str:
+        rendering.set()
+        release.wait(GUARD)
+        return "explained"
+
+    web = _serve(holder, explain_provider=slow_explain, pages=PagePool(workers=1, wait=0.2))
+    try:
+        results: list[int] = []
+        first = threading.Thread(
+            target=lambda: results.append(_get(web, f"/target-groups/{CHECKOUT_TG}").status_code)
+        )
+        first.start()
+        _wait(rendering.is_set, "the first page to start rendering")
+        turned_away = [_get(web, "/") for _ in range(3)]
+        assert [r.status_code for r in turned_away] == [503] * 3
+        assert all(r.headers["Retry-After"] == "1" for r in turned_away)
+        for _ in range(10):
+            scrape = _get(web, "/metrics")
+            assert scrape.status_code == 200 and "sgchurn_up" in scrape.text
+        assert _get(web, "/healthz").status_code == 200
+        assert first.is_alive()  # all of that happened while the page was still rendering
+        release.set()
+        first.join(GUARD)
+        assert results == [200]
+        assert web.pages.busy == 3
+    finally:
+        release.set()
+        web.stop()
+
+
+def _slow_client(port: int, stop: threading.Event, pace: float) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=GUARD)
+
+    def dribble() -> None:
+        try:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+            while not stop.is_set():
+                sock.sendall(b"X-a: b\r\n")
+                stop.wait(pace)
+        except OSError:
+            pass
+
+    threading.Thread(target=dribble, daemon=True).start()
+    return sock
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.settimeout(GUARD)
+    try:
+        while sock.recv(4096):
+            pass
+    except OSError:
+        return True
+    return True
+
+
+def test_slowloris_is_cut_at_the_header_deadline_whatever_its_pace(holder: Holder) -> None:
+    web = _serve(holder, limiter=ConnectionLimiter(header_deadline=1.0))
+    stop = threading.Event()
+    try:
+        sock = _slow_client(web.port, stop, pace=0.1)  # a header line every 0.1 s: never idle
+        started = time.monotonic()
+        assert _closed_by_server(sock)
+        assert time.monotonic() - started < GUARD
+        assert web.limiter.timed_out == 1
+        _wait(lambda: web.limiter.open_connections == 0, "the slot to be given back")
+        assert _get(web, "/metrics").status_code == 200
+        sock.close()
+    finally:
+        stop.set()
+        web.stop()
+
+
+def test_two_hundred_slow_clients_hold_a_bounded_number_of_threads_and_metrics_answers(
+    holder: Holder,
+) -> None:
+    web = _serve(holder, limiter=ConnectionLimiter(max_connections=16, header_deadline=60))
+    stop = threading.Event()
+    socks: list[socket.socket] = []
+    before = threading.active_count()
+    try:
+        for _ in range(200):
+            socks.append(_slow_client(web.port, stop, pace=5))
+        _wait(lambda: web.limiter.displaced >= 200 - 16, "the newest to displace the oldest slow clients")
+        handlers = [
+            t for t in threading.enumerate() if t.name.startswith("Thread-") and "process_request" in t.name
+        ]
+        assert len(handlers) <= 16 + 2
+        assert web.limiter.open_connections <= 16 + 2
+        for _ in range(5):
+            scrape = _get(web, "/metrics")
+            assert scrape.status_code == 200
+        assert threading.active_count() < before + 200 + 40  # the 200 dribblers are ours, not the server's
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
+        web.stop()
+
+
+def test_a_full_table_of_busy_connections_refuses_new_ones() -> None:
+    limiter = ConnectionLimiter(max_connections=2, header_deadline=60)
+    a, b, c = object(), object(), object()
+    assert limiter.admit(a) and limiter.admit(b)
+    limiter.head_read(a)
+    limiter.head_read(b)  # both answering: nothing to displace
+    assert limiter.admit(c) is False and limiter.refused == 1
+    limiter.release(a)
+    assert limiter.admit(c) is True
+
+
+def _hashes(password: str) -> dict[str, str]:
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return {
+        "b2b": hashed,
+        "b2a": "$2a$" + hashed[4:],
+        "b2y": "$2y$" + hashed[4:],
+        "lower": digest,
+        "upper": digest.upper(),
+    }
+
+
+def test_basic_auth_takes_bcrypt_hashes_and_sha256_in_either_case(holder: Holder) -> None:
+    users = _hashes("s3cret:with colon")
+    settings = load_settings(None, environ={}, overrides={"web": {"basic_auth_users": users}})
+    web = _serve(holder, basic_auth_users=settings.web.basic_auth_users)
+    try:
+        for user in users:
+            assert _get(web, "/metrics", auth=(user, "s3cret:with colon")).status_code == 200, user
+            assert _get(web, "/metrics", auth=(user, "wrong")).status_code == 401, user
+            assert _get(web, "/", auth=(user, "s3cret:with colon")).status_code == 200, user
+        assert _get(web, "/metrics", auth=("nobody", "s3cret:with colon")).status_code == 401
+        assert _get(web, "/metrics", auth=("b2b", "x" * 100)).status_code == 401  # over bcrypt's 72 bytes
+        assert _get(web, "/healthz").status_code == 200
+    finally:
+        web.stop()
+
+
+@pytest.mark.parametrize(
+    "value", ["plaintext", "$2b$04$short", "$1$md5crypt$abcdefghijklmnopqrstuv", "0" * 63]
+)
+def test_anything_but_a_hash_is_refused_by_the_loader(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={}, overrides={"web": {"basic_auth_users": {"oncall": value}}})
+    assert caught.value.field == "web.basic_auth_users.oncall"
+    assert "bcrypt" in str(caught.value)
