@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from exporter.textsafe import printable_log_event
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -18,12 +20,15 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
         if console
         else structlog.processors.JSONRenderer()
     )
+    # JSON escapes control characters itself; the console shows them as escapes (exporter/textsafe.py)
+    safe: list[structlog.typing.Processor] = [printable_log_event] if console else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *safe,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),

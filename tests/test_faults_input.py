@@ -174,3 +174,91 @@ def test_replay_of_half_a_million_invalid_records_stays_small(tmp_path: Path) ->
     peak_mib = int(lines[-1].split()[1]) / 1024
     assert peak_mib < 400, f"replay peaked at {peak_mib:.0f} MiB"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+# --- values from CloudTrail in text outputs -------------------------------------------------------
+
+HOSTILE_ROLE = "evil\x1b[2J\x1b[1;1Hfake\nFAKE LINE\r\u202eflipped\x07"
+
+
+def _hostile_trail(tmp_path: Path) -> tuple[Path, Path]:
+    from tests.engine_world import NODE_PORT, SUBNETS, T0, seconds
+
+    hostile = samples.actor(role=HOSTILE_ROLE, session="s\x1b]0;title\x07")
+    records = [
+        samples.revoke_record(
+            "e2",
+            T0 + seconds(20),
+            "sg-node",
+            [samples.permission(NODE_PORT, cidrs=["0.0.0.0/0"])],
+            actor=hostile,
+        ),
+        samples.authorize_record(
+            "e3",
+            T0 + seconds(80),
+            "sg-node",
+            [samples.permission(NODE_PORT, cidrs=list(SUBNETS))],
+            actor=hostile,
+        ),
+    ]
+    trail = tmp_path / "trail.json.gz"
+    trail.write_bytes(samples.trail_file_bytes(records))
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(incident_inventory().to_dict()))
+    return trail, inventory
+
+
+def _assert_shown_not_obeyed(out: str) -> None:
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b[2J" in out and "\\u202e" in out
+    assert not any(line.startswith("FAKE LINE") for line in out.splitlines())
+
+
+def test_replay_table_shows_control_characters_instead_of_obeying_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+
+    trail, inventory = _hostile_trail(tmp_path)
+    assert (
+        main(["replay", "--inventory", str(inventory), "--format", "table", "--replacements", str(trail)])
+        == 0
+    )
+    out = capsys.readouterr().out
+    _assert_shown_not_obeyed(out)
+    assert "\\nFAKE LINE" in out  # the newline inside the value is shown, not a line break
+    assert len(out.splitlines()) == 4  # header, two gaps (traffic, health_check), one replacement
+
+
+def test_explain_text_shows_control_characters_instead_of_obeying_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+    from tests.cloudtrail_samples import TG_ARN
+
+    trail, inventory = _hostile_trail(tmp_path)
+    assert main(["explain", TG_ARN, "--inventory", str(inventory), "--events", str(trail)]) == 0
+    out = capsys.readouterr().out
+    _assert_shown_not_obeyed(out)
+    assert (
+        main(["explain", TG_ARN, "--inventory", str(inventory), "--events", str(trail), "--format", "json"])
+        == 0
+    )
+    assert "evil\\u001b[2J" in capsys.readouterr().out  # JSON keeps the value, escaped its own way
+
+
+def test_console_logs_show_control_characters_instead_of_obeying_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import structlog
+
+    from exporter.logsetup import configure_logging
+
+    try:
+        configure_logging("console", "info")
+        structlog.get_logger("t").warning("source failed", error=f"AccessDenied for {HOSTILE_ROLE}")
+        err = capsys.readouterr().err
+        _assert_shown_not_obeyed(err)
+        assert len(err.strip().splitlines()) == 1
+    finally:
+        configure_logging("json", "info")

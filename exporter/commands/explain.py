@@ -39,6 +39,7 @@ from exporter.engine.explain import (
 )
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
+from exporter.textsafe import printable_fields, printable_lines
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -263,8 +264,12 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(document, indent=2))
     else:
-        print(world.events.summary())
-        print("\n".join(render_text(e, events_read=world.events.read_any) for e in explanations), end="")
+        # values from AWS and CloudTrail shown, never obeyed by the terminal (exporter/textsafe.py)
+        print(printable_lines(world.events.summary()))
+        text = "\n".join(
+            render_text(printable_fields(e), events_read=world.events.read_any) for e in explanations
+        )
+        print(printable_lines(text), end="")
     return 0
 
 

@@ -28,6 +28,7 @@ from exporter.commands.trail_input import NoUsableRecords
 from exporter.engine.explain import NotExplainable, TargetNotFound, current_state
 from exporter.engine.plan import plan_attribute_change, render_text
 from exporter.engine.timeutil import format_time
+from exporter.textsafe import printable_fields, printable_lines
 
 SETTABLE = ("preserve_client_ip", "preserve_client_ip.enabled")
 
@@ -97,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(document, indent=2))
     else:
-        print(world.events.summary())
-        print("\n".join(render_text(p) for p in plans), end="")
+        # values from AWS and CloudTrail shown, never obeyed by the terminal (exporter/textsafe.py)
+        print(printable_lines(world.events.summary()))
+        shown = [printable_fields(p) for p in plans]
+        print(printable_lines("\n".join(render_text(p) for p in shown)), end="")
         if guardrail is not None:
-            print("\n" + render_guardrail(guardrail, plans), end="")
+            print(printable_lines("\n" + render_guardrail(printable_fields(guardrail), shown)), end="")
     return 0

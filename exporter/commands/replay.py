@@ -16,6 +16,7 @@ from typing import Any
 
 from exporter.engine.gaps import Analysis, analyze
 from exporter.engine.inventory import Inventory, InventoryError
+from exporter.textsafe import printable
 
 EXIT_USAGE = 2
 TABLE_COLUMNS = ("start", "end", "duration_seconds", "target_group", "flow", "cause", "actor")
@@ -108,7 +109,8 @@ def print_table(analysis: Analysis) -> None:
         print("no rule gaps")
     for rep in analysis.replacements:
         print(
-            f"replacement on {rep.group_id}: {rep.order} at {rep.time:%Y-%m-%dT%H:%M:%SZ} by {rep.revoke.actor.label}"
+            f"replacement on {printable(rep.group_id)}: {rep.order} at {rep.time:%Y-%m-%dT%H:%M:%SZ} "
+            f"by {printable(rep.revoke.actor.label)}"
         )
 
 
@@ -117,4 +119,4 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return printable(str(value))  # a value from CloudTrail is shown, never obeyed by the terminal
