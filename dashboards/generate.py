@@ -239,6 +239,23 @@ class Spec:
     annotations: list[Annotation] = field(default_factory=list)
 
 
+#: Dashboard uids, and the path from one to the next: overview -> target group -> exporter health.
+OVERVIEW_UID, TARGET_GROUP_UID, EXPORTER_UID = "sgchurn-overview", "sgchurn-target-group", "sgchurn-exporter"
+
+
+def nav_link(title: str, uid: str, *, include_vars: bool) -> db.DashboardLink:
+    """A link to another of our dashboards, keeping the time range (and the variables, when asked)."""
+    return (
+        db.DashboardLink(title)
+        .type(dm.DashboardLinkType.LINK)
+        .url(f"/d/{uid}")
+        .icon("dashboard")
+        .tooltip(f"Open {title}")
+        .include_vars(include_vars)
+        .keep_time(True)
+    )
+
+
 def target_group_variables(builder: db.Dashboard, drill: bool) -> db.Dashboard:
     info = "sgchurn_target_group_info"
     builder = (
@@ -319,7 +336,9 @@ def overview() -> Spec:
     sel = OVERVIEW_TG
     builder = target_group_variables(
         db.Dashboard("SG churn: overview")
-        .uid("sgchurn-overview")
+        .uid(OVERVIEW_UID)
+        .link(nav_link("Target group", TARGET_GROUP_UID, include_vars=True))
+        .link(nav_link("Exporter health", EXPORTER_UID, include_vars=False))
         .description("Reachability of NLB target groups through their security-group rules, and rule gaps.")
         .tags(TAGS)
         .refresh("1m")
@@ -566,7 +585,9 @@ def target_group() -> Spec:
     sel = DRILL_TG
     builder = target_group_variables(
         db.Dashboard("SG churn: target group")
-        .uid("sgchurn-target-group")
+        .uid(TARGET_GROUP_UID)
+        .link(nav_link("Overview", OVERVIEW_UID, include_vars=True))
+        .link(nav_link("Exporter health", EXPORTER_UID, include_vars=False))
         .description(
             "One target group: its setup, reachability per flow, rule gaps and the changes behind them."
         )
@@ -776,7 +797,8 @@ def exporter_health() -> Spec:
     i = INSTANCE
     builder = (
         db.Dashboard("SG churn: exporter health")
-        .uid("sgchurn-exporter")
+        .uid(EXPORTER_UID)
+        .link(nav_link("Overview", OVERVIEW_UID, include_vars=False))
         .description(
             "Is sg-churn-exporter itself healthy: scrapes, sources, CloudTrail lag, AWS API calls, jobs."
         )

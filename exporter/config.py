@@ -34,6 +34,10 @@ class ConfigError(ValueError):
         self.field = field_path
 
 
+DEFAULT_RUNBOOK_BASE_URL = "https://github.com/sg-churn-exporter/sg-churn-exporter/blob/main/docs/runbooks.md"
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+[^\s#]*$")
+
+
 @dataclass(frozen=True)
 class Target:
     region: str
@@ -78,6 +82,9 @@ class WebSettings:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     basic_auth_users: dict[str, str] = field(default_factory=dict)
+    # Where the landing page links: runbook sections (<base>#<alert in lower case>) and Grafana.
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
+    grafana_base_url: str | None = None  # e.g. https://grafana.example.com (no dashboard links when unset)
 
 
 @dataclass(frozen=True)
@@ -291,6 +298,12 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
     _check_listen_address(settings.listen_address)
     _check_state_path(settings.state.path)
     _check_tls(settings.web)
+    for name in ("runbook_base_url", "grafana_base_url"):
+        url = getattr(settings.web, name)
+        if url is not None and not _HTTP_URL.match(url):
+            raise ConfigError(
+                f"web.{name}", f"must be an http:// or https:// URL without a #fragment, not {url!r}"
+            )
     for user, digest in settings.web.basic_auth_users.items():
         if not is_password_hash(digest):
             raise ConfigError(

@@ -44,6 +44,7 @@ from exporter.engine.timeutil import format_time
 from exporter.metrics import GZIP_LEVEL, ExpositionCache, ExpositionFormat, build_registry
 from exporter.web_auth import BasicAuth
 from exporter.web_limits import LISTEN_BACKLOG, ConnectionLimiter, PageBusy, PagePool, SnapshotCache
+from exporter.web_links import PageLinks
 from exporter.web_page import render_landing, render_not_found, render_target_group
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
             {"aws_account_id": account, "aws_region": region, "seconds": lag}
             for (account, region), lag in snapshot.cloudtrail_lag_seconds.items()
         ],
+        "watched_since": _time(snapshot.watched_since),
         "owned_targets": [
             {"aws_account_id": account, "aws_region": region} for account, region in snapshot.owned_targets
         ],
@@ -380,9 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body, "application/json", head=head, headers=headers)
         elif path.startswith(_TARGET_GROUP_PREFIX) and len(path) > len(_TARGET_GROUP_PREFIX):
             name = unquote(path[len(_TARGET_GROUP_PREFIX) :])
-            page = render_target_group(snapshot, name, now, app.explain(name))
+            page = render_target_group(snapshot, name, now, app.explain(name), app.links)
             if page is None:
-                self._html(404, render_not_found(snapshot, name, now), head=head)
+                self._html(404, render_not_found(snapshot, name, now, app.links), head=head)
             else:
                 self._html(200, page, head=head)
         else:
@@ -415,6 +417,7 @@ class WebServer:
     limiter, pages: connection and page-render limits (exporter/web_limits.py defaults).
     explain_provider: name -> plain text explaining that target group (escaped on the page), or None.
     clock: the "now" pages are rendered at (tests pin it).
+    links: the runbook and Grafana base URLs the pages link to (web.runbook_base_url, web.grafana_base_url).
     """
 
     def __init__(
@@ -430,6 +433,7 @@ class WebServer:
         clock: Callable[[], datetime] = utc_now,
         limiter: ConnectionLimiter | None = None,
         pages: PagePool | None = None,
+        links: PageLinks | None = None,
     ) -> None:
         if tls_key_file and not tls_cert_file:
             raise ValueError("web.tls_key_file needs web.tls_cert_file")
@@ -440,12 +444,15 @@ class WebServer:
         self.limiter = limiter if limiter is not None else ConnectionLimiter()
         self.pages = pages if pages is not None else PagePool()
         #: the landing page and /api/snapshot.json, rendered once per snapshot like /metrics
-        self.landing = SnapshotCache(lambda snapshot: render_landing(snapshot, self.clock()).encode())
+        self.landing = SnapshotCache(
+            lambda snapshot: render_landing(snapshot, self.clock(), self.links).encode()
+        )
         self.snapshot_json = SnapshotCache(
             lambda snapshot: json.dumps(snapshot_to_json(snapshot), indent=1).encode()
         )
         self.explain_provider = explain_provider
         self.clock = clock
+        self.links = links or PageLinks()  # runbook and Grafana bases the pages link to
         #: /metrics: our writer, rendering each snapshot once (text and OpenMetrics 1.0).
         self.exposition = ExpositionCache(get_snapshot)
         #: /metrics in what only prometheus_client writes (exposition_format); tests, other users.

@@ -395,3 +395,39 @@ def test_every_expression_returns_data_from_a_live_prometheus(tmp_path: Path, co
             if not result or (values and all(math.isnan(v) for v in values)):
                 empty.append(f"{query.dashboard} / {query.where}: {query.expr}")
         assert empty == []
+
+
+def test_dashboards_link_overview_to_target_group_to_exporter_health() -> None:
+    """On-call's path: overview -> target group (variables kept) -> exporter health, and back."""
+    by_uid = {d["uid"]: d for d in map(_load, DASHBOARDS)}
+
+    def links(uid: str) -> dict[str, dict[str, Any]]:
+        return {
+            link["url"].removeprefix("/d/"): link for link in by_uid[uid]["links"] if link["type"] == "link"
+        }
+
+    overview = links("sgchurn-overview")
+    assert overview["sgchurn-target-group"]["includeVars"] is True
+    assert "sgchurn-exporter" in overview
+    target_group = links("sgchurn-target-group")
+    assert set(target_group) == {"sgchurn-overview", "sgchurn-exporter"}
+    assert "sgchurn-overview" in links("sgchurn-exporter")
+    for uid in by_uid:
+        for target, link in links(uid).items():
+            assert target in by_uid and link["keepTime"] is True, (uid, target)
+
+
+def test_the_landing_page_links_the_target_group_dashboard_with_its_variables() -> None:
+    from exporter.web_links import TARGET_GROUP_DASHBOARD, PageLinks
+    from tests.snapshot_samples import sample_snapshot
+
+    uid = TARGET_GROUP_DASHBOARD.split("/")[2]
+    dashboard = next(d for d in map(_load, DASHBOARDS) if d["uid"] == uid)
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    from datetime import UTC, datetime
+
+    tg = sample_snapshot(datetime(2026, 11, 25, tzinfo=UTC)).target_groups[0]
+    href = PageLinks(grafana_base_url="https://g.example.com").dashboard(tg)
+    assert href is not None
+    used = {part.split("=")[0].removeprefix("var-") for part in href.split("?", 1)[1].split("&")}
+    assert used and used <= variables, used - variables

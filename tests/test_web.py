@@ -481,7 +481,8 @@ def test_chromium_dom_has_the_open_gap_banner(server: WebServer, tmp_path: Path)
     dom = done.stdout
     assert 'id="open-gaps"' in dom
     assert "1 open rule gap" in dom and f"open for {OPEN_FOR_TEXT}" in dom and CHECKOUT_TG in dom
-    assert dom.count("<svg") == 2
+    assert dom.count("<svg") == 4  # two target groups, a 6 h and a last-hour strip each
+    assert dom.count('class="timeline tl-6h"') == dom.count('class="timeline tl-1h"') == 2
 
 
 def test_the_snapshot_json_is_valid_after_a_swap(server: WebServer, holder: Holder) -> None:

@@ -73,6 +73,7 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
     from exporter.daemon.service import jobs_running
     from exporter.logsetup import configure_logging
     from exporter.web import WebServer
+    from exporter.web_links import PageLinks
 
     configure_logging(settings.log_format, settings.log_level)
     assembly = build_daemon(settings, endpoint_url=endpoint_url, reset_state=reset_state)
@@ -85,6 +86,7 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
         tls_key_file=settings.web.tls_key_file,
         basic_auth_users=settings.web.basic_auth_users or None,
         explain_provider=explain_provider(daemon.monitors, daemon.clock),
+        links=PageLinks(settings.web.runbook_base_url, settings.web.grafana_base_url),
     )
     try:
         web.start()

@@ -121,8 +121,13 @@ class Daemon:
         # only the jobs that run: a disabled one exports nothing (no "never succeeded" alert)
         self.jobs = {name: JobRecord() for name in JOBS if self._enabled(name)}
         self.health: dict[tuple[str, str, str], Health] = {}
+        self.started_at = clock()
         self._snapshot = Snapshot(
-            generated_at=clock(), version=__version__, shard=shard, total_shards=total_shards
+            generated_at=self.started_at,
+            version=__version__,
+            shard=shard,
+            total_shards=total_shards,
+            watched_since=self.started_at,
         )
         self._publish_lock = threading.Lock()
         self._open_keys: dict[tuple[str, FlowKind], GapView] = {}
@@ -360,6 +365,7 @@ class Daemon:
                     lag[(feed.monitor.account_id, feed.monitor.region)] = float(value)
             snapshot = Snapshot(
                 generated_at=now,
+                watched_since=self.started_at,
                 version=__version__,
                 shard=self.shard,
                 total_shards=self.total_shards,

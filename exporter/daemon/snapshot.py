@@ -143,3 +143,5 @@ class Snapshot:
     api_errors: Mapping[tuple[str, str, str], int] = field(default_factory=dict)  # (service, operation, code)
     cloudtrail_lag_seconds: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (account, region)
     owned_targets: tuple[tuple[str, str], ...] = ()  # (account or "default", region) this shard watches
+    #: When this exporter process started watching: before it, what the page draws is unknown.
+    watched_since: datetime | None = None
