@@ -219,7 +219,9 @@ def test_stored_records_keep_no_access_key_id_and_parse_the_same(tmp_path: Path)
     state = tmp_path / "state.sqlite3"
     store = StateStore(state)
     when = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    record = samples.revoke_record(f"ev-{uuid.uuid4()}", when, "sg-0123456789abcdef0", [samples.permission()])
+    record = samples.revoke_record(
+        f"ev-{uuid.uuid4()}", when, "sg-0123456789abcdef0", [samples.permission(cidrs=["0.0.0.0/0"])]
+    )
     assert record["userIdentity"]["accessKeyId"]
 
     def describe(_: datetime) -> Any:

@@ -15,6 +15,7 @@ from exporter.engine.gaps import ORDERS, analyze, find_replacements
 from exporter.engine.ordering import controller_release
 from exporter.engine.plan import controller_evidence
 from tests import cloudtrail_samples as ct
+from tests.awsworld import CloudTrailRecorder, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
     CONTROLLER,
     NODE_PORT,
@@ -27,6 +28,7 @@ from tests.engine_world import (
     seconds,
     tcp,
 )
+from tests.test_daemon_e2e import _daemon, _metrics, _sample
 
 WORLD = tcp(NODE_PORT, "0.0.0.0/0")
 SUBNET_RULES = tuple(tcp(NODE_PORT, c) for c in SUBNETS)
@@ -166,3 +168,48 @@ def test_plan_evidence_counts_an_unknown_order_as_neither_kind() -> None:
     assert evidence.to_dict()["unknown_order_seen"] == 1
     known = controller_evidence(incident_inventory(preserve="false"), pair(CONTROLLER)[::-1])
     assert (known.make_before_break, known.break_before_make, known.unknown_order) == (0, 1, 0)
+
+
+@pytest.mark.parametrize("delivered", ["as-made", "reversed"])
+def test_the_daemon_classifies_a_same_second_pair_whatever_the_delivery_order(
+    delivered: str, clean_moto: MotoServer, tmp_path: Path
+) -> None:
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    clock = ManualClock()
+    world = build_incident_world(ec2, elbv2, cluster="demo")
+    recorder = CloudTrailRecorder(None, clock)  # the controller, v2.7.1; records delivered below
+    recorder.attach(ec2, elbv2)
+    assembly = _daemon(clean_moto, tmp_path / "state.sqlite3", clock)
+    assembly.daemon.run_all_once()
+    clock.advance(10)
+    elbv2.modify_target_group_attributes(
+        TargetGroupArn=world.tg_arn, Attributes=[{"Key": "preserve_client_ip.enabled", "Value": "false"}]
+    )
+    clock.advance(10)
+    everyone = [
+        {"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    ]
+    subnets = [{"CidrIp": c} for c in world.subnet_cidrs]
+    ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=everyone)
+    ec2.authorize_security_group_ingress(
+        GroupId=world.node_sg_id,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": subnets}],
+    )
+    pair_records = recorder.records[-2:]
+    assert pair_records[0]["eventTime"] == pair_records[1]["eventTime"]
+    records = recorder.records if delivered == "as-made" else [*recorder.records[:-2], *pair_records[::-1]]
+    clean_moto.add_records(records)
+    clock.advance(5)
+    for _ in range(2):
+        assembly.daemon.run_all_once()
+    text = _metrics(assembly)
+    for order, count in (("break_before_make", 1.0), ("make_before_break", 0.0), ("unknown", 0.0)):
+        assert (
+            _sample(text, "sgchurn_rule_replacements_total", security_group=world.node_sg_id, order=order)
+            == count
+        )
+    gaps = {(g.flow, g.cause, g.duration_seconds) for g in assembly.daemon.snapshot().recent_gaps}
+    assert gaps == {
+        ("traffic", "revoke_before_authorize", 0.0),
+        ("health_check", "revoke_before_authorize", 0.0),
+    }

@@ -498,6 +498,17 @@ def _response_entries(value: Any, group_id: str) -> list[tuple[RuleKey, str, Jso
     return found
 
 
+def _known_rules(
+    known: list[tuple[RuleKey, str, JsonObject]], rule_ids: set[str] | None = None
+) -> list[tuple[FlatKey, Rule]]:
+    """Rules of response entries (all, or those whose id is in `rule_ids`), with their flat keys."""
+    return [
+        ((p, low, high, src.kind, src.value), Rule(p, low, high, src, rule_id, _description(entry)))
+        for (p, low, high, src), rule_id, entry in known
+        if rule_ids is None or rule_id in rule_ids
+    ]
+
+
 def _unknown_keys(value: Any) -> set[FlatKey]:
     """Keys of the permissions a revoke response lists as unknown (they changed nothing)."""
     keys: set[FlatKey] = set()
@@ -744,10 +755,7 @@ def _general_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
     if not rules and not rule_ids:
         # The request named no rule this parser can read (a source group by name, a permission
         # without a source): the response's rule set says what the call added or removed.
-        rules.extend(
-            ((p, low, high, src.kind, src.value), Rule(p, low, high, src, rule_id, _description(entry)))
-            for (p, low, high, src), rule_id, entry in known
-        )
+        rules.extend(_known_rules(known))
         if not rules:
             raise _Reject("no_rule", f"{meta.event_name} on {group_id} names no rule the record lets us read")
     if action == "revoke":
@@ -756,12 +764,7 @@ def _general_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
             rules = [(key, rule) for key, rule in rules if key not in unknown]
     if rule_ids:
         # A revoke by id: the response's definitions let the timeline undo it.
-        by_id = set(rule_ids)
-        rules.extend(
-            ((p, low, high, src.kind, src.value), Rule(p, low, high, src, rule_id, _description(entry)))
-            for (p, low, high, src), rule_id, entry in known
-            if rule_id in by_id
-        )
+        rules.extend(_known_rules(known, set(rule_ids)))
     return RuleChange(meta, group_id, action, _unique(rules), rule_ids or ())
 
 
