@@ -91,6 +91,8 @@ def test_rendered_policy_and_binding(tmp_path: Path) -> None:
     ]
     assert binding["spec"] == {"policyName": vap["metadata"]["name"], "validationActions": ["Deny"]}
     assert len(vap["metadata"]["name"]) <= 63
+    for validation in vap["spec"]["validations"]:
+        assert "\n" not in validation["message"]  # the API server refuses a message with line breaks
 
 
 def test_options_render(tmp_path: Path) -> None:
