@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from queue import SimpleQueue
-from typing import Literal
+from typing import Literal, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -178,8 +178,10 @@ SPECS: tuple[MetricSpec, ...] = (
         "sgchurn_rule_gap_last_info",
         "info",
         "Cause and actor (role or principal name, 'unknown' when CloudTrail did not say) of the last "
-        "closed rule gap of the target group and flow.",
-        (*IDENTITY, "flow", "cause", "actor"),
+        "closed rule gap of the target group and flow, and trigger_actor: who made the attribute change "
+        "that preceded it on the target group (role/session), 'none' when no change preceded it, "
+        "'unknown' when CloudTrail did not explain the gap.",
+        (*IDENTITY, "flow", "cause", "actor", "trigger_actor"),
         "experimental",
     ),
     # Changes seen in CloudTrail.
@@ -196,6 +198,21 @@ SPECS: tuple[MetricSpec, ...] = (
         "counter",
         "Changes of watched target-group attributes (such as preserve_client_ip.enabled) seen in CloudTrail.",
         (*IDENTITY, "attribute"),
+    ),
+    _s(
+        "sgchurn_target_group_attribute_last_change_info",
+        "info",
+        "The last change of a watched target-group attribute seen in CloudTrail (within the retention "
+        "window): its new value and who made it (role/session for an assumed role).",
+        (*IDENTITY, "attribute", "value", "actor"),
+        "experimental",
+    ),
+    _s(
+        "sgchurn_target_group_attribute_last_change_timestamp_seconds",
+        "gauge",
+        "Unix time of the last change of a watched target-group attribute seen in CloudTrail.",
+        (*IDENTITY, "attribute"),
+        "experimental",
     ),
     _s(
         "sgchurn_security_group_rule_changes_total",
@@ -390,6 +407,24 @@ def _actor(gap: GapView) -> str:
     return gap.actor or UNKNOWN_ACTOR
 
 
+def _last_info_labels(with_flow: Mapping[str, str], gap: GapView) -> dict[str, str]:
+    return {**with_flow, "cause": gap.cause, "actor": _actor(gap), "trigger_actor": gap.trigger_actor}
+
+
+class _Adds(Protocol):
+    def add(self, name: str, labels: Mapping[str, str], value: float) -> None: ...
+
+
+def _attribute_changes(snapshot: Snapshot, out: _Adds) -> None:
+    for change in snapshot.attribute_changes:
+        identity = {**change.identity(), "attribute": change.attribute}
+        info = {**identity, "value": change.value, "actor": change.actor}
+        out.add("sgchurn_target_group_attribute_last_change_info", info, 1)
+        out.add(
+            "sgchurn_target_group_attribute_last_change_timestamp_seconds", identity, change.time.timestamp()
+        )
+
+
 def _not_evaluable(tg: TargetGroupView) -> list[tuple[str, int]]:
     """(reason, count) of the target group's targets that cannot be evaluated (the same for every
     flow: it is a property of the target), only reasons with a target."""
@@ -451,7 +486,8 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
         duration = gap.duration_seconds
         if duration is not None:
             out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)
-        out.add("sgchurn_rule_gap_last_info", {**with_flow, "cause": gap.cause, "actor": _actor(gap)}, 1)
+        out.add("sgchurn_rule_gap_last_info", _last_info_labels(with_flow, gap), 1)
+    _attribute_changes(snapshot, out)
     for labels, hist in snapshot.gap_durations.items():
         out.add_histogram(
             "sgchurn_rule_gap_duration_seconds", dict(labels), GAP_DURATION_BUCKETS, hist.buckets, hist.total
@@ -961,7 +997,10 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
             duration = gap.duration_seconds
             if duration is not None:
                 out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)
-            out.add("sgchurn_rule_gap_last_info", {**with_flow, "cause": gap.cause, "actor": _actor(gap)}, 1)
+            out.add("sgchurn_rule_gap_last_info", _last_info_labels(with_flow, gap), 1)
+
+    def attribute_changes() -> None:
+        _attribute_changes(snapshot, out)
 
     def gap_durations() -> None:
         out.histograms("sgchurn_rule_gap_duration_seconds", snapshot.gap_durations, GAP_DURATION_BUCKETS)
@@ -1029,6 +1068,15 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
         ),
         (frozenset({"sgchurn_rule_gap_open", "sgchurn_rule_gap_open_since_timestamp_seconds"}), open_gaps),
         (frozenset({"sgchurn_rule_gap_last_duration_seconds", "sgchurn_rule_gap_last_info"}), last_gaps),
+        (
+            frozenset(
+                {
+                    "sgchurn_target_group_attribute_last_change_info",
+                    "sgchurn_target_group_attribute_last_change_timestamp_seconds",
+                }
+            ),
+            attribute_changes,
+        ),
         (frozenset({"sgchurn_rule_gap_duration_seconds"}), gap_durations),
         *(counter(source, name) for source, name in COUNTER_SOURCES.items()),
         (frozenset({"sgchurn_cloudtrail_lag_seconds"}), lags),

@@ -151,7 +151,18 @@ def _since(moment: datetime, now: datetime) -> str:
 
 
 def _actor(gap: GapView) -> str:
-    return gap.actor or "unknown"
+    """The role that changed the rules, and who assumed it (session) when known."""
+    actor = gap.actor or "unknown"
+    return f"{actor}/{gap.actor_session}" if gap.actor and gap.actor_session else actor
+
+
+def _trigger(gap: GapView) -> str:
+    """ ", triggered by <who> (<attributes>) at <time>": the attribute change before the gap."""
+    if not gap.trigger_who:
+        return ""
+    when = f" at {format_moment(gap.trigger_time)}" if gap.trigger_time else ""
+    detail = f" ({gap.trigger_detail})" if gap.trigger_detail else ""
+    return f", triggered by {gap.trigger_who}{detail}{when}"
 
 
 def _service(namespace: str, service: str) -> str:
@@ -249,7 +260,7 @@ def _open_banner(gaps: Sequence[GapView], now: datetime, links: PageLinks, *, li
             f'<span class="age">open for {esc(age)}</span>'
             f"{name} {sep} {esc(_service(gap.namespace, gap.service))} {sep} "
             f"flow <strong>{esc(_FLOW_LABELS.get(gap.flow, gap.flow))}</strong> {sep} "
-            f"cause {esc(gap.cause)} {sep} actor {esc(_actor(gap))} {sep} "
+            f"cause {esc(gap.cause)} {sep} actor {esc(_actor(gap))}{esc(_trigger(gap))} {sep} "
             f"since {esc(_since(gap.start, now))}"
             f"{'' if gap.explained else f' {sep} seen by inventory polls only'}"
             f" {sep} {_runbook(links, RULE_GAP_OPEN, 'what to do')}"
@@ -416,7 +427,7 @@ def _gaps_table(
             f"<td>{esc(_service(gap.namespace, gap.service))}</td>"
             f"<td>{esc(_FLOW_LABELS.get(gap.flow, gap.flow))}</td>"
             f"<td>{esc(gap.cause)}</td>"
-            f"<td>{esc(_actor(gap))}{'' if gap.explained else _INVENTORY_ONLY}</td>"
+            f"<td>{esc(_actor(gap))}{esc(_trigger(gap))}{'' if gap.explained else _INVENTORY_ONLY}</td>"
             f"<td>{_runbook(links, alert)}</td>"
             "</tr>"
         )

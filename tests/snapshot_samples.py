@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from exporter.daemon.snapshot import (
     GAP_DURATION_BUCKETS,
     JOB_DURATION_BUCKETS,
+    AttributeChangeView,
     GapView,
     HistogramState,
     JobStats,
@@ -111,6 +112,10 @@ def target_group(
     )
 
 
+#: Who flipped preserve_client_ip before the checkout gap: a role and the session that assumed it.
+TRIGGER_WHO = "AWSReservedSSO_PlatformAdmin_0123456789abcdef/alice@example.com"
+
+
 def gap(
     tg: TargetGroupView,
     flow: FlowKind,
@@ -169,13 +174,20 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
         outside=1,  # an EKS Hybrid Nodes pod: not evaluable, not a gap
     )
     open_gap = gap(checkout, "traffic", now - OPEN_FOR, None, "requirement_change", CONTROLLER)
-    closed_checkout = gap(
-        checkout,
-        "health_check",
-        now - timedelta(hours=2),
-        now - timedelta(hours=2) + timedelta(seconds=60),
-        "revoke_before_authorize",
-        CONTROLLER,
+    flipped_at = now - timedelta(hours=2) - timedelta(seconds=3)
+    closed_checkout = dataclasses.replace(
+        gap(
+            checkout,
+            "health_check",
+            now - timedelta(hours=2),
+            now - timedelta(hours=2) + timedelta(seconds=60),
+            "revoke_before_authorize",
+            CONTROLLER,
+        ),
+        trigger_who=TRIGGER_WHO,
+        trigger_time=flipped_at,
+        trigger_event_id="ev-flip-1",
+        trigger_detail="preserve_client_ip.enabled=false",
     )
     closed_payments = gap(
         payments,
@@ -275,6 +287,15 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
         api_errors={("cloudtrail", "LookupEvents", "ThrottlingException"): 1},
         cloudtrail_lag_seconds={(ACCOUNT, REGION): 310.0},
         owned_targets=((ACCOUNT, REGION),),
+        attribute_changes=(
+            AttributeChangeView(
+                **checkout.identity,
+                attribute="preserve_client_ip.enabled",
+                value="false",
+                actor=TRIGGER_WHO,
+                time=flipped_at,
+            ),
+        ),
     )
 
 

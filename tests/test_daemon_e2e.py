@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+from structlog.testing import capture_logs
 
 from exporter.config import load_settings
 from exporter.daemon.assemble import Assembly, build_daemon
@@ -73,8 +74,15 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
     assert _sample(text, "sgchurn_job_duration_seconds_count", task="inventory") == 1.0
     assert 'task="kubernetes"' not in text and 'job="' not in text
 
-    # The controller revokes 0.0.0.0/0 (break-before-make). The poll sees it before CloudTrail does.
-    clock.advance(10)
+    # An operator (a role assumed by a named session) sets preserve_client_ip (the trigger), then
+    # the controller revokes 0.0.0.0/0 (break-before-make). The poll sees it before CloudTrail does.
+    clock.advance(8)
+    flipped_at = clock.now()
+    with recorder.acting_as():
+        elbv2.modify_target_group_attributes(
+            TargetGroupArn=world.tg_arn, Attributes=[{"Key": "preserve_client_ip.enabled", "Value": "true"}]
+        )
+    clock.advance(2)
     revoked_at = clock.now()
     perm = [{"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
     ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=perm)
@@ -130,8 +138,9 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
     clock.advance(55)
     ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=perm)
     clock.advance(5)
-    for _ in range(2):
-        second.daemon.run_all_once()
+    with capture_logs() as logs:
+        for _ in range(2):
+            second.daemon.run_all_once()
     snap = second.daemon.snapshot()
     assert snap.open_gaps == ()
     closed = {(g.flow, g.cause, g.duration_seconds, g.actor) for g in snap.recent_gaps}
@@ -139,7 +148,27 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
         ("traffic", "revoke_before_authorize", 60.0, "eks-demo-aws-load-balancer-controller"),
         ("health_check", "revoke_before_authorize", 60.0, "eks-demo-aws-load-balancer-controller"),
     }
+    # Each gap names its trigger: the flip 2 s before, by role/session, in the view, the
+    # gap-closed log line and sgchurn_rule_gap_last_info{trigger_actor}.
+    assert {(g.trigger_who, g.trigger_time, g.trigger_detail) for g in snap.recent_gaps} == {
+        ("platform-admin/operator", flipped_at, "preserve_client_ip.enabled=true")
+    }
+    closed_lines = [e for e in logs if e["event"] == "rule gap closed"]
+    assert {(e["flow"], e["trigger_actor"], e["trigger"]) for e in closed_lines} == {
+        ("traffic", "platform-admin/operator", "preserve_client_ip.enabled=true"),
+        ("health_check", "platform-admin/operator", "preserve_client_ip.enabled=true"),
+    }
     text = _metrics(second)
+    assert _sample(
+        text, "sgchurn_rule_gap_last_info", flow="traffic", trigger_actor="platform-admin/operator"
+    )
+    assert _sample(
+        text,
+        "sgchurn_target_group_attribute_last_change_info",
+        attribute="preserve_client_ip.enabled",
+        actor="platform-admin/operator",
+        value="true",
+    )
     for flow in ("traffic", "health_check"):
         assert _sample(text, "sgchurn_rule_gaps_total", flow=flow, cause="revoke_before_authorize") == 1.0
         assert _sample(text, "sgchurn_rule_gap_last_duration_seconds", flow=flow) == 60.0

@@ -310,6 +310,40 @@ def test_cli_gives_the_reason_and_uncovered_range_during_the_gap(
     assert "NOT ADMITTED [source_partly_covered]" in out and "not admitted: 128.0.0.0/1" in out
 
 
+def test_cli_lists_the_gaps_with_the_actor_and_the_trigger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = write_inventory(tmp_path / "inventory.json", split_world_after_the_revoke())
+    high = samples.permission(cidrs=["128.0.0.0/1"])
+    trail = write_trail(
+        tmp_path / "trail.json.gz",
+        [
+            samples.authorize_record("ev-auth", at_text(0), permissions=[high], actor=samples.OPERATOR),
+            samples.modify_tg_attributes_record(
+                "ev-flip", at_text(58), TG_ARN, {"preserve_client_ip.enabled": "true"}, actor=samples.OPERATOR
+            ),
+            samples.revoke_record("ev-revoke", at_text(60), permissions=[high]),
+        ],
+    )
+    common = ("--inventory", str(inventory), "--events", str(trail))
+    code, out, err = run_cli(capsys, "explain", TG_ARN, *common, "--format", "json")
+    assert code == 0, err
+    gaps = json.loads(out)["target_groups"][0]["gaps"]
+    assert gaps and {g["start"] for g in gaps} == {at_text(60)}
+    assert {(g["trigger"]["who"], g["trigger"]["event_id"], g["trigger"]["time"]) for g in gaps} == {
+        ("platform-admin/alice", "ev-flip", at_text(58))
+    }
+    code, out, _ = run_cli(capsys, "explain", TG_ARN, *common)
+    assert code == 0
+    assert (
+        f"triggered by platform-admin/alice (ModifyTargetGroupAttributes preserve_client_ip.enabled=true) "
+        f"at {at_text(58)}" in out
+    )
+    # --at before the gap: no gap listed yet
+    code, out, _ = run_cli(capsys, "explain", TG_ARN, *common, "--at", at_text(30), "--format", "json")
+    assert code == 0 and json.loads(out)["target_groups"][0]["gaps"] == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

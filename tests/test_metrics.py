@@ -54,6 +54,7 @@ from tests.snapshot_samples import (
     OPEN_FOR,
     PAYMENTS_TG,
     REGION,
+    TRIGGER_WHO,
     gap,
     hostile_snapshot,
     identity_labels,
@@ -260,6 +261,24 @@ def test_closed_gaps_feed_the_counter_histogram_and_last_gap_families() -> None:
     assert last == {CHECKOUT_TG: 60.0, PAYMENTS_TG: 45.0}
     actors = {s.labels["target_group"]: s.labels["actor"] for s in series(text, "sgchurn_rule_gap_last_info")}
     assert actors == {CHECKOUT_TG: "aws-load-balancer-controller", PAYMENTS_TG: "unknown"}
+
+
+def test_last_gap_names_its_trigger_and_the_last_attribute_change_its_actor() -> None:
+    text = exposition(sample_snapshot(NOW))
+    info = {
+        (s.labels["target_group"], s.labels["flow"]): s.labels["trigger_actor"]
+        for s in series(text, "sgchurn_rule_gap_last_info")
+    }
+    # explained with a preceding flip: role/session; poll-only (CloudTrail never said): unknown
+    assert info == {(CHECKOUT_TG, "health_check"): TRIGGER_WHO, (PAYMENTS_TG, "traffic"): "unknown"}
+    (change,) = series(text, "sgchurn_target_group_attribute_last_change_info")
+    assert (change.labels["target_group"], change.labels["value"], change.labels["actor"]) == (
+        CHECKOUT_TG,
+        "false",
+        TRIGGER_WHO,
+    )
+    # the counter gains no actor label (cardinality): the actor is on the info series only
+    assert all("actor" not in s.labels for s in series(text, "sgchurn_target_group_attribute_changes_total"))
 
 
 def test_exporter_self_metrics() -> None:

@@ -57,6 +57,12 @@ def test_replay_prints_one_json_line_per_gap_from_a_gzip_trail_file(
         assert gap["actor"] == ct.CONTROLLER_ROLE
         assert gap["target_group"] == "k8s-shop-web-abc"
         assert gap["target_group_arn"] == ct.TG_ARN
+        # who revoked (the controller's session) and what triggered it: the flip 10 s before
+        assert gap["actor_session"] == "1700000000000000000"
+        assert gap["trigger"]["event"] == "ModifyTargetGroupAttributes"
+        assert gap["trigger"]["event_id"] == "e1" and gap["trigger"]["time"] == "2026-11-20T12:00:10Z"
+        assert gap["trigger"]["who"] == "platform-admin/1700000000000000000"
+        assert gap["trigger"]["attributes"] == {"preserve_client_ip.enabled": "false"}
 
 
 def test_every_wrapper_gives_the_same_gaps(

@@ -32,6 +32,7 @@ from tests.snapshot_samples import (
     CHECKOUT_TG,
     OPEN_FOR_TEXT,
     PAYMENTS_TG,
+    TRIGGER_WHO,
     hostile_snapshot,
     sample_snapshot,
 )
@@ -245,6 +246,8 @@ def test_target_group_page_shows_flows_gaps_and_the_escaped_explanation(server: 
     assert "source_not_covered" in page and "0 of 3" in page
     assert f"open for {OPEN_FOR_TEXT}" in page
     assert "revoke_before_authorize" in page  # its closed health-check gap
+    # ... named with its trigger: who flipped the attribute (role/session), what and when
+    assert f"triggered by {TRIGGER_WHO} (preserve_client_ip.enabled=false) at " in page
     assert "revoke_without_restore" not in page  # the other target group's gap
     other = get(server, "/target-groups/" + quote(PAYMENTS_TG)).text
     assert "No explanation available" in other and "No open rule gaps" in other

@@ -189,11 +189,13 @@ def run(args: argparse.Namespace) -> int:
             out.flush()
     if args.gaps:
         from exporter.engine.gaps import analyze
+        from exporter.engine.triggers import gap_record, triggers_for
 
         analysis = analyze(inventory, collected)
+        triggers = triggers_for(analysis.gaps, collected)
         with args.output.open("wb") if args.output else nullcontext(sys.stdout.buffer) as sink:
             for gap in analysis.gaps:
-                sink.write(orjson.dumps(gap.to_dict()) + b"\n")
+                sink.write(orjson.dumps(gap_record(gap, triggers)) + b"\n")
         print(f"backfill: {len(collected)} changes, {len(analysis.gaps)} gaps", file=sys.stderr)
         return 0
     if reasons:

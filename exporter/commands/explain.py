@@ -37,8 +37,10 @@ from exporter.engine.explain import (
     render_text,
     state_at,
 )
+from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
+from exporter.engine.triggers import gap_record, triggers_for
 from exporter.textsafe import printable_fields, printable_lines
 
 EXIT_FAILURE = 1
@@ -252,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
     except AwsFailure as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return exc.code
+    gaps = gaps_by_target_group(world, at)
     if args.format == "json":
         document = {
             "query": args.target,
@@ -260,17 +263,51 @@ def run(args: argparse.Namespace) -> int:
             "at": None if at is None else format_time(at),
             "events": len(world.changes),
             "cloudtrail": world.events.to_dict(),
-            "target_groups": [e.to_dict() for e in explanations],
+            "target_groups": [
+                {**e.to_dict(), "gaps": gaps.get(e.target_group_arn, [])} for e in explanations
+            ],
         }
         print(json.dumps(document, indent=2))
     else:
         # values from AWS and CloudTrail shown, never obeyed by the terminal (exporter/textsafe.py)
         print(printable_lines(world.events.summary()))
         text = "\n".join(
-            render_text(printable_fields(e), events_read=world.events.read_any) for e in explanations
+            render_text(printable_fields(e), events_read=world.events.read_any)
+            + gap_text(gaps.get(e.target_group_arn, []))
+            for e in explanations
         )
         print(printable_lines(text), end="")
     return 0
+
+
+def gaps_by_target_group(world: World, at: datetime | None) -> dict[str, list[dict[str, Any]]]:
+    """The rule gaps the events show (started by `at`), each with its trigger, per target group."""
+    if not world.changes:
+        return {}
+    analysis = analyze(world.inventory, world.changes)
+    triggers = triggers_for(analysis.gaps, world.changes)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for gap in analysis.gaps:
+        if at is None or gap.start <= at:
+            found.setdefault(gap.target_group_arn, []).append(gap_record(gap, triggers))
+    return found
+
+
+def gap_text(records: list[dict[str, Any]]) -> str:
+    """Rule gaps in the events, with who revoked (actor) and who triggered it (trigger)."""
+    if not records:
+        return ""
+    lines = ["", "rule gaps in the events:"]
+    for r in records:
+        duration = "still open" if r["end"] is None else f"{r['duration_seconds']:g} s"
+        session = f"/{r['actor_session']}" if r.get("actor_session") else ""
+        line = f"  {r['start']}  {duration}  {r['flow']}  {r['cause']}  by {r['actor'] or 'unknown'}{session}"
+        trigger = r.get("trigger")
+        if trigger:
+            changed = ", ".join(f"{k}={v}" for k, v in trigger["attributes"].items())
+            line += f"; triggered by {trigger['who']} ({trigger['event']} {changed}) at {trigger['time']}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _message(exc: BaseException) -> str:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from exporter.engine.gaps import Analysis, analyze
 from exporter.engine.inventory import Inventory, InventoryError
+from exporter.engine.triggers import Trigger, gap_record, triggers_for
 from exporter.textsafe import printable
 
 EXIT_USAGE = 2
@@ -73,13 +75,17 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "table":
         print_table(analysis)
     else:
-        print_json_lines(analysis, args.replacements)
+        print_json_lines(analysis, args.replacements, triggers_for(analysis.gaps, events.changes))
     return 0
 
 
-def print_json_lines(analysis: Analysis, with_replacements: bool) -> None:
+def print_json_lines(
+    analysis: Analysis,
+    with_replacements: bool,
+    triggers: Mapping[tuple[str, str, str], Trigger] | None = None,
+) -> None:
     for gap in analysis.gaps:
-        print(json.dumps(gap.to_dict(), sort_keys=False))
+        print(json.dumps(gap_record(gap, triggers or {}), sort_keys=False))
     if with_replacements:
         for rep in analysis.replacements:
             print(

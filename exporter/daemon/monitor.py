@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from exporter.daemon.snapshot import GapView, TargetGroupView, labels_of
+from exporter.daemon.snapshot import AttributeChangeView, GapView, TargetGroupView, labels_of
 from exporter.daemon.state import StateStore
 from exporter.daemon.tracker import GapTracker, identity_of, undetermined_view
 from exporter.engine.changes import (
@@ -38,6 +38,7 @@ from exporter.engine.inventory import Inventory, ServiceBinding
 from exporter.engine.records import parse_record
 from exporter.engine.rules import Rule
 from exporter.engine.timeline import RuleState
+from exporter.engine.triggers import attribute_changes_by_target_group, triggers_for
 
 ServiceBinder = Callable[[Inventory], dict[str, ServiceBinding]]
 RulesReader = Callable[[Iterable[str]], Mapping[str, tuple[Rule, ...]]]
@@ -68,6 +69,7 @@ class MonitorView:
     target_groups: tuple[TargetGroupView, ...] = ()
     open_gaps: tuple[GapView, ...] = ()
     security_groups: tuple[str, ...] = ()  # the groups on target ENIs (watched for replacements)
+    attribute_changes: tuple[AttributeChangeView, ...] = ()  # the last change per attribute
 
 
 @dataclass(frozen=True)
@@ -253,23 +255,48 @@ class Monitor:
         if inventory is None:
             return self.view
         analysis = analyze(inventory, changes)
+        triggers = triggers_for(analysis.gaps, changes)
         failure: sqlite3.Error | None = None
         try:
-            open_gaps = self.tracker.open_views(now, inventory, analysis, current)
-            self.tracker.commit_closed(now, inventory, analysis)
+            open_gaps = self.tracker.open_views(now, inventory, analysis, current, triggers)
+            self.tracker.commit_closed(now, inventory, analysis, triggers)
             self._count_replacements(inventory, analysis)
         except sqlite3.Error as exc:  # the store is locked or broken: still show what is open now
             failure = exc
             open_gaps = self._open_without_store(now, inventory, current)
         watched = sorted({g for eni in inventory.network_interfaces.values() for g in eni.security_group_ids})
         view = MonitorView(
-            tuple(self._target_group_views(inventory, current)), tuple(open_gaps), tuple(watched)
+            tuple(self._target_group_views(inventory, current)),
+            tuple(open_gaps),
+            tuple(watched),
+            tuple(self._attribute_changes(inventory, changes)),
         )
         with self._lock:
             self.view, self.analysis = view, analysis
         if failure is not None:
             raise StateUnavailable(f"state store: {failure}") from failure
         return view
+
+    def _attribute_changes(self, inventory: Inventory, changes: list[Change]) -> list[AttributeChangeView]:
+        """The last change of each watched attribute per target group, with who made it."""
+        views = []
+        for arn, items in sorted(attribute_changes_by_target_group(changes).items()):
+            last: dict[str, AttributeChange] = {}
+            for change in items:
+                for key, _value in change.attributes:
+                    last[key] = change
+            ident = identity_of(inventory, inventory.account_id, inventory.region, arn)
+            for key, change in sorted(last.items()):
+                views.append(
+                    AttributeChangeView(
+                        **ident.labels_dict(),
+                        attribute=key,
+                        value=dict(change.attributes)[key],
+                        actor=change.meta.actor.who,
+                        time=change.meta.event_time,
+                    )
+                )
+        return views
 
     def _open_without_store(
         self, now: datetime, inventory: Inventory, current: dict[str, dict[FlowKind, FlowStatus]]

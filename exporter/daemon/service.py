@@ -397,6 +397,7 @@ class Daemon:
                 api_errors=api_errors,
                 cloudtrail_lag_seconds=lag,
                 owned_targets=tuple(sorted({(m.account_id or "default", m.region) for m in self.monitors})),
+                attribute_changes=tuple(c for m in self.monitors for c in m.view.attribute_changes),
             )
             self._snapshot = snapshot
         for callback in self.on_publish:
@@ -528,7 +529,12 @@ def _gap_facts(gap: GapView) -> dict[str, object]:
         "duration_seconds": gap.duration_seconds,
         "cause": gap.cause,
         "actor": gap.actor or None,
+        "actor_session": gap.actor_session or None,
         "explained": gap.explained,
+        "trigger_actor": gap.trigger_who or None,
+        "trigger_time": gap.trigger_time.isoformat() if gap.trigger_time else None,
+        "trigger": gap.trigger_detail or None,
+        "trigger_event_id": gap.trigger_event_id or None,
     }
 
 

@@ -72,10 +72,49 @@ class GapView:
     actor: str  # role / principal name, "" when unknown
     actor_arn: str
     explained: bool  # True when CloudTrail records explain it; False: seen by inventory polls only
+    actor_session: str = ""  # who assumed the actor's role (assumed-role session name)
+    #: The attribute change that preceded the gap on its target group (engine/triggers.py):
+    #: trigger_who is role/session (or principal), "" when none was found.
+    trigger_who: str = ""
+    trigger_time: datetime | None = None
+    trigger_event_id: str = ""
+    trigger_detail: str = ""  # e.g. "preserve_client_ip.enabled=false"
+
+    @property
+    def trigger_actor(self) -> str:
+        """The trigger_actor label: who made the triggering change; "none" when an explained gap
+        had no attribute change before it, "unknown" when CloudTrail has not explained the gap."""
+        if self.trigger_who:
+            return self.trigger_who
+        return "none" if self.explained else "unknown"
 
     @property
     def duration_seconds(self) -> float | None:
         return None if self.end is None else (self.end - self.start).total_seconds()
+
+    def identity(self) -> dict[str, str]:
+        return {
+            "aws_account_id": self.aws_account_id,
+            "aws_region": self.aws_region,
+            "target_group": self.target_group,
+            "namespace": self.namespace,
+            "service": self.service,
+        }
+
+
+@dataclass(frozen=True)
+class AttributeChangeView:
+    """The last CloudTrail-recorded change of one watched attribute of one target group."""
+
+    aws_account_id: str
+    aws_region: str
+    target_group: str
+    namespace: str
+    service: str
+    attribute: str
+    value: str
+    actor: str  # role/session (or principal), "unknown" when CloudTrail did not say
+    time: datetime
 
     def identity(self) -> dict[str, str]:
         return {
@@ -145,3 +184,5 @@ class Snapshot:
     owned_targets: tuple[tuple[str, str], ...] = ()  # (account or "default", region) this shard watches
     #: When this exporter process started watching: before it, what the page draws is unknown.
     watched_since: datetime | None = None
+    #: The last change of each watched attribute per target group seen in CloudTrail.
+    attribute_changes: tuple[AttributeChangeView, ...] = ()

@@ -27,6 +27,7 @@ from exporter.engine.flows import FLOW_KINDS, FlowKind, FlowStatus
 from exporter.engine.gaps import Analysis, Gap
 from exporter.engine.inventory import Inventory
 from exporter.engine.timeutil import format_time
+from exporter.engine.triggers import Trigger
 
 GAPS_FAMILY = "rule_gaps"
 #: Consecutive polls that must see a flow unadmitted before a poll-only gap is shown as open.
@@ -43,6 +44,15 @@ class Identity:
     target_group: str
     namespace: str
     service: str
+
+    def labels_dict(self) -> dict[str, str]:
+        return {
+            "aws_account_id": self.aws_account_id,
+            "aws_region": self.aws_region,
+            "target_group": self.target_group,
+            "namespace": self.namespace,
+            "service": self.service,
+        }
 
     def labels(self, **extra: str) -> Labels:
         return labels_of(
@@ -126,13 +136,14 @@ class GapTracker:
         inventory: Inventory,
         analysis: Analysis,
         current: Mapping[str, Mapping[FlowKind, FlowStatus]],
+        triggers: Mapping[tuple[str, str, str], Trigger] | None = None,
     ) -> list[GapView]:
         """Commit what is final and return the gaps open now.
 
         `current` is the flow status of the latest inventory poll: the truth about *now*.
         """
-        open_views = self.open_views(now, inventory, analysis, current)
-        self.commit_closed(now, inventory, analysis)
+        open_views = self.open_views(now, inventory, analysis, current, triggers)
+        self.commit_closed(now, inventory, analysis, triggers)
         return open_views
 
     def open_views(
@@ -141,6 +152,7 @@ class GapTracker:
         inventory: Inventory,
         analysis: Analysis,
         current: Mapping[str, Mapping[FlowKind, FlowStatus]],
+        triggers: Mapping[tuple[str, str, str], Trigger] | None = None,
     ) -> list[GapView]:
         """The gaps open now (reads the store, writes nothing)."""
         account, region = inventory.account_id, inventory.region
@@ -155,13 +167,19 @@ class GapTracker:
                 ident = identity_of(inventory, account, region, arn)
                 gap = explained_open.get((arn, kind))
                 if gap is not None:
-                    open_views.append(_view_from_gap(gap, ident, now))
+                    open_views.append(_view_from_gap(gap, ident, now, (triggers or {}).get(gap.key)))
                 elif self.confirmed(arn, kind):
                     start = _dt(poll_open.get((arn, kind), _ts(now)))
                     open_views.append(undetermined_view(ident, arn, kind, start, None))
         return open_views
 
-    def commit_closed(self, now: datetime, inventory: Inventory, analysis: Analysis) -> None:
+    def commit_closed(
+        self,
+        now: datetime,
+        inventory: Inventory,
+        analysis: Analysis,
+        triggers: Mapping[tuple[str, str, str], Trigger] | None = None,
+    ) -> None:
         """Commit every closed gap that is final: explained ones at once, poll-only ones once settled."""
         account, region = inventory.account_id, inventory.region
         poll_rows = self.store.poll_gaps(self.target)
@@ -169,7 +187,7 @@ class GapTracker:
             for gap in analysis.gaps:
                 if gap.end is not None and gap.opened_by is not None:
                     ident = identity_of(inventory, account, region, gap.target_group_arn)
-                    self._commit(db, _view_from_gap(gap, ident))
+                    self._commit(db, _view_from_gap(gap, ident, None, (triggers or {}).get(gap.key)))
             for arn, flow, poll_start, poll_end in poll_rows:
                 if poll_end is None:
                     continue
@@ -204,7 +222,9 @@ class GapTracker:
         return True
 
 
-def _view_from_gap(gap: Gap, ident: Identity, now: datetime | None = None) -> GapView:
+def _view_from_gap(
+    gap: Gap, ident: Identity, now: datetime | None = None, trigger: Trigger | None = None
+) -> GapView:
     """`now` for an open gap: its cause as shown then (Gap.cause_at)."""
     actor = gap.actor
     return GapView(
@@ -222,6 +242,11 @@ def _view_from_gap(gap: Gap, ident: Identity, now: datetime | None = None) -> Ga
         actor=actor.label if actor else "",
         actor_arn=(actor.principal_arn or "") if actor else "",
         explained=True,
+        actor_session=(actor.session or "") if actor else "",
+        trigger_who=trigger.who if trigger else "",
+        trigger_time=trigger.time if trigger else None,
+        trigger_event_id=trigger.event_id if trigger else "",
+        trigger_detail=", ".join(f"{k}={v}" for k, v in trigger.attributes) if trigger else "",
     )
 
 
@@ -264,6 +289,11 @@ def _stored_from_view(target: str, view: GapView) -> StoredGap:
             "service": view.service,
             "actor": view.actor,
             "actor_arn": view.actor_arn,
+            "actor_session": view.actor_session,
+            "trigger_who": view.trigger_who,
+            "trigger_time": None if view.trigger_time is None else _ts(view.trigger_time),
+            "trigger_event_id": view.trigger_event_id,
+            "trigger_detail": view.trigger_detail,
         },
     )
 
@@ -285,4 +315,13 @@ def view_from_stored(gap: StoredGap) -> GapView:
         actor=str(data.get("actor", "")),
         actor_arn=str(data.get("actor_arn", "")),
         explained=gap.explained,
+        actor_session=str(data.get("actor_session", "")),
+        trigger_who=str(data.get("trigger_who", "")),
+        trigger_time=_optional_dt(data.get("trigger_time")),
+        trigger_event_id=str(data.get("trigger_event_id", "")),
+        trigger_detail=str(data.get("trigger_detail", "")),
     )
+
+
+def _optional_dt(value: object) -> datetime | None:
+    return _dt(float(value)) if isinstance(value, int | float) else None

@@ -61,6 +61,23 @@ class Actor:
         """A short human name: the role (issuer) name, else the principal ARN, else "unknown"."""
         return self.issuer or self.principal_arn or "unknown"
 
+    @property
+    def session(self) -> str | None:
+        """Who assumed the role: the session part of an assumed-role ARN
+        (`arn:aws:sts::<account>:assumed-role/<role>/<session>`; an SSO user's e-mail, a CI job's
+        name, a random id for SDK sessions), None for other identities."""
+        arn = self.principal_arn or ""
+        _, found, rest = arn.partition(":assumed-role/")
+        if not found or "/" not in rest:
+            return None
+        return rest.split("/", 1)[1] or None
+
+    @property
+    def who(self) -> str:
+        """The role and who assumed it (`role/session`), else `label`."""
+        session = self.session
+        return f"{self.label}/{session}" if session and self.issuer else self.label
+
 
 @dataclass(frozen=True, slots=True)
 class EventMeta:

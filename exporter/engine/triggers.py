@@ -1,0 +1,119 @@
+"""What triggered a gap: the target-group attribute change that preceded it.
+
+The gap's actor is whoever revoked the rule, usually the AWS Load Balancer Controller. The
+trigger is the change that made the controller do it: a ModifyTargetGroupAttributes on the same
+target group a moment before (the controller applies the attribute when it deploys the model,
+pkg/deploy/elbv2/target_group_attributes_reconciler.go, and reconciles the node security groups
+later in the TargetGroupBinding reconciler, ReconcileForNodePortEndpoints /
+ReconcileForPodEndpoints in pkg/targetgroupbinding/resource_manager.go, both at v2.13.0), with
+who made it (role and the session that assumed it) and when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from exporter.engine.changes import AttributeChange, Change
+from exporter.engine.gaps import REPLACEMENT_WINDOW, Gap
+from exporter.engine.timeutil import format_time
+
+#: How long before a gap an attribute change on its target group still counts as its trigger:
+#: the controller reconciles within seconds; the replacement window bounds a slow reconcile.
+TRIGGER_WINDOW: timedelta = REPLACEMENT_WINDOW
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The change that preceded a gap on the same target group, and who made it."""
+
+    event_name: str
+    event_id: str
+    time: datetime
+    actor: str  # role (or principal) name, "unknown" when CloudTrail did not say
+    who: str  # role/session for an assumed role, else `actor`
+    actor_arn: str
+    user_agent: str
+    attributes: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event_name,
+            "event_id": self.event_id,
+            "time": format_time(self.time),
+            "actor": self.actor,
+            "who": self.who,
+            "actor_arn": self.actor_arn or None,
+            "user_agent": self.user_agent or None,
+            "attributes": dict(self.attributes),
+        }
+
+    def describe(self) -> str:
+        changed = ", ".join(f"{k}={v}" for k, v in self.attributes)
+        return f"{self.event_name} ({changed}) by {self.who} at {format_time(self.time)}"
+
+
+def trigger_of(change: AttributeChange) -> Trigger:
+    actor = change.meta.actor
+    return Trigger(
+        event_name=change.meta.event_name,
+        event_id=change.meta.event_id,
+        time=change.meta.event_time,
+        actor=actor.label,
+        who=actor.who,
+        actor_arn=actor.principal_arn or "",
+        user_agent=actor.user_agent or "",
+        attributes=change.attributes,
+    )
+
+
+def attribute_changes_by_target_group(changes: Iterable[Change]) -> dict[str, list[AttributeChange]]:
+    """Successful attribute changes per target group ARN, oldest first."""
+    found: dict[str, list[AttributeChange]] = {}
+    for change in changes:
+        if isinstance(change, AttributeChange) and not change.meta.failed and change.attributes:
+            found.setdefault(change.target_group_arn, []).append(change)
+    for items in found.values():
+        items.sort(key=lambda c: (c.meta.event_time, c.meta.event_id))
+    return found
+
+
+def find_trigger(
+    target_group_arn: str,
+    start: datetime,
+    by_target_group: Mapping[str, list[AttributeChange]],
+    window: timedelta = TRIGGER_WINDOW,
+) -> Trigger | None:
+    """The last attribute change on the target group at or before `start`, within `window`."""
+    best: AttributeChange | None = None
+    for change in by_target_group.get(target_group_arn, ()):
+        moment = change.meta.event_time
+        if moment > start:
+            break
+        if start - moment <= window:
+            best = change
+    return None if best is None else trigger_of(best)
+
+
+def triggers_for(gaps: Iterable[Gap], changes: Iterable[Change]) -> dict[tuple[str, str, str], Trigger]:
+    """Each gap's trigger, by gap key (gaps without one are left out)."""
+    by_tg = attribute_changes_by_target_group(changes)
+    found: dict[tuple[str, str, str], Trigger] = {}
+    for gap in gaps:
+        trigger = find_trigger(gap.target_group_arn, gap.start, by_tg)
+        if trigger is not None:
+            found[gap.key] = trigger
+    return found
+
+
+def gap_record(gap: Gap, triggers: Mapping[tuple[str, str, str], Trigger]) -> dict[str, Any]:
+    """A gap's public JSON form (replay, backfill --gaps): Gap.to_dict plus the session that
+    assumed the actor's role and the `trigger` (null when no attribute change preceded it)."""
+    record = gap.to_dict()
+    actor = gap.actor
+    record["actor_session"] = actor.session if actor else None
+    trigger = triggers.get(gap.key)
+    record["trigger"] = None if trigger is None else trigger.to_dict()
+    return record
