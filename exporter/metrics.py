@@ -107,8 +107,20 @@ SPECS: tuple[MetricSpec, ...] = (
         "info",
         "A watched NLB target group and how it is set up: load balancer, scheme, mode (sg: the NLB has "
         "security groups; legacy: it has none), target type, protocol, cluster and how it was mapped to a "
-        "Service.",
-        (*IDENTITY, "load_balancer", "scheme", "mode", "target_type", "protocol", "cluster", "mapped_by"),
+        "Service, and what its client sources are judged by (intent: binding, the TargetGroupBinding's "
+        "networking; managed_rules, the rules the controller manages on the port; default, the "
+        "controller's default for the scheme).",
+        (
+            *IDENTITY,
+            "load_balancer",
+            "scheme",
+            "mode",
+            "target_type",
+            "protocol",
+            "cluster",
+            "mapped_by",
+            "intent",
+        ),
     ),
     _s(
         "sgchurn_target_group_preserve_client_ip",
@@ -456,6 +468,7 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
                 "protocol": tg.protocol,
                 "cluster": tg.cluster,
                 "mapped_by": tg.mapped_by,
+                "intent": tg.intent,
             },
             1,
         )
@@ -629,6 +642,7 @@ _TG_INFO_EXTRA: Mapping[str, Callable[[TargetGroupView], str]] = {
     "protocol": operator.attrgetter("protocol"),
     "cluster": operator.attrgetter("cluster"),
     "mapped_by": operator.attrgetter("mapped_by"),
+    "intent": operator.attrgetter("intent"),
 }
 # What the per-target-group pass takes for granted about the specs it writes.
 assert set(SPECS_BY_NAME["sgchurn_target_group_info"].labels) == {*IDENTITY, *_TG_INFO_EXTRA}

@@ -22,7 +22,7 @@ from exporter.engine.explain import (
     state_at,
 )
 from exporter.engine.gaps import analyze
-from exporter.engine.inventory import Inventory
+from exporter.engine.inventory import Intent, Inventory, ServiceBinding, Target
 from exporter.engine.timeutil import format_time
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
@@ -46,8 +46,14 @@ SUBNET_RULES = tuple(tcp(NODE_PORT, c, f"sgr-0sub{i}") for i, c in enumerate(SUB
 
 
 def split_world_after_the_revoke() -> Inventory:
-    """Described an hour after 128.0.0.0/1 was revoked: the low half and the subnet rules remain."""
-    return incident_inventory(node_rules=(LOW_HALF, *SUBNET_RULES), taken_at=T0 + seconds(3600))
+    """Described an hour after 128.0.0.0/1 was revoked: the low half and the subnet rules remain.
+
+    The TargetGroupBinding says everyone (0.0.0.0/0) is meant to reach it: without it, the low
+    half, held an hour, would be the materialized intent (engine/intent.py) and nothing a gap."""
+    inventory = incident_inventory(node_rules=(LOW_HALF, *SUBNET_RULES), taken_at=T0 + seconds(3600))
+    everyone = tcp(NODE_PORT, "0.0.0.0/0")
+    binding = ServiceBinding("shop", "web", (), "targetgroupbinding", "demo", (everyone, *SUBNET_RULES))
+    return inventory.with_services({TG_ARN: binding})
 
 
 def split_changes() -> list[Change]:
@@ -527,3 +533,37 @@ def test_live_unknown_target_exits_2(clean_moto: MotoServer, capsys: pytest.Capt
     build_incident_world(clean_moto.client("ec2"), clean_moto.client("elbv2"))
     code, out, err = run_cli(capsys, "explain", "shop/missing")
     assert code == 2 and out == "" and "no target group matches 'shop/missing'" in err
+
+
+def test_explain_names_the_intent_and_why_a_target_is_not_evaluable() -> None:
+    """Issue 12: `explain` says what the client sources are judged by, and why a target outside
+    the VPC is neither admitted nor a gap."""
+    ranges = tcp(NODE_PORT, "203.0.113.0/24")
+    inventory = incident_inventory(target_type="ip", node_rules=(ranges, *SUBNET_RULES))
+    tg = inventory.target_groups[TG_ARN]
+    hybrid = Target("192.168.100.10", NODE_PORT, None, "healthy", "all")
+    inventory = dataclasses.replace(
+        inventory, target_groups={TG_ARN: dataclasses.replace(tg, targets=(*tg.targets, hybrid))}
+    )
+    explanation = explain_target_group(inventory, TG_ARN, current_state(inventory, []))
+    assert (explanation.intent, explanation.intent_sources) == ("managed_rules", ("203.0.113.0/24",))
+    assert explanation.flow("traffic").required == (("tcp from 203.0.113.0/24",),)
+    assert explanation.fully_admitted
+    outside = [t for t in explanation.flow("traffic").targets if t.not_evaluable]
+    assert [(t.target_id, t.not_evaluable, t.admitted) for t in outside] == [
+        ("192.168.100.10", "target_outside_vpc", False)
+    ]
+    text = render_text(explanation)
+    assert "client intent  managed_rules, the rules the controller manages on the port" in text
+    assert "2/3 targets admitted (1 not evaluable)" in text
+    assert "NOT EVALUABLE [target_outside_vpc]  192.168.100.10" in text and "never a gap" in text
+    assert explanation.to_dict()["intent"] == "managed_rules"
+
+    bound = split_world_after_the_revoke()
+    assert explain_target_group(bound, TG_ARN, current_state(bound, [])).intent == "binding"
+    plain = incident_inventory(preserve="false", node_rules=SUBNET_RULES)
+    assert explain_target_group(plain, TG_ARN, current_state(plain, [])).intent == "default"
+    given = plain.with_intents({TG_ARN: Intent("managed_rules", ("198.51.100.0/24",))})
+    assert explain_target_group(given, TG_ARN, current_state(given, [])).intent_sources == (
+        "198.51.100.0/24",
+    )

@@ -23,7 +23,16 @@ from tests import cloudtrail_samples as samples
 from tests.awsworld import REGION, CloudTrailRecorder, LookupSink, ManualClock, MotoServer
 from tests.fleet_world import ALL_SETUPS, HYBRID_IP, PREFIX, PREFIX_POD_IP, Setup, build_fleet
 
-SETUPS = tuple(name for name in ALL_SETUPS if name != "source_ranges")
+SETUPS = ALL_SETUPS
+#: What each setup's client sources are judged by without Kubernetes access (the `intent` label).
+INTENTS = {
+    "dualstack-ipv4": "managed_rules",  # the controller's 0.0.0.0/0
+    "dualstack-ipv6": "managed_rules",  # the controller's ::/0
+    "prefix-pods": "default",  # client IPs not preserved: the managed rules are the subnets
+    "sg-mode-cidr": "default",  # the user's own rule, not the controller's
+    "source-ranges": "managed_rules",  # the Service's two ranges, unknown without Kubernetes
+    "prefix-list": "default",
+}
 CONTROLLER_ROLE = "eks-demo-aws-load-balancer-controller"
 
 
@@ -114,6 +123,8 @@ def test_the_fleet_in_steady_state_has_no_gap_in_the_daemon_nor_in_replay(
         for labels, value in _samples(assembly, "sgchurn_target_group_not_evaluable_targets")
     ] == [("prefix-pods", "target_outside_vpc", 1.0)]
     assert not _samples(assembly, "sgchurn_target_group_unadmitted_targets")
+    info = _samples(assembly, "sgchurn_target_group_info")
+    assert {labels["target_group"]: labels["intent"] for labels, _value in info} == INTENTS
     unrelated = samples.authorize_record(  # a trail about something else: nothing to report
         "unrelated-1", clock.now(), "sg-0unrelated00000", [samples.permission(22, cidrs=["192.0.2.0/24"])]
     )
@@ -135,8 +146,9 @@ def test_revoking_the_admitting_rule_for_20s_is_one_gap_per_affected_flow(
     clock.advance(30)
     revoked_at = clock.now()
     ec2.revoke_security_group_ingress(GroupId=setup.group_id, IpPermissions=setup.admitting)
-    clock.advance(10)
-    assembly.daemon.run_job("inventory")  # the poll sees the gap before CloudTrail explains it
+    for _ in range(2):  # two polls confirm the gap before CloudTrail explains it
+        clock.advance(5)
+        assembly.daemon.run_job("inventory")
     assembly.daemon.run_job("evaluate")
     assert {g.flow for g in assembly.daemon.snapshot().open_gaps} == setup.affected
     clock.advance(10)

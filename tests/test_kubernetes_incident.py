@@ -13,6 +13,7 @@ from exporter.engine.changes import Actor, EventMeta, RuleChange
 from exporter.engine.flows import requirements
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import (
+    Intent,
     Inventory,
     LoadBalancer,
     NetworkInterface,
@@ -129,8 +130,10 @@ def test_revoke_and_reauthorize_reports_a_gap_for_the_services_range() -> None:
     ]
 
 
-def test_without_the_cluster_the_range_defaults_to_everyone() -> None:
-    """Control: tags alone name the Service but not its range, so 0.0.0.0/0 is required all along."""
+def test_without_the_cluster_the_controllers_rules_are_the_intent() -> None:
+    """Tags alone name the Service but not its range: the rules the controller manages on the port
+    (203.0.113.0/24 while client IPs are preserved) are the intent, not a guessed 0.0.0.0/0, so the
+    same 60 s gap is found as with the cluster, and nothing is open before or after it."""
     bare = incident_inventory()
     inventory = bare.with_services(bind_services(bare.target_groups, None, CLUSTER))
     changes = [
@@ -141,4 +144,8 @@ def test_without_the_cluster_the_range_defaults_to_everyone() -> None:
     analysis = analyze(inventory, changes)
 
     assert (inventory.services[TG_ARN].namespace, inventory.services[TG_ARN].service) == ("shop", "web")
-    assert [(g.flow, g.cause, g.end) for g in analysis.gaps] == [("traffic", "undetermined", None)]
+    assert [(g.flow, g.cause, g.duration_seconds) for g in analysis.gaps] == [
+        ("traffic", "revoke_before_authorize", 60.0)
+    ]
+    assert analysis.intents[TG_ARN] == Intent("managed_rules", ("203.0.113.0/24",))
+    assert analyze(inventory, []).gaps == []

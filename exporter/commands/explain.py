@@ -36,6 +36,7 @@ from exporter.engine.explain import (
     find_target_groups,
     render_text,
     state_at,
+    with_intents,
 )
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
@@ -247,7 +248,8 @@ def run(args: argparse.Namespace) -> int:
             state = state_at(world.inventory, world.changes, at)
         else:
             state = current_state(world.inventory, world.changes)
-        explanations = [explain_target_group(world.inventory, tg.arn, state, at=at) for tg in target_groups]
+        intended = with_intents(world.inventory, world.changes, at)
+        explanations = [explain_target_group(intended, tg.arn, state, at=at) for tg in target_groups]
     except (UsageError, TargetNotFound, NotExplainable, NoUsableRecords) as exc:
         print(f"{prog}: {_message(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -25,7 +25,7 @@ from exporter.commands.explain import (
 )
 from exporter.commands.plan_guardrail import check_guardrail, render_guardrail
 from exporter.commands.trail_input import NoUsableRecords
-from exporter.engine.explain import NotExplainable, TargetNotFound, current_state
+from exporter.engine.explain import NotExplainable, TargetNotFound, current_state, with_intents
 from exporter.engine.plan import plan_attribute_change, render_text
 from exporter.engine.timeutil import format_time
 from exporter.textsafe import printable_fields, printable_lines
@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
         preserve = parse_assignment(args.assignment)
         world, target_groups = resolve(args, prog)
         state = current_state(world.inventory, world.changes)
+        intended = with_intents(world.inventory, world.changes)
         plans = [
-            plan_attribute_change(world.inventory, tg.arn, state, world.changes, preserve=preserve)
+            plan_attribute_change(intended, tg.arn, state, world.changes, preserve=preserve)
             for tg in target_groups
         ]
     except (UsageError, TargetNotFound, NotExplainable, NoUsableRecords) as exc:

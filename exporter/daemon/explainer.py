@@ -22,6 +22,9 @@ def explain_provider(
             for arn, tg in inventory.target_groups.items():
                 if tg.name == name:
                     state = current_state(inventory, list(monitor.changes.values()))
+                    analysis = monitor.analysis
+                    if analysis is not None:  # the intents the last evaluation judged by
+                        inventory = inventory.with_intents({**inventory.intents, **analysis.intents})
                     return render_text(explain_target_group(inventory, arn, state, at=clock()))
         return None
 

@@ -6,11 +6,13 @@ them in whole, so readers (the snapshot builder) never see a half-updated monito
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -34,7 +36,8 @@ from exporter.engine.gaps import (
     load_balancer_of,
     summarize_status,
 )
-from exporter.engine.inventory import Inventory, ServiceBinding
+from exporter.engine.intent import anchor_intents
+from exporter.engine.inventory import Intent, Inventory, ServiceBinding
 from exporter.engine.records import parse_record
 from exporter.engine.rules import Rule
 from exporter.engine.timeline import RuleState
@@ -110,6 +113,10 @@ class Monitor:
         self.changes: dict[str, Change] = {}
         self.view = MonitorView()
         self.analysis: Analysis | None = None
+        # Intents (engine/intent.py): the managed-rules ones the last analysis learned, and the
+        # TargetGroupBinding ones seen over time (kept in the state store across restarts).
+        self.intents: dict[str, Intent] = {}
+        self.binding_history: dict[str, list[tuple[datetime, Intent]]] = {}
 
     # --- restart -----------------------------------------------------------------------------
     def restore(self, now: datetime) -> int:
@@ -124,7 +131,36 @@ class Monitor:
             if parsed is not None and not isinstance(parsed, Rejection):
                 self.changes[parsed.meta.event_id] = parsed
                 restored += 1
+        self.binding_history = _history_from_json(self.store.get_meta(self._history_key))
         return restored
+
+    # --- intents ---------------------------------------------------------------------------------
+    @property
+    def _history_key(self) -> str:
+        return f"binding_intents:{self.key}"
+
+    def _intended(self, inventory: Inventory) -> Inventory:
+        """The inventory with each target group's intent; a TargetGroupBinding intent that differs
+        from the last one recorded is recorded (at the inventory's time) in the state store."""
+        intents = anchor_intents(inventory, self.intents)
+        moment = inventory.taken_at
+        cutoff = moment - self.retention
+        changed = False
+        for arn, intent in intents.items():
+            if intent.kind != "binding":
+                continue
+            seen = self.binding_history.setdefault(arn, [])
+            if not seen or seen[-1][1] != intent:
+                seen.append((moment, intent))
+                changed = True
+            while len(seen) > 1 and seen[1][0] <= cutoff:  # keep the one in force at the cutoff
+                seen.pop(0)
+                changed = True
+        if changed:
+            # Kept in memory if the store refuses; its health is reported by the jobs that need it.
+            with contextlib.suppress(sqlite3.Error):
+                self.store.set_meta(self._history_key, _history_to_json(self.binding_history))
+        return inventory.with_intents(intents)
 
     # --- inventory -----------------------------------------------------------------------
     def poll_inventory(self, now: datetime, binder: ServiceBinder | None) -> bool:
@@ -135,6 +171,7 @@ class Monitor:
         inventory = self._describe(now)
         if binder is not None:
             inventory = inventory.with_services(binder(inventory))
+        inventory = self._intended(inventory)
         current = dict(summarize_status(inventory, RuleState.from_inventory(inventory)))
         with self._lock:
             before = self.inventory
@@ -181,7 +218,7 @@ class Monitor:
         """Re-attach Services after a Kubernetes sync, without a new AWS poll."""
         with self._lock:
             if self.inventory is not None:
-                self.inventory = self.inventory.with_services(binder(self.inventory))
+                self.inventory = self._intended(self.inventory.with_services(binder(self.inventory)))
 
     # --- CloudTrail ----------------------------------------------------------------------------
     def ingest(
@@ -254,7 +291,8 @@ class Monitor:
             inventory, current, changes = self.inventory, self.current, list(self.changes.values())
         if inventory is None:
             return self.view
-        analysis = analyze(inventory, changes)
+        analysis = analyze(inventory, changes, binding_history=self.binding_history)
+        self.intents = {arn: i for arn, i in analysis.intents.items() if i.kind == "managed_rules"}
         triggers = triggers_for(analysis.gaps, changes)
         failure: sqlite3.Error | None = None
         try:
@@ -266,7 +304,11 @@ class Monitor:
             open_gaps = self._open_without_store(now, inventory, current)
         watched = sorted({g for eni in inventory.network_interfaces.values() for g in eni.security_group_ids})
         view = MonitorView(
-            tuple(self._target_group_views(inventory, current)),
+            tuple(
+                self._target_group_views(
+                    inventory.with_intents({**inventory.intents, **analysis.intents}), current
+                )
+            ),
             tuple(open_gaps),
             tuple(watched),
             tuple(self._attribute_changes(inventory, changes)),
@@ -358,6 +400,7 @@ class Monitor:
                     preserve_client_ip=preserve_client_ip(tg, tg.attributes),
                     targets=len(tg.targets),
                     flows=current[arn],
+                    intent=inventory.intent_of(arn).kind,
                 )
             )
         return views
@@ -369,3 +412,24 @@ def _shown(inventory: Inventory) -> dict[str, tuple[object, ...]]:
         arn: (tuple(sorted(tg.attributes.items())), len(tg.targets), inventory.services.get(arn))
         for arn, tg in inventory.target_groups.items()
     }
+
+
+def _history_to_json(history: dict[str, list[tuple[datetime, Intent]]]) -> str:
+    return json.dumps(
+        {arn: [[at.timestamp(), list(i.sources)] for at, i in entries] for arn, entries in history.items()}
+    )
+
+
+def _history_from_json(text: str | None) -> dict[str, list[tuple[datetime, Intent]]]:
+    """The recorded TargetGroupBinding intents; {} when none or unreadable (then learned anew)."""
+    try:
+        data = json.loads(text or "{}")
+        return {
+            str(arn): [
+                (datetime.fromtimestamp(float(at), tz=UTC), Intent("binding", tuple(str(c) for c in sources)))
+                for at, sources in entries
+            ]
+            for arn, entries in data.items()
+        }
+    except (ValueError, TypeError, AttributeError):
+        return {}

@@ -41,6 +41,7 @@ class TargetGroupView:
     preserve_client_ip: bool
     targets: int
     flows: Mapping[FlowKind, FlowStatus]
+    intent: str = "default"  # what its client sources are judged by: binding | managed_rules | default
 
     @property
     def identity(self) -> dict[str, str]:

@@ -31,7 +31,8 @@ from exporter.engine.flows import (
     requirements,
     transport_protocols,
 )
-from exporter.engine.gaps import groups_by_target_group, load_balancer_of
+from exporter.engine.gaps import analyze, groups_by_target_group, load_balancer_of
+from exporter.engine.intent import anchor_intents
 from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
 from exporter.engine.rules import Flow, Rule, uncovered
 from exporter.engine.timeline import RuleKey, RuleState, affected_group, ordered_changes, rewind
@@ -145,6 +146,13 @@ def _adopt_inventory_ids(state: RuleState, inventory: Inventory, ordered: list[C
                 )
 
 
+def with_intents(inventory: Inventory, changes: Iterable[Change], at: datetime | None = None) -> Inventory:
+    """The inventory with each target group's intent at `at` (else now), as the sweep learns it
+    from the records (engine/intent.py): what `explain` and `plan` judge client sources by."""
+    analysis = analyze(inventory, changes)
+    return inventory.with_intents(analysis.intents if at is None else analysis.intents_at(at))
+
+
 def current_state(inventory: Inventory, changes: Iterable[Change]) -> RuleState:
     """The state after every change: the anchor, or later when changes follow it."""
     ordered = ordered_changes(changes)
@@ -210,9 +218,11 @@ class TargetResult:
     uncovered: tuple[str, ...] = ()
     rules: tuple[RuleRef, ...] = ()
     port_rules: tuple[RuleRef, ...] = ()
+    not_evaluable: str | None = None  # flows.NOT_EVALUABLE_REASONS: neither admitted nor a gap
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "not_evaluable": self.not_evaluable,
             "target": self.target_id,
             "port": self.port,
             "eni": self.eni_id,
@@ -236,12 +246,17 @@ class FlowResult:
     def admitted(self) -> int:
         return sum(1 for t in self.targets if t.admitted)
 
+    @property
+    def not_evaluable(self) -> int:
+        return sum(1 for t in self.targets if t.not_evaluable)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "flow": self.kind,
             "required": [list(alt) for alt in self.required],
             "targets_total": len(self.targets),
             "targets_admitted": self.admitted,
+            "targets_not_evaluable": self.not_evaluable,
             "targets": [t.to_dict() for t in self.targets],
         }
 
@@ -261,10 +276,12 @@ class Explanation:
     service: str | None
     at: datetime | None
     flows: tuple[FlowResult, ...]
+    intent: str = "default"  # what the client sources are judged by (engine/intent.py)
+    intent_sources: tuple[str, ...] = ()
 
     @property
     def fully_admitted(self) -> bool:
-        return all(f.admitted == len(f.targets) for f in self.flows)
+        return all(f.admitted + f.not_evaluable == len(f.targets) for f in self.flows)
 
     def flow(self, kind: FlowKind) -> FlowResult:
         return next(f for f in self.flows if f.kind == kind)
@@ -282,6 +299,8 @@ class Explanation:
             "protocol": self.protocol,
             "preserve_client_ip": self.preserve_client_ip,
             "preserve_client_ip_from": self.preserve_origin,
+            "intent": self.intent,
+            "intent_sources": list(self.intent_sources),
             "at": None if self.at is None else format_time(self.at),
             "admitted": self.fully_admitted,
             "flows": [f.to_dict() for f in self.flows],
@@ -418,6 +437,9 @@ def explain_target_group(
     if lb is None:
         raise NotExplainable(f"target group {target_group.name} is not attached to a known load balancer")
     attributes = state.attributes.get(tg_arn, dict(target_group.attributes))
+    if tg_arn not in inventory.intents:  # not given (with_intents): the anchor's
+        inventory = inventory.with_intents(anchor_intents(inventory, inventory.intents))
+    intent = inventory.intent_of(tg_arn)
     reqs = requirements(inventory, target_group, lb, attributes)
     rules_by_group = state.rules_by_group()
     checker = AdmissionChecker(inventory, rules_by_group)
@@ -426,6 +448,11 @@ def explain_target_group(
         results = []
         for target in target_group.targets:
             port = target.port if kind == "traffic" else health_check_port(target_group, target.port)
+            if target.outside_vpc and target_group.target_type == "ip":
+                results.append(
+                    TargetResult(target.target_id, port, None, (), False, not_evaluable="target_outside_vpc")
+                )
+                continue
             results.append(
                 _explain_target(
                     checker,
@@ -452,6 +479,8 @@ def explain_target_group(
         service=service_of(inventory, target_group),
         at=at,
         flows=tuple(flows),
+        intent=intent.kind,
+        intent_sources=intent.sources,
     )
 
 
@@ -490,6 +519,7 @@ def rule_line(ref: RuleRef, events_read: bool = True) -> str:
 
 def _outcome_key(result: TargetResult) -> tuple[object, ...]:
     return (
+        result.not_evaluable,
         result.admitted,
         result.reason,
         result.flow,
@@ -519,6 +549,18 @@ def _reason_text(result: TargetResult) -> str:
     return f"no rule admits {flow}"
 
 
+_INTENT_TEXT = {
+    "binding": "the TargetGroupBinding's networking (Kubernetes)",
+    "managed_rules": "the rules the controller manages on the port (no Kubernetes access)",
+    "default": "the controller's default for the scheme (no binding and no controller-managed client rule)",
+}
+
+
+def _intent_text(e: Explanation) -> str:
+    sources = f": {', '.join(e.intent_sources)}" if e.intent_sources else ""
+    return f"{e.intent}, {_INTENT_TEXT.get(e.intent, e.intent)}{sources}"
+
+
 def render_text(explanation: Explanation, *, events_read: bool = True) -> str:
     """A readable report: one block per flow kind, targets with the same outcome grouped.
 
@@ -537,13 +579,15 @@ def render_text(explanation: Explanation, *, events_read: bool = True) -> str:
             "default": "(attribute absent: the AWS default)",
             "protocol": "(always on for this protocol)",
         }[e.preserve_origin],
+        f"  client intent  {_intent_text(e)}",
         f"  rules as of    {format_time(e.at) if e.at else 'the inventory'}",
         f"  verdict        {'all targets admitted' if e.fully_admitted else 'NOT all targets admitted'}",
     ]
     for flow in e.flows:
         lines.append("")
         required = " | or | ".join(", ".join(alt) for alt in flow.required) or "nothing"
-        lines.append(f"{flow.kind}: {flow.admitted}/{len(flow.targets)} targets admitted")
+        outside = f" ({flow.not_evaluable} not evaluable)" if flow.not_evaluable else ""
+        lines.append(f"{flow.kind}: {flow.admitted}/{len(flow.targets)} targets admitted{outside}")
         lines.append(f"  required: {required}")
         groups: dict[tuple[object, ...], list[TargetResult]] = {}
         for result in flow.targets:
@@ -551,7 +595,13 @@ def render_text(explanation: Explanation, *, events_read: bool = True) -> str:
         for results in groups.values():
             first = results[0]
             names = ", ".join(_target_label(r) for r in results)
-            if first.admitted:
+            if first.not_evaluable:
+                lines.append(f"  NOT EVALUABLE [{first.not_evaluable}]  {names}")
+                lines.append(
+                    "    registered with AvailabilityZone all: outside the VPC (a peered VPC, on-premises, "
+                    "EKS Hybrid Nodes), so it has no ENI and no security group to check; never a gap"
+                )
+            elif first.admitted:
                 lines.append(f"  ADMITTED  {names}")
                 lines.extend(f"    by {rule_line(ref, events_read)}" for ref in first.rules)
             else:

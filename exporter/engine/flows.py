@@ -12,8 +12,10 @@ Follows the AWS Load Balancer Controller (LBC) and AWS's NLB behaviour (docs/flo
 - SG mode (the NLB has security groups): a rule referencing any of them admits the flow
   whatever the attribute (what LBC writes: buildTargetGroupBindingNetworking, same file); a CIDR
   rule admits it too, under the legacy semantics above (users who bring their own frontend
-  groups manage node rules themselves; pkg/service/model_build_load_balancer.go
-  buildManageBackendSGRulesFlag defaults to false for them).
+  groups manage node rules themselves: with frontend groups given by annotation, LBC v2.13.4
+  pkg/service/model_build_load_balancer.go buildLoadBalancerSecurityGroups manages node rules
+  only if buildManageSecurityGroupRulesFlag says so, which defaults to the controller's
+  --enable-manage-backend-security-group-rules, false unless set).
 - An ip target AWS registered outside the VPC (AvailabilityZone "all": a peered VPC, on-premises,
   EKS Hybrid Nodes) has no ENI and no security group: it is not evaluable, never a gap.
 - A rule referencing a managed prefix list admits the list's CIDRs.
@@ -120,10 +122,16 @@ def _sources(cidrs: Sequence[str | None], wanted: Family) -> tuple[Source, ...]:
 def client_sources(inventory: Inventory, target_group: TargetGroup, lb: LoadBalancer) -> tuple[Source, ...]:
     """Sources of client traffic when client IPs are preserved, in the target group's family.
 
-    The Service's source ranges when known, else LBC's defaults: 0.0.0.0/0 (IPv4) or ::/0 (IPv6)
+    The intent's sources when it has some of this family (engine/intent.py), else the Service's
+    source ranges when known, else LBC's defaults: 0.0.0.0/0 (IPv4) or ::/0 (IPv6)
     internet-facing, the VPC's CIDRs of that family internal (getDefaultIPSourceRanges).
     """
     wanted = family(target_group)
+    intent = inventory.intents.get(target_group.arn)
+    if intent is not None and intent.sources:  # engine/intent.py: binding or managed rules
+        found = _sources(intent.sources, wanted)
+        if found:
+            return found
     binding = inventory.services.get(target_group.arn)
     if binding and binding.source_ranges:
         return _sources(binding.source_ranges, wanted)

@@ -32,7 +32,15 @@ from exporter.engine.flows import (
     health_check_port,
     transport_protocols,
 )
-from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
+from exporter.engine.intent import (
+    BindingHistory,
+    IntentTimeline,
+    anchor_intents,
+    final_intents,
+    intents_at,
+    learn_if_moved,
+)
+from exporter.engine.inventory import Intent, Inventory, LoadBalancer, TargetGroup
 from exporter.engine.ordering import ORDERS as ORDERS  # re-exported: metrics and the daemon read them here
 from exporter.engine.ordering import Order as Order
 from exporter.engine.ordering import (
@@ -172,6 +180,14 @@ class Analysis:
     replacements: list[Replacement] = field(default_factory=list)
     status: dict[str, dict[FlowKind, FlowStatus]] = field(default_factory=dict)  # at the end of the sweep
     final_state: RuleState | None = None
+    intents: dict[str, Intent] = field(default_factory=dict)  # at the end of the sweep (engine/intent.py)
+    anchor_intents: dict[str, Intent] = field(default_factory=dict)
+    intent_timeline: IntentTimeline = field(default_factory=IntentTimeline)
+    binding_history: BindingHistory = field(default_factory=dict)
+
+    def intents_at(self, moment: datetime) -> dict[str, Intent]:
+        """Every target group's intent at a moment of the sweep (explain --at)."""
+        return intents_at(self.anchor_intents, self.intent_timeline, self.binding_history, moment)
 
 
 def load_balancer_of(inventory: Inventory, target_group: TargetGroup) -> LoadBalancer | None:
@@ -274,8 +290,13 @@ def analyze(
     changes: Iterable[Change],
     *,
     evaluate_from: datetime | None = None,
+    binding_history: BindingHistory | None = None,
 ) -> Analysis:
     """Find every gap and replacement in the changes, given the anchor inventory.
+
+    Client sources follow each target group's intent at each moment (engine/intent.py): the
+    anchor's `inventory.intents`, the TargetGroupBinding intents recorded over time
+    (`binding_history`), and the controller-managed rules learned along the records.
 
     The sweep starts before the earliest change (or at `evaluate_from`, or at the anchor when
     there are no changes) and ends at the last change or the anchor, whichever is later; a gap
@@ -287,6 +308,7 @@ def analyze(
     `start_exact` False.
     """
     ordered = in_time_order(changes)
+    inventory = inventory.with_intents(anchor_intents(inventory, inventory.intents))
     quota = QuotaRefusals(ordered)
     groups_of_tg = groups_by_target_group(inventory)
     tgs_of_group: dict[str, set[str]] = {}
@@ -310,25 +332,36 @@ def analyze(
             tgs_of_group.setdefault(gid, set()).add(tg_arn)
             groups_of_tg.setdefault(tg_arn, set()).add(gid)
     rewind(state, ordered, inventory.taken_at)
+    start_time = ordered[0].meta.event_time if ordered else inventory.taken_at
+    if evaluate_from is not None:
+        start_time = min(start_time, evaluate_from)
+    end_time = max(inventory.taken_at, ordered[-1].meta.event_time) if ordered else inventory.taken_at
+    timeline: IntentTimeline = learn_if_moved(inventory, ordered, start_time, end_time, tgs_of_group)
+    history = binding_history or {}
 
-    def evaluate(tg_arns: Iterable[str]) -> tuple[dict[str, dict[FlowKind, FlowStatus]], View]:
+    def evaluate(
+        tg_arns: Iterable[str], moment: datetime
+    ) -> tuple[dict[str, dict[FlowKind, FlowStatus]], View]:
         view = overlay.view()
         now = view.inventory
+        if timeline.adopted or history:
+            now = now.with_intents(intents_at(now.intents, timeline, history, moment))
         checker = AdmissionChecker(now, state.rules_by_group())
         result: dict[str, dict[FlowKind, FlowStatus]] = {}
         for arn in tg_arns:
             if arn not in served:
                 continue
             tg, lb = served[arn]
-            if now is not inventory:
+            if (
+                now.target_groups is not inventory.target_groups
+                or now.load_balancers is not inventory.load_balancers
+            ):
                 tg, lb = now.target_groups[arn], now.load_balancers.get(lb.arn, lb)
             result[arn] = flow_status(checker, now, tg, lb, state.attributes.get(arn, {}))
         return result, view
 
-    start_time = ordered[0].meta.event_time if ordered else inventory.taken_at
-    if evaluate_from is not None:
-        start_time = min(start_time, evaluate_from)
-    status, view = evaluate(served.keys())
+    # The state before the first change: the intents just before its moment too.
+    status, view = evaluate(served.keys(), start_time - timedelta(microseconds=1))
     open_gaps: dict[tuple[str, FlowKind], _Opening] = {}
     unknown: set[tuple[str, FlowKind]] = set()
     for arn, kinds in status.items():
@@ -358,7 +391,7 @@ def analyze(
                     touched.update(tgs_of_group.get(affected_group(change) or "", ()))
             if not touched:
                 continue
-            fresh, view = evaluate(sorted(touched))
+            fresh, view = evaluate(sorted(touched), moment)
             for arn, kinds in fresh.items():
                 status[arn] = kinds
                 not_known = _not_known(view, arn, kinds, state)
@@ -382,7 +415,14 @@ def analyze(
         gaps.append(_gap(inventory, arn, kind, opening, None, None))
     gaps.sort(key=lambda g: (g.start, g.target_group, g.flow))
     return Analysis(
-        gaps, find_replacements(ordered, quota=quota, required=required_ports(inventory)), status, state
+        gaps,
+        find_replacements(ordered, quota=quota, required=required_ports(inventory)),
+        status,
+        state,
+        final_intents(inventory.intents, timeline, history),
+        inventory.intents,
+        timeline,
+        history,
     )
 
 

@@ -136,6 +136,22 @@ class ServiceBinding:
     ingress_rules: tuple[Rule, ...] = ()  # TargetGroupBinding networking.ingress, as rules
 
 
+#: What a target group's client sources are judged by (the `intent` label): the Kubernetes
+#: TargetGroupBinding, the controller-managed rules as materialized intent, or the default.
+INTENT_KINDS = ("binding", "managed_rules", "default")
+
+
+@dataclass(frozen=True)
+class Intent:
+    """The client sources a target group is meant to admit when client IPs are preserved."""
+
+    kind: str  # one of INTENT_KINDS
+    sources: tuple[str, ...] = ()  # CIDRs; empty: the controller's default for the scheme
+
+
+DEFAULT_INTENT = Intent("default")
+
+
 @dataclass(frozen=True)
 class Inventory:
     taken_at: datetime
@@ -148,6 +164,13 @@ class Inventory:
     vpcs: dict[str, Vpc] = field(default_factory=dict)
     services: dict[str, ServiceBinding] = field(default_factory=dict)  # by target group ARN
     prefix_lists: dict[str, PrefixList] = field(default_factory=dict)
+    intents: dict[str, Intent] = field(default_factory=dict)  # by target group ARN; not in the file
+
+    def intent_of(self, target_group_arn: str) -> Intent:
+        return self.intents.get(target_group_arn, DEFAULT_INTENT)
+
+    def with_intents(self, intents: dict[str, Intent]) -> Inventory:
+        return replace(self, intents=intents)
 
     def with_services(self, services: dict[str, ServiceBinding]) -> Inventory:
         return replace(self, services=services)
