@@ -159,7 +159,9 @@ def image_size_bytes(ref: str) -> int:
 
 
 def remove_image(ref: str) -> None:
-    subprocess.run(["buildah", "rmi", ref], capture_output=True, timeout=120)
+    # Under the lock: another worker's build may be about to take this image as its cached last step.
+    with _exclusive():
+        subprocess.run(["buildah", "rmi", ref], capture_output=True, timeout=120)
 
 
 class Container:
