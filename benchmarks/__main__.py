@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import aws_cost, detection, evaluation, image, ingest, scrape, trail_scan
+from benchmarks import aws_cost, detection, evaluation, image, ingest, scrape, trail_scan, web_soak
 from benchmarks.common import Figure, describe, table
 
 BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "aws_cost": aws_cost.figures,
     "detection": detection.figures,
     "image": image.figures,
+    "web_soak": web_soak.figures,
 }
 
 

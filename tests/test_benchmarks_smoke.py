@@ -23,6 +23,7 @@ from benchmarks.synth_inventory import build_fleet, handful_of_changes
 from benchmarks.synth_records import lookup_events_strings, trail_files
 from benchmarks.synth_snapshot import build_snapshot
 from benchmarks.trail_scan import measure_trail_scan
+from benchmarks.web_soak import measure as measure_soak
 from exporter.engine.gaps import analyze
 from exporter.engine.records import WATCHED_EVENT_NAMES, parse_payload
 
@@ -153,3 +154,10 @@ def test_figures_table_and_json(
     assert [d["verdict"] for d in data] == ["PASS", "MISS", "MISS"]
     assert fmt(1234.5, "ms") == "1,234 ms" and fmt(2.0, "req") == "2 req" and fmt(0.0123, "s") == "0.0123 s"
     assert "1.25x" in table([fake(True)[0]]) and "ref" in describe(fake(True)[0])
+
+
+def test_web_soak_at_a_tiny_size() -> None:
+    result = measure_soak(200, seconds=2.0, publish_every=1.0)
+    assert result.baseline and result.soaked and all(math.isfinite(v) and v > 0 for v in result.soaked)
+    assert any(key.startswith("/") and key.endswith(" 200") for key in result.load), result.load
+    assert result.server["landing_renders"] >= 1 and result.server["json_renders"] >= 1

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +48,10 @@ RECENT_GAPS_WINDOW = timedelta(hours=24)
 PENDING_CLOSE_LOG = timedelta(hours=1)
 STATE_KEY = ("state", "", "")
 PRUNE_EVERY = timedelta(hours=1)
+#: A source's call may take its job's interval, and never less than this: a LookupEvents poll of
+#: every watched event name at 2 requests/s takes several seconds by design (production
+#: intervals are 30 s and more, so there the deadline is one interval).
+MIN_JOB_DEADLINE_SECONDS = 15.0
 
 
 def utcnow() -> datetime:
@@ -77,6 +82,7 @@ class Health:
     up: bool = False
     last_success: datetime | None = None
     last_error: str | None = None
+    checks: int = 0  # outcomes so far: a call's deadline sees whether it has returned
 
 
 @dataclass
@@ -134,6 +140,8 @@ class Daemon:
         self._closing: dict[tuple[str, FlowKind], tuple[GapView, datetime]] = {}
         self._scheduler: BackgroundScheduler | None = None
         self.on_publish: list[Callable[[], None]] = []  # run after each swap, e.g. pre-render /metrics
+        self._deadlines: set[threading.Timer] = set()  # the deadlines of the calls in progress
+        self._stopping = False
         for monitor in self.monitors:
             self.health[("inventory", monitor.account_id, monitor.region)] = Health()
         for feed in self.feeds:
@@ -167,7 +175,8 @@ class Daemon:
         for monitor in self.monitors:
             health = self._health("inventory", monitor)
             try:
-                changed = monitor.poll_inventory(now, self.binder)
+                with self._deadline("inventory", health, "inventory", monitor):
+                    changed = monitor.poll_inventory(now, self.binder)
             except StateUnavailable as exc:  # AWS answered; only the store failed
                 self._succeeded(self._health("inventory", monitor), now, "inventory", monitor)
                 self._state_failed(exc)
@@ -208,7 +217,8 @@ class Daemon:
             now = self.clock()
             health = self._health(feed.source.name, feed.monitor)
             try:
-                batch = feed.source.poll(now)
+                with self._deadline("cloudtrail", health, feed.source.name, feed.monitor):
+                    batch = feed.source.poll(now)
                 try:
                     feed.monitor.ingest(now, batch.records, batch.rejections)
                 except sqlite3.Error as exc:  # not committed: the source delivers it again next poll
@@ -233,7 +243,8 @@ class Daemon:
             return
         health = self._health("kubernetes", None)
         try:
-            binder = self.kube_sync()
+            with self._deadline("kubernetes", health, "kubernetes", None):
+                binder = self.kube_sync()
         except Exception as exc:
             self._failed(health, "kubernetes", None, exc)
             return
@@ -299,6 +310,7 @@ class Daemon:
         if not health.up and health.last_error is not None:
             log.info("source recovered", source=source, target=monitor.key if monitor else None)
         health.up, health.last_success, health.last_error = True, now, None
+        health.checks += 1
 
     def _failed(self, health: Health, source: str, monitor: Monitor | None, exc: BaseException) -> None:
         message = _one_line(exc)
@@ -307,6 +319,43 @@ class Daemon:
                 "source failed", source=source, target=monitor.key if monitor else None, error=message
             )
         health.up, health.last_error = False, message
+        health.checks += 1
+
+    # --- the deadline of each source's call ---------------------------------------------------------
+    @contextmanager
+    def _deadline(self, job: str, health: Health, source: str, monitor: Monitor | None) -> Iterator[None]:
+        """A source's call that has not returned after the job's interval (MIN_JOB_DEADLINE_SECONDS
+        at least: an endpoint that accepts and never answers, a retry loop) shows the source down
+        then, instead of after the read timeouts and retries; the call's own outcome follows."""
+        interval = self.intervals.get(job)
+        if not interval:
+            yield
+            return
+        limit = max(float(interval), MIN_JOB_DEADLINE_SECONDS)
+        timer = threading.Timer(
+            limit, self._overdue, args=(job, limit, health, health.checks, source, monitor)
+        )
+        timer.daemon = True
+        timer.name = f"deadline-{job}"
+        self._deadlines.add(timer)
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            self._deadlines.discard(timer)
+
+    def _overdue(
+        self, job: str, limit: float, health: Health, checks: int, source: str, monitor: Monitor | None
+    ) -> None:
+        if self._stopping or health.checks != checks:
+            return  # stopping, or the call returned meanwhile: its own outcome stands
+        if not health.up and health.last_error is not None:
+            return  # down already: its error stands
+        message = f"DeadlineExceeded: no answer after {limit:g} s (the {job} job's deadline)"
+        log.warning("source overdue", source=source, target=monitor.key if monitor else None, error=message)
+        health.up, health.last_error = False, message
+        self.publish()
 
     def run_job(self, name: str) -> None:
         """Run one job by name, timing it, then publish a fresh snapshot."""
@@ -464,6 +513,9 @@ class Daemon:
 
     def stop(self, timeout: float = 8.0) -> None:
         """Stop scheduling and wait (bounded) for running jobs to finish (see `jobs_running`)."""
+        self._stopping = True  # a job past its deadline now is one being left behind, not a source down
+        for timer in list(self._deadlines):
+            timer.cancel()
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is None:
             return

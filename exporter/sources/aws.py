@@ -54,6 +54,10 @@ READ_OPERATIONS: dict[str, frozenset[str]] = {
     "s3": frozenset({"ListObjectsV2", "GetObject"}),
     "sts": frozenset({"AssumeRole", "GetCallerIdentity"}),
 }
+#: Seconds to connect, and to wait for each read of an answer (every attempt; SQS long polls
+#: in the daemon wait 1 s, LookupEvents and the describes answer in a few).
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 10.0
 #: Services whose throttling the caller handles itself: botocore must not retry behind its rate limiter.
 SELF_RETRIED_SERVICES = frozenset({"cloudtrail"})
 
@@ -194,10 +198,13 @@ def client_config(
     *,
     retry_mode: Literal["standard", "adaptive"] = "standard",
     max_attempts: int = 5,
-    connect_timeout: float = 5.0,
-    read_timeout: float = 30.0,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
 ) -> Config:
     """botocore Config: retry mode (standard | adaptive), total attempts, timeouts, our user agent.
+
+    The timeouts bound each attempt; the daemon's per-job deadline (daemon/service.py) bounds
+    how long a source that stopped answering still shows as up.
 
     AWS_RETRY_MODE and AWS_MAX_ATTEMPTS, when set, win over the mode and attempts given here.
     """

@@ -75,7 +75,7 @@ Timeout = float | tuple[float, float]
 _MODES: dict[str, KubeMode] = {"auto": "auto", "true": "true", "false": "false"}
 
 #: (connect, read) seconds per API call; the daemon polls again on its own schedule.
-DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+DEFAULT_TIMEOUT: tuple[float, float] = (3.0, 10.0)
 DEFAULT_PAGE_SIZE = 500
 
 
