@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from exporter.cli import main
+from exporter.commands.trail_input import EVENT_NAME_LOOKUPS
 from exporter.engine.changes import Change
 from exporter.engine.explain import (
     TargetNotFound,
@@ -23,6 +24,7 @@ from exporter.engine.explain import (
 )
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding, Target
+from exporter.engine.records import WATCHED_EVENT_NAMES
 from exporter.engine.timeutil import format_time
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
@@ -493,7 +495,9 @@ def test_live_explain_reads_cloudtrail_for_the_groups_within_the_rate_limit(
     assert rule["last_change"]["event"] == "AuthorizeSecurityGroupIngress"
 
     calls = [c for c in clean_moto.requests()[arranged:] if c["operation"] == "LookupEvents"]
-    assert trail["requests"] == len(calls) == 4  # 1 group + 2 event names, one retried
+    # One lookup for the group, one per event name, and the throttled one again; all event names watched.
+    assert trail["requests"] == len(calls) == 1 + len(EVENT_NAME_LOOKUPS) + 1
+    assert set(EVENT_NAME_LOOKUPS) <= WATCHED_EVENT_NAMES
     times = [c["time"] for c in calls]
     # At most two LookupEvents requests in any one second (CloudTrail's 2 req/s per account-region).
     assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[2:], strict=False)), times

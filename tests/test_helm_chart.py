@@ -882,3 +882,15 @@ def test_readme_install_renders_and_its_irsa_setup_names_the_charts_service_acco
     assert f'"${{local.oidc}}:sub" = "{subject}"' in terraform
     assert '"${local.oidc}:aud" = "sts.amazonaws.com"' in terraform
     assert f'name = "{options["--role-name"]}"' in terraform and "iam-policy.json" in terraform
+
+
+def test_the_page_links_runbooks_where_the_alerts_do(tmp_path: Path) -> None:
+    base = "https://wiki.example.com/runbooks"
+    config = rendered_config(render({"prometheusRule": {"runbookBaseUrl": base}}, tmp_path / "a"))
+    assert config["web"]["runbook_base_url"] == base
+    own = {
+        "prometheusRule": {"runbookBaseUrl": base},
+        "config": {"web": {"runbook_base_url": "https://x.example/r"}},
+    }
+    assert rendered_config(render(own, tmp_path / "b"))["web"]["runbook_base_url"] == "https://x.example/r"
+    assert "runbook_base_url" not in (rendered_config(render({}, tmp_path / "c")).get("web") or {})

@@ -10,10 +10,8 @@ import hashlib
 import ipaddress
 import json
 import re
-import shutil
 import socket
 import struct
-import subprocess
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +26,7 @@ from exporter.daemon.snapshot import Snapshot
 from exporter.metrics import SPECS
 from exporter.web import WebServer, readiness
 from exporter.web_page import format_duration, render_landing, render_target_group, render_timeline
+from tests.browser import chromium
 from tests.snapshot_samples import (
     CHECKOUT_TG,
     OPEN_FOR_TEXT,
@@ -396,26 +395,6 @@ def test_a_key_without_a_certificate_is_refused(holder: Holder) -> None:
 
 
 # -- Chromium ----------------------------------------------------------------------------------
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--hide-scrollbars",
-)
-
-
-def chromium(tmp_path: Path, profile: str, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail("chromium is missing: run scripts/install-tools.sh (Debian package chromium)")
-    command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / profile}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
 
 
 def png_pixels(data: bytes, max_rows: int) -> tuple[int, int, list[list[tuple[int, int, int]]]]:

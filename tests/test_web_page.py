@@ -9,8 +9,6 @@ import dataclasses
 import itertools
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +25,7 @@ from exporter.web import WebServer
 from exporter.web_links import PAGE_ALERTS, PageLinks
 from exporter.web_page import render_landing, render_target_group
 from exporter.web_timeline import MIN_GAP_PX, render_gap_list, render_timeline
+from tests.browser import chromium
 from tests.snapshot_samples import CHECKOUT_TG, gap, sample_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,17 +184,6 @@ def test_tables_have_captions_and_scoped_headers_and_headings_do_not_skip() -> N
 
 # -- in Chromium --------------------------------------------------------------------------------------
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--allow-file-access-from-files",
-)
 
 #: Run in the page after it loaded: what overflows the viewport, which text fails WCAG AA contrast
 #: (4.5:1, 3:1 for large text) against the first opaque background behind it, and which strip shows.
@@ -243,14 +231,6 @@ window.addEventListener("load", function () {
 });
 </script>
 """
-
-
-def chromium(tmp_path: Path, profile: str, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail("chromium is missing: run scripts/install-tools.sh (Debian package chromium)")
-    command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / profile}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
 
 
 @pytest.fixture

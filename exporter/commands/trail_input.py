@@ -23,10 +23,18 @@ from exporter.engine.timeutil import format_time
 if TYPE_CHECKING:  # the parser is imported where it is used: keeps `--help` light
     from exporter.engine.records import ParseResult
 
-#: Attribute changes and rule modifications are looked up by event name (they are rare); rule
-#: authorizes and revokes by the security group's id (ResourceName), which is what CloudTrail's
-#: event history lists for them.
-EVENT_NAME_LOOKUPS = ("ModifySecurityGroupRules", "ModifyTargetGroupAttributes")
+#: Rule authorizes and revokes are looked up by the security group's id (ResourceName), which is
+#: what CloudTrail's event history lists for them; the rarer changes that also decide reachability
+#: (rule modifications, attributes, health-check settings, an ENI's or NLB's groups, NLB subnets)
+#: by event name. Target (de)registrations are not read: in a busy cluster they are many pages.
+EVENT_NAME_LOOKUPS = (
+    "ModifySecurityGroupRules",
+    "ModifyTargetGroupAttributes",
+    "ModifyTargetGroup",
+    "ModifyNetworkInterfaceAttribute",
+    "SetSecurityGroups",
+    "SetSubnets",
+)
 
 
 class NoUsableRecords(Exception):

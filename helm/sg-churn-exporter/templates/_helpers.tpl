@@ -102,6 +102,14 @@ pod spec depends on them: where it listens and where the state volume is mounted
 {{- end }}
 {{- $_ = set $cfg "kubernetes" $k8s }}
 {{- end }}
+{{- /* The landing page links runbooks where the alerts do: prometheusRule.runbookBaseUrl, unless set. */}}
+{{- with .Values.prometheusRule.runbookBaseUrl }}
+{{- $web := deepCopy ($cfg.web | default dict) }}
+{{- if not (hasKey $web "runbook_base_url") }}
+{{- $_ = set $web "runbook_base_url" . }}
+{{- end }}
+{{- $_ = set $cfg "web" $web }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
