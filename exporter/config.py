@@ -101,8 +101,9 @@ class Settings:
     cluster_name: str = ""
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
-    # Empty: one target in the region of the environment (AWS_REGION, else AWS_DEFAULT_REGION, as the
-    # EKS pod identity webhook sets them); neither set is an error naming `targets`, never a guess.
+    # Empty: one target in the region of the environment (AWS_REGION, else AWS_DEFAULT_REGION; the EKS
+    # pod identity webhook sets both on IRSA pods: aws/amazon-eks-pod-identity-webhook,
+    # pkg/handler/testdata/rawPodNeedsRegion.pod.yaml); neither set is an error naming `targets`.
     targets: tuple[Target, ...] = ()
     intervals: Intervals = field(default_factory=Intervals)
     cloudtrail: CloudTrailSettings = field(default_factory=CloudTrailSettings)
