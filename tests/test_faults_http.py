@@ -221,7 +221,9 @@ def _hashes(password: str) -> dict[str, str]:
 
 def test_basic_auth_takes_bcrypt_hashes_and_sha256_in_either_case(holder: Holder) -> None:
     users = _hashes("s3cret:with colon")
-    settings = load_settings(None, environ={"AWS_REGION": "eu-west-1"}, overrides={"web": {"basic_auth_users": users}})
+    settings = load_settings(
+        None, environ={"AWS_REGION": "eu-west-1"}, overrides={"web": {"basic_auth_users": users}}
+    )
     web = _serve(holder, basic_auth_users=settings.web.basic_auth_users)
     try:
         for user in users:
