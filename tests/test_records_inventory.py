@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from exporter.engine.changes import (
@@ -163,3 +164,25 @@ def test_bad_shapes_are_rejected_with_a_reason(record: dict[str, Any], reason: s
     parsed = parse_record(record)
     assert isinstance(parsed, Rejection), parsed
     assert parsed.reason == reason and parsed.event_id == record["eventID"] and "\n" not in parsed.detail
+
+
+def test_backfill_lists_them_with_their_subject() -> None:
+    from exporter.commands.backfill import change_line
+
+    lines = [change_line(c, {TG_ARN, "eni-1"}) for c in parse_payload([r for r, _ in EXPECTED]).changes]
+    assert {line["kind"] for line in lines} == {"inventory"}
+    assert [line["in_inventory"] for line in lines] == [
+        True,
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert lines[0]["port"] == "32000" and lines[3]["group_ids"] == ["sg-a", "sg-b"]
+    assert orjson.loads(orjson.dumps(lines[9]))["targets"] == [["i-3", None], ["10.0.0.5", 8080]]
