@@ -812,8 +812,7 @@ def _attribute_pairs(value: Any) -> list[tuple[Any, Any]]:
 
 
 def _attribute_change(record: JsonObject, meta: EventMeta) -> AttributeChange:
-    params = _request(record, meta.event_name)
-    arn = _shared(_required_str(params, "targetGroupArn", "requestParameters."))
+    params, arn = _subject(record, meta, "targetGroupArn")
     if params.get("attributes") is None:
         raise _Reject("missing_field", "requestParameters.attributes is missing")
     kept: dict[str, str] = {}
@@ -832,6 +831,12 @@ def _attribute_change(record: JsonObject, meta: EventMeta) -> AttributeChange:
 # records here: parsed defensively (plain lists, {"items"}, PascalCase, a nested <Name>Request).
 
 _HEALTH_CHECK_PROTOCOLS = frozenset({"TCP", "HTTP", "HTTPS"})
+
+
+def _subject(record: JsonObject, meta: EventMeta, key: str) -> tuple[JsonObject, str]:
+    """The request parameters and the id of the object the call changes (`key`, required)."""
+    params = _request(record, meta.event_name)
+    return params, _shared(_required_str(params, key, "requestParameters."))
 
 
 def _health_check_port(value: Any) -> str:
@@ -853,8 +858,7 @@ def _port_number(value: Any) -> int | None:
 
 
 def _health_check_change(record: JsonObject, meta: EventMeta) -> HealthCheckChange | None:
-    params = _request(record, meta.event_name)
-    arn = _shared(_required_str(params, "targetGroupArn", "requestParameters."))
+    params, arn = _subject(record, meta, "targetGroupArn")
     port = params.get("healthCheckPort")
     protocol = params.get("healthCheckProtocol")
     if port is None and protocol is None:
@@ -879,8 +883,7 @@ def _id_list(value: Any, key: str, field_name: str) -> tuple[str, ...]:
 
 
 def _interface_groups_change(record: JsonObject, meta: EventMeta) -> InterfaceGroupsChange | None:
-    params = _request(record, meta.event_name)
-    eni_id = _shared(_required_str(params, "networkInterfaceId", "requestParameters."))
+    params, eni_id = _subject(record, meta, "networkInterfaceId")
     key = "groupSet" if "groupSet" in params else "groups"
     if params.get(key) is None:
         return None  # another attribute (description, sourceDestCheck, attachment): not watched
@@ -891,8 +894,10 @@ def _interface_groups_change(record: JsonObject, meta: EventMeta) -> InterfaceGr
 
 
 def _load_balancer_groups_change(record: JsonObject, meta: EventMeta) -> LoadBalancerGroupsChange:
-    params = _request(record, meta.event_name)
-    arn = _shared(_required_str(params, "loadBalancerArn", "requestParameters."))
+    # "You can't perform this operation on a Network Load Balancer unless you specified a security
+    # group for the load balancer when you created it" (ELBv2 API reference, SetSecurityGroups): on
+    # a legacy-mode NLB the call fails, and a failed record changes nothing.
+    params, arn = _subject(record, meta, "loadBalancerArn")
     if params.get("securityGroups") is None:
         raise _Reject("missing_field", "requestParameters.securityGroups is missing")
     return LoadBalancerGroupsChange(
@@ -901,8 +906,7 @@ def _load_balancer_groups_change(record: JsonObject, meta: EventMeta) -> LoadBal
 
 
 def _load_balancer_subnets_change(record: JsonObject, meta: EventMeta) -> LoadBalancerSubnetsChange:
-    params = _request(record, meta.event_name)
-    arn = _shared(_required_str(params, "loadBalancerArn", "requestParameters."))
+    params, arn = _subject(record, meta, "loadBalancerArn")
     subnets: tuple[str, ...] = ()
     if params.get("subnets") is not None:
         subnets = _id_list(params["subnets"], "subnets", "subnetId")
@@ -916,8 +920,7 @@ def _load_balancer_subnets_change(record: JsonObject, meta: EventMeta) -> LoadBa
 
 
 def _targets_change(record: JsonObject, meta: EventMeta) -> TargetsChange:
-    params = _request(record, meta.event_name)
-    arn = _shared(_required_str(params, "targetGroupArn", "requestParameters."))
+    params, arn = _subject(record, meta, "targetGroupArn")
     if params.get("targets") is None:
         raise _Reject("missing_field", "requestParameters.targets is missing")
     targets: list[tuple[str, int | None]] = []
