@@ -75,9 +75,9 @@ class Scene:
         return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-def _scene(server: MotoServer, tmp_path: Path, arrange: Any = None) -> Scene:
+def _scene(server: MotoServer, tmp_path: Path, arrange: Any = None, *, sg_mode_world: bool = False) -> Scene:
     ec2, elbv2 = server.client("ec2"), server.client("elbv2")
-    world = build_incident_world(ec2, elbv2, cluster="demo")
+    world = build_incident_world(ec2, elbv2, cluster="demo", with_sg_mode=sg_mode_world)
     if arrange is not None:
         arrange(ec2, elbv2, world)  # made before the daemon starts: not recorded
     clock = ManualClock()
@@ -278,3 +278,43 @@ def test_registering_a_target_that_is_not_admitted_is_a_gap_from_the_registratio
         ("traffic", "requirement_change", None, "RegisterTargets"),
     ]
     assert all(_at(g) == registered_at for g in lines)
+
+
+# --- the load balancer's security groups --------------------------------------------------------
+
+
+def test_the_load_balancer_moved_off_the_referenced_group_is_a_requirement_change_gap(
+    clean_moto: MotoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SG mode: the node rule admits the NLB's backend group; SetSecurityGroups keeps only the
+    frontend group, and 20 s later a rule from the frontend group follows."""
+
+    scene = _scene(clean_moto, tmp_path, sg_mode_world=True)
+    world = scene.world
+    assert world.sg_nlb_arn and world.nlb_sg_id
+    moved_at = scene.clock.advance(10)
+    scene.elbv2.set_security_groups(LoadBalancerArn=world.sg_nlb_arn, SecurityGroups=[world.nlb_sg_id])
+    scene.clock.advance(20)
+    frontend = [
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 32000,
+            "ToPort": 32000,
+            "UserIdGroupPairs": [{"GroupId": world.nlb_sg_id}],
+        }
+    ]
+    scene.ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=frontend)
+    scene.clock.advance(5)
+    scene.run("inventory", "cloudtrail", "evaluate", "evaluate")
+    snap = scene.assembly.daemon.snapshot()
+    assert snap.open_gaps == ()
+    assert {(g.flow, g.cause, g.start, g.duration_seconds) for g in snap.recent_gaps} == {
+        ("traffic", "requirement_change", moved_at, 20.0),
+        ("health_check", "requirement_change", moved_at, 20.0),
+    }
+    assert _events(scene.metrics(), "SetSecurityGroups") == 1.0
+    lines = scene.replay(tmp_path, capsys, scene.before)
+    assert sorted((g["flow"], g["cause"], g["duration_seconds"], g["opened_by_event"]) for g in lines) == [
+        ("health_check", "requirement_change", 20.0, "SetSecurityGroups"),
+        ("traffic", "requirement_change", 20.0, "SetSecurityGroups"),
+    ]
