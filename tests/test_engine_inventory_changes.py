@@ -367,3 +367,36 @@ def test_explain_at_a_moment_uses_that_moments_health_check_port() -> None:
         explained = explain_target_group(anchor, TG_ARN, state_at(anchor, changes, at), at=at)
         health = next(f for f in explained.flows if f.kind == "health_check")
         assert {t.port for t in health.targets} == {port} and health.admitted == admitted, at
+
+
+def test_a_registered_address_two_enis_hold_in_the_vpc_is_not_judged_on_either() -> None:
+    """Addresses are unique only within a VPC, and an inventory can list one twice: no guess."""
+    world = own_groups(T0, registered=(1,), rules_2=())
+    tg = world.target_groups[TG_ARN]
+    ip_tg = replace(
+        tg, arn=TG_ARN + "-ip", name="ip", target_type="ip", targets=(), load_balancer_arns=(LB_ARN,)
+    )
+    a = replace(
+        tg,
+        arn=TG_ARN + "-a",
+        name="a",
+        target_type="ip",
+        load_balancer_arns=(),
+        targets=(Target("10.0.9.9", 80, "eni-1"),),
+    )
+    b = replace(a, arn=TG_ARN + "-b", name="b", targets=(Target("10.0.9.9", 80, "eni-2"),))
+    world = replace(
+        world, target_groups={**world.target_groups, ip_tg.arn: ip_tg, b.arn: b, a.arn: a}
+    )  # eni-2 first
+    change = TargetsChange(
+        meta("g1", T0 + seconds(10), "RegisterTargets"), ip_tg.arn, "register", (("10.0.9.9", 80),)
+    )
+    analysis = analyze(world, [change])
+    assert [g for g in analysis.gaps if g.target_group_arn == ip_tg.arn] == []
+    # with one holder (eni-2, whose group admits nothing) the registration is judged: a gap
+    world = replace(world, target_groups={k: v for k, v in world.target_groups.items() if k != a.arn})
+    gaps = [g for g in analyze(world, [change]).gaps if g.target_group_arn == ip_tg.arn]
+    assert {(g.flow, g.cause) for g in gaps} == {
+        ("traffic", "requirement_change"),
+        ("health_check", "requirement_change"),
+    }

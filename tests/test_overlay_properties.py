@@ -126,6 +126,12 @@ def test_undo_with_the_old_values_is_the_inverse_of_apply(changes: list[Change])
                 continue  # registering a registered target changes nothing: no record says so to undo
         applied.append((change, _old_values(forward, change)))
         forward.apply(change)
+        forward.view()  # views built step by step (incrementally) ...
+    at_once = InventoryOverlay(start)
+    for change, _old in applied:
+        at_once.apply(change)
+    assert _parts(forward.view().inventory) == _parts(at_once.view().inventory)  # ... equal one built once
+    assert forward.view().unknown == at_once.view().unknown
     later = replace(forward.view().inventory, taken_at=T0 + seconds(3600))
     backward = InventoryOverlay(later)
     for change, old in reversed(applied):

@@ -28,7 +28,14 @@ from exporter.engine.changes import (
     LoadBalancerSubnetsChange,
     TargetsChange,
 )
-from exporter.engine.inventory import Inventory, Subnet, Target, TargetGroup
+from exporter.engine.inventory import (
+    Inventory,
+    LoadBalancer,
+    NetworkInterface,
+    Subnet,
+    Target,
+    TargetGroup,
+)
 
 #: A value the records cannot give (the old value of a change with no earlier record).
 UNKNOWN: Any = None
@@ -105,7 +112,20 @@ class InventoryOverlay:
         self.version = 0
         self._view: View | None = None
         self._view_version = -1
-        self._eni_of_target: dict[str, str] | None = None
+        # the view's own maps (copies of the anchor's, made on the first change of each kind),
+        # what changed since the last view, and what is not known now
+        self._lbs: dict[str, LoadBalancer] | None = None
+        self._tgs: dict[str, TargetGroup] | None = None
+        self._enis: dict[str, NetworkInterface] | None = None
+        self._dirty_lbs: set[str] = set()
+        self._dirty_tgs: set[str] = set()
+        self._dirty_enis: set[str] = set()
+        self._unknown_lbs: set[str] = set()
+        self._unknown_enis: set[str] = set()
+        self._unknown: dict[str, frozenset[str]] = {}
+        self._partial: set[str] = set()
+        self._eni_of_target: dict[tuple[str, str], str] | None = None
+        self._eni_of_ip: dict[str, str] = {}
         self._subnets: dict[str, Subnet] | None = None
         self._tgs_of_lb: dict[str, list[str]] | None = None
         self._tgs_of_eni: dict[str, set[str]] | None = None
@@ -123,20 +143,30 @@ class InventoryOverlay:
 
     # --- lookups built from the anchor on first use ------------------------------------------
     def _eni_for(self, target_group: TargetGroup, target_id: str) -> str | None:
-        """The ENI of a target the anchor may not list: one the anchor lists for the same id, else
-        (ip targets) the ENI holding the address. None when the inventory does not know it."""
+        """The ENI of a target the anchor may not list: the one the anchor lists for the same id in
+        the same VPC (addresses are unique only within a VPC), else (ip targets) the only ENI
+        holding the address. None when the inventory does not know it, or not for certain."""
         if self._eni_of_target is None:
-            self._eni_of_target = {}
+            listed: dict[tuple[str, str], set[str]] = {}
             for tg in self.anchor.target_groups.values():
                 for target in tg.targets:
                     if target.eni_id:
-                        self._eni_of_target.setdefault(target.target_id, target.eni_id)
+                        listed.setdefault((tg.vpc_id, target.target_id), set()).add(target.eni_id)
+            self._eni_of_target = {key: next(iter(ids)) for key, ids in listed.items() if len(ids) == 1}
+            holders: dict[str, set[str]] = {}
             for eni in self.anchor.network_interfaces.values():
                 for ip in eni.private_ips:
-                    self._eni_of_target.setdefault(ip, eni.eni_id)
-        found = self._eni_of_target.get(target_id)
-        if found is None or (target_group.target_type == "instance" and not target_id.startswith("i-")):
+                    holders.setdefault(ip, set()).add(eni.eni_id)
+            self._eni_of_ip = {ip: next(iter(ids)) for ip, ids in holders.items() if len(ids) == 1}
+        if target_group.target_type == "instance" and not target_id.startswith("i-"):
             return None
+        anchor_group = self.anchor.target_groups.get(target_group.arn)
+        own = {t.eni_id for t in anchor_group.targets if t.target_id == target_id} if anchor_group else set()
+        if len(own) == 1:
+            return own.pop()  # the group itself listed it at the anchor
+        found = self._eni_of_target.get((target_group.vpc_id, target_id))
+        if found is None and target_group.target_type == "ip":
+            found = self._eni_of_ip.get(target_id)
         return found
 
     def tgs_of_lb(self, lb_arn: str) -> list[str]:
@@ -237,7 +267,7 @@ class InventoryOverlay:
                 self._remove_targets(change)
         else:
             return
-        self.version += 1
+        self._mark(change)
 
     def undo(self, change: Change, prior: Mapping[PriorKey, object] | None) -> None:
         """Undo a change the anchor already includes; `prior` holds the old values an earlier
@@ -267,7 +297,16 @@ class InventoryOverlay:
                 self._add_targets(change)
         else:
             return
+        self._mark(change)
+
+    def _mark(self, change: Change) -> None:
         self.version += 1
+        if isinstance(change, HealthCheckChange | TargetsChange):
+            self._dirty_tgs.add(change.target_group_arn)
+        elif isinstance(change, InterfaceGroupsChange):
+            self._dirty_enis.add(change.eni_id)
+        elif isinstance(change, LoadBalancerGroupsChange | LoadBalancerSubnetsChange):
+            self._dirty_lbs.add(change.load_balancer_arn)
 
     def _resolve_subnets(self, subnet_ids: tuple[str, ...]) -> tuple[Subnet, ...] | None:
         subnets = [self._subnet(s) for s in subnet_ids]
@@ -316,72 +355,83 @@ class InventoryOverlay:
         return view
 
     def _build_view(self) -> View:
+        """Recompute only what changed since the last view (the dirty load balancers, ENIs and
+        target groups, and the target groups behind them); the rest is the anchor's own objects."""
         anchor = self.anchor
-        if self.empty:
+        if self.empty and self._tgs is None and self._lbs is None and self._enis is None:
             return View(anchor)
-        unknown: dict[str, frozenset[str]] = {}
-        partial: set[str] = set()
-
-        def mark(arn: str, kinds: frozenset[str]) -> None:
-            unknown[arn] = unknown.get(arn, frozenset()) | kinds
-
-        load_balancers = anchor.load_balancers
-        if self.lb_groups or self.lb_subnets:
-            load_balancers = dict(anchor.load_balancers)
-            for arn in self.lb_groups.keys() | self.lb_subnets.keys():
-                lb = load_balancers.get(arn)
+        lbs_dirty, enis_dirty, tgs_dirty = self._dirty_lbs, self._dirty_enis, self._dirty_tgs
+        self._dirty_lbs, self._dirty_enis, self._dirty_tgs = set(), set(), set()
+        if lbs_dirty:
+            lbs = self._lbs = self._lbs if self._lbs is not None else dict(anchor.load_balancers)
+            for arn in lbs_dirty:
+                lb = anchor.load_balancers.get(arn)
                 if lb is None:
                     continue
                 groups = self.lb_groups.get(arn, lb.security_groups)
                 subnets = self.lb_subnets.get(arn, lb.subnets)
                 if groups is None or subnets is None:
-                    for tg_arn in self.tgs_of_lb(arn):
-                        mark(tg_arn, _BOTH)
-                load_balancers[arn] = replace(lb, security_groups=groups or (), subnets=subnets or ())
-
-        network_interfaces = anchor.network_interfaces
-        unknown_enis: set[str] = set()
-        if self.eni_groups:
-            network_interfaces = dict(anchor.network_interfaces)
-            for eni_id, groups in self.eni_groups.items():
-                eni = network_interfaces.get(eni_id)
+                    self._unknown_lbs.add(arn)
+                else:
+                    self._unknown_lbs.discard(arn)
+                lbs[arn] = replace(lb, security_groups=groups or (), subnets=subnets or ())
+                tgs_dirty.update(self.tgs_of_lb(arn))
+        if enis_dirty:
+            enis = self._enis = self._enis if self._enis is not None else dict(anchor.network_interfaces)
+            for eni_id in enis_dirty:
+                eni = anchor.network_interfaces.get(eni_id)
                 if eni is None:
                     continue
+                groups = self.eni_groups.get(eni_id, eni.security_group_ids)
                 if groups is None or any(g not in anchor.security_groups for g in groups):
-                    unknown_enis.add(eni_id)  # the groups, or a group's rules, are not known
+                    self._unknown_enis.add(eni_id)  # the groups, or a group's rules, are not known
+                    enis[eni_id] = eni
                 else:
-                    network_interfaces[eni_id] = replace(eni, security_group_ids=groups)
-
-        changed_tgs = set(self.health_port) | set(self.health_protocol) | set(self.targets)
-        for eni_id in unknown_enis:
-            changed_tgs |= self.tgs_of_eni(eni_id)
-        target_groups = anchor.target_groups
-        if changed_tgs:
-            target_groups = dict(anchor.target_groups)
-            for arn in changed_tgs:
-                tg = target_groups.get(arn)
-                if tg is None:
-                    continue
-                port = self.health_port.get(arn, tg.health_check_port)
-                if port is None:
-                    mark(arn, _HEALTH)
-                    port = tg.health_check_port
-                protocol = self.health_protocol.get(arn, tg.health_check_protocol) or tg.health_check_protocol
-                listed = self.targets.get(arn)
-                pool = tg.targets if listed is None else tuple(listed.values())
-                kept = tuple(t for t in pool if t is not None and t.eni_id not in unknown_enis)
-                if len(kept) != len(pool):
-                    partial.add(arn)
-                target_groups[arn] = replace(
-                    tg, health_check_port=port, health_check_protocol=protocol, targets=kept
-                )
+                    self._unknown_enis.discard(eni_id)
+                    enis[eni_id] = (
+                        eni if groups == eni.security_group_ids else replace(eni, security_group_ids=groups)
+                    )
+                tgs_dirty.update(self.tgs_of_eni(eni_id))
+        if tgs_dirty:
+            tgs = self._tgs = self._tgs if self._tgs is not None else dict(anchor.target_groups)
+            for arn in tgs_dirty:
+                tg = anchor.target_groups.get(arn)
+                if tg is not None:
+                    tgs[arn] = self._target_group_now(tg)
         inventory = replace(
             anchor,
-            load_balancers=load_balancers,
-            target_groups=target_groups,
-            network_interfaces=network_interfaces,
+            load_balancers=anchor.load_balancers if self._lbs is None else self._lbs,
+            target_groups=anchor.target_groups if self._tgs is None else self._tgs,
+            network_interfaces=anchor.network_interfaces if self._enis is None else self._enis,
         )
-        return View(inventory, unknown, frozenset(partial))
+        return View(inventory, dict(self._unknown), frozenset(self._partial))
+
+    def _target_group_now(self, tg: TargetGroup) -> TargetGroup:
+        """A target group at this moment; records what of it is not known."""
+        arn = tg.arn
+        kinds: frozenset[str] = frozenset()
+        if any(lb_arn in self._unknown_lbs for lb_arn in tg.load_balancer_arns):
+            kinds = _BOTH
+        port = self.health_port.get(arn, tg.health_check_port)
+        if port is None:
+            kinds = kinds | _HEALTH
+            port = tg.health_check_port
+        protocol = self.health_protocol.get(arn, tg.health_check_protocol) or tg.health_check_protocol
+        listed = self.targets.get(arn)
+        pool = tg.targets if listed is None else tuple(listed.values())
+        kept = tuple(t for t in pool if t is not None and t.eni_id not in self._unknown_enis)
+        if len(kept) != len(pool):
+            self._partial.add(arn)
+        else:
+            self._partial.discard(arn)
+        if kinds:
+            self._unknown[arn] = kinds
+        else:
+            self._unknown.pop(arn, None)
+        unchanged = port == tg.health_check_port and protocol == tg.health_check_protocol
+        if unchanged and listed is None and len(kept) == len(pool):
+            return tg
+        return replace(tg, health_check_port=port, health_check_protocol=protocol, targets=kept)
 
 
 def _text(value: object) -> str | None:
