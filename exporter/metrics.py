@@ -164,7 +164,10 @@ SPECS: tuple[MetricSpec, ...] = (
     _s(
         "sgchurn_rule_gap_open_since_timestamp_seconds",
         "gauge",
-        "Unix time the currently open rule gap started; present only while a gap is open.",
+        "Unix time the currently open rule gap started; present only while a gap is open and its start "
+        "is known (absent for a gap already open when the exporter first looked, at start-up or before "
+        "the first CloudTrail record: its start is unknown, and the first moment seen is not exported "
+        "as if it were the start).",
         (*IDENTITY, "flow"),
     ),
     _s(
@@ -493,7 +496,8 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
     for gap in sorted(open_by_key.values(), key=lambda g: g.start):
         with_flow = {**gap.identity(), "flow": gap.flow}
         out.add("sgchurn_rule_gap_open", with_flow, 1)
-        out.add("sgchurn_rule_gap_open_since_timestamp_seconds", with_flow, gap.start.timestamp())
+        if gap.start_exact:
+            out.add("sgchurn_rule_gap_open_since_timestamp_seconds", with_flow, gap.start.timestamp())
     for gap in snapshot.last_gaps:
         with_flow = {**gap.identity(), "flow": gap.flow}
         duration = gap.duration_seconds
@@ -1003,7 +1007,8 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
         for gap in sorted(open_by_key.values(), key=lambda g: g.start):
             with_flow = {**gap.identity(), "flow": gap.flow}
             out.add("sgchurn_rule_gap_open", with_flow, 1)
-            out.add("sgchurn_rule_gap_open_since_timestamp_seconds", with_flow, gap.start.timestamp())
+            if gap.start_exact:  # an unknown start is not exported as if it were one
+                out.add("sgchurn_rule_gap_open_since_timestamp_seconds", with_flow, gap.start.timestamp())
 
     def last_gaps() -> None:
         for gap in snapshot.last_gaps:

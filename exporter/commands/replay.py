@@ -29,7 +29,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "replay",
         help="rebuild rule gaps from an inventory snapshot and CloudTrail files",
         description="Rebuild rule gaps offline. EVENTS are files or folders of CloudTrail records in any "
-        "wrapper: bare records, S3 trail files (.json or .json.gz), LookupEvents results, EventBridge envelopes.",
+        "wrapper: bare records, S3 trail files (.json or .json.gz), LookupEvents results, EventBridge envelopes. "
+        "Each gap is one JSON line (--format json) with start, end, duration_seconds, cause, actor and "
+        'start_exact: "start_exact": false when the real start is unknown (the flow was already not '
+        "admitted at the first moment the records cover and no record says why, or the opening record "
+        "does not carry the old value); start is then the first moment seen and note says why. The "
+        "table marks such a start with '<=' (it began then or earlier).",
     )
     parser.add_argument("--inventory", required=True, type=Path, help="a file written by `snapshot`")
     parser.add_argument("--format", choices=("json", "table"), default="json")
@@ -106,6 +111,9 @@ def print_json_lines(
 
 def print_table(analysis: Analysis) -> None:
     rows = [[_cell(gap.to_dict()[c]) for c in TABLE_COLUMNS] for gap in analysis.gaps]
+    for row, gap in zip(rows, analysis.gaps, strict=True):
+        if not gap.start_exact:  # began then or earlier: the records do not say when
+            row[TABLE_COLUMNS.index("start")] = "<=" + row[TABLE_COLUMNS.index("start")]
     headers = [c.replace("_seconds", " (s)").replace("_", " ") for c in TABLE_COLUMNS]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
@@ -113,6 +121,10 @@ def print_table(analysis: Analysis) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
     if not rows:
         print("no rule gaps")
+    if any(not gap.start_exact for gap in analysis.gaps):
+        print(
+            "<= the real start is unknown (start_exact false; the JSON note says why): it began then or earlier"
+        )
     for rep in analysis.replacements:
         print(
             f"replacement on {printable(rep.group_id)}: {rep.order} at {rep.time:%Y-%m-%dT%H:%M:%SZ} "

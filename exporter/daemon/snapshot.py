@@ -80,6 +80,9 @@ class GapView:
     trigger_time: datetime | None = None
     trigger_event_id: str = ""
     trigger_detail: str = ""  # e.g. "preserve_client_ip.enabled=false"
+    #: False when the real start is unknown: the flow was already not admitted when the exporter
+    #: first looked (start-up, or before the first record); `start` is then the first moment seen.
+    start_exact: bool = True
 
     @property
     def trigger_actor(self) -> str:

@@ -16,6 +16,7 @@ confirmation quick.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,6 +100,24 @@ class GapTracker:
         self.target = target
         self.settle_seconds = settle_seconds
         self.sightings: dict[tuple[str, str], int] = {}  # consecutive polls that saw a flow unadmitted
+        # Flows some poll of this process has seen: one seen failing at its first look (start-up,
+        # a new target group) has a gap whose start is unknown (kept in the store: `_inexact`).
+        self.observed: set[tuple[str, str]] = set()
+
+    @property
+    def _inexact_key(self) -> str:
+        return f"inexact_poll_gaps:{self.target}"
+
+    def _inexact(self) -> set[tuple[str, str, float]]:
+        """Poll gaps opened at a first look: (arn, flow, start)."""
+        try:
+            rows = json.loads(self.store.get_meta(self._inexact_key) or "[]")
+            return {(str(a), str(f), float(t)) for a, f, t in rows}
+        except (ValueError, TypeError):
+            return set()
+
+    def _save_inexact(self, db: sqlite3.Connection, rows: set[tuple[str, str, float]]) -> None:
+        self.store.set_meta(self._inexact_key, json.dumps(sorted(rows)), db)
 
     def confirmed(self, arn: str, flow: str) -> bool:
         return self.sightings.get((arn, flow), 0) >= CONFIRM_POLLS
@@ -117,14 +136,21 @@ class GapTracker:
         open_now: set[tuple[str, str]] = {
             (arn, flow) for arn, flow, _s, end in self.store.poll_gaps(self.target) if end is None
         }
+        inexact = self._inexact()
+        before = set(inexact)
         with self.store.transaction() as db:
             for arn, kinds in status.items():
                 for kind in FLOW_KINDS:
                     failing = not kinds[kind].fully_admitted
                     if failing and (arn, kind) not in open_now:
                         self.store.open_poll_gap(db, self.target, arn, kind, _ts(now))
+                        if (arn, kind) not in self.observed:  # failing at the first look
+                            inexact.add((arn, kind, _ts(now)))
                     elif not failing and (arn, kind) in open_now:
                         self.store.close_poll_gap(db, self.target, arn, kind, _ts(now))
+                    self.observed.add((arn, kind))
+            if inexact != before:
+                self._save_inexact(db, inexact)
             for gone_arn, gone_flow in open_now:
                 if gone_arn not in status:  # the target group is gone: its gap ends with it
                     self.store.close_poll_gap(db, self.target, gone_arn, gone_flow, _ts(now))
@@ -159,6 +185,7 @@ class GapTracker:
         explained_open = {(g.target_group_arn, g.flow): g for g in analysis.gaps if g.is_open and g.opened_by}
         poll_rows = self.store.poll_gaps(self.target)
         poll_open = {(arn, flow): start for arn, flow, start, end in poll_rows if end is None}
+        inexact = self._inexact()
         open_views: list[GapView] = []
         for arn, kinds in current.items():
             for kind in FLOW_KINDS:
@@ -169,8 +196,9 @@ class GapTracker:
                 if gap is not None:
                     open_views.append(_view_from_gap(gap, ident, now, (triggers or {}).get(gap.key)))
                 elif self.confirmed(arn, kind):
-                    start = _dt(poll_open.get((arn, kind), _ts(now)))
-                    open_views.append(undetermined_view(ident, arn, kind, start, None))
+                    started = poll_open.get((arn, kind), _ts(now))
+                    exact = (arn, kind, started) not in inexact
+                    open_views.append(undetermined_view(ident, arn, kind, _dt(started), None, exact))
         return open_views
 
     def commit_closed(
@@ -183,6 +211,8 @@ class GapTracker:
         """Commit every closed gap that is final: explained ones at once, poll-only ones once settled."""
         account, region = inventory.account_id, inventory.region
         poll_rows = self.store.poll_gaps(self.target)
+        inexact = self._inexact()
+        before = set(inexact)
         with self.store.transaction() as db:
             for gap in analysis.gaps:
                 if gap.end is not None and gap.opened_by is not None:
@@ -194,11 +224,16 @@ class GapTracker:
                 existing = self.store.overlapping_gap(db, self.target, arn, flow, poll_start, poll_end)
                 if existing is not None and existing.explained:
                     self.store.drop_poll_gap(db, self.target, arn, flow, poll_start)
+                    inexact.discard((arn, flow, poll_start))
                 elif _ts(now) - poll_end >= self.settle_seconds:
                     ident = identity_of(inventory, account, region, arn)
-                    view = undetermined_view(ident, arn, flow, _dt(poll_start), _dt(poll_end))  # type: ignore[arg-type]
+                    exact = (arn, flow, poll_start) not in inexact
+                    view = undetermined_view(ident, arn, flow, _dt(poll_start), _dt(poll_end), exact)  # type: ignore[arg-type]
                     self._commit(db, view)
                     self.store.drop_poll_gap(db, self.target, arn, flow, poll_start)
+                    inexact.discard((arn, flow, poll_start))
+            if inexact != before:
+                self._save_inexact(db, inexact)
 
     def _commit(self, db: sqlite3.Connection, view: GapView) -> bool:
         """Store a closed gap; count it unless it merges with one already stored. True when counted."""
@@ -247,11 +282,12 @@ def _view_from_gap(
         trigger_time=trigger.time if trigger else None,
         trigger_event_id=trigger.event_id if trigger else "",
         trigger_detail=", ".join(f"{k}={v}" for k, v in trigger.attributes) if trigger else "",
+        start_exact=gap.start_exact,
     )
 
 
 def undetermined_view(
-    ident: Identity, arn: str, flow: FlowKind, start: datetime, end: datetime | None
+    ident: Identity, arn: str, flow: FlowKind, start: datetime, end: datetime | None, start_exact: bool = True
 ) -> GapView:
     return GapView(
         key=f"{arn}|{flow}|{format_time(start)}",
@@ -268,6 +304,7 @@ def undetermined_view(
         actor="",
         actor_arn="",
         explained=False,
+        start_exact=start_exact,
     )
 
 
@@ -294,6 +331,7 @@ def _stored_from_view(target: str, view: GapView) -> StoredGap:
             "trigger_time": None if view.trigger_time is None else _ts(view.trigger_time),
             "trigger_event_id": view.trigger_event_id,
             "trigger_detail": view.trigger_detail,
+            "start_exact": view.start_exact,
         },
     )
 
@@ -320,6 +358,7 @@ def view_from_stored(gap: StoredGap) -> GapView:
         trigger_time=_optional_dt(data.get("trigger_time")),
         trigger_event_id=str(data.get("trigger_event_id", "")),
         trigger_detail=str(data.get("trigger_detail", "")),
+        start_exact=data.get("start_exact", True) is not False,
     )
 
 

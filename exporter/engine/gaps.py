@@ -96,8 +96,9 @@ class Gap:
     closed_by: EventMeta | None = None
     aws_account_id: str = ""
     aws_region: str = ""
-    # False when what preceded the opening change is not known (its record carries only the new
-    # value and no earlier record gives the old one): the gap may have begun earlier. `note` says so.
+    # False when the real start is not known: the flow was already not admitted at the first
+    # moment the records cover, or what preceded the opening change is not known (its record
+    # carries only the new value and no earlier record gives the old one). `note` says which.
     start_exact: bool = True
     note: str | None = None
 
@@ -301,7 +302,8 @@ def analyze(
     The sweep starts before the earliest change (or at `evaluate_from`, or at the anchor when
     there are no changes) and ends at the last change or the anchor, whichever is later; a gap
     still failing there is open (end None). A target group failing already at the start opens
-    a gap at that start with cause "undetermined". Each moment is judged against the inventory
+    a gap at that start with cause "undetermined" and `start_exact` False (its real start
+    predates the records). Each moment is judged against the inventory
     of that moment (overlay.py: health-check ports, targets, ENI groups, load balancer groups
     and subnets as the records move them); a flow whose requirement or targets are not known
     at a moment neither opens nor closes a gap, and a gap found when it becomes known has
@@ -370,7 +372,8 @@ def analyze(
             if kind in not_known:
                 unknown.add((arn, kind))
             elif not kinds[kind].fully_admitted:
-                open_gaps[(arn, kind)] = _Opening(start_time, None)
+                # Not admitted before the first record: no record says when that began.
+                open_gaps[(arn, kind)] = _Opening(start_time, None, False)
 
     gaps: list[Gap] = []
     for moment, batch in batches(ordered):
@@ -467,6 +470,12 @@ _INEXACT_NOTE = (
 )
 
 
+_BEFORE_RECORDS_NOTE = (
+    "already not admitted at the first moment the records cover, and no record says why: the gap "
+    "began then or earlier"
+)
+
+
 def _gap(
     inventory: Inventory,
     arn: str,
@@ -480,6 +489,8 @@ def _gap(
     note = None
     if not opening.start_exact and opener is not None:
         note = _INEXACT_NOTE.format(event=opener.meta.event_name, time=format_time(opener.meta.event_time))
+    elif not opening.start_exact:
+        note = _BEFORE_RECORDS_NOTE
     return Gap(
         target_group_arn=arn,
         target_group=tg.name,
