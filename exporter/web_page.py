@@ -63,7 +63,8 @@ h2 { font-size: 15px; margin: 2px 0 8px; }
 .banner .age { display: inline-block; min-width: 150px; font-weight: 700; font-size: 16px; }
 .banner .sep { padding: 0 4px; }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #e4e7eb; vertical-align: middle; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #e4e7eb; vertical-align: middle;
+  overflow-wrap: anywhere; }
 th { font-size: 12px; text-transform: uppercase; letter-spacing: .03em; color: #52606d; background: #f8fafc; }
 tr.has-open td { background: #fff5f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
