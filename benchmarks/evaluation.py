@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass
 
 from benchmarks.common import Figure, ratio, timed
-from benchmarks.synth_inventory import build_fleet, handful_of_changes
+from benchmarks.synth_inventory import build_fleet, handful_of_changes, inventory_churn
 from exporter.engine.gaps import Analysis, analyze
 
 TARGET_SECONDS = 1.0
@@ -68,9 +68,20 @@ def measure_scaling(sizes: tuple[int, ...] = SIZES, rounds: int = 3) -> list[Poi
     return [measure_point(size, rounds) for size in sizes]
 
 
+def measure_churn(target_groups: int, rounds: int = 3) -> tuple[int, float, int]:
+    """Changes, median CPU seconds and gaps of analyze with the handful of changes plus inventory
+    churn (targets deregistered and registered again, ENI groups set) on the same fleet."""
+    fleet = build_fleet(target_groups)
+    changes = handful_of_changes(fleet) + inventory_churn(fleet)
+    result = analyze(fleet.inventory, changes)
+    runs = [timed(lambda: analyze(fleet.inventory, changes)) for _ in range(rounds)]
+    return len(changes), statistics.median(r.cpu for r in runs), len(result.gaps)
+
+
 def figures(quick: bool) -> list[Figure]:
     points = measure_scaling(QUICK_SIZES if quick else SIZES)
     small, large = points[0], points[-1]
+    churn_changes, churn_seconds, churn_gaps = measure_churn(large.target_groups, rounds=1 if quick else 3)
     linear = small.seconds * large.target_groups / small.target_groups
     scaling = ratio(large.per_target_group_ms, small.per_target_group_ms)
     size_notes = tuple(
@@ -94,6 +105,8 @@ def figures(quick: bool) -> list[Figure]:
             notes=(
                 *size_notes,
                 "CPU seconds, median of 3 runs per size after a first run (which also computes each rule's key)",
+                f"with inventory churn at {large.target_groups:,} TGs ({churn_changes} changes: targets "
+                f"deregistered and registered again, ENI groups set): {churn_seconds:.3f} s CPU, {churn_gaps} gaps",
             ),
         ),
         Figure(

@@ -21,8 +21,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
-from exporter.engine.changes import Actor, AttributeChange, Change, EventMeta, RuleChange
+from exporter.engine.changes import (
+    Actor,
+    AttributeChange,
+    Change,
+    EventMeta,
+    InterfaceGroupsChange,
+    RuleChange,
+    TargetsChange,
+)
 from exporter.engine.inventory import (
     Inventory,
     LoadBalancer,
@@ -308,6 +317,31 @@ def handful_of_changes(fleet: Fleet, count: int = 6) -> list[Change]:
                     (("preserve_client_ip.enabled", value),),
                 )
             )
+    return changes
+
+
+def inventory_churn(fleet: Fleet, targets: int = 250, enis: int = 100) -> list[Change]:
+    """Inventory changes before the anchor: `targets` targets deregistered and registered again
+    10 s later, and `enis` ENIs given (again) the groups they have, one every few seconds. They
+    move nothing the anchor does not show, so the gaps are those of the other changes."""
+    inventory = fleet.inventory
+    changes: list[Change] = []
+    moment = inventory.taken_at - timedelta(hours=1)
+    listed = [(tg.arn, t) for tg in inventory.target_groups.values() for t in tg.targets[:1]]
+    for i, (arn, target) in enumerate(listed[:targets]):
+        actions: tuple[Literal["deregister", "register"], ...] = ("deregister", "register")
+        for n, action in enumerate(actions):
+            meta = EventMeta(
+                f"churn-{i:05d}-{n}", moment + timedelta(seconds=10 * n), f"{action.title()}Targets"
+            )
+            targeted = ((target.target_id, target.port),)
+            changes.append(TargetsChange(_named(meta, meta.event_name), arn, action, targeted))
+        moment += timedelta(seconds=3)
+    for i, eni in enumerate(list(inventory.network_interfaces.values())[:enis]):
+        meta = EventMeta(
+            f"churn-eni-{i:05d}", moment + timedelta(seconds=5 * i), "ModifyNetworkInterfaceAttribute"
+        )
+        changes.append(InterfaceGroupsChange(meta, eni.eni_id, eni.security_group_ids))
     return changes
 
 
