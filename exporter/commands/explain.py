@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         print(printable_lines(world.events.summary()))
         text = "\n".join(
             render_text(printable_fields(e), events_read=world.events.read_any)
-            + gap_text(gaps.get(e.target_group_arn, []))
+            + gap_text(printable_fields(gaps.get(e.target_group_arn, [])))
             for e in explanations
         )
         print(printable_lines(text), end="")
