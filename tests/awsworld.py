@@ -660,3 +660,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
             return True
         time.sleep(interval)
     return predicate()
+
+
+def moto_daemon(moto: MotoServer, state: Path, clock: ManualClock, *, cluster: str = CLUSTER) -> Any:
+    """A daemon (exporter.daemon.assemble.Assembly) on the moto server, without Kubernetes, its jobs
+    run by hand on the manual clock."""
+    from exporter.config import load_settings
+    from exporter.daemon.assemble import build_daemon
+
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "cluster_name": cluster,
+            "targets": [{"region": REGION}],
+            "state": {"path": str(state)},
+            "kubernetes": {"enabled": "false"},
+            "cloudtrail": {"settle_seconds": 120, "overlap_seconds": 600},
+        },
+    )
+    return build_daemon(settings, endpoint_url=moto.url, clock=clock.now)

@@ -14,13 +14,12 @@ import pytest
 from prometheus_client import generate_latest
 
 from exporter.cli import main
-from exporter.config import load_settings
-from exporter.daemon.assemble import Assembly, build_daemon
+from exporter.daemon.assemble import Assembly
 from exporter.metrics import build_registry
 from exporter.sources.aws import AwsClients, AwsTarget
 from exporter.sources.inventory import inventory_for
 from tests import cloudtrail_samples as samples
-from tests.awsworld import REGION, CloudTrailRecorder, LookupSink, ManualClock, MotoServer
+from tests.awsworld import REGION, CloudTrailRecorder, LookupSink, ManualClock, MotoServer, moto_daemon
 from tests.fleet_world import ALL_SETUPS, HYBRID_IP, PREFIX, PREFIX_POD_IP, Setup, build_fleet
 
 SETUPS = ALL_SETUPS
@@ -37,18 +36,7 @@ CONTROLLER_ROLE = "eks-demo-aws-load-balancer-controller"
 
 
 def _daemon(moto: MotoServer, state: Path, clock: ManualClock) -> Assembly:
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "cluster_name": "fleet",
-            "targets": [{"region": REGION}],
-            "state": {"path": str(state)},
-            "kubernetes": {"enabled": "false"},
-            "cloudtrail": {"settle_seconds": 120, "overlap_seconds": 600},
-        },
-    )
-    return build_daemon(settings, endpoint_url=moto.url, clock=clock.now)
+    return moto_daemon(moto, state, clock, cluster="fleet")  # type: ignore[no-any-return]
 
 
 def _samples(assembly: Assembly, name: str) -> list[tuple[dict[str, str], float]]:

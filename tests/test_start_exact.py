@@ -9,21 +9,18 @@ import pytest
 from prometheus_client import generate_latest
 
 from exporter.cli import main
-from exporter.config import load_settings
-from exporter.daemon.assemble import Assembly, build_daemon
+from exporter.daemon.assemble import Assembly
 from exporter.metrics import build_registry
 from tests import cloudtrail_samples as ct
 from tests.awsworld import (
-    REGION,
     CloudTrailRecorder,
     LookupSink,
     ManualClock,
     MotoServer,
     build_incident_world,
+    moto_daemon,
 )
 from tests.engine_world import NODE_PORT, SUBNETS, T0, incident_inventory, seconds, tcp
-
-OTHER_TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/other/0123"
 
 
 def _replay(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
@@ -87,18 +84,7 @@ def test_replay_help_documents_start_exact(capsys: pytest.CaptureFixture[str]) -
 
 
 def _daemon(moto: MotoServer, state: Path, clock: ManualClock) -> Assembly:
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "cluster_name": "demo",
-            "targets": [{"region": REGION}],
-            "state": {"path": str(state)},
-            "kubernetes": {"enabled": "false"},
-            "cloudtrail": {"settle_seconds": 120, "overlap_seconds": 600},
-        },
-    )
-    return build_daemon(settings, endpoint_url=moto.url, clock=clock.now)
+    return moto_daemon(moto, state, clock)  # type: ignore[no-any-return]
 
 
 def _series(assembly: Assembly, name: str) -> list[str]:
