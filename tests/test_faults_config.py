@@ -151,6 +151,7 @@ def test_a_good_tls_pair_and_a_host_name_pass(tmp_path: Path) -> None:
         environ={"AWS_REGION": "us-east-1"},
         overrides={
             "listen_address": "localhost",
+            "targets": [{"region": "us-east-1"}],
             "web": {"tls_cert_file": str(cert), "tls_key_file": str(key)},
         },
     )

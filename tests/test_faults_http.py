@@ -242,6 +242,10 @@ def test_basic_auth_takes_bcrypt_hashes_and_sha256_in_either_case(holder: Holder
 )
 def test_anything_but_a_hash_is_refused_by_the_loader(value: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(None, environ={}, overrides={"web": {"basic_auth_users": {"oncall": value}}})
+        load_settings(
+            None,
+            environ={},
+            overrides={"targets": [{"region": "us-east-1"}], "web": {"basic_auth_users": {"oncall": value}}},
+        )
     assert caught.value.field == "web.basic_auth_users.oncall"
     assert "bcrypt" in str(caught.value)

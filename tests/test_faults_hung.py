@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -36,6 +37,11 @@ def silent_endpoint() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         yield listener.getsockname()[1]
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> Any:
+    base = {"targets": [{"region": "us-east-1"}], "state": {"path": str(tmp_path / "state.sqlite3")}}
+    return load_settings(None, environ={}, overrides={**base, **overrides})
 
 
 def _source(daemon: Daemon, name: str) -> tuple[bool, str | None]:
@@ -67,15 +73,8 @@ def test_a_hung_aws_endpoint_shows_down_within_one_interval(
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # the calls end soon after the endpoint closes
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "targets": [{"region": "us-east-1"}],
-            "state": {"path": str(tmp_path / "state.sqlite3")},
-            "kubernetes": {"enabled": "false"},
-            "intervals": {"inventory": INTERVAL, "cloudtrail": INTERVAL},
-        },
+    settings = _settings(
+        tmp_path, kubernetes={"enabled": "false"}, intervals={"inventory": INTERVAL, "cloudtrail": INTERVAL}
     )
     with silent_endpoint() as port:
         assembly = build_daemon(settings, endpoint_url=f"http://127.0.0.1:{port}")
@@ -120,18 +119,11 @@ def _kubeconfig(path: Path, port: int) -> Path:
 
 def test_a_hung_kubernetes_api_shows_down_within_one_interval(tmp_path: Path) -> None:
     with silent_endpoint() as port:
-        settings = load_settings(
-            None,
-            environ={},
-            overrides={
-                "targets": [{"region": "us-east-1"}],
-                "state": {"path": str(tmp_path / "state.sqlite3")},
-                "kubernetes": {
-                    "enabled": "true",
-                    "kubeconfig": str(_kubeconfig(tmp_path / "kubeconfig", port)),
-                },
-                "intervals": {"kubernetes": INTERVAL},
-            },
+        kubeconfig = str(_kubeconfig(tmp_path / "kubeconfig", port))
+        settings = _settings(
+            tmp_path,
+            kubernetes={"enabled": "true", "kubeconfig": kubeconfig},
+            intervals={"kubernetes": INTERVAL},
         )
         assembly = build_daemon(settings, endpoint_url="http://127.0.0.1:9")
         daemon = assembly.daemon

@@ -248,17 +248,24 @@ def test_explain_text_shows_control_characters_instead_of_obeying_them(
 
 
 def test_console_logs_show_control_characters_instead_of_obeying_them(
-    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import io
+    import logging
+
     import structlog
 
     from exporter.logsetup import configure_logging
 
+    saved, handlers = structlog.get_config(), logging.root.handlers[:]
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)  # the logger binds this stream, not pytest's capture
     try:
         configure_logging("console", "info")
         structlog.get_logger("t").warning("source failed", error=f"AccessDenied for {HOSTILE_ROLE}")
-        err = capsys.readouterr().err
+        err = stream.getvalue()
         _assert_shown_not_obeyed(err)
         assert len(err.strip().splitlines()) == 1
     finally:
-        configure_logging("json", "info")
+        structlog.configure(**saved)
+        logging.root.handlers[:] = handlers

@@ -22,7 +22,6 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
-from exporter.config import load_settings
 from exporter.daemon.assemble import build_daemon
 from exporter.daemon.state import STATE_FILE_MODE, StateError, StateStore
 from exporter.engine.records import parse_record
@@ -30,25 +29,12 @@ from exporter.metrics import build_registry
 from exporter.web import readiness
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
+from tests.test_faults import _settings
 from tests.test_faults_support import by_label, value
 
 PERMISSION = [
     {"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
 ]
-
-
-def _settings(state: Path) -> Any:
-    return load_settings(
-        None,
-        environ={},
-        overrides={
-            "cluster_name": "demo",
-            "targets": [{"region": "us-east-1"}],
-            "state": {"path": str(state)},
-            "kubernetes": {"enabled": "false"},
-            "cloudtrail": {"overlap_seconds": 600, "settle_seconds": 120},
-        },
-    )
 
 
 @contextmanager
