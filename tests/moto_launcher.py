@@ -33,7 +33,7 @@ from urllib.parse import parse_qs
 from exporter.demo.motoworld import TRAIL, install_patches
 
 #: SigV4 signing names -> the service names tests use.
-_SERVICE_ALIASES = {"elasticloadbalancing": "elbv2", "eventbridge": "events"}
+_SERVICE_ALIASES = {"elasticloadbalancing": "elbv2", "eventbridge": "events", "monitoring": "cloudwatch"}
 
 
 class _RequestLog:

@@ -533,6 +533,7 @@ def exporter_operations(moto_server: MotoServer) -> Iterator[set[tuple[str, str]
         QueueUrl=url, MessageBody=json.dumps(samples.eventbridge_envelope(put["other"]))
     )
     server.client("sqs").send_message(QueueUrl=url, MessageBody="garbage")
+    server.client("logs").create_log_group(logGroupName="vpc-flow-logs")
     counter, guard = ApiCallCounter(), ReadOnlyGuard()
     clients = AwsClients(
         AwsTarget(REGION, role_arn=f"arn:aws:iam::{MOTO_ACCOUNT}:role/sg-churn-read"),
@@ -555,7 +556,10 @@ def exporter_operations(moto_server: MotoServer) -> Iterator[set[tuple[str, str]
         ).run()
     )
 
+    impact = impact_reads(clients, inventory, now)
+
     logged = server.requests()[start:]
+    assert impact == (1, 0)
     assert inventory.load_balancers and len(poll.records) == len(put["recorded"]) and backfill
     assert inventory.prefix_lists[office].cidrs == ("192.0.2.0/24",)
     assert consumed.counts["messages"] >= 1
@@ -563,11 +567,33 @@ def exporter_operations(moto_server: MotoServer) -> Iterator[set[tuple[str, str]
     yield {(str(e["service"]), str(e["operation"])) for e in logged}
 
 
+def impact_reads(clients: AwsClients, inventory: Any, now: datetime) -> tuple[int, int]:
+    """The impact evidence of one gap: its NLB metrics (GetMetricData) and flow logs (FilterLogEvents)."""
+    from exporter.engine.flowlogs import DEFAULT_FORMAT, FlowLogFormat
+    from exporter.engine.impact import HealthCheck, window_for
+    from exporter.sources.impact import FlowLogRequest, MetricRequest, read_flow_logs, read_metrics
+
+    group = next(tg for tg in inventory.target_groups.values() if tg.load_balancer_arns)
+    window = window_for(now - timedelta(minutes=5), now - timedelta(minutes=4), HealthCheck())
+    metrics = read_metrics(
+        clients.client("cloudwatch"), [MetricRequest(group.arn, group.load_balancer_arns[0], window)]
+    )
+    evidence, _ = read_flow_logs(
+        clients.client("logs"),
+        "vpc-flow-logs",
+        FlowLogFormat.parse(DEFAULT_FORMAT),
+        FlowLogRequest(frozenset({"10.0.0.1"}), frozenset(), frozenset({80}), window.start, window.end),
+        now=now,
+    )
+    assert evidence is not None
+    return len(metrics), evidence.rejected_flows
+
+
 def test_exporter_only_reads(exporter_operations: set[tuple[str, str]]) -> None:
     def allowed(service: str, operation: str) -> bool:
         return (
             operation.startswith(("Describe", "List", "Get"))
-            or operation in ("LookupEvents", "ReceiveMessage")
+            or operation in ("LookupEvents", "ReceiveMessage", "FilterLogEvents")
             or (service, operation)
             in {("sts", "AssumeRole"), ("sts", "GetCallerIdentity"), ("sqs", "DeleteMessage")}
         )

@@ -50,6 +50,8 @@ READ_OPERATIONS: dict[str, frozenset[str]] = {
         }
     ),
     "cloudtrail": frozenset({"LookupEvents"}),
+    "cloudwatch": frozenset({"GetMetricData"}),  # NLB metrics for a closed gap's impact
+    "logs": frozenset({"FilterLogEvents"}),  # VPC Flow Logs REJECTs, when a log group is configured
     "sqs": frozenset({"ReceiveMessage"}),
     "s3": frozenset({"ListObjectsV2", "GetObject"}),
     "sts": frozenset({"AssumeRole", "GetCallerIdentity"}),
