@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from exporter.commands import impact_check
 from exporter.engine.gaps import Analysis, analyze
+from exporter.engine.impact import ImpactResult
 from exporter.engine.inventory import Inventory, InventoryError
 from exporter.engine.triggers import Trigger, gap_record, triggers_for
 from exporter.textsafe import printable
@@ -44,6 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="also print rule replacements (objects with kind=replacement)",
     )
     parser.add_argument("--verbose", action="store_true", help="name each rejected record on stderr")
+    impact_check.add_arguments(parser)
     parser.add_argument("events", nargs="+", type=Path, metavar="EVENTS")
     return parser
 
@@ -77,10 +80,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
     analysis = analyze(inventory, events.changes)
+    impacts = None
+    if args.impact:
+        try:
+            fmt = impact_check.flow_log_format(args)
+            clients = impact_check.clients_for(inventory)
+        except ValueError as exc:
+            print(f"replay: --flow-log-format/--impact: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        impacts = impact_check.check(
+            inventory,
+            analysis.gaps,
+            clients,
+            flow_log_group=args.flow_log_group,
+            fmt=fmt,
+            warn=lambda line: print(f"replay: {printable(line)}", file=sys.stderr),
+        )
+        calls = clients.counter.snapshot().total_calls
+        print(f"replay: impact of {len(impacts)} closed gaps read in {calls} AWS calls", file=sys.stderr)
     if args.format == "table":
-        print_table(analysis)
+        print_table(analysis, impacts)
     else:
-        print_json_lines(analysis, args.replacements, triggers_for(analysis.gaps, events.changes))
+        print_json_lines(analysis, args.replacements, triggers_for(analysis.gaps, events.changes), impacts)
     return 0
 
 
@@ -88,9 +109,14 @@ def print_json_lines(
     analysis: Analysis,
     with_replacements: bool,
     triggers: Mapping[tuple[str, str, str], Trigger] | None = None,
+    impacts: Mapping[tuple[str, str, str], ImpactResult] | None = None,
 ) -> None:
     for gap in analysis.gaps:
-        print(json.dumps(gap_record(gap, triggers or {}), sort_keys=False))
+        record = gap_record(gap, triggers or {})
+        if impacts is not None:  # --impact: every gap says; an open gap's impact is not known yet
+            found = impacts.get(gap.key)
+            record.update(found.to_dict() if found else {"impact": "unknown", "impact_missing": ["gap_open"]})
+        print(json.dumps(record, sort_keys=False))
     if with_replacements:
         for rep in analysis.replacements:
             print(
@@ -109,12 +135,19 @@ def print_json_lines(
             )
 
 
-def print_table(analysis: Analysis) -> None:
+def print_table(
+    analysis: Analysis, impacts: Mapping[tuple[str, str, str], ImpactResult] | None = None
+) -> None:
     rows = [[_cell(gap.to_dict()[c]) for c in TABLE_COLUMNS] for gap in analysis.gaps]
+    columns: tuple[str, ...] = TABLE_COLUMNS
+    if impacts is not None:
+        columns = (*TABLE_COLUMNS, *impact_check.TABLE_COLUMNS)
+        for row, gap in zip(rows, analysis.gaps, strict=True):
+            row.extend(impact_check.table_cells(impacts.get(gap.key)))
     for row, gap in zip(rows, analysis.gaps, strict=True):
         if not gap.start_exact:  # began then or earlier: the records do not say when
             row[TABLE_COLUMNS.index("start")] = "<=" + row[TABLE_COLUMNS.index("start")]
-    headers = [c.replace("_seconds", " (s)").replace("_", " ") for c in TABLE_COLUMNS]
+    headers = [c.replace("_seconds", " (s)").replace("_", " ") for c in columns]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     for row in rows:

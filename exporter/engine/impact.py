@@ -32,11 +32,12 @@ FLOW_LOG_DELIVERY_LAG = timedelta(minutes=15)
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """A target group's health-check cadence (the ELB defaults for an NLB TCP check)."""
+    """A target group's health-check cadence (defaults: the controller's, v2.13.0
+    pkg/service/model_builder.go: interval 10 s, healthy and unhealthy thresholds 3)."""
 
     healthy_threshold: int = 3
     unhealthy_threshold: int = 3
-    interval_seconds: int = 30
+    interval_seconds: int = 10
 
     def __post_init__(self) -> None:
         if self.healthy_threshold < 1 or self.unhealthy_threshold < 1 or self.interval_seconds < 1:
