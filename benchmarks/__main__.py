@@ -18,7 +18,17 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import aws_cost, detection, evaluation, image, ingest, scrape, trail_scan, web_soak
+from benchmarks import (
+    aws_cost,
+    detection,
+    evaluation,
+    image,
+    impact_cost,
+    ingest,
+    scrape,
+    trail_scan,
+    web_soak,
+)
 from benchmarks.common import Figure, describe, table
 
 BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
@@ -30,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "detection": detection.figures,
     "image": image.figures,
     "web_soak": web_soak.figures,
+    "impact_cost": impact_cost.figures,
 }
 
 

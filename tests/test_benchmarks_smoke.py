@@ -17,6 +17,7 @@ from benchmarks.aws_cost import max_in_window, measure_inventory_cost, measure_l
 from benchmarks.common import Figure, describe, fmt, table
 from benchmarks.detection import measure_detection
 from benchmarks.evaluation import measure_scaling
+from benchmarks.impact_cost import measure as measure_impact_cost
 from benchmarks.ingest import measure_ingest
 from benchmarks.scrape import measure_scrape
 from benchmarks.synth_inventory import build_fleet, handful_of_changes
@@ -105,6 +106,13 @@ def test_inventory_cost_at_a_tiny_size() -> None:
     assert cost.nlbs >= 1 and cost.target_groups >= 1 and cost.minimum_total > 0
     assert cost.total >= cost.minimum_total  # the minimum is a floor
     assert set(cost.minimum) <= set(cost.requests)
+
+
+@pytest.mark.e2e
+def test_impact_cost_at_a_tiny_size() -> None:
+    found = measure_impact_cost(130)  # 520 metric queries: two GetMetricData calls
+    assert found["by_operation"] == {"GetMetricData": 2, "FilterLogEvents": 130}
+    assert found["requests"] >= found["minimum"] and found["confirmed"] == 130
 
 
 @pytest.mark.e2e
