@@ -148,3 +148,38 @@ def test_replay_without_impact_makes_no_aws_call(
     assert main(["replay", "--inventory", str(inventory), str(trail)]) == 0
     assert "impact" not in capsys.readouterr().out
     assert clean_moto.requests() == []
+
+
+def test_a_gap_without_a_load_balancer_is_unknown_and_costs_no_call(clean_moto: MotoServer) -> None:
+    from dataclasses import replace
+
+    from exporter.commands.impact_check import check
+    from exporter.engine.flowlogs import DEFAULT_FORMAT, FlowLogFormat
+    from exporter.engine.gaps import Gap
+    from exporter.sources.aws import AwsClients, AwsTarget
+
+    world = incident_inventory()
+    detached = replace(
+        world, target_groups={ct.TG_ARN: replace(world.target_groups[ct.TG_ARN], load_balancer_arns=())}
+    )
+    end = T0 + timedelta(seconds=60)
+    gaps = [
+        Gap(ct.TG_ARN, "k8s-shop-web-abc", "traffic", T0, end, "revoke_before_authorize"),
+        Gap(
+            "arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/gone/1",
+            "gone",
+            "traffic",
+            T0,
+            end,
+            "undetermined",
+        ),
+        Gap(ct.TG_ARN, "k8s-shop-web-abc", "health_check", T0, None, "revoke_without_restore"),
+    ]
+    clients = AwsClients(AwsTarget("us-east-1"), endpoint_url=clean_moto.url)
+    found = check(detached, gaps, clients, flow_log_group=GROUP, fmt=FlowLogFormat.parse(DEFAULT_FORMAT))
+    assert [(found[g.key].impact, found[g.key].missing) for g in gaps[:2]] == [
+        ("unknown", ("no_load_balancer",)),
+        ("unknown", ("target_group_not_in_inventory",)),
+    ]
+    assert gaps[2].key not in found  # open: not known yet
+    assert clean_moto.requests() == []

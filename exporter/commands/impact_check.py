@@ -77,15 +77,19 @@ def check(
     health: HealthCheck = CONTROLLER_HEALTH_CHECK,
     warn: Callable[[str], None] = lambda line: None,
 ) -> dict[tuple[str, str, str], ImpactResult]:
-    """ImpactResult per closed gap key; open gaps and gaps of unknown target groups are left out."""
+    """ImpactResult per closed gap key (open gaps are left out: their impact is not known yet)."""
     moment = now or datetime.now(UTC)
-    closed = [
-        gap
-        for gap in gaps
-        if gap.end is not None
-        and gap.target_group_arn in inventory.target_groups
-        and inventory.target_groups[gap.target_group_arn].load_balancer_arns
-    ]
+    out: dict[tuple[str, str, str], ImpactResult] = {}
+    closed = []
+    for gap in gaps:
+        tg = inventory.target_groups.get(gap.target_group_arn)
+        if gap.end is None:
+            continue
+        if tg is None or not tg.load_balancer_arns:  # no dimensions to ask CloudWatch for
+            missing = "target_group_not_in_inventory" if tg is None else "no_load_balancer"
+            out[gap.key] = ImpactResult("unknown", (missing,))
+        else:
+            closed.append(gap)
     windows = [window_for(gap.start, gap.end, health) for gap in closed if gap.end is not None]
     requests = [
         MetricRequest(
@@ -99,7 +103,6 @@ def check(
             metrics = list(read_metrics(clients.client("cloudwatch"), requests))
         except (BotoCoreError, ClientError) as exc:  # counted by the clients; the metrics are not read
             warn(f"impact: NLB metrics not read: {_error(exc)}")
-    out: dict[tuple[str, str, str], ImpactResult] = {}
     for gap, window, evidence in zip(closed, windows, metrics, strict=True):
         flows = None
         if flow_log_group:
