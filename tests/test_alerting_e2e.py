@@ -192,6 +192,16 @@ def test_break_before_make_pages_while_the_gap_is_open_and_resolves_after(
             ),
             timeout=90,
         )
+        # ... and names who triggered it: the operator's flip (role/session) before the revoke
+        closed = stack.wait_for(
+            lambda: stack.webhook.alerts(
+                status="firing",
+                alertname="SGChurnRuleGapClosedRecently",
+                trigger_actor="platform-admin/operator",
+            ),
+            timeout=30,
+        )
+        assert "triggered by platform-admin/operator" in closed[-1]["annotations"]["summary"]
         stack.wait_for(
             lambda: stack.webhook.alerts(status="firing", alertname="SGChurnBreakBeforeMakeReplacement"),
             timeout=90,

@@ -7,9 +7,11 @@ authorizes it again at t+60s: one traffic gap of 60 s, attributed to shop/web.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from exporter.engine.changes import Actor, EventMeta, RuleChange
+from exporter.engine.changes import Actor, AttributeChange, EventMeta, RuleChange
 from exporter.engine.flows import requirements
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import (
@@ -24,6 +26,8 @@ from exporter.engine.inventory import (
     Vpc,
 )
 from exporter.engine.rules import Rule, Source
+from exporter.engine.timeutil import format_time
+from exporter.engine.triggers import triggers_for
 from exporter.sources.kubernetes import bind_services, read_cluster
 from tests.kube_emulator import KubeEmulator
 from tests.test_kubernetes_source import CLUSTER, TG_ARN, WEB_SERVICE, WEB_TGB, lbc_tags
@@ -149,3 +153,75 @@ def test_without_the_cluster_the_controllers_rules_are_the_intent() -> None:
     ]
     assert analysis.intents[TG_ARN] == Intent("managed_rules", ("203.0.113.0/24",))
     assert analyze(inventory, []).gaps == []
+
+
+def test_the_field_manager_that_wrote_the_service_is_the_trigger_of_the_controllers_flip() -> None:
+    """The annotation was changed by a pipeline (field manager argocd-controller); the controller
+    then called ModifyTargetGroupAttributes itself and replaced the rule: the trigger is the
+    pipeline's write, the controller's CloudTrail event kept beside it."""
+    written = T0 - timedelta(seconds=5)
+    service = copy.deepcopy(WEB_SERVICE)
+    service["metadata"]["managedFields"] = [
+        {"manager": "kubectl-create", "operation": "Update", "time": "2026-11-01T09:00:00Z"},
+        {"manager": "argocd-controller", "operation": "Apply", "time": format_time(written)},
+        # the controller's status write after it: not a change of what is wanted
+        {"manager": "controller", "operation": "Update", "subresource": "status", "time": format_time(T0)},
+    ]
+    with KubeEmulator() as kube:
+        kube.add_service(service)
+        kube.add_tgb(WEB_TGB)
+        view = read_cluster(kube.api_client())
+    bare = incident_inventory()
+    inventory = bare.with_services(bind_services(bare.target_groups, view, CLUSTER))
+    assert inventory.services[TG_ARN].last_change == ("Service", "argocd-controller", written)
+    flip_meta = EventMeta(
+        "ev-flip",
+        T0 - timedelta(seconds=2),
+        "ModifyTargetGroupAttributes",
+        "elasticloadbalancing.amazonaws.com",
+        "111122223333",
+        "us-east-1",
+        CONTROLLER,
+    )
+    changes = [
+        AttributeChange(flip_meta, TG_ARN, (("preserve_client_ip.enabled", "true"),)),
+        controller_call("ev-revoke", T0, "revoke"),
+        controller_call("ev-authorize", T0 + timedelta(seconds=60), "authorize"),
+    ]
+    analysis = analyze(inventory, changes)
+    (gap,) = analysis.gaps
+    trigger = triggers_for(analysis.gaps, changes, inventory.services)[gap.key]
+    assert (trigger.source, trigger.who, trigger.field_manager, trigger.time) == (
+        "kubernetes",
+        "argocd-controller",
+        "argocd-controller",
+        written,
+    )
+    assert (
+        trigger.event_id == "ev-flip" and trigger.detail == "Service write: preserve_client_ip.enabled=true"
+    )
+    # Made by a person instead of the controller, the CloudTrail call itself is the trigger.
+    by_person = [
+        dataclasses.replace(
+            changes[0],
+            meta=dataclasses.replace(
+                flip_meta,
+                actor=Actor(
+                    principal_arn="arn:aws:sts::111122223333:assumed-role/platform-admin/alice",
+                    identity_type="AssumedRole",
+                    issuer="platform-admin",
+                ),
+            ),
+        ),
+        *changes[1:],
+    ]
+    trigger = triggers_for(analysis.gaps, by_person, inventory.services)[gap.key]
+    assert (trigger.source, trigger.who) == ("cloudtrail", "platform-admin/alice")
+    # Without CloudTrail, the write alone; written after the gap began, it is no trigger.
+    assert triggers_for(analysis.gaps, changes[1:], inventory.services)[gap.key].who == "argocd-controller"
+    late = {
+        TG_ARN: dataclasses.replace(
+            inventory.services[TG_ARN], last_change=("Service", "x", T0 + timedelta(seconds=1))
+        )
+    }
+    assert triggers_for(analysis.gaps, changes[1:], late) == {}

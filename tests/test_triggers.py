@@ -46,6 +46,8 @@ def test_the_flip_a_moment_before_is_the_trigger_with_role_and_session() -> None
         assert record["actor"] == "eks-aws-load-balancer-controller"
         assert record["actor_session"] == "1700000000"
         assert record["trigger"] == {
+            "source": "cloudtrail",
+            "field_manager": None,
             "event": "ModifyTargetGroupAttributes",
             "event_id": "flip",
             "time": "2026-11-20T12:00:58Z",

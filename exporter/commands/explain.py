@@ -287,7 +287,7 @@ def gaps_by_target_group(world: World, at: datetime | None) -> dict[str, list[di
     if not world.changes:
         return {}
     analysis = analyze(world.inventory, world.changes)
-    triggers = triggers_for(analysis.gaps, world.changes)
+    triggers = triggers_for(analysis.gaps, world.changes, world.inventory.services)
     found: dict[str, list[dict[str, Any]]] = {}
     for gap in analysis.gaps:
         if at is None or gap.start <= at:

@@ -293,7 +293,7 @@ class Monitor:
             return self.view
         analysis = analyze(inventory, changes, binding_history=self.binding_history)
         self.intents = {arn: i for arn, i in analysis.intents.items() if i.kind == "managed_rules"}
-        triggers = triggers_for(analysis.gaps, changes)
+        triggers = triggers_for(analysis.gaps, changes, inventory.services)
         failure: sqlite3.Error | None = None
         try:
             open_gaps = self.tracker.open_views(now, inventory, analysis, current, triggers)

@@ -97,13 +97,18 @@ class GapView:
         return None if self.end is None else (self.end - self.start).total_seconds()
 
     def identity(self) -> dict[str, str]:
-        return {
-            "aws_account_id": self.aws_account_id,
-            "aws_region": self.aws_region,
-            "target_group": self.target_group,
-            "namespace": self.namespace,
-            "service": self.service,
-        }
+        return _identity(self)
+
+
+def _identity(view: GapView | AttributeChangeView) -> dict[str, str]:
+    """The labels every per-target-group series carries, from a view with those fields."""
+    return {
+        "aws_account_id": view.aws_account_id,
+        "aws_region": view.aws_region,
+        "target_group": view.target_group,
+        "namespace": view.namespace,
+        "service": view.service,
+    }
 
 
 @dataclass(frozen=True)
@@ -121,13 +126,7 @@ class AttributeChangeView:
     time: datetime
 
     def identity(self) -> dict[str, str]:
-        return {
-            "aws_account_id": self.aws_account_id,
-            "aws_region": self.aws_region,
-            "target_group": self.target_group,
-            "namespace": self.namespace,
-            "service": self.service,
-        }
+        return _identity(self)
 
 
 @dataclass(frozen=True)

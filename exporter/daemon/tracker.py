@@ -16,6 +16,7 @@ confirmation quick.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Mapping
@@ -47,23 +48,10 @@ class Identity:
     service: str
 
     def labels_dict(self) -> dict[str, str]:
-        return {
-            "aws_account_id": self.aws_account_id,
-            "aws_region": self.aws_region,
-            "target_group": self.target_group,
-            "namespace": self.namespace,
-            "service": self.service,
-        }
+        return dataclasses.asdict(self)
 
     def labels(self, **extra: str) -> Labels:
-        return labels_of(
-            aws_account_id=self.aws_account_id,
-            aws_region=self.aws_region,
-            target_group=self.target_group,
-            namespace=self.namespace,
-            service=self.service,
-            **extra,
-        )
+        return labels_of(**self.labels_dict(), **extra)
 
 
 def target_group_name_from_arn(arn: str) -> str:
@@ -281,7 +269,7 @@ def _view_from_gap(
         trigger_who=trigger.who if trigger else "",
         trigger_time=trigger.time if trigger else None,
         trigger_event_id=trigger.event_id if trigger else "",
-        trigger_detail=", ".join(f"{k}={v}" for k, v in trigger.attributes) if trigger else "",
+        trigger_detail=trigger.detail if trigger else "",
         start_exact=gap.start_exact,
     )
 

@@ -134,6 +134,9 @@ class ServiceBinding:
     mapped_by: str = "tags"  # "targetgroupbinding" | "tags"
     cluster: str | None = None
     ingress_rules: tuple[Rule, ...] = ()  # TargetGroupBinding networking.ingress, as rules
+    #: The last change to the Service or its TargetGroupBinding by a field manager (managedFields):
+    #: (kind, manager, time), e.g. ("Service", "kubectl-client-side-apply", ...). Live only.
+    last_change: tuple[str, str, datetime] | None = None
 
 
 #: What a target group's client sources are judged by (the `intent` label): the Kubernetes

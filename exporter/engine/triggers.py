@@ -7,6 +7,12 @@ pkg/deploy/elbv2/target_group_attributes_reconciler.go, and reconciles the node 
 later in the TargetGroupBinding reconciler, ReconcileForNodePortEndpoints /
 ReconcileForPodEndpoints in pkg/targetgroupbinding/resource_manager.go, both at v2.13.0), with
 who made it (role and the session that assumed it) and when.
+
+When the attribute came from the Service's annotation, the ModifyTargetGroupAttributes is the
+controller's own call: the person or pipeline behind it is the field manager that last wrote
+the Service or its TargetGroupBinding (metadata.managedFields, read by the Kubernetes source).
+Such a write before the gap (and before the controller's call) is the trigger, with the
+CloudTrail event kept beside it; with no CloudTrail record at all it is the trigger alone.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 from exporter.engine.changes import AttributeChange, Change
 from exporter.engine.gaps import REPLACEMENT_WINDOW, Gap
+from exporter.engine.inventory import ServiceBinding
 from exporter.engine.timeutil import format_time
 
 #: How long before a gap an attribute change on its target group still counts as its trigger:
@@ -37,9 +44,13 @@ class Trigger:
     actor_arn: str
     user_agent: str
     attributes: tuple[tuple[str, str], ...] = ()
+    source: str = "cloudtrail"  # "cloudtrail" | "kubernetes" (a field manager's write)
+    field_manager: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "source": self.source,
+            "field_manager": self.field_manager or None,
             "event": self.event_name,
             "event_id": self.event_id,
             "time": format_time(self.time),
@@ -50,9 +61,18 @@ class Trigger:
             "attributes": dict(self.attributes),
         }
 
+    @property
+    def detail(self) -> str:
+        """What changed: the attributes (`k=v, ...`); a Kubernetes write also names what it wrote."""
+        changed = ", ".join(f"{k}={v}" for k, v in self.attributes)
+        if self.source == "kubernetes":
+            return f"{self.event_name}: {changed}" if changed else self.event_name
+        return changed
+
     def describe(self) -> str:
         changed = ", ".join(f"{k}={v}" for k, v in self.attributes)
-        return f"{self.event_name} ({changed}) by {self.who} at {format_time(self.time)}"
+        what = f"{self.event_name} ({changed})" if changed else self.event_name
+        return f"{what} by {self.who} at {format_time(self.time)}"
 
 
 def trigger_of(change: AttributeChange) -> Trigger:
@@ -97,15 +117,56 @@ def find_trigger(
     return None if best is None else trigger_of(best)
 
 
-def triggers_for(gaps: Iterable[Gap], changes: Iterable[Change]) -> dict[tuple[str, str, str], Trigger]:
-    """Each gap's trigger, by gap key (gaps without one are left out)."""
+def triggers_for(
+    gaps: Iterable[Gap],
+    changes: Iterable[Change],
+    services: Mapping[str, ServiceBinding] | None = None,
+) -> dict[tuple[str, str, str], Trigger]:
+    """Each gap's trigger, by gap key (gaps without one are left out). `services`: the
+    inventory's Service bindings, whose `last_change` is the newest Kubernetes write."""
     by_tg = attribute_changes_by_target_group(changes)
     found: dict[tuple[str, str, str], Trigger] = {}
     for gap in gaps:
         trigger = find_trigger(gap.target_group_arn, gap.start, by_tg)
+        binding = (services or {}).get(gap.target_group_arn)
+        written = binding.last_change if binding is not None else None
+        if written is not None:
+            trigger = _with_kubernetes(trigger, written, gap.start, by_tg.get(gap.target_group_arn, []))
         if trigger is not None:
             found[gap.key] = trigger
     return found
+
+
+def _with_kubernetes(
+    trigger: Trigger | None,
+    written: tuple[str, str, datetime],
+    start: datetime,
+    attribute_changes: list[AttributeChange],
+    window: timedelta = TRIGGER_WINDOW,
+) -> Trigger | None:
+    """The Kubernetes write as the trigger when it came first: before the gap (within the window)
+    and, if there is a CloudTrail trigger, before it and that one is the controller's own call."""
+    kind, manager, moment = written
+    if moment > start or start - moment > window:
+        return trigger
+    if trigger is not None:
+        by_controller = any(
+            c.meta.event_id == trigger.event_id and c.meta.actor.is_controller for c in attribute_changes
+        )
+        if not by_controller or moment > trigger.time:
+            return trigger
+    return Trigger(
+        event_name=f"{kind} write",
+        event_id=trigger.event_id if trigger else "",
+        time=moment,
+        actor=manager,
+        who=manager,
+        actor_arn="",
+        user_agent="",
+        attributes=trigger.attributes if trigger else (),
+        source="kubernetes",
+        field_manager=manager,
+    )
 
 
 def gap_record(gap: Gap, triggers: Mapping[tuple[str, str, str], Trigger]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -345,6 +346,7 @@ def bind_services(
                 mapped_by="targetgroupbinding",
                 cluster=ours,
                 ingress_rules=binding.rules(namespace or ""),
+                last_change=_newest_change(service, binding),
             )
             continue
         if stack is None:
@@ -358,5 +360,24 @@ def bind_services(
             source_ranges=service.source_ranges if service else (),
             mapped_by="tags",
             cluster=ours if is_ours else tag_cluster,
+            last_change=_newest_change(service, None),
         )
     return result
+
+
+def _newest_change(
+    service: KubeService | None, binding: TargetGroupBinding | None
+) -> tuple[str, str, datetime] | None:
+    """(kind, field manager, time) of the newest write to the Service or its binding."""
+    found = [
+        (change.time, kind, change.manager)
+        for kind, change in (
+            ("Service", service.last_change if service else None),
+            ("TargetGroupBinding", binding.last_change if binding else None),
+        )
+        if change is not None
+    ]
+    if not found:
+        return None
+    moment, kind, manager = max(found)
+    return kind, manager, moment

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from exporter.engine.rules import Rule, Source, normalize_protocol
+from exporter.engine.timeutil import parse_time
 
 TGB_GROUP = "elbv2.k8s.aws"
 TGB_VERSION = "v1beta1"
@@ -32,6 +34,37 @@ class ServicePort:
 
 
 @dataclass(frozen=True)
+class FieldChange:
+    """One metadata.managedFields entry: which field manager last wrote the object, and when.
+
+    The API server keeps one entry per manager and operation with the time of its last write
+    (second resolution), so this is the newest write, not a history."""
+
+    manager: str
+    operation: str
+    time: datetime
+
+
+def last_field_change(metadata: Mapping[str, Any]) -> FieldChange | None:
+    """The newest managedFields entry of the object's spec/metadata (status writes are skipped:
+    they are the controllers reporting, not someone changing what is wanted)."""
+    newest: FieldChange | None = None
+    for entry in _list(metadata.get("managedFields")):
+        if not isinstance(entry, dict) or entry.get("subresource") == "status":
+            continue
+        manager, raw_time = entry.get("manager"), entry.get("time")
+        if not isinstance(manager, str) or not manager or not isinstance(raw_time, str):
+            continue
+        try:
+            moment = parse_time(raw_time)
+        except ValueError:
+            continue
+        if newest is None or moment > newest.time:
+            newest = FieldChange(manager, str(entry.get("operation") or ""), moment)
+    return newest
+
+
+@dataclass(frozen=True)
 class KubeService:
     """A Service; namespace is None when the API did not say (see read_cluster)."""
 
@@ -41,6 +74,7 @@ class KubeService:
     annotations: Mapping[str, str] = field(default_factory=dict)
     load_balancer_source_ranges: tuple[str, ...] = ()
     ports: tuple[ServicePort, ...] = ()
+    last_change: FieldChange | None = None  # the newest managedFields entry (not status)
 
     @property
     def source_ranges(self) -> tuple[str, ...]:
@@ -81,6 +115,7 @@ class TargetGroupBinding:
     service_port: int | str | None = None
     target_type: str | None = None
     ingress: tuple[IngressRule, ...] = ()
+    last_change: FieldChange | None = None  # the newest managedFields entry (not status)
 
     def rules(self, namespace: str) -> tuple[Rule, ...]:
         """networking.ingress as engine Rules, one per peer x port (named ports are skipped)."""
@@ -170,6 +205,7 @@ def service_from_dict(obj: Any, namespace: str | None = None) -> KubeService | N
         annotations=annotations,
         load_balancer_source_ranges=ranges,
         ports=tuple(ports),
+        last_change=last_field_change(metadata),
     )
 
 
@@ -204,6 +240,7 @@ def binding_from_dict(obj: Any, namespace: str | None = None) -> TargetGroupBind
         service_port=_int_or_str(service_ref.get("port")),
         target_type=_str_or_none(spec.get("targetType")),
         ingress=tuple(rules),
+        last_change=last_field_change(metadata),
     )
 
 
