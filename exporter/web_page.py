@@ -152,18 +152,26 @@ def _since(moment: datetime, now: datetime) -> str:
 
 
 def _actor(gap: GapView) -> str:
-    """The role that changed the rules, and who assumed it (session) when known."""
-    actor = gap.actor or "unknown"
-    return f"{actor}/{gap.actor_session}" if gap.actor and gap.actor_session else actor
+    return gap.actor or "unknown"
 
 
 def _trigger(gap: GapView) -> str:
-    """ ", triggered by <who> (<attributes>) at <time>": the attribute change before the gap."""
+    """ ", triggered by <who> (<attributes>) at <time>": the attribute change before the gap,
+    who as role/session (an SSO user's e-mail, a CI job's name)."""
     if not gap.trigger_who:
         return ""
     when = f" at {format_moment(gap.trigger_time)}" if gap.trigger_time else ""
     detail = f" ({gap.trigger_detail})" if gap.trigger_detail else ""
     return f", triggered by {gap.trigger_who}{detail}{when}"
+
+
+def _trigger_html(gap: GapView) -> str:
+    """`_trigger` escaped, on its own line, with break chances inside long role/session names."""
+    text = _trigger(gap).removeprefix(", ")
+    if not text:
+        return ""
+    breakable = esc(text).replace("/", "/<wbr>").replace("_", "_<wbr>").replace("@", "@<wbr>")
+    return f'<br><span class="muted">{breakable}</span>'
 
 
 def _service(namespace: str, service: str) -> str:
@@ -428,7 +436,7 @@ def _gaps_table(
             f"<td>{esc(_service(gap.namespace, gap.service))}</td>"
             f"<td>{esc(_FLOW_LABELS.get(gap.flow, gap.flow))}</td>"
             f"<td>{esc(gap.cause)}</td>"
-            f"<td>{esc(_actor(gap))}{esc(_trigger(gap))}{'' if gap.explained else _INVENTORY_ONLY}</td>"
+            f"<td>{esc(_actor(gap))}{_trigger_html(gap)}{'' if gap.explained else _INVENTORY_ONLY}</td>"
             f"<td>{_runbook(links, alert)}</td>"
             "</tr>"
         )

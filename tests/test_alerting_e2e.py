@@ -216,13 +216,23 @@ def test_break_before_make_pages_while_the_gap_is_open_and_resolves_after(
             "SGChurnJobNeverSucceeded",
         }
 
-        with_data |= _dashboard_queries_with_data(stack)
-        empty = [
-            f"{q.dashboard} / {q.where}: {q.expr}"
-            for q in dashboard_expressions(DASHBOARDS)
-            if q.expr not in with_data and not any(m in q.expr for m in MAY_BE_EMPTY)
-        ]
-        assert DASHBOARDS and not empty, "dashboard expressions without data:\n" + "\n".join(empty)
+        # History panels (rate/increase over $__rate_interval = 1m) need two scrapes of the new
+        # counters, 15 s apart: give them a minute.
+        def empty() -> list[str]:
+            with_data.update(_dashboard_queries_with_data(stack))
+            return [
+                f"{q.dashboard} / {q.where}: {q.expr}"
+                for q in dashboard_expressions(DASHBOARDS)
+                if q.expr not in with_data and not any(m in q.expr for m in MAY_BE_EMPTY)
+            ]
+
+        assert DASHBOARDS
+        stack.wait_for(
+            lambda: not empty(),
+            timeout=60,
+            interval=5,
+            message=lambda: "dashboard expressions without data:\n" + "\n".join(empty()),
+        )
 
 
 def _dashboard_queries_with_data(stack: PromStack) -> set[str]:

@@ -467,7 +467,7 @@ class Daemon:
         for key, gap in now_open.items():
             if key not in self._open_keys:
                 self._closing.pop(key, None)
-                log.warning("rule gap opened", **_gap_facts(gap))
+                log.warning("rule gap opened", **gap_facts(gap))
         for key, gap in self._open_keys.items():
             if key not in now_open:
                 self._closing[key] = (gap, now)
@@ -481,7 +481,7 @@ class Daemon:
                 None,
             )
             if closed is not None or now - since > PENDING_CLOSE_LOG:
-                log.warning("rule gap closed", **_gap_facts(closed or gap))
+                log.warning("rule gap closed", **gap_facts(closed or gap))
                 del self._closing[key]
         self._open_keys = now_open
 
@@ -568,7 +568,7 @@ def with_zero_series(
     return out
 
 
-def _gap_facts(gap: GapView) -> dict[str, object]:
+def gap_facts(gap: GapView) -> dict[str, object]:
     return {
         "target_group": gap.target_group,
         "namespace": gap.namespace,

@@ -44,7 +44,15 @@ def demo_settings(options: DemoOptions, state_path: str, region: str) -> Setting
             "log_format": "console",
             "log_level": options.log_level,
             "targets": [{"region": region}],
-            "intervals": {"inventory": INVENTORY_INTERVAL, "cloudtrail": 5, "evaluate": 2, "kubernetes": 60},
+            # rules: the targeted poll; a gap shows once two polls saw it, well within the
+            # banner's "one inventory poll" (exporter/demo/timing.py)
+            "intervals": {
+                "inventory": INVENTORY_INTERVAL,
+                "rules": 2,
+                "cloudtrail": 5,
+                "evaluate": 2,
+                "kubernetes": 60,
+            },
             "cloudtrail": {"overlap_seconds": 300, "settle_seconds": 30, "start_lookback_seconds": 600},
             "state": {"path": state_path},
             "kubernetes": {"enabled": "false"},
