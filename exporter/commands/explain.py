@@ -300,7 +300,7 @@ def gap_text(records: list[dict[str, Any]]) -> str:
     if not records:
         return ""
     lines = ["", "rule gaps in the events:"]
-    for r in printable_fields(records):  # role names and the like: shown, never obeyed
+    for r in records:
         duration = "still open" if r["end"] is None else f"{r['duration_seconds']:g} s"
         session = f"/{r['actor_session']}" if r.get("actor_session") else ""
         line = f"  {r['start']}  {duration}  {r['flow']}  {r['cause']}  by {r['actor'] or 'unknown'}{session}"
