@@ -131,14 +131,24 @@ def test_without_flow_logs_or_metrics_the_impact_is_unknown(
     assert all(line.split()[-3:] == ["unknown", "-", "-"] for line in table[1:3])
 
 
-def test_a_bad_flow_log_format_exits_2_naming_it(
-    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--impact", "--flow-log-format", "${srcaddr}"], "--flow-log-format: the log format lacks"),
+        (
+            ["--impact", "--flow-log-group", "flow logs;rm"],
+            "--flow-log-group: not a CloudWatch Logs group name",
+        ),
+        (["--flow-log-group", GROUP], "only with --impact"),
+    ],
+)
+def test_bad_impact_options_exit_2_naming_the_option(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str], options: list[str], named: str
 ) -> None:
     inventory, trail = files
-    code = main(
-        ["replay", "--inventory", str(inventory), "--impact", "--flow-log-format", "${srcaddr}", str(trail)]
-    )
-    assert code == 2 and "--flow-log-format" in capsys.readouterr().err
+    assert main(["replay", "--inventory", str(inventory), *options, str(trail)]) == 2
+    out, err = capsys.readouterr()
+    assert named in err and len(err.splitlines()) == 1 and out == ""
 
 
 def test_replay_without_impact_makes_no_aws_call(

@@ -7,6 +7,7 @@ FilterLogEvents read per closed gap when a flow-log group is named.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ from exporter.engine.impact import HealthCheck, ImpactResult, MetricEvidence, as
 from exporter.engine.inventory import Inventory, TargetGroup
 from exporter.sources.aws import AwsClients, AwsTarget
 from exporter.sources.impact import FlowLogRequest, MetricRequest, read_flow_logs, read_metrics
+from exporter.textsafe import printable
 
 #: The controller's health-check defaults for a Service's target group (interval 10 s, thresholds
 #: 3 and 3: aws-load-balancer-controller v2.13.0 pkg/service/model_builder.go); the inventory
@@ -40,9 +42,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def flow_log_format(args: argparse.Namespace) -> FlowLogFormat:
-    """The parsed --flow-log-format; raises FormatError naming what is wrong."""
-    return FlowLogFormat.parse(args.flow_log_format)
+class UsageError(ValueError):
+    """A bad impact option: the message starts with the option's name."""
+
+
+#: CloudWatch Logs API reference, CreateLogGroup: logGroupName is 1-512 of [.-_/#A-Za-z0-9].
+LOG_GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
+
+
+def flow_log_format(args: argparse.Namespace) -> FlowLogFormat | None:
+    """The checked impact options: the parsed --flow-log-format (None without --impact)."""
+    given = args.flow_log_group is not None or args.flow_log_format != DEFAULT_FORMAT
+    if not args.impact:
+        if given:
+            raise UsageError("--flow-log-group/--flow-log-format: only with --impact")
+        return None
+    if args.flow_log_group is not None and not LOG_GROUP_NAME.match(args.flow_log_group):
+        raise UsageError(
+            f"--flow-log-group: not a CloudWatch Logs group name: {printable(args.flow_log_group[:80])}"
+        )
+    try:
+        return FlowLogFormat.parse(args.flow_log_format)
+    except FormatError as exc:
+        raise UsageError(f"--flow-log-format: {exc}") from exc
 
 
 def _ports(tg: TargetGroup, flow: str) -> frozenset[int]:
@@ -132,7 +154,7 @@ def _error(exc: Exception) -> str:
 def clients_for(inventory: Inventory) -> AwsClients:
     """Counted, guarded clients in the inventory's region; raises ValueError when it has none."""
     if not inventory.region:
-        raise ValueError("the inventory names no region: --impact cannot tell where to read")
+        raise UsageError("--impact: the inventory names no region: cannot tell where to read")
     return AwsClients(AwsTarget(inventory.region))
 
 
@@ -149,4 +171,4 @@ def table_cells(result: ImpactResult | None) -> list[str]:
 
 TABLE_COLUMNS = ("impact", "peak unhealthy", "rejected flows")
 
-__all__ = ["FormatError", "add_arguments", "check", "clients_for", "flow_log_format", "table_cells"]
+__all__ = ["UsageError", "add_arguments", "check", "clients_for", "flow_log_format", "table_cells"]

@@ -68,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     except InventoryError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        fmt = impact_check.flow_log_format(args)
+    except impact_check.UsageError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     missing = [str(p) for p in args.events if not p.exists()]
     if missing:
         print(f"replay: no such file or folder: {', '.join(missing)}", file=sys.stderr)
@@ -81,12 +86,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     analysis = analyze(inventory, events.changes)
     impacts = None
-    if args.impact:
+    if fmt is not None:
         try:
-            fmt = impact_check.flow_log_format(args)
             clients = impact_check.clients_for(inventory)
-        except ValueError as exc:
-            print(f"replay: --flow-log-format/--impact: {exc}", file=sys.stderr)
+        except impact_check.UsageError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
             return EXIT_USAGE
         impacts = impact_check.check(
             inventory,
