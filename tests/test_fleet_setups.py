@@ -50,17 +50,22 @@ def _samples(assembly: Assembly, name: str) -> list[tuple[dict[str, str], float]
     return found
 
 
-def _replay(tmp_path: Path, moto: MotoServer, clock: ManualClock, records: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+def _replay(
+    tmp_path: Path,
+    moto: MotoServer,
+    clock: ManualClock,
+    records: list[dict],  # type: ignore[type-arg]
+    capsys: pytest.CaptureFixture[str],
+) -> list[dict]:  # type: ignore[type-arg]
     inventory = inventory_for(AwsClients(AwsTarget(REGION), endpoint_url=moto.url), clock.now())
     inv_file = tmp_path / "inventory.json"
     inv_file.write_text(json.dumps(inventory.to_dict()))
     events = tmp_path / "events.jsonl"
     events.write_bytes(samples.json_lines(records))
-    out = tmp_path / "replay.out"
-    with pytest.MonkeyPatch.context() as patch, out.open("w") as handle:
-        patch.setattr("sys.stdout", handle)
-        assert main(["replay", "--inventory", str(inv_file), str(events)]) == 0
-    return [json.loads(line) for line in out.read_text().splitlines()]
+    capsys.readouterr()  # what the daemon logged so far
+    assert main(["replay", "--inventory", str(inv_file), str(events)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return [g for g in lines if "target_group_arn" in g and "event" not in g]  # gaps, not log lines
 
 
 @pytest.fixture
@@ -94,7 +99,7 @@ def test_the_inventory_reads_family_prefixes_secondary_ips_hybrid_targets_and_pr
 
 
 def test_the_fleet_in_steady_state_has_no_gap_in_the_daemon_nor_in_replay(
-    clean_moto: MotoServer, fleet: dict[str, Setup], tmp_path: Path
+    clean_moto: MotoServer, fleet: dict[str, Setup], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clock = ManualClock()
     assembly = _daemon(clean_moto, tmp_path / "state.sqlite3", clock)
@@ -116,12 +121,16 @@ def test_the_fleet_in_steady_state_has_no_gap_in_the_daemon_nor_in_replay(
     unrelated = samples.authorize_record(  # a trail about something else: nothing to report
         "unrelated-1", clock.now(), "sg-0unrelated00000", [samples.permission(22, cidrs=["192.0.2.0/24"])]
     )
-    assert _replay(tmp_path, clean_moto, clock, [unrelated]) == []
+    assert _replay(tmp_path, clean_moto, clock, [unrelated], capsys) == []
 
 
 @pytest.mark.parametrize("name", SETUPS)
 def test_revoking_the_admitting_rule_for_20s_is_one_gap_per_affected_flow(
-    name: str, clean_moto: MotoServer, fleet: dict[str, Setup], tmp_path: Path
+    name: str,
+    clean_moto: MotoServer,
+    fleet: dict[str, Setup],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     setup = fleet[name]
     ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
@@ -154,7 +163,7 @@ def test_revoking_the_admitting_rule_for_20s_is_one_gap_per_affected_flow(
     )
     assert all(abs((g.duration_seconds or 0) - 20.0) <= 1.0 for g in snap.recent_gaps)
 
-    replayed = _replay(tmp_path, clean_moto, clock, recorder.records)
+    replayed = _replay(tmp_path, clean_moto, clock, recorder.records, capsys)
     assert sorted((g["target_group_arn"], g["flow"], g["cause"], g["actor"]) for g in replayed) == sorted(
         (setup.tg_arn, flow, "revoke_before_authorize", CONTROLLER_ROLE) for flow in setup.affected
     )
