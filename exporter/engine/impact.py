@@ -176,6 +176,8 @@ def assess(
             new_flows_during=sum(flows) if flows else None,
             new_flows_before=sum(flows_before) if flows_before else None,
         )
+        # "Rose": above the peak of the same length before; with no datapoint before (the target
+        # group is new, or CloudWatch kept nothing), any unhealthy host in the window counts.
         if during and max(during) > (max(before) if before else 0.0):
             reasons.append("unhealthy_hosts_rose")
         if not _covers(metrics.unhealthy_hosts, window):
