@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -650,16 +650,6 @@ def build_incident_world(
 def trail_object(records: Sequence[Mapping[str, Any]]) -> bytes:
     """A gzip trail file body (convenience for tests that write S3 objects directly)."""
     return gzip.compress(json.dumps({"Records": list(records)}).encode())
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
-    """Poll until `predicate()` is true (for asynchronous deliveries); False on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def moto_daemon(moto: MotoServer, state: Path, clock: ManualClock, *, cluster: str = CLUSTER) -> Any:

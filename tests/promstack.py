@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -46,6 +45,8 @@ from typing import Any, TypeVar
 import requests
 import yaml
 
+from tests.support import free_port, wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULE_FILES = tuple(sorted((ROOT / "alerts").glob("*.rules.yml")))
 PROMETHEUS_BIN = "/usr/bin/prometheus"
@@ -56,37 +57,6 @@ JOB_NAME = "sg-churn-exporter"
 STARTUP_ALERTS = frozenset({"SGChurnExporterAbsent", "SGChurnJobNeverSucceeded"})
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, then release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(
-    predicate: Callable[[], T],
-    timeout: float,
-    interval: float = 0.25,
-    message: str | Callable[[], str] = "condition",
-) -> T:
-    """Call `predicate` until it returns something truthy and return that; TimeoutError after `timeout`
-    seconds. Exceptions from the predicate count as "not yet" (the last one is chained)."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # a server still starting, a half-written file ...
-            last_error = exc
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {text}") from last_error
-        time.sleep(interval)
 
 
 def rewrite_for(
@@ -429,7 +399,7 @@ class PromStack:
     ) -> T:
         """Module-level `wait_for`; on timeout the message includes the Prometheus/Alertmanager logs."""
         try:
-            return wait_for(predicate, timeout, interval, message)
+            return wait_for(predicate, timeout, interval, what=message, tolerate=(Exception,))
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.logs()}") from exc.__cause__
 

@@ -40,8 +40,8 @@ from tests.awsworld import (
     S3TrailSink,
     SqsSink,
     build_incident_world,
-    wait_for,
 )
+from tests.support import wait_for
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 AUTHORIZE, REVOKE = "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress"

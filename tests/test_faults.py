@@ -48,6 +48,7 @@ from tests.awsworld import (
     build_incident_world,
 )
 from tests.kube_emulator import KubeEmulator
+from tests.support import wait_for
 from tests.test_faults_support import (
     FaultProxy,
     Scraper,
@@ -56,7 +57,6 @@ from tests.test_faults_support import (
     matching,
     total,
     value,
-    wait_for,
 )
 
 PERMISSION = [

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.awsworld import CloudTrailRecorder, IncidentWorld, LookupSink, MotoServer, build_incident_world
+from tests.support import wait_for
 from tests.test_faults_support import (
     DaemonProcess,
     FaultProxy,
@@ -27,7 +28,6 @@ from tests.test_faults_support import (
     daemon_env,
     total,
     value,
-    wait_for,
     write_config,
 )
 

@@ -8,7 +8,7 @@
   moto's store cannot hold).
 - `DaemonProcess`: `python -m exporter run --config FILE` as a subprocess, its log and its web
   endpoints; stopped by PID.
-- Metric helpers over the Prometheus text format, `wait_for`, and `WallClock` (a recorder clock
+- Metric helpers over the Prometheus text format, and `WallClock` (a recorder clock
   on real time, for daemons that run on real time).
 """
 
@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +38,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.awsworld import REPO, TEST_ENV, ManualClock
+from tests.support import wait_for
 
 T = TypeVar("T")
 
@@ -48,22 +49,6 @@ _SERVICE_ALIASES = {"elasticloadbalancing": "elbv2"}
 
 
 # --- waiting and time ------------------------------------------------------------------------
-
-
-def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.2) -> T:
-    """Call `probe` until it returns something other than None/False; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = probe()
-        except (requests.RequestException, OSError) as exc:  # a server still starting
-            value, last_error = None, exc
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
-        time.sleep(interval)
 
 
 class WallClock(ManualClock):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -33,8 +32,9 @@ from tests.image_builder import (
     missing_tools,
     remove_image,
 )
+from tests.support import free_port, wait_for
 from tests.test_dockerfile import DOCKERFILE, _healthcheck_cmd, parse_dockerfile, stages
-from tests.test_faults_support import value, wait_for
+from tests.test_faults_support import value
 from tests.test_helm_chart import render, rendered_config
 
 pytestmark = pytest.mark.e2e
@@ -131,19 +131,12 @@ def test_check_config_accepts_the_charts_config(box: Container, tmp_path: Path) 
     assert bad.returncode == 2 and "listen_port" in bad.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_run_serves_the_gap_of_a_scripted_revoke(
     box: Container, clean_moto: MotoServer, tmp_path: Path
 ) -> None:
     ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
     world = build_incident_world(ec2, elbv2, cluster="demo")
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(

@@ -26,6 +26,7 @@ from exporter.sources.kubernetes import (
     read_cluster,
 )
 from tests.kube_emulator import KubeEmulator
+from tests.support import free_port
 
 CLUSTER = "prod-eks"
 ACCOUNT_ARN = "arn:aws:elasticloadbalancing:us-east-1:111122223333"
@@ -111,13 +112,6 @@ def lbc_tags(cluster: str = CLUSTER, stack: str = "shop/web") -> dict[str, str]:
         "service.k8s.aws/stack": stack,
         "service.k8s.aws/resource": f"{stack}:80",
     }
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture
@@ -319,7 +313,7 @@ def test_closed_port_raises_cluster_unreachable_quickly(tmp_path: Path, clean_en
     kubeconfig = tmp_path / "kubeconfig"
     with KubeEmulator() as kube:
         kube.write_kubeconfig(kubeconfig)
-    kubeconfig.write_text(kubeconfig.read_text().replace(kube.url, f"http://127.0.0.1:{closed_port()}"))
+    kubeconfig.write_text(kubeconfig.read_text().replace(kube.url, f"http://127.0.0.1:{free_port()}"))
     client = load_kube_client("auto", str(kubeconfig), environ=clean_env)
     assert client is not None
 
