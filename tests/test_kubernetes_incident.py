@@ -11,6 +11,7 @@ import copy
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+from exporter.engine.bindings import bind_services
 from exporter.engine.changes import Actor, AttributeChange, EventMeta, RuleChange
 from exporter.engine.flows import requirements
 from exporter.engine.gaps import analyze
@@ -28,7 +29,7 @@ from exporter.engine.inventory import (
 from exporter.engine.rules import Rule, Source
 from exporter.engine.timeutil import format_time
 from exporter.engine.triggers import triggers_for
-from exporter.sources.kubernetes import bind_services, read_cluster
+from exporter.sources.kubernetes import read_cluster
 from tests.kube_emulator import KubeEmulator
 from tests.test_kubernetes_source import CLUSTER, TG_ARN, WEB_SERVICE, WEB_TGB, lbc_tags
 

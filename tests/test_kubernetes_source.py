@@ -13,6 +13,7 @@ import kubernetes.client
 import pytest
 import yaml
 
+from exporter.engine.bindings import bind_services
 from exporter.engine.inventory import ServiceBinding, TargetGroup
 from exporter.engine.rules import Rule, Source
 from exporter.sources.guardrail import read_guardrails
@@ -21,7 +22,6 @@ from exporter.sources.kubernetes import (
     ClusterForbidden,
     ClusterUnreachable,
     ClusterView,
-    bind_services,
     load_kube_client,
     read_cluster,
 )

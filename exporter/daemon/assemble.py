@@ -169,7 +169,8 @@ def _sqs_feed(settings: Settings, monitor: Monitor, clients: AwsClients) -> Feed
 
 
 def _kubernetes(settings: Settings) -> tuple[Callable[[], ServiceBinder] | None, ServiceBinder]:
-    from exporter.sources.kubernetes import bind_services, load_kube_client, read_cluster
+    from exporter.engine.bindings import bind_services
+    from exporter.sources.kubernetes import load_kube_client, read_cluster
 
     cluster = settings.cluster_name
 

@@ -1,8 +1,8 @@
 """Kubernetes correlation: which Service sits behind each target group.
 
-`load_kube_client` and `read_cluster` talk to the API (get/list only, never writes);
-`bind_services` is a pure mapping from target groups and a `ClusterView` to ServiceBindings.
-The view's data classes live in exporter.sources.kubeview and are re-exported here.
+`load_kube_client` and `read_cluster` talk to the API (get/list only, never writes) and return
+a `ClusterView`; the view's data classes and parsers (exporter.engine.cluster) are re-exported
+here, and the pure mapping of target groups to Services is exporter.engine.bindings.
 
 Errors: `ClusterUnreachable` (connection refused, timeout, TLS) and `ClusterForbidden` (401/403)
 carry a one-line message; any other API failure is a `ClusterError`. A missing
@@ -15,7 +15,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -32,10 +31,7 @@ from kubernetes.config.incluster_config import (
     InClusterConfigLoader,
 )
 
-from exporter.engine.inventory import ServiceBinding, TargetGroup
-from exporter.sources.kubeview import (
-    TAG_CLUSTER,
-    TAG_STACK,
+from exporter.engine.cluster import (
     TGB_GROUP,
     TGB_PLURAL,
     TGB_VERSION,
@@ -47,7 +43,6 @@ from exporter.sources.kubeview import (
     ServicePort,
     TargetGroupBinding,
     binding_from_dict,
-    parse_stack_tag,
     service_from_dict,
 )
 
@@ -64,7 +59,6 @@ __all__ = [
     "KubeService",
     "ServicePort",
     "TargetGroupBinding",
-    "bind_services",
     "load_kube_client",
     "read_cluster",
 ]
@@ -193,7 +187,7 @@ def read_cluster(
 
     Per-namespace listing stamps each object with the namespace asked for. Cluster-wide, an
     object without metadata.namespace (an emulator quirk; real API servers always fill it) keeps
-    namespace None, and `bind_services` resolves it from target-group tags or a unique name.
+    namespace None, and `engine.bindings.bind_services` resolves it from tags or a unique name.
     """
     core = kubernetes.client.CoreV1Api(api_client)
     custom = kubernetes.client.CustomObjectsApi(api_client)
@@ -315,69 +309,3 @@ def _status_message(exc: ApiException) -> str:
         return ""
     message = status.get("message") if isinstance(status, dict) else None
     return str(message)[:300] if message else ""
-
-
-# --- mapping (pure) -------------------------------------------------------------------------
-
-
-def bind_services(
-    inventory_target_groups: Mapping[str, TargetGroup],
-    view: ClusterView | None,
-    cluster_name: str,
-) -> dict[str, ServiceBinding]:
-    """Map target group ARNs to their Service: TargetGroupBinding first, else the stack tag.
-
-    A target group is ours when a binding in `view` names it or its elbv2.k8s.aws/cluster tag
-    equals `cluster_name`; only ours read source ranges from the view. Others still map from
-    their tags, with cluster set to their own tag value. No I/O.
-    """
-    result: dict[str, ServiceBinding] = {}
-    ours = cluster_name or None
-    for arn, target_group in inventory_target_groups.items():
-        stack = parse_stack_tag(target_group.tags.get(TAG_STACK))
-        binding = view.binding_for(arn) if view is not None else None
-        if view is not None and binding is not None:
-            namespace = binding.namespace or view.guess_namespace(binding.service_name, stack)
-            service = view.service(namespace, binding.service_name)
-            result[arn] = ServiceBinding(
-                namespace=namespace or "",
-                service=binding.service_name,
-                source_ranges=service.source_ranges if service else (),
-                mapped_by="targetgroupbinding",
-                cluster=ours,
-                ingress_rules=binding.rules(namespace or ""),
-                last_change=_newest_change(service, binding),
-            )
-            continue
-        if stack is None:
-            continue
-        tag_cluster = target_group.tags.get(TAG_CLUSTER) or None
-        is_ours = ours is not None and tag_cluster == ours
-        service = view.service(*stack) if (is_ours and view is not None) else None
-        result[arn] = ServiceBinding(
-            namespace=stack[0],
-            service=stack[1],
-            source_ranges=service.source_ranges if service else (),
-            mapped_by="tags",
-            cluster=ours if is_ours else tag_cluster,
-            last_change=_newest_change(service, None),
-        )
-    return result
-
-
-def _newest_change(
-    service: KubeService | None, binding: TargetGroupBinding | None
-) -> tuple[str, str, datetime] | None:
-    """(kind, field manager, time) of the newest write to the Service or its binding."""
-    found = [
-        (change.time, kind, change.manager)
-        for kind, change in (
-            ("Service", service.last_change if service else None),
-            ("TargetGroupBinding", binding.last_change if binding else None),
-        )
-        if change is not None
-    ]
-    if not found:
-        return None
-    moment, kind, manager = max(found)
-    return kind, manager, moment
