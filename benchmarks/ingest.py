@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from benchmarks.common import Figure, interleaved, ratio, timed
 from benchmarks.synth_records import lookup_events_strings
 from exporter.engine.changes import Change
-from exporter.engine.records import parse_payload
 from exporter.engine.timeline import RuleState, ordered_changes
+from exporter.sources.envelopes import parse_payload
 
 TARGET_RATIO = 1.0
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from benchmarks.common import Figure, interleaved, ratio, timed
 from benchmarks.synth_records import trail_files
-from exporter.engine.records import MAX_PAYLOAD_BYTES, WATCHED_EVENT_NAMES, _gunzip, parse_payload
+from exporter.engine.records import WATCHED_EVENT_NAMES
+from exporter.sources.envelopes import MAX_PAYLOAD_BYTES, _gunzip, parse_payload
 
 TARGET_RATIO = 0.5
 

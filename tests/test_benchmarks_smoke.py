@@ -26,7 +26,8 @@ from benchmarks.synth_snapshot import build_snapshot
 from benchmarks.trail_scan import measure_trail_scan
 from benchmarks.web_soak import measure as measure_soak
 from exporter.engine.gaps import analyze
-from exporter.engine.records import WATCHED_EVENT_NAMES, parse_payload
+from exporter.engine.records import WATCHED_EVENT_NAMES
+from exporter.sources.envelopes import parse_payload
 
 
 def _rate(value: float) -> bool:

@@ -19,7 +19,7 @@ from exporter.cli import main
 from exporter.config import load_settings
 from exporter.daemon.assemble import build_daemon
 from exporter.engine.gaps import analyze
-from exporter.engine.records import parse_payload
+from exporter.sources.envelopes import parse_payload
 from tests import cloudtrail_samples as ct
 from tests.awsworld import (
     CloudTrailRecorder,

@@ -33,9 +33,10 @@ from prometheus_client import generate_latest
 from exporter.config import load_settings
 from exporter.daemon.assemble import Assembly, build_daemon
 from exporter.engine.changes import Rejection
-from exporter.engine.records import MAX_RECORD_BYTES, iter_raw_records, parse_record
+from exporter.engine.records import MAX_RECORD_BYTES, parse_record
 from exporter.metrics import build_registry
 from exporter.sources.cloudtrail import LookupEventsPoller
+from exporter.sources.envelopes import iter_raw_records
 from exporter.web import WebServer
 from tests import cloudtrail_samples as samples
 from tests.awsworld import (

@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from exporter.engine import records
-from exporter.engine.records import MAX_KEPT_REJECTIONS, ParseResult, Rejection, _walk, parse_payload
+from exporter.engine.records import MAX_KEPT_REJECTIONS, ParseResult, Rejection
+from exporter.sources import envelopes
+from exporter.sources.envelopes import _walk, parse_payload
 from exporter.sources.trailfiles import load_file
 from tests import cloudtrail_samples as samples
 from tests.engine_world import incident_inventory
@@ -52,9 +54,9 @@ def _eager(data: bytes) -> ParseResult:
     """The skim as it was: every record decoded before the first is used (tests/test_records_skim.py
     checks that one against the full decode)."""
     result = ParseResult()
-    records._collect(
+    envelopes._collect(
         result,
-        _walk(data, True, records.MAX_RECORD_BYTES, records.MAX_PAYLOAD_BYTES, skim=True),
+        _walk(data, True, records.MAX_RECORD_BYTES, envelopes.MAX_PAYLOAD_BYTES, skim=True),
         records.MAX_RECORD_BYTES,
     )
     return result
@@ -76,14 +78,14 @@ def test_a_file_of_invalid_records_keeps_counts_and_only_the_first_rejections() 
 def test_a_trail_file_is_decoded_one_record_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     data = gzip.compress(json.dumps({"Records": [BAD] * 50}).encode())
     decoded: list[int] = []
-    real = records.orjson.loads
+    real = envelopes.orjson.loads
 
     def counting(raw: Any) -> Any:
         decoded.append(1)
         return real(raw)
 
-    monkeypatch.setattr(records.orjson, "loads", counting)
-    items = _walk(data, True, records.MAX_RECORD_BYTES, records.MAX_PAYLOAD_BYTES, lazy=True)
+    monkeypatch.setattr(envelopes.orjson, "loads", counting)
+    items = _walk(data, True, records.MAX_RECORD_BYTES, envelopes.MAX_PAYLOAD_BYTES, lazy=True)
     first = next(items)
     assert first == BAD and len(decoded) == 1  # the other 49 are not decoded yet
     assert sum(1 for _ in items) == 49 and len(decoded) == 50

@@ -20,15 +20,9 @@ from exporter.engine.changes import (
     RuleChange,
     RuleModification,
 )
-from exporter.engine.records import (
-    MAX_DETAIL_CHARS,
-    WATCHED_EVENT_NAMES,
-    ParseResult,
-    iter_raw_records,
-    parse_payload,
-    parse_record,
-)
+from exporter.engine.records import MAX_DETAIL_CHARS, WATCHED_EVENT_NAMES, ParseResult, parse_record
 from exporter.engine.rules import Rule, Source
+from exporter.sources.envelopes import iter_raw_records, parse_payload
 from exporter.sources.trailfiles import load_file, load_paths
 from tests.cloudtrail_samples import (
     ACCOUNT,

@@ -30,14 +30,13 @@ from exporter.engine.records import (
     _event_time,
     _fast_rule_change,
     _general_rule_change,
-    _gunzip,
     _meta,
     _Reject,
     _request,
-    parse_payload,
     parse_record,
 )
 from exporter.engine.timeutil import parse_time
+from exporter.sources.envelopes import _gunzip, _Refused, parse_payload
 from tests.cloudtrail_samples import (
     actor,
     authorize_record,
@@ -195,7 +194,7 @@ def test_changes_hold_no_per_instance_dict() -> None:
 
 
 def stdlib_gunzip(data: bytes, limit: int) -> tuple[str, Any]:
-    """records._gunzip as it was, on CPython's zlib: ("ok", bytes) or (reason, detail)."""
+    """envelopes._gunzip as it was, on CPython's zlib: ("ok", bytes) or (reason, detail)."""
     chunks: list[bytes] = []
     size, pending = 0, data
     while pending:
@@ -224,7 +223,7 @@ def stdlib_gunzip(data: bytes, limit: int) -> tuple[str, Any]:
 def ours_gunzip(data: bytes, limit: int) -> tuple[str, Any]:
     try:
         return "ok", _gunzip(data, limit)
-    except _Reject as reject:
+    except _Refused as reject:
         return reject.reason, reject.detail
 
 

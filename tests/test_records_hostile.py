@@ -17,10 +17,9 @@ from exporter.engine.records import (
     UNEXPECTED_DETAIL_PREFIX,
     WATCHED_EVENT_NAMES,
     ParseResult,
-    iter_raw_records,
-    parse_payload,
     parse_record,
 )
+from exporter.sources.envelopes import iter_raw_records, parse_payload
 from tests.cloudtrail_samples import (
     authorize_record,
     delete_group_record,

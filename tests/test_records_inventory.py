@@ -15,7 +15,8 @@ from exporter.engine.changes import (
     Rejection,
     TargetsChange,
 )
-from exporter.engine.records import INVENTORY_EVENT_NAMES, WATCHED_EVENT_NAMES, parse_payload, parse_record
+from exporter.engine.records import INVENTORY_EVENT_NAMES, WATCHED_EVENT_NAMES, parse_record
+from exporter.sources.envelopes import parse_payload
 from tests.cloudtrail_samples import (
     TG_ARN,
     eventbridge_envelope,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from exporter.engine.changes import RuleChange
-from exporter.engine.records import parse_payload
 from exporter.engine.rules import Rule, Source
+from exporter.sources.envelopes import parse_payload
 from tests import cloudtrail_samples as ct
 
 CORPUS = Path(__file__).parent / "data" / "cloudtrail-real"

@@ -19,13 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.engine.records import (
-    MAX_PAYLOAD_BYTES,
-    MAX_RECORD_BYTES,
-    WATCHED_EVENT_NAMES,
-    _walk,
-    parse_payload,
-)
+from exporter.engine.records import MAX_RECORD_BYTES, WATCHED_EVENT_NAMES
+from exporter.sources.envelopes import MAX_PAYLOAD_BYTES, _walk, parse_payload
 from tests.cloudtrail_samples import (
     authorize_record,
     delete_group_record,

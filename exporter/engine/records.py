@@ -1,40 +1,20 @@
-"""CloudTrail records, in any wrapper, to typed changes or rejections.
+"""A CloudTrail record to a typed change, a rejection (with a bounded reason), or ignored.
 
-Pure: works on bytes, text or decoded JSON handed in; opens no files and reads no clock.
-Wrappers understood (and any JSON list of them, and JSON lines of them):
-a bare record; an S3 trail file ``{"Records": [...]}`` (gzip or plain bytes); a LookupEvents
-result or single event (``CloudTrailEvent`` is the record as a JSON string); an EventBridge
-envelope (record under ``detail``); an SQS message, receive result or body holding one; an SNS
-notification holding one.
-
-A pre-filter keeps big org trails cheap: records whose ``eventName`` is not watched are counted
-as ignored before any typed object is built, and JSON lines or ``CloudTrailEvent`` strings
-that do not even contain a watched name are skipped unparsed (so such text is counted as
-ignored whether or not it is valid JSON).
-
-S3 trail files (``{"Records": [...]}`` bytes) are skimmed: msgspec checks the whole document
-and keeps each record as its raw bytes, reads only ``eventName`` (and whether ``detail-type``
-is there) from each, and orjson decodes just the records that are not skipped. Anything the
-skim is unsure of (a document of another shape, a record that is not an object, a non-string
-``eventName``, a record orjson refuses, a raised recursion limit) goes through the full decode,
-so the result is the same. One difference is known: msgspec accepts numbers too large for a
-double (``1e400``), which orjson refuses; such a number inside a *skipped* record no longer
-makes the whole file ``not_json`` (inside a record that is read, it still does).
+Pure: works on a decoded record handed in; opens no files and reads no clock. The wrappers that
+carry records (S3 trail files, gzip, LookupEvents, EventBridge, SQS, SNS, JSON lines) are read by
+exporter/sources/envelopes.py, which hands each record here.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import msgspec
 import orjson
-from zlib_ng import zlib_ng
 
 from exporter.engine.changes import (
     WATCHED_ATTRIBUTES,
@@ -86,21 +66,13 @@ WATCHED_EVENT_NAMES = (
 
 #: A single record larger than this (serialized JSON bytes) is rejected as too_large.
 MAX_RECORD_BYTES = 256 * 1024
-#: A payload (after gzip decompression) larger than this is rejected as too_large.
-MAX_PAYLOAD_BYTES = 512 * 1024 * 1024
 #: Rejection details are one line of at most this many characters.
 MAX_DETAIL_CHARS = 200
 #: Detail prefix of a rejection made by the last-resort guard (a parser bug, never expected).
 UNEXPECTED_DETAIL_PREFIX = "unexpected "
 
-GZIP_MAGIC = b"\x1f\x8b"
-
 JsonObject = dict[str, Any]
-Payload = bytes | bytearray | memoryview | str | dict[str, Any] | list[Any]
 
-_MAX_WRAPPER_DEPTH = 8
-_WATCHED_NAMES_BYTES = tuple(name.encode() for name in sorted(WATCHED_EVENT_NAMES))
-_RECORD_KEYS = ("eventVersion", "eventID", "eventName", "eventTime")
 _NAMED_PROTOCOLS = frozenset({"tcp", "udp", "icmp", "icmpv6", ALL_PROTOCOLS})
 _PORT_TEXT = re.compile(r"-?[0-9]{1,6}")
 _PROTOCOL_NUMBER = re.compile(r"[0-9]{1,3}")
@@ -168,7 +140,7 @@ def _one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
     """A short, safe rendering of a value for a detail: scalars shown, containers by type."""
     if isinstance(value, str):
         return repr(value[:40]) + ("..." if len(value) > 40 else "")
@@ -179,7 +151,8 @@ def _show(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _rejection(reason: RejectionReason, detail: str, event_id: str | None = None) -> Rejection:
+def make_rejection(reason: RejectionReason, detail: str, event_id: str | None = None) -> Rejection:
+    """A Rejection whose detail is one line of at most MAX_DETAIL_CHARS characters."""
     return Rejection(reason, _one_line(detail), event_id)
 
 
@@ -212,7 +185,7 @@ def _has(fields: JsonObject, key: str) -> bool:
 
 def _object(value: Any, where: str) -> JsonObject:
     if not isinstance(value, dict):
-        raise _Reject("wrong_type", f"{where} is {_show(value)}, not an object")
+        raise _Reject("wrong_type", f"{where} is {show_value(value)}, not an object")
     return value
 
 
@@ -231,9 +204,9 @@ def _items(value: Any, where: str, suffix: str = "") -> list[Any]:
                 return items
             if isinstance(items, dict):
                 return [items]
-            raise _Reject("wrong_type", f"{where}{suffix}.items is {_show(items)}, not a list")
+            raise _Reject("wrong_type", f"{where}{suffix}.items is {show_value(items)}, not a list")
         return [value] if value else []
-    raise _Reject("wrong_type", f"{where}{suffix} is {_show(value)}, not a list")
+    raise _Reject("wrong_type", f"{where}{suffix} is {show_value(value)}, not a list")
 
 
 def _lenient_items(value: Any) -> list[Any]:
@@ -248,7 +221,7 @@ def _required_str(fields: JsonObject, key: str, where: str) -> str:
     if value is None:
         raise _Reject("missing_field", f"{where}{key} is missing")
     if not isinstance(value, str):
-        raise _Reject("wrong_type", f"{where}{key} is {_show(value)}, not a string")
+        raise _Reject("wrong_type", f"{where}{key} is {show_value(value)}, not a string")
     value = value.strip()
     if not value:
         raise _Reject("missing_field", f"{where}{key} is empty")
@@ -312,17 +285,17 @@ def _protocol(value: Any, where: str) -> str:
     if value is None:
         raise _Reject("bad_rule", f"{where}: ipProtocol is missing")
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _Reject("bad_rule", f"{where}: ipProtocol is {_show(value)}")
+        raise _Reject("bad_rule", f"{where}: ipProtocol is {show_value(value)}")
     if isinstance(value, int) and not -1 <= value <= 255:
         raise _Reject("bad_rule", f"{where}: ipProtocol {value} is out of range")
     if isinstance(value, str) and len(value) > 16:
-        raise _Reject("bad_rule", f"{where}: ipProtocol {_show(value)} is not a protocol")
+        raise _Reject("bad_rule", f"{where}: ipProtocol {show_value(value)} is not a protocol")
     name = normalize_protocol(value)
     if name in _NAMED_PROTOCOLS:
         return _PROTOCOL_NAMES[name]
     if _PROTOCOL_NUMBER.fullmatch(name) and int(name) <= 255:
         return name
-    raise _Reject("bad_rule", f"{where}: ipProtocol {_show(value)} is not a protocol")
+    raise _Reject("bad_rule", f"{where}: ipProtocol {show_value(value)} is not a protocol")
 
 
 _PORTS: dict[int, int] = {}  # one int object for each port number seen
@@ -336,7 +309,7 @@ def _port(value: Any, where: str) -> int:
     elif isinstance(value, str) and _PORT_TEXT.fullmatch(value.strip()):
         number = int(value.strip())
     else:
-        raise _Reject("bad_rule", f"{where}: port is {_show(value)}")
+        raise _Reject("bad_rule", f"{where}: port is {show_value(value)}")
     if not -1 <= number <= 65535:
         raise _Reject("bad_rule", f"{where}: port {number} is out of range")
     return number
@@ -369,11 +342,11 @@ def _cidr(value: Any, where: str) -> Source:
     if found is not None:
         return found
     if not isinstance(value, str) or len(value) > 64:
-        raise _Reject("bad_rule", f"{where}: CIDR is {_show(value)}")
+        raise _Reject("bad_rule", f"{where}: CIDR is {show_value(value)}")
     try:
         source = Source.cidr(value)
     except ValueError:
-        raise _Reject("bad_rule", f"{where}: {_show(value)} is not a CIDR") from None
+        raise _Reject("bad_rule", f"{where}: {show_value(value)} is not a CIDR") from None
     if type(value) is str:
         if len(_CIDR_SOURCES) >= _SHARED_SIZE:
             _CIDR_SOURCES.clear()
@@ -383,7 +356,7 @@ def _cidr(value: Any, where: str) -> Source:
 
 def _source_id(value: Any, kind: str, where: str) -> Source:
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID_CHARS:
-        raise _Reject("bad_rule", f"{where}: {kind} id is {_show(value)}")
+        raise _Reject("bad_rule", f"{where}: {kind} id is {show_value(value)}")
     source_kind: SourceKind = "sg" if kind == "group" else "prefix_list"
     key = (source_kind, value.strip())
     found = _ID_SOURCES.get(key)
@@ -411,7 +384,7 @@ def _description(fields: JsonObject) -> str | None:
 
 def _entry(value: Any, where: str, suffix: str = "") -> JsonObject:
     if not isinstance(value, dict):
-        raise _Reject("wrong_type", f"{where}{suffix} entry is {_show(value)}, not an object")
+        raise _Reject("wrong_type", f"{where}{suffix} entry is {show_value(value)}, not an object")
     return value
 
 
@@ -603,7 +576,7 @@ def _rule_ids(params: JsonObject) -> tuple[str, ...] | None:
             item = _get(item, "securityGroupRuleId")
         for rule_id in item if isinstance(item, list) else [item]:
             if not isinstance(rule_id, str) or not rule_id.strip() or len(rule_id) > _MAX_ID_CHARS:
-                raise _Reject("wrong_type", f"{key} holds {_show(rule_id)}, not a rule id")
+                raise _Reject("wrong_type", f"{key} holds {show_value(rule_id)}, not a rule id")
             found.append(rule_id.strip())
     return tuple(dict.fromkeys(found))
 
@@ -796,7 +769,7 @@ def _attribute_value(key: str, value: Any) -> str:
         return "true" if value else "false"
     text = value.strip().lower() if isinstance(value, str) else None
     if text not in ("true", "false"):
-        raise _Reject("wrong_type", f"attribute {key} is {_show(value)}, not true/false")
+        raise _Reject("wrong_type", f"attribute {key} is {show_value(value)}, not true/false")
     return text
 
 
@@ -818,7 +791,7 @@ def _attribute_change(record: JsonObject, meta: EventMeta) -> AttributeChange:
     kept: dict[str, str] = {}
     for key, value in _attribute_pairs(params["attributes"]):
         if not isinstance(key, str):
-            raise _Reject("wrong_type", f"attribute key is {_show(key)}, not a string")
+            raise _Reject("wrong_type", f"attribute key is {show_value(key)}, not a string")
         if key in WATCHED_ATTRIBUTES:
             kept[key] = _attribute_value(key, value)
     return AttributeChange(meta, arn, tuple(kept.items()))
@@ -844,7 +817,7 @@ def _health_check_port(value: Any) -> str:
         return "traffic-port"
     port = _port_number(value)
     if port is None:
-        raise _Reject("wrong_type", f"healthCheckPort is {_show(value)}, not traffic-port or a port")
+        raise _Reject("wrong_type", f"healthCheckPort is {show_value(value)}, not traffic-port or a port")
     return str(port)
 
 
@@ -865,7 +838,7 @@ def _health_check_change(record: JsonObject, meta: EventMeta) -> HealthCheckChan
         return None  # another setting (interval, thresholds, path, matcher): reachability unchanged
     if protocol is not None:
         if not isinstance(protocol, str) or protocol.strip().upper() not in _HEALTH_CHECK_PROTOCOLS:
-            raise _Reject("wrong_type", f"healthCheckProtocol is {_show(protocol)}, not TCP/HTTP/HTTPS")
+            raise _Reject("wrong_type", f"healthCheckProtocol is {show_value(protocol)}, not TCP/HTTP/HTTPS")
         protocol = protocol.strip().upper()
     return HealthCheckChange(meta, arn, None if port is None else _health_check_port(port), protocol)
 
@@ -877,7 +850,7 @@ def _id_list(value: Any, key: str, field_name: str) -> tuple[str, ...]:
         if isinstance(item, dict):
             item = _get(item, field_name)
         if not isinstance(item, str) or not item.strip() or len(item) > _MAX_ID_CHARS:
-            raise _Reject("wrong_type", f"{key} holds {_show(item)}, not an id")
+            raise _Reject("wrong_type", f"{key} holds {show_value(item)}, not an id")
         found.append(_shared(item.strip()))
     return tuple(dict.fromkeys(found))
 
@@ -930,7 +903,7 @@ def _targets_change(record: JsonObject, meta: EventMeta) -> TargetsChange:
         raw_port = _get(entry, "port")
         port = None if raw_port is None else _port_number(raw_port)
         if raw_port is not None and port is None:
-            raise _Reject("wrong_type", f"targets {i}: port is {_show(raw_port)}, not a port")
+            raise _Reject("wrong_type", f"targets {i}: port is {show_value(raw_port)}, not a port")
         targets.append((target_id, port))
     if not targets:
         raise _Reject("missing_field", "requestParameters.targets names no target")
@@ -1049,7 +1022,7 @@ def _event_time(raw_time: Any) -> datetime:
     try:
         event_time = parse_time(raw_time)
     except (ValueError, OverflowError, OSError, TypeError):
-        raise _Reject("bad_time", f"eventTime {_show(raw_time)} does not parse") from None
+        raise _Reject("bad_time", f"eventTime {show_value(raw_time)} does not parse") from None
     if type(raw_time) is str and len(raw_time) <= 64:
         if len(_TIMES) >= _SHARED_SIZE:
             _TIMES.clear()
@@ -1095,436 +1068,17 @@ def parse_record(
     event_id = _event_id_hint(record)
     try:
         if not isinstance(record, dict):
-            raise _Reject("not_a_record", f"a record must be an object, got {_show(record)}")
+            raise _Reject("not_a_record", f"a record must be an object, got {show_value(record)}")
         name = record.get("eventName")
         if name is None:
             raise _Reject("missing_field", "eventName is missing")
         if not isinstance(name, str):
-            raise _Reject("wrong_type", f"eventName is {_show(name)}, not a string")
+            raise _Reject("wrong_type", f"eventName is {show_value(name)}, not a string")
         if name not in WATCHED_EVENT_NAMES:
             return None
         _check_size(record, max_record_bytes)
         return _PARSERS[name](record, _meta(record, name))
     except _Reject as reject:
-        return _rejection(reject.reason, reject.detail, event_id)
+        return make_rejection(reject.reason, reject.detail, event_id)
     except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:
-        return _rejection("not_a_record", f"{UNEXPECTED_DETAIL_PREFIX}{type(error).__name__}", event_id)
-
-
-# --- wrappers --------------------------------------------------------------------------------
-
-
-_INFLATE_ERROR = cast("type[Exception]", zlib_ng.error)  # the stub types it as an instance
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    """Decompress gzip (several members allowed), refusing output over `limit` bytes.
-
-    zlib-ng inflates about twice as fast as the zlib that CPython links, with zlib's API and
-    results (the same output, errors and error messages on valid, truncated and corrupt data).
-    """
-    chunks: list[bytes] = []
-    size = 0
-    pending = data
-    while pending:
-        decompressor = zlib_ng.decompressobj(16 + zlib_ng.MAX_WBITS)
-        chunk_input = pending
-        while True:
-            try:
-                chunk = decompressor.decompress(chunk_input, limit - size + 1)
-            except _INFLATE_ERROR as error:
-                raise _Reject("not_gzip", f"corrupt gzip data: {error}") from None
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise _Reject("too_large", f"decompressed payload is over the {limit} byte limit")
-            if not decompressor.unconsumed_tail:
-                break
-            chunk_input = decompressor.unconsumed_tail
-        if not decompressor.eof:
-            raise _Reject("not_gzip", "truncated gzip data")
-        pending = decompressor.unused_data
-        if pending and not pending.startswith(GZIP_MAGIC):
-            break  # trailing padding after the last member, as gzip tools allow
-    return b"".join(chunks)
-
-
-class _TrailFile(msgspec.Struct, gc=False):
-    """The top of an S3 trail file: each record as raw JSON bytes; any other key read here would
-    make the document something else (a record itself, an EventBridge event), which the skim
-    leaves to the full decode."""
-
-    Records: list[msgspec.Raw]
-    eventVersion: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    eventID: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    eventName: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    eventTime: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    detail_type: msgspec.Raw | msgspec.UnsetType = msgspec.field(name="detail-type", default=msgspec.UNSET)
-
-
-class _RecordHead(msgspec.Struct, gc=False):
-    """What the skim reads of one record: a string eventName, and whether detail-type is there."""
-
-    eventName: str | msgspec.UnsetType = msgspec.UNSET
-    detail_type: msgspec.Raw | msgspec.UnsetType = msgspec.field(name="detail-type", default=msgspec.UNSET)
-
-
-_TRAIL_DECODER = msgspec.json.Decoder(_TrailFile)
-_HEAD_DECODER = msgspec.json.Decoder(_RecordHead)
-#: msgspec nests as deep as the interpreter's recursion limit allows (orjson up to 1024 levels);
-#: under this limit msgspec gives up first, and the full decode decides.
-_SKIM_RECURSION_LIMIT = 1000
-
-
-def _contains_watched_name(text: bytes | str) -> bool:
-    if isinstance(text, str):
-        return any(name in text for name in WATCHED_EVENT_NAMES)
-    return any(name in text for name in _WATCHED_NAMES_BYTES)
-
-
-def _json_error(error: Exception) -> str:
-    return f"not JSON: {error}"
-
-
-_Item = JsonObject | Rejection | int  # an int: that many records skipped by the pre-filter
-
-
-@dataclass(frozen=True)
-class _Walker:
-    """Finds records inside wrappers; `watched_only` skips unwatched event names early."""
-
-    watched_only: bool
-    max_record_bytes: int
-    max_payload_bytes: int
-    skim: bool = True  # trail files through skim_trail (False: the full decode, for tests)
-    lazy: bool = False  # skim record by record; the caller restarts on _SkimRestart
-
-    def payload(self, data: Any, depth: int = 0) -> Iterator[_Item]:
-        if isinstance(data, bytes | bytearray | memoryview):
-            raw = bytes(data)
-            if len(raw) > self.max_payload_bytes:
-                yield _rejection("too_large", f"payload is over the {self.max_payload_bytes} byte limit")
-                return
-            if raw.startswith(GZIP_MAGIC):
-                try:
-                    raw = _gunzip(raw, self.max_payload_bytes)
-                except _Reject as reject:
-                    yield _rejection(reject.reason, reject.detail)
-                    return
-            yield from self.text(raw, depth)
-        elif isinstance(data, str):
-            if len(data) > self.max_payload_bytes:
-                yield _rejection("too_large", f"payload is over the {self.max_payload_bytes} byte limit")
-                return
-            yield from self.text(data, depth)
-        else:
-            yield from self.value(data, depth)
-
-    def text(self, text: bytes | str, depth: int) -> Iterator[_Item]:
-        """A JSON document, or JSON lines when the whole does not parse but its first line does."""
-        stripped = text.strip()
-        if not stripped:
-            return
-        if self.skim and self.watched_only and isinstance(stripped, bytes) and stripped[:1] == b"{":
-            skimmed = self.skim_trail(stripped, depth)
-            if skimmed is not None:
-                yield from skimmed
-                return
-        try:
-            document = orjson.loads(stripped)
-        except orjson.JSONDecodeError as error:
-            lines: list[bytes | str] = [line.strip() for line in stripped.splitlines()]
-            lines = [line for line in lines if line]
-            if len(lines) > 1 and _parses(lines[0]):
-                yield from self.lines(lines, depth)
-            else:
-                yield _rejection("not_json", _json_error(error))
-            return
-        yield from self.value(document, depth)
-
-    def skim_trail(self, document: bytes, depth: int) -> Iterable[_Item] | None:
-        """The items of a `{"Records": [...]}` document, decoding only the records not skipped;
-        None when the document is not one (or the skim is unsure), for the full decode to handle."""
-        if depth + 1 > _MAX_WRAPPER_DEPTH or sys.getrecursionlimit() > _SKIM_RECURSION_LIMIT:
-            return None
-        if not document.isascii():
-            try:
-                document.decode("utf-8")  # msgspec does not check the UTF-8 of what it skips
-            except UnicodeDecodeError:
-                return None
-        try:
-            trail = _TRAIL_DECODER.decode(document)
-        except (msgspec.DecodeError, RecursionError):
-            return None
-        unset = msgspec.UNSET
-        if (
-            trail.eventVersion is not unset
-            or trail.eventID is not unset
-            or trail.eventName is not unset
-            or trail.eventTime is not unset
-            or trail.detail_type is not unset
-        ):
-            return None
-        if self.lazy:
-            return self._skim_lazily(trail.Records, depth)
-        items: list[_Item] = []
-        skipped = 0
-        decode_head = _HEAD_DECODER.decode
-        for raw in trail.Records:
-            try:
-                head = decode_head(raw)
-            except (msgspec.DecodeError, RecursionError):
-                pass  # not an object, or eventName not a string: decoded in full below
-            else:
-                name = head.eventName
-                if name is not unset and name not in WATCHED_EVENT_NAMES and head.detail_type is unset:
-                    skipped += 1
-                    continue
-            try:
-                value = orjson.loads(memoryview(raw))
-            except orjson.JSONDecodeError:
-                return None  # the full decode rejects the whole document
-            if skipped:
-                items.append(skipped)
-                skipped = 0
-            items.extend(self.value(value, depth + 1))
-        if skipped:
-            items.append(skipped)
-        return items
-
-    def _skim_lazily(self, records: list[msgspec.Raw], depth: int) -> Iterator[_Item]:
-        """skim_trail's items one record at a time: memory for one decoded record, not all.
-
-        msgspec has checked the document's syntax; orjson refuses a record msgspec skipped only
-        for a number out of a double's range, and then the full decode rejects the whole document:
-        _SkimRestart tells parse_payload (the only lazy caller) to start over with the full decode.
-        """
-        skipped = 0
-        decode_head = _HEAD_DECODER.decode
-        unset = msgspec.UNSET
-        for raw in records:
-            try:
-                head = decode_head(raw)
-            except (msgspec.DecodeError, RecursionError):
-                pass
-            else:
-                name = head.eventName
-                if name is not unset and name not in WATCHED_EVENT_NAMES and head.detail_type is unset:
-                    skipped += 1
-                    continue
-            try:
-                value = orjson.loads(memoryview(raw))
-            except orjson.JSONDecodeError:
-                raise _SkimRestart from None
-            if skipped:
-                yield skipped
-                skipped = 0
-            yield from self.value(value, depth + 1)
-        if skipped:
-            yield skipped
-
-    def lines(self, lines: list[bytes | str], depth: int) -> Iterator[_Item]:
-        for number, line in enumerate(lines, start=1):
-            if self.watched_only and not _contains_watched_name(line):
-                yield 1
-            elif len(line) > self.max_record_bytes:
-                yield _rejection("too_large", f"line {number} is over the {self.max_record_bytes} byte limit")
-            else:
-                try:
-                    document = orjson.loads(line)
-                except orjson.JSONDecodeError as error:
-                    yield _rejection("not_json", f"line {number}: {_json_error(error)}")
-                    continue
-                yield from self.value(document, depth + 1)
-
-    def embedded(self, text: str, depth: int) -> Iterator[_Item]:
-        """A record held as a JSON string (CloudTrailEvent)."""
-        if self.watched_only and not _contains_watched_name(text):
-            yield 1
-        elif len(text) > self.max_record_bytes:
-            yield _rejection("too_large", f"embedded record is over the {self.max_record_bytes} byte limit")
-        else:
-            try:
-                document = orjson.loads(text)
-            except orjson.JSONDecodeError as error:
-                yield _rejection("not_json", f"CloudTrailEvent {_json_error(error)}")
-                return
-            yield from self.value(document, depth + 1)
-
-    def record(self, record: JsonObject) -> Iterator[_Item]:
-        name = record.get("eventName")
-        skip = self.watched_only and isinstance(name, str) and name not in WATCHED_EVENT_NAMES
-        yield 1 if skip else record
-
-    def value(self, value: Any, depth: int) -> Iterator[_Item]:
-        if depth > _MAX_WRAPPER_DEPTH:
-            yield _rejection("not_a_record", "wrappers nested too deeply")
-        elif isinstance(value, list):
-            for item in value:
-                yield from self.value(item, depth + 1)
-        elif isinstance(value, dict):
-            yield from self.mapping(value, depth)
-        elif isinstance(value, str):
-            yield from self.text(value, depth + 1)
-        elif isinstance(value, bytes | bytearray | memoryview):
-            yield from self.payload(value, depth + 1)
-        else:
-            yield _rejection("not_a_record", f"expected a record or a wrapper, got {_show(value)}")
-
-    def mapping(self, value: JsonObject, depth: int) -> Iterator[_Item]:
-        if "detail-type" not in value and any(key in value for key in _RECORD_KEYS):
-            yield from self.record(value)
-        elif "Records" in value:
-            yield from self.listed(value["Records"], "Records", depth)
-        elif "Events" in value:
-            yield from self.listed(value["Events"], "Events", depth)
-        elif "CloudTrailEvent" in value:
-            yield from self.lookup_event(value, depth)
-        elif "detail-type" in value:
-            yield from self.eventbridge(value, depth)
-        elif "Messages" in value:
-            yield from self.listed(value["Messages"], "Messages", depth)
-        elif isinstance(body := value.get("Body", value.get("body")), str):
-            yield from self.text(body, depth + 1)
-        elif value.get("Type") == "Notification" and isinstance(value.get("Message"), str):
-            yield from self.text(value["Message"], depth + 1)
-        else:
-            keys = ", ".join(_show(key) for key in list(value)[:3])
-            yield _rejection("not_a_record", f"unknown object shape (keys {keys})")
-
-    def listed(self, items: Any, key: str, depth: int) -> Iterator[_Item]:
-        if not isinstance(items, list):
-            yield _rejection("wrong_type", f"{key} is {_show(items)}, not a list")
-            return
-        for item in items:
-            yield from self.value(item, depth + 1)
-
-    def lookup_event(self, event: JsonObject, depth: int) -> Iterator[_Item]:
-        name = event.get("EventName")
-        if self.watched_only and isinstance(name, str) and name not in WATCHED_EVENT_NAMES:
-            yield 1
-            return
-        body = event["CloudTrailEvent"]
-        if isinstance(body, str):
-            yield from self.embedded(body, depth)
-        elif isinstance(body, dict):
-            yield from self.record(body)
-        else:
-            yield _rejection("wrong_type", f"CloudTrailEvent is {_show(body)}, not a JSON string")
-
-    def eventbridge(self, envelope: JsonObject, depth: int) -> Iterator[_Item]:
-        kind = envelope.get("detail-type")
-        if not isinstance(kind, str) or "via CloudTrail" not in kind:
-            yield _rejection("not_a_record", f"EventBridge event of type {_show(kind)}")
-            return
-        detail = envelope.get("detail")
-        if isinstance(detail, dict):
-            yield from self.record(detail)
-        else:
-            yield _rejection("wrong_type", f"EventBridge detail is {_show(detail)}, not an object")
-
-
-def _parses(line: bytes | str) -> bool:
-    try:
-        orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
-class _SkimRestart(Exception):
-    """A lazy skim met a record the full decode would refuse with the whole document."""
-
-
-def _walk(
-    data: Payload,
-    watched_only: bool,
-    max_record_bytes: int,
-    max_payload_bytes: int,
-    skim: bool = True,
-    lazy: bool = False,
-) -> Iterator[_Item]:
-    walker = _Walker(watched_only, max_record_bytes, max_payload_bytes, skim, lazy)
-    try:
-        yield from walker.payload(data)
-    except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:
-        yield _rejection("not_a_record", f"{UNEXPECTED_DETAIL_PREFIX}{type(error).__name__} in a wrapper")
-
-
-def iter_raw_records(
-    data: Payload,
-    *,
-    watched_only: bool = False,
-    max_record_bytes: int = MAX_RECORD_BYTES,
-    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
-) -> Iterator[JsonObject | Rejection]:
-    """The raw record dicts inside any wrapper, and a Rejection for each unusable part.
-
-    Bytes may be gzip (detected by its magic bytes) or plain JSON / JSON lines. With
-    `watched_only`, records whose eventName is not watched are dropped unparsed.
-    """
-    for item in _walk(data, watched_only, max_record_bytes, max_payload_bytes):
-        if not isinstance(item, int):
-            yield item
-
-
-def _add(result: ParseResult, parsed: Change | Rejection | None) -> None:
-    if parsed is None:
-        result.ignored += 1
-    elif isinstance(parsed, Rejection):
-        result.reject(parsed)
-    else:
-        result.changes.append(parsed)
-
-
-def parse_payload(
-    data: Payload,
-    *,
-    max_record_bytes: int = MAX_RECORD_BYTES,
-    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
-) -> ParseResult:
-    """Every record in a payload of any wrapper, parsed; unwatched records counted as ignored."""
-    result = ParseResult()
-    items: Iterator[_Item] | None = None
-    if isinstance(data, str):
-        # The common case first: one record as JSON text (a CloudTrailEvent, a message body).
-        # The same steps as the walk (payload, text, value, mapping, record), without generators.
-        stripped = data.strip() if len(data) <= max_payload_bytes else ""
-        if stripped[:1] == "{":
-            try:
-                document = orjson.loads(stripped)
-            except orjson.JSONDecodeError:
-                document = None
-            if document is not None and "detail-type" not in document:
-                if (
-                    "eventName" in document
-                    or "eventID" in document
-                    or "eventTime" in document
-                    or "eventVersion" in document
-                ):
-                    name = document.get("eventName")
-                    if isinstance(name, str) and name not in WATCHED_EVENT_NAMES:
-                        result.ignored += 1
-                    else:
-                        _add(result, parse_record(document, max_record_bytes=max_record_bytes))
-                    return result
-                items = _walk(document, True, max_record_bytes, max_payload_bytes)
-    if items is None:
-        # lazily: a trail file of a million records holds one decoded record at a time
-        items = _walk(data, True, max_record_bytes, max_payload_bytes, lazy=True)
-    try:
-        _collect(result, items, max_record_bytes)
-    except _SkimRestart:
-        result = ParseResult()
-        _collect(result, _walk(data, True, max_record_bytes, max_payload_bytes), max_record_bytes)
-    return result
-
-
-def _collect(result: ParseResult, items: Iterator[_Item], max_record_bytes: int) -> None:
-    for item in items:
-        if isinstance(item, int):
-            result.ignored += item
-        elif isinstance(item, Rejection):
-            result.reject(item)
-        else:
-            _add(result, parse_record(item, max_record_bytes=max_record_bytes))
+        return make_rejection("not_a_record", f"{UNEXPECTED_DETAIL_PREFIX}{type(error).__name__}", event_id)

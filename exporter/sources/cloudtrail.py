@@ -23,9 +23,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from exporter.engine.changes import Rejection
-from exporter.engine.records import WATCHED_EVENT_NAMES, iter_raw_records
+from exporter.engine.records import WATCHED_EVENT_NAMES
 from exporter.engine.timeutil import format_time, parse_time
 from exporter.sources.base import Source, SourceBatch
+from exporter.sources.envelopes import iter_raw_records
 from exporter.sources.eventbridge import SqsConsumer
 from exporter.sources.ratelimit import TokenBucket, full_jitter
 from exporter.sources.s3trail import S3TrailBackfill

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from exporter.engine.changes import Rejection
-from exporter.engine.records import iter_raw_records
 from exporter.sources.aws import AwsClients
 from exporter.sources.base import SourceBatch
+from exporter.sources.envelopes import iter_raw_records
 from exporter.sources.seen import SeenEvents
 
 MAX_WAIT_SECONDS = 20

@@ -15,7 +15,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from exporter.engine.changes import Rejection
-from exporter.engine.records import GZIP_MAGIC, MAX_PAYLOAD_BYTES, ParseResult, parse_payload
+from exporter.engine.records import ParseResult
+from exporter.sources.envelopes import GZIP_MAGIC, MAX_PAYLOAD_BYTES, parse_payload
 
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _ORG = re.compile(r"^o-[a-z0-9]{10,32}$")

@@ -1,4 +1,4 @@
-"""CloudTrail files and folders on disk, parsed into changes (the file side of engine/records.py).
+"""CloudTrail files and folders on disk, parsed into changes (the file side of sources/envelopes.py).
 
 Folders are walked recursively (hidden entries and symlinked folders skipped, names sorted);
 every file found is read: *.json, *.json.gz, *.jsonl and anything else, tried as JSON (gzip is
@@ -14,14 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from exporter.engine.changes import Rejection, RejectionReason
-from exporter.engine.records import (
-    GZIP_MAGIC,
-    MAX_DETAIL_CHARS,
-    MAX_PAYLOAD_BYTES,
-    MAX_RECORD_BYTES,
-    ParseResult,
-    parse_payload,
-)
+from exporter.engine.records import MAX_DETAIL_CHARS, MAX_RECORD_BYTES, ParseResult
+from exporter.sources.envelopes import GZIP_MAGIC, MAX_PAYLOAD_BYTES, parse_payload
 
 _MAX_NAME_CHARS = 60
 
