@@ -19,13 +19,13 @@ from exporter.engine.explain import (
     current_state,
     explain_target_group,
     find_target_groups,
-    render_text,
     state_at,
 )
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding, Target
 from exporter.engine.records import WATCHED_EVENT_NAMES
 from exporter.engine.timeutil import format_time
+from exporter.reports.explain import explanation_json, explanation_text
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -87,7 +87,7 @@ def test_before_the_revoke_the_admitting_rules_are_named_with_the_actor_of_their
         assert high.last_change is not None
         assert (high.last_change.event_id, high.last_change.actor) == ("e-auth", OPERATOR)
         assert target.rules[0].last_change is None  # never changed in the events
-    text = render_text(explanation)
+    text = explanation_text(explanation)
     assert "sgr-0high" in text and "by platform-admin at 2026-11-20T12:00:00Z" in text
 
 
@@ -108,7 +108,7 @@ def test_during_the_gap_the_reason_is_partly_covered_and_the_uncovered_range_exa
     assert health.admitted == 2
     assert {tuple(rule_ids(t)) for t in health.targets} == {("sgr-0sub0", "sgr-0sub1")}
     assert not explanation.fully_admitted
-    assert "not admitted: 128.0.0.0/1" in render_text(explanation)
+    assert "not admitted: 128.0.0.0/1" in explanation_text(explanation)
 
 
 CLIENTS = "203.0.113.0/24"
@@ -219,7 +219,9 @@ def test_find_target_groups_by_arn_name_and_service() -> None:
 def test_json_form_is_plain_data() -> None:
     inventory = split_world_after_the_revoke()
     at = T0 + seconds(61)
-    data = explain_target_group(inventory, TG_ARN, state_at(inventory, split_changes(), at), at=at).to_dict()
+    data = explanation_json(
+        explain_target_group(inventory, TG_ARN, state_at(inventory, split_changes(), at), at=at)
+    )
     assert json.loads(json.dumps(data)) == data
     assert data["at"] == format_time(at) and data["mode"] == "legacy" and data["admitted"] is False
     traffic = data["flows"][0]
@@ -557,11 +559,11 @@ def test_explain_names_the_intent_and_why_a_target_is_not_evaluable() -> None:
     assert [(t.target_id, t.not_evaluable, t.admitted) for t in outside] == [
         ("192.168.100.10", "target_outside_vpc", False)
     ]
-    text = render_text(explanation)
+    text = explanation_text(explanation)
     assert "client intent  managed_rules, the rules the controller manages on the port" in text
     assert "2/3 targets admitted (1 not evaluable)" in text
     assert "NOT EVALUABLE [target_outside_vpc]  192.168.100.10" in text and "never a gap" in text
-    assert explanation.to_dict()["intent"] == "managed_rules"
+    assert explanation_json(explanation)["intent"] == "managed_rules"
 
     bound = split_world_after_the_revoke()
     assert explain_target_group(bound, TG_ARN, current_state(bound, [])).intent == "binding"

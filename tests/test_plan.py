@@ -22,9 +22,9 @@ from exporter.engine.plan import (
     Risk,
     controller_version,
     plan_attribute_change,
-    render_text,
 )
 from exporter.engine.rules import Rule, Source
+from exporter.reports.plan import commands, plan_text
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -89,7 +89,7 @@ def test_true_to_false_adds_the_subnet_rules_first_and_removes_the_world_rule_af
         ("sg-node", "sgr-0world", "0.0.0.0/0")
     ]
     assert [s.action for s in plan.steps] == ["authorize", "modify_attribute", "revoke"]
-    auth, modify, rev = (s.command for s in plan.steps)
+    auth, modify, rev = (c.command for c in commands(plan))
     assert auth.startswith("aws ec2 authorize-security-group-ingress --region us-east-1 --group-id sg-node ")
     assert "CidrIp=10.0.1.0/24" in auth and "CidrIp=10.0.2.0/24" in auth
     assert f'Description="{LBC_DESCRIPTION}"' in auth
@@ -103,7 +103,7 @@ def test_true_to_false_adds_the_subnet_rules_first_and_removes_the_world_rule_af
 
 def test_the_ip_permissions_argument_is_one_shell_word() -> None:
     plan = plan_for(incident_inventory(), preserve=False)
-    words = shlex.split(plan.steps[0].command)
+    words = shlex.split(commands(plan)[0].command)
     permission = words[words.index("--ip-permissions") + 1]
     assert permission == (
         "IpProtocol=tcp,FromPort=31080,ToPort=31080,IpRanges=["
@@ -146,7 +146,7 @@ def test_false_to_true_authorizes_the_world_rule_and_keeps_the_health_check_rule
     first = risk(plan, "attribute_first")
     assert (first.level, first.flows, first.max_seconds) == ("gap", ("traffic",), None)
     assert "unknown" in first.detail
-    text = render_text(plan)
+    text = plan_text(plan)
     assert "attribute_first: GAP" in text and "does not want tcp/31080 from 0.0.0.0/0" in text
 
 
@@ -162,7 +162,7 @@ def test_the_attribute_first_gap_is_bounded_by_the_lag_seen() -> None:
     first = risk(plan, "attribute_first")
     assert (first.level, first.max_seconds) == ("gap", 45.0)
     assert plan.evidence.longest_attribute_lag_seconds == 45.0
-    assert "up to 45 s seen" in render_text(plan)
+    assert "up to 45 s seen" in plan_text(plan)
 
 
 def test_true_to_false_with_the_world_rule_has_no_attribute_first_gap() -> None:

@@ -34,7 +34,6 @@ from exporter.engine.explain import (
     current_state,
     explain_target_group,
     find_target_groups,
-    render_text,
     state_at,
     with_intents,
 )
@@ -42,6 +41,7 @@ from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
 from exporter.engine.triggers import gap_record, triggers_for
+from exporter.reports.explain import explanation_json, explanation_text
 from exporter.textsafe import printable_fields, printable_lines
 
 EXIT_FAILURE = 1
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             "events": len(world.changes),
             "cloudtrail": world.events.to_dict(),
             "target_groups": [
-                {**e.to_dict(), "gaps": gaps.get(e.target_group_arn, [])} for e in explanations
+                {**explanation_json(e), "gaps": gaps.get(e.target_group_arn, [])} for e in explanations
             ],
         }
         print(json.dumps(document, indent=2))
@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         # values from AWS and CloudTrail shown, never obeyed by the terminal (exporter/textsafe.py)
         print(printable_lines(world.events.summary()))
         text = "\n".join(
-            render_text(printable_fields(e), events_read=world.events.read_any)
+            explanation_text(printable_fields(e), events_read=world.events.read_any)
             + gap_text(printable_fields(gaps.get(e.target_group_arn, [])))
             for e in explanations
         )

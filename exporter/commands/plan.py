@@ -26,8 +26,9 @@ from exporter.commands.explain import (
 from exporter.commands.plan_guardrail import check_guardrail, render_guardrail
 from exporter.commands.trail_input import NoUsableRecords
 from exporter.engine.explain import NotExplainable, TargetNotFound, current_state, with_intents
-from exporter.engine.plan import plan_attribute_change, render_text
+from exporter.engine.plan import plan_attribute_change
 from exporter.engine.timeutil import format_time
+from exporter.reports.plan import plan_json, plan_text
 from exporter.textsafe import printable_fields, printable_lines
 
 SETTABLE = ("preserve_client_ip", "preserve_client_ip.enabled")
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             "events": len(world.changes),
             "cloudtrail": world.events.to_dict(),
             "read_only": True,
-            "plans": [p.to_dict() for p in plans],
+            "plans": [plan_json(p) for p in plans],
             "guardrail": None if guardrail is None else guardrail.to_dict(),
         }
         print(json.dumps(document, indent=2))
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         # values from AWS and CloudTrail shown, never obeyed by the terminal (exporter/textsafe.py)
         print(printable_lines(world.events.summary()))
         shown = [printable_fields(p) for p in plans]
-        print(printable_lines("\n".join(render_text(p) for p in shown)), end="")
+        print(printable_lines("\n".join(plan_text(p) for p in shown)), end="")
         if guardrail is not None:
             print(printable_lines("\n" + render_guardrail(printable_fields(guardrail), shown)), end="")
     return 0

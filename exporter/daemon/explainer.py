@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from exporter.daemon.monitor import Monitor
-from exporter.engine.explain import current_state, explain_target_group, render_text
+from exporter.engine.explain import current_state, explain_target_group
+from exporter.reports.explain import explanation_text
 
 
 def explain_provider(
@@ -25,7 +26,7 @@ def explain_provider(
                     analysis = monitor.analysis
                     if analysis is not None:  # the intents the last evaluation judged by
                         inventory = inventory.with_intents({**inventory.intents, **analysis.intents})
-                    return render_text(explain_target_group(inventory, arn, state, at=clock()))
+                    return explanation_text(explain_target_group(inventory, arn, state, at=clock()))
         return None
 
     return explain

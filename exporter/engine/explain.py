@@ -7,7 +7,7 @@ admitted or not; when admitted, the rules that admit it (security group, rule id
 and the last recorded change of each rule: who and when); when not, the reason code from
 `flows.REASONS` and, for a partly covered source, the exact CIDRs left uncovered.
 `state_at` rebuilds the rule state at a past moment from an anchor inventory and changes, with
-the same rewind/apply the gap sweep uses. `render_text` is for people, `to_dict` for tools.
+the same rewind/apply the gap sweep uses. The words and the JSON form are exporter/reports/explain.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from exporter.engine.changes import Change, EventMeta, RuleChange
 from exporter.engine.flows import (
@@ -29,14 +29,12 @@ from exporter.engine.flows import (
     health_check_port,
     preserve_client_ip,
     requirements,
-    transport_protocols,
 )
 from exporter.engine.gaps import analyze, groups_by_target_group, load_balancer_of
 from exporter.engine.intent import anchor_intents
-from exporter.engine.inventory import Inventory, LoadBalancer, TargetGroup
+from exporter.engine.inventory import Inventory, TargetGroup
 from exporter.engine.rules import Flow, Rule, uncovered
 from exporter.engine.timeline import RuleKey, RuleState, affected_group, ordered_changes, rewind
-from exporter.engine.timeutil import format_time
 
 STACK_TAG = "service.k8s.aws/stack"
 
@@ -171,33 +169,6 @@ class RuleRef:
     rule: Rule
     last_change: EventMeta | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        change = self.last_change
-        return {
-            "security_group": self.group_id,
-            "rule_id": self.rule.rule_id,
-            "rule": self.rule.describe(),
-            "protocol": self.rule.protocol,
-            "from_port": self.rule.from_port,
-            "to_port": self.rule.to_port,
-            "source": self.rule.source.value,
-            "source_kind": self.rule.source.kind,
-            "description": self.rule.description,
-            "last_change": None if change is None else event_to_dict(change),
-        }
-
-
-def event_to_dict(meta: EventMeta) -> dict[str, Any]:
-    return {
-        "event": meta.event_name,
-        "event_id": meta.event_id,
-        "time": format_time(meta.event_time),
-        "actor": meta.actor.label,
-        "actor_arn": meta.actor.principal_arn,
-        "user_agent": meta.actor.user_agent,
-        "controller": meta.actor.is_controller,
-    }
-
 
 @dataclass(frozen=True)
 class TargetResult:
@@ -220,21 +191,6 @@ class TargetResult:
     port_rules: tuple[RuleRef, ...] = ()
     not_evaluable: str | None = None  # flows.NOT_EVALUABLE_REASONS: neither admitted nor a gap
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "not_evaluable": self.not_evaluable,
-            "target": self.target_id,
-            "port": self.port,
-            "eni": self.eni_id,
-            "security_groups": list(self.security_groups),
-            "admitted": self.admitted,
-            "reason": self.reason,
-            "flow": None if self.flow is None else self.flow.describe(),
-            "uncovered": list(self.uncovered),
-            "rules": [r.to_dict() for r in self.rules],
-            "port_rules": [r.to_dict() for r in self.port_rules],
-        }
-
 
 @dataclass(frozen=True)
 class FlowResult:
@@ -249,16 +205,6 @@ class FlowResult:
     @property
     def not_evaluable(self) -> int:
         return sum(1 for t in self.targets if t.not_evaluable)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "flow": self.kind,
-            "required": [list(alt) for alt in self.required],
-            "targets_total": len(self.targets),
-            "targets_admitted": self.admitted,
-            "targets_not_evaluable": self.not_evaluable,
-            "targets": [t.to_dict() for t in self.targets],
-        }
 
 
 @dataclass(frozen=True)
@@ -285,26 +231,6 @@ class Explanation:
 
     def flow(self, kind: FlowKind) -> FlowResult:
         return next(f for f in self.flows if f.kind == kind)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target_group_arn": self.target_group_arn,
-            "target_group": self.target_group,
-            "service": self.service,
-            "load_balancer_arn": self.load_balancer_arn,
-            "load_balancer": self.load_balancer,
-            "scheme": self.scheme,
-            "mode": self.mode,
-            "target_type": self.target_type,
-            "protocol": self.protocol,
-            "preserve_client_ip": self.preserve_client_ip,
-            "preserve_client_ip_from": self.preserve_origin,
-            "intent": self.intent,
-            "intent_sources": list(self.intent_sources),
-            "at": None if self.at is None else format_time(self.at),
-            "admitted": self.fully_admitted,
-            "flows": [f.to_dict() for f in self.flows],
-        }
 
 
 def _preserve_origin(target_group: TargetGroup, attributes: Mapping[str, str]) -> PreserveOrigin:
@@ -482,135 +408,3 @@ def explain_target_group(
         intent=intent.kind,
         intent_sources=intent.sources,
     )
-
-
-# --- rendering ---------------------------------------------------------------------------------
-
-
-def to_dict(explanation: Explanation) -> dict[str, Any]:
-    """The JSON-able form, for tools."""
-    return explanation.to_dict()
-
-
-def mode_text(lb: LoadBalancer | Explanation) -> str:
-    if lb.mode == "sg":
-        return "SG mode: the NLB has security groups; node rules reference them"
-    return "legacy mode: the NLB has no security groups; node rules name CIDRs"
-
-
-def rule_line(ref: RuleRef, events_read: bool = True) -> str:
-    rule = ref.rule
-    parts = [f"{ref.group_id} {rule.rule_id or '(rule id unknown)'}: {rule.describe()}"]
-    if rule.description:
-        parts.append(f'"{rule.description}"')
-    change = ref.last_change
-    if change is None:
-        parts.append(
-            "- no change to it in the events" if events_read else "- last change unknown (no events read)"
-        )
-    else:
-        verb = "failed " if change.failed else ""
-        parts.append(
-            f"- {verb}{change.event_name} by {change.actor.label} at {format_time(change.event_time)}"
-            f" (event {change.event_id})"
-        )
-    return " ".join(parts)
-
-
-def _outcome_key(result: TargetResult) -> tuple[object, ...]:
-    return (
-        result.not_evaluable,
-        result.admitted,
-        result.reason,
-        result.flow,
-        result.uncovered,
-        tuple((r.group_id, r.rule, r.last_change) for r in result.rules),
-        tuple((r.group_id, r.rule) for r in result.port_rules),
-    )
-
-
-def _target_label(result: TargetResult) -> str:
-    where = result.eni_id or "no ENI"
-    groups = ",".join(result.security_groups) or "-"
-    return f"{result.target_id}:{result.port} ({where}; {groups})"
-
-
-def _reason_text(result: TargetResult) -> str:
-    flow = result.flow.describe() if result.flow is not None else "the flow"
-    reason = result.reason
-    if reason == "target_eni_not_found":
-        return "no network interface is known for the target"
-    if reason == "security_group_missing":
-        return "none of the ENI's security groups exists"
-    if reason == "no_rule_for_port":
-        return f"no rule admits {flow}: nothing matches the protocol and port"
-    if reason == "source_partly_covered":
-        return f"{flow} is only partly admitted; not admitted: {', '.join(result.uncovered)}"
-    return f"no rule admits {flow}"
-
-
-_INTENT_TEXT = {
-    "binding": "the TargetGroupBinding's networking (Kubernetes)",
-    "managed_rules": "the rules the controller manages on the port (no Kubernetes access)",
-    "default": "the controller's default for the scheme (no binding and no controller-managed client rule)",
-}
-
-
-def _intent_text(e: Explanation) -> str:
-    sources = f": {', '.join(e.intent_sources)}" if e.intent_sources else ""
-    return f"{e.intent}, {_INTENT_TEXT.get(e.intent, e.intent)}{sources}"
-
-
-def render_text(explanation: Explanation, *, events_read: bool = True) -> str:
-    """A readable report: one block per flow kind, targets with the same outcome grouped.
-
-    `events_read` False (no CloudTrail read, or read in part): a rule without a recorded change
-    says its last change is unknown rather than that the events hold none.
-    """
-    e = explanation
-    lines = [
-        f"Target group {e.target_group}" + (f" (service {e.service})" if e.service else ""),
-        f"  arn            {e.target_group_arn}",
-        f"  load balancer  {e.load_balancer} ({e.scheme}; {mode_text(e)})",
-        f"  targets        {e.target_type}, {e.protocol} ({'/'.join(transport_protocols(e.protocol))})",
-        f"  preserve_client_ip  {'true' if e.preserve_client_ip else 'false'} "
-        + {
-            "attribute": "(target group attribute)",
-            "default": "(attribute absent: the AWS default)",
-            "protocol": "(always on for this protocol)",
-        }[e.preserve_origin],
-        f"  client intent  {_intent_text(e)}",
-        f"  rules as of    {format_time(e.at) if e.at else 'the inventory'}",
-        f"  verdict        {'all targets admitted' if e.fully_admitted else 'NOT all targets admitted'}",
-    ]
-    for flow in e.flows:
-        lines.append("")
-        required = " | or | ".join(", ".join(alt) for alt in flow.required) or "nothing"
-        outside = f" ({flow.not_evaluable} not evaluable)" if flow.not_evaluable else ""
-        lines.append(f"{flow.kind}: {flow.admitted}/{len(flow.targets)} targets admitted{outside}")
-        lines.append(f"  required: {required}")
-        groups: dict[tuple[object, ...], list[TargetResult]] = {}
-        for result in flow.targets:
-            groups.setdefault(_outcome_key(result), []).append(result)
-        for results in groups.values():
-            first = results[0]
-            names = ", ".join(_target_label(r) for r in results)
-            if first.not_evaluable:
-                lines.append(f"  NOT EVALUABLE [{first.not_evaluable}]  {names}")
-                lines.append(
-                    "    registered with AvailabilityZone all: outside the VPC (a peered VPC, on-premises, "
-                    "EKS Hybrid Nodes), so it has no ENI and no security group to check; never a gap"
-                )
-            elif first.admitted:
-                lines.append(f"  ADMITTED  {names}")
-                lines.extend(f"    by {rule_line(ref, events_read)}" for ref in first.rules)
-            else:
-                lines.append(f"  NOT ADMITTED [{first.reason}]  {names}")
-                lines.append(f"    {_reason_text(first)}")
-                lines.extend(f"    partly by {rule_line(ref, events_read)}" for ref in first.rules)
-                if first.port_rules:
-                    lines.append("    rules on the port admit other sources only:")
-                    lines.extend(f"      {rule_line(ref, events_read)}" for ref in first.port_rules)
-        if not flow.targets:
-            lines.append("  (no registered targets)")
-    return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """A read-only plan for flipping preserve_client_ip on one target group, in make-before-break order.
 
 Pure: works on an inventory, the current `RuleState` and the changes seen; no I/O, no clock.
-Nothing here is ever applied: the plan is AWS CLI text a person reviews.
+Nothing here is ever applied: the plan is shown as AWS CLI text a person reviews.
 
 What the plan holds (DOMAIN.md):
 - the flows required after the change, and the rules to authorize BEFORE the attribute change
@@ -12,12 +12,13 @@ What the plan holds (DOMAIN.md):
   and before v2.12 (PR #3952) it revokes before it authorizes (break-before-make gap) - judged from the
   replacements and attribute-to-authorize lags it was seen doing in the given changes;
 - whether a safe in-place order exists; when not, blue/green is recommended.
+
+The plan as text, as JSON and as AWS CLI command lines is exporter/reports/plan.py.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,7 +42,7 @@ from exporter.engine.gaps import (
     required_ports,
 )
 from exporter.engine.inventory import Inventory, NetworkInterface, PrefixList, TargetGroup
-from exporter.engine.rules import ALL_PROTOCOLS, Flow, Rule, admitting_rules, uncovered
+from exporter.engine.rules import Flow, Rule, admitting_rules, uncovered
 from exporter.engine.timeline import RuleKey, RuleState, ordered_changes
 
 LBC_DESCRIPTION = "elbv2.k8s.aws/targetGroupBinding=shared"
@@ -78,28 +79,16 @@ class RuleEdit:
     rule: Rule
     purpose: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "security_group": self.group_id,
-            "rule_id": self.rule.rule_id,
-            "protocol": self.rule.protocol,
-            "from_port": self.rule.from_port,
-            "to_port": self.rule.to_port,
-            "source": self.rule.source.value,
-            "source_kind": self.rule.source.kind,
-            "description": self.rule.description,
-            "purpose": self.purpose,
-        }
-
 
 @dataclass(frozen=True)
 class Step:
-    action: StepAction
-    command: str
-    comment: str
+    """One call of the plan, in order: authorize or revoke `edits` (one group, one protocol and
+    port range: one API call), or set the attribute to `value` (modify_attribute). The AWS CLI
+    command lines are exporter/reports/plan.py's."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "command": self.command, "comment": self.comment}
+    action: StepAction
+    edits: tuple[RuleEdit, ...] = ()
+    value: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -109,15 +98,6 @@ class Risk:
     detail: str
     flows: tuple[FlowKind, ...] = ()
     max_seconds: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "level": self.level,
-            "flows": list(self.flows),
-            "max_seconds": self.max_seconds,
-            "detail": self.detail,
-        }
 
 
 @dataclass(frozen=True)
@@ -134,16 +114,6 @@ class ControllerEvidence:
     @property
     def latest_version(self) -> tuple[int, int, int] | None:
         return _version_tuple(self.versions[-1]) if self.versions else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "versions": list(self.versions),
-            "make_before_break_seen": self.make_before_break,
-            "break_before_make_seen": self.break_before_make,
-            "unknown_order_seen": self.unknown_order,
-            "longest_exposure_seconds": self.longest_exposure_seconds,
-            "longest_attribute_lag_seconds": self.longest_attribute_lag_seconds,
-        }
 
 
 @dataclass(frozen=True)
@@ -175,31 +145,6 @@ class Plan:
     @property
     def controller_gap_risks(self) -> tuple[Risk, ...]:
         return tuple(r for r in self.risks if r.level in ("gap", "likely_gap", "unknown"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target_group_arn": self.target_group_arn,
-            "target_group": self.target_group,
-            "service": self.service,
-            "load_balancer": self.load_balancer,
-            "scheme": self.scheme,
-            "mode": self.mode,
-            "region": self.region,
-            "attribute": PRESERVE_CLIENT_IP,
-            "current": self.current,
-            "desired": self.desired,
-            "changes_attribute": self.changes_attribute,
-            "required_after": {k: [list(alt) for alt in v] for k, v in self.required_after.items()},
-            "edit_groups": [{"security_group": g, "why": why} for g, why in self.edit_groups],
-            "authorize": [e.to_dict() for e in self.authorize],
-            "revoke": [e.to_dict() for e in self.revoke],
-            "steps": [s.to_dict() for s in self.steps],
-            "risks": [r.to_dict() for r in self.risks],
-            "controller_evidence": self.evidence.to_dict(),
-            "safe_in_place": self.safe_in_place,
-            "recommendation": self.recommendation,
-            "notes": list(self.notes),
-        }
 
 
 # --- controller evidence -----------------------------------------------------------------------
@@ -488,7 +433,7 @@ def plan_attribute_change(
     risks.extend(blockers)
     safe = not blockers
 
-    steps = _steps(inventory.region, tg_arn, current != desired, desired, authorize, revoke)
+    steps = _steps(current != desired, desired, authorize, revoke)
     _notes(notes, inventory, tg, mode, current, desired, authorize, desired_before, left_alone, protected)
     if by_cidr:
         notes.append(
@@ -600,7 +545,7 @@ def _not_admitted_kinds(
     return kinds
 
 
-def _seconds(value: float) -> str:
+def seconds_text(value: float) -> str:
     return f"{value:g} s"
 
 
@@ -617,7 +562,7 @@ def _attribute_first_risk(
         )
     lag = evidence.longest_attribute_lag_seconds
     how_long = (
-        f"the longest the controller took from an attribute change to its authorize in the events: {_seconds(lag)}"
+        f"the longest the controller took from an attribute change to its authorize in the events: {seconds_text(lag)}"
         if lag is not None
         else "how long is unknown: no attribute change followed by a controller authorize in the events"
     )
@@ -654,7 +599,7 @@ def _break_before_make_risk(
             "gap",
             f"the controller was seen revoking before authorizing ({evidence.break_before_make} time(s)); "
             f"{flows} not admitted between its revoke and its authorize; longest exposure seen: "
-            f"{_seconds(evidence.longest_exposure_seconds or 0.0)}",
+            f"{seconds_text(evidence.longest_exposure_seconds or 0.0)}",
             kinds,
             evidence.longest_exposure_seconds,
         )
@@ -735,81 +680,25 @@ def _quota_risk(
     )
 
 
-def _permission(rules: Sequence[Rule], *, with_description: bool) -> str:
-    first = rules[0]
-    parts = [f"IpProtocol={first.protocol}"]
-    if first.protocol != ALL_PROTOCOLS:
-        parts += [f"FromPort={first.from_port}", f"ToPort={first.to_port}"]
-    lists: dict[str, list[str]] = {}
-    for rule in rules:
-        name, field_name = {
-            "cidr4": ("IpRanges", "CidrIp"),
-            "cidr6": ("Ipv6Ranges", "CidrIpv6"),
-            "sg": ("UserIdGroupPairs", "GroupId"),
-            "prefix_list": ("PrefixListIds", "PrefixListId"),
-        }[rule.source.kind]
-        entry = f"{field_name}={rule.source.value}"
-        if with_description and rule.description:
-            entry += ',Description="' + rule.description.replace('"', '\\"') + '"'
-        lists.setdefault(name, []).append("{" + entry + "}")
-    for name in ("IpRanges", "Ipv6Ranges", "UserIdGroupPairs", "PrefixListIds"):
-        if name in lists:
-            parts.append(f"{name}=[{','.join(lists[name])}]")
-    return ",".join(parts)
-
-
-def _region(region: str) -> str:
-    return f" --region {shlex.quote(region)}" if region else ""
-
-
-def _rule_commands(
-    verb: str, region: str, edits: Iterable[RuleEdit], *, with_description: bool
-) -> list[tuple[str, list[RuleEdit]]]:
-    by_permission: dict[tuple[str, str, int, int], list[RuleEdit]] = {}
+def _by_call(edits: Iterable[RuleEdit]) -> list[tuple[RuleEdit, ...]]:
+    """Edits grouped as one API call each: one group, one protocol and port range."""
+    calls: dict[tuple[str, str, int, int], list[RuleEdit]] = {}
     for edit in sorted(edits, key=_edit_order):
         rule = edit.rule
-        by_permission.setdefault((edit.group_id, rule.protocol, rule.from_port, rule.to_port), []).append(
-            edit
-        )
-    commands = []
-    for (group_id, *_), group_edits in by_permission.items():
-        permission = _permission([e.rule for e in group_edits], with_description=with_description)
-        command = (
-            f"aws ec2 {verb}-security-group-ingress{_region(region)} --group-id {shlex.quote(group_id)} "
-            f"--ip-permissions {shlex.quote(permission)}"
-        )
-        commands.append((command, group_edits))
-    return commands
+        calls.setdefault((edit.group_id, rule.protocol, rule.from_port, rule.to_port), []).append(edit)
+    return [tuple(group) for group in calls.values()]
 
 
 def _steps(
-    region: str,
-    tg_arn: str,
     flips: bool,
     desired: bool,
     authorize: Mapping[tuple[str, RuleKey], RuleEdit],
     revoke: Mapping[tuple[str, RuleKey], RuleEdit],
 ) -> tuple[Step, ...]:
-    steps: list[Step] = []
-    for command, edits in _rule_commands("authorize", region, authorize.values(), with_description=True):
-        what = "; ".join(f"{e.rule.describe()} for {e.purpose}" for e in edits)
-        steps.append(Step("authorize", command, f"before the change: {what}"))
+    steps = [Step("authorize", edits) for edits in _by_call(authorize.values())]
     if flips:
-        value = "true" if desired else "false"
-        steps.append(
-            Step(
-                "modify_attribute",
-                f"aws elbv2 modify-target-group-attributes{_region(region)} --target-group-arn "
-                f"{shlex.quote(tg_arn)} --attributes Key={PRESERVE_CLIENT_IP},Value={value}",
-                f"the change itself: {PRESERVE_CLIENT_IP}={value}",
-            )
-        )
-    for command, edits in _rule_commands("revoke", region, revoke.values(), with_description=False):
-        what = "; ".join(
-            f"{e.rule.rule_id or 'rule id unknown'}: {e.rule.describe()} (admitted {e.purpose} before)"
-            for e in edits
-        )
-        steps.append(Step("revoke", command, f"after the change, no longer needed: {what}"))
+        steps.append(Step("modify_attribute", value=desired))
+    steps += [Step("revoke", edits) for edits in _by_call(revoke.values())]
     return tuple(steps)
 
 
@@ -905,63 +794,3 @@ def _recommendation(
         f"new flows, change the attribute, then revoke.{alone} Do it in a maintenance window; the option "
         f"without any window is {blue_green}."
     )
-
-
-# --- rendering ---------------------------------------------------------------------------------
-
-
-def to_dict(plan: Plan) -> dict[str, Any]:
-    return plan.to_dict()
-
-
-def render_text(plan: Plan) -> str:
-    p = plan
-    old, new = ("true" if p.current else "false"), ("true" if p.desired else "false")
-    mode = "SG mode" if p.mode == "sg" else "legacy mode: no security groups on the NLB"
-    lines = [
-        f"Plan: {PRESERVE_CLIENT_IP} {old} -> {new} on {p.target_group}"
-        + (f" (service {p.service})" if p.service else ""),
-        f"  target group   {p.target_group_arn}",
-        f"  load balancer  {p.load_balancer} ({p.scheme}; {mode})",
-    ]
-    for group_id, why in p.edit_groups:
-        lines.append(f"  edit group     {group_id} ({why})")
-    lines += ["", "Required after the change:"]
-    for kind, alternatives in p.required_after.items():
-        text = " | or | ".join(", ".join(alt) for alt in alternatives) or "nothing"
-        lines.append(f"  {kind:<13} {text}")
-    lines += ["", "Commands, make-before-break (read-only: nothing has been run; review first):"]
-    if not p.steps:
-        lines.append("  (none)")
-    for number, step in enumerate(p.steps, start=1):
-        lines.append(f"  # {number}. {step.comment}")
-        lines.append(f"  {step.command}")
-    if not p.authorize and not p.revoke and p.changes_attribute:
-        lines.append("  (no rule change needed)")
-    lines += ["", "If the controller applies the change by itself:"]
-    controller = [r for r in p.risks if r.kind in ("attribute_first", "break_before_make")]
-    if not controller:
-        lines.append("  no rule change, no gap")
-    for risk in controller:
-        bound = "" if risk.max_seconds is None else f", up to {_seconds(risk.max_seconds)} seen"
-        lines.append(f"  {risk.kind}: {risk.level.upper()}{bound} - {risk.detail}")
-    blockers = [r for r in p.risks if r.level == "blocker"]
-    if blockers:
-        lines += ["", "Blocks the in-place order:"]
-        lines.extend(f"  {r.kind}: {r.detail}" for r in blockers)
-    ev = p.evidence
-    lines += [
-        "",
-        "Controller seen in the events: "
-        + (", ".join(ev.versions) if ev.versions else "no version")
-        + f"; replacements make-before-break {ev.make_before_break}, break-before-make {ev.break_before_make}",
-    ]
-    if p.notes:
-        lines += ["", "Notes:"]
-        lines.extend(f"  - {note}" for note in p.notes)
-    lines += [
-        "",
-        f"Verdict: {'safe in place' if p.safe_in_place else 'NO safe in-place order'}",
-        p.recommendation,
-    ]
-    return "\n".join(lines) + "\n"
