@@ -69,6 +69,8 @@ def serve(target_groups: int, publish_every: float) -> None:
                 "page_busy": web.pages.busy,
                 "landing_renders": web.landing.renders,
                 "json_renders": web.snapshot_json.renders,
+                "metrics_renders": web.exposition.renders,
+                "metrics_stale_served": web.exposition.stale_served,
             }
         ),
         flush=True,

@@ -712,3 +712,70 @@ def test_histograms_in_one_block_equal_histograms_one_at_a_time() -> None:
 
 def histogram_of(flow: str) -> HistogramState:
     return HistogramState((0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 3), 99.5 if flow == "traffic" else -0.0, 3)
+
+
+def test_a_scrape_during_a_render_gets_the_previous_body_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the publishing job renders a new snapshot, scrapes are answered with the previous
+    snapshot's body without waiting for the render (the tail of benchmark figure 8), and the
+    next scrape after the render gets the new one."""
+    old, new = sample_snapshot(NOW), sample_snapshot(NOW, ready=True)
+    holder = [old]
+    cache = ExpositionCache(lambda: holder[0])
+    old_body = cache.body("text")
+    started, release = threading.Event(), threading.Event()
+    original = Exposition.render
+
+    def slow_render(self: Exposition, fmt: Any = "text") -> bytes:
+        if self.snapshot is new:
+            started.set()
+            assert release.wait(10)
+        return original(self, fmt)
+
+    monkeypatch.setattr(Exposition, "render", slow_render)
+    holder[0] = new
+    warming = threading.Thread(target=cache.warm)
+    warming.start()
+    assert started.wait(10)
+    served: list[bytes] = []
+    scraper = threading.Thread(target=lambda: served.append(cache.body("text")))
+    scraper.start()
+    scraper.join(5)
+    alive = scraper.is_alive()  # it waited for the render: the fault this test is about
+    release.set()
+    warming.join(10)
+    scraper.join(10)
+    assert not alive and served == [old_body] and cache.stale_served == 1
+    assert cache.body("text") == render_exposition(new) != old_body and cache.renders == 2
+
+
+def test_while_warm_renders_one_variant_scrapes_of_the_others_do_not_render(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """warm takes every variant's render lock first: a scrape of a variant warm has not reached
+    yet gets its previous body instead of rendering the new snapshot alongside it."""
+    old, new = sample_snapshot(NOW), sample_snapshot(NOW, ready=True)
+    holder = [old]
+    cache = ExpositionCache(lambda: holder[0])
+    cache.body("text")
+    old_openmetrics = cache.body("openmetrics")
+    started, release = threading.Event(), threading.Event()
+    original = Exposition.render
+
+    def slow_render(self: Exposition, fmt: Any = "text") -> bytes:
+        if self.snapshot is new and fmt == "text":
+            started.set()
+            assert release.wait(10)
+        return original(self, fmt)
+
+    monkeypatch.setattr(Exposition, "render", slow_render)
+    holder[0] = new
+    warming = threading.Thread(target=cache.warm)
+    warming.start()
+    assert started.wait(10)
+    renders = cache.renders
+    served = cache.body("openmetrics")  # the previous body, without rendering the new snapshot
+    assert cache.renders == renders
+    release.set()
+    warming.join(10)
+    assert served == old_openmetrics and cache.stale_served == 1
+    assert cache.body("openmetrics") == render_exposition(new, "openmetrics") and cache.renders == 4
