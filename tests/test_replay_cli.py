@@ -111,6 +111,39 @@ def test_table_format_and_rejections_are_reported(
     assert "good.json" not in err
 
 
+@pytest.mark.parametrize(
+    ("taken_after_revoke_s", "cause"),
+    [
+        (30, "pending_restore"),
+        (299, "pending_restore"),
+        (300, "revoke_without_restore"),
+        (3600, "revoke_without_restore"),
+    ],
+)
+def test_an_open_revoke_gap_is_pending_restore_until_5_minutes_after_the_revoke_as_the_daemon_shows_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], taken_after_revoke_s: int, cause: str
+) -> None:
+    revoked_at = T0 + seconds(20)
+    inventory = tmp_path / "inventory.json"
+    later = incident_inventory(taken_at=revoked_at + seconds(taken_after_revoke_s))
+    inventory.write_text(json.dumps(later.to_dict()))
+    world = ct.permission(NODE_PORT, cidrs=["0.0.0.0/0"])
+    (tmp_path / "trail.json").write_bytes(
+        ct.json_lines([ct.revoke_record("e2", revoked_at, "sg-node", [world])])
+    )
+    code, out, _ = _replay(capsys, "--inventory", str(inventory), str(tmp_path / "trail.json"))
+    assert code == 0
+    gaps = [json.loads(line) for line in out.splitlines()]
+    assert [(g["flow"], g["end"], g["cause"]) for g in gaps] == [
+        ("health_check", None, cause),
+        ("traffic", None, cause),
+    ]
+    code, out, _ = _replay(
+        capsys, "--inventory", str(inventory), "--format", "table", str(tmp_path / "trail.json")
+    )
+    assert code == 0 and out.count(cause) == 2
+
+
 def _events_cases(folder: Path) -> dict[str, tuple[list[Path], str]]:
     """Inputs of which not one record is usable, and what stderr must say about each."""
     (folder / "empty").mkdir()

@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         triggers = triggers_for(analysis.gaps, collected)
         with args.output.open("wb") if args.output else nullcontext(sys.stdout.buffer) as sink:
             for gap in analysis.gaps:
-                sink.write(orjson.dumps(gap_record(gap, triggers)) + b"\n")
+                sink.write(orjson.dumps(gap_record(gap, triggers, analysis.end)) + b"\n")
         print(f"backfill: {len(collected)} changes, {len(analysis.gaps)} gaps", file=sys.stderr)
         return 0
     if reasons:

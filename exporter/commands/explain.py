@@ -291,7 +291,7 @@ def gaps_by_target_group(world: World, at: datetime | None) -> dict[str, list[di
     found: dict[str, list[dict[str, Any]]] = {}
     for gap in analysis.gaps:
         if at is None or gap.start <= at:
-            found.setdefault(gap.target_group_arn, []).append(gap_record(gap, triggers))
+            found.setdefault(gap.target_group_arn, []).append(gap_record(gap, triggers, analysis.end))
     return found
 
 

@@ -36,7 +36,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         'start_exact: "start_exact": false when the real start is unknown (the flow was already not '
         "admitted at the first moment the records cover and no record says why, or the opening record "
         "does not carry the old value); start is then the first moment seen and note says why. The "
-        "table marks such a start with '<=' (it began then or earlier).",
+        "table marks such a start with '<=' (it began then or earlier). A gap a revoke opened that is "
+        "still open less than 5 minutes before the end of the input (its last record or the inventory, "
+        "whichever is later) has the cause pending_restore, as the exporter shows it: the controller may "
+        "still authorize; revoke_without_restore only after that.",
     )
     parser.add_argument("--inventory", required=True, type=Path, help="a file written by `snapshot`")
     parser.add_argument("--format", choices=("json", "table"), default="json")
@@ -116,7 +119,7 @@ def print_json_lines(
     impacts: Mapping[tuple[str, str, str], ImpactResult] | None = None,
 ) -> None:
     for gap in analysis.gaps:
-        record = gap_record(gap, triggers or {})
+        record = gap_record(gap, triggers or {}, analysis.end)
         if impacts is not None:  # --impact: every gap says; an open gap's impact is not known yet
             found = impacts.get(gap.key)
             record.update(found.to_dict() if found else {"impact": "unknown", "impact_missing": ["gap_open"]})
@@ -142,7 +145,7 @@ def print_json_lines(
 def print_table(
     analysis: Analysis, impacts: Mapping[tuple[str, str, str], ImpactResult] | None = None
 ) -> None:
-    rows = [[_cell(gap.to_dict()[c]) for c in TABLE_COLUMNS] for gap in analysis.gaps]
+    rows = [[_cell(gap.to_dict(analysis.end)[c]) for c in TABLE_COLUMNS] for gap in analysis.gaps]
     columns: tuple[str, ...] = TABLE_COLUMNS
     if impacts is not None:
         columns = (*TABLE_COLUMNS, *impact_check.TABLE_COLUMNS)

@@ -130,7 +130,8 @@ class Gap:
         """Stable identity: the same gap found again (a later evaluation) has the same key."""
         return (self.target_group_arn, self.flow, format_time(self.start))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, as_of: datetime | None = None) -> dict[str, Any]:
+        """The gap's JSON form; with `as_of`, an open gap's cause as shown then (cause_at)."""
         actor = self.actor
         return {
             "target_group_arn": self.target_group_arn,
@@ -142,7 +143,7 @@ class Gap:
             "end": None if self.end is None else format_time(self.end),
             "duration_seconds": self.duration_seconds,
             "under_one_second": self.under_one_second,
-            "cause": self.cause,
+            "cause": self.cause if as_of is None else self.cause_at(as_of),
             "actor": actor.label if actor else None,
             "actor_arn": actor.principal_arn if actor else None,
             "user_agent": actor.user_agent if actor else None,
@@ -185,6 +186,9 @@ class Analysis:
     anchor_intents: dict[str, Intent] = field(default_factory=dict)
     intent_timeline: IntentTimeline = field(default_factory=IntentTimeline)
     binding_history: BindingHistory = field(default_factory=dict)
+    #: The moment the sweep ends (the last change or the anchor, whichever is later): what an
+    #: open gap's cause is shown as of (Gap.cause_at) in replay, backfill and explain.
+    end: datetime | None = None
 
     def intents_at(self, moment: datetime) -> dict[str, Intent]:
         """Every target group's intent at a moment of the sweep (explain --at)."""
@@ -426,6 +430,7 @@ def analyze(
         inventory.intents,
         timeline,
         history,
+        end_time,
     )
 
 

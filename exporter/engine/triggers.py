@@ -169,10 +169,14 @@ def _with_kubernetes(
     )
 
 
-def gap_record(gap: Gap, triggers: Mapping[tuple[str, str, str], Trigger]) -> dict[str, Any]:
+def gap_record(
+    gap: Gap, triggers: Mapping[tuple[str, str, str], Trigger], as_of: datetime | None = None
+) -> dict[str, Any]:
     """A gap's public JSON form (replay, backfill --gaps): Gap.to_dict plus the session that
-    assumed the actor's role and the `trigger` (null when no attribute change preceded it)."""
-    record = gap.to_dict()
+    assumed the actor's role and the `trigger` (null when no attribute change preceded it).
+    `as_of` (the analysis' end): an open revoke gap younger than RESTORE_WAIT then is
+    `pending_restore`, as the daemon shows it (the controller may still authorize)."""
+    record = gap.to_dict(as_of)
     actor = gap.actor
     record["actor_session"] = actor.session if actor else None
     trigger = triggers.get(gap.key)
