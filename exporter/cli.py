@@ -9,16 +9,10 @@ import sys
 from collections.abc import Sequence
 
 from exporter import __version__
+from exporter.commands.common import EXIT_PIPE_CLOSED, EXIT_USAGE
 
 #: Subcommand modules, in help order. A module missing here is not yet built.
 COMMANDS = ("run", "demo", "snapshot", "replay", "backfill", "explain", "plan", "check-config")
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-#: A reader that stopped early (`replay ... | head`): 128 + SIGPIPE, what a shell shows for a
-#: writer the pipe cut short, and no traceback.
-EXIT_PIPE_CLOSED = 141
 
 
 def build_parser() -> argparse.ArgumentParser:

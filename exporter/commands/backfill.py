@@ -7,16 +7,26 @@ failed (and in_inventory with --inventory). Progress goes to stderr. Gap replay 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import Counter
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from exporter.commands.common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CommandError,
+    UsageError,
+    guarded,
+    load_inventory,
+    one_line,
+    parse_duration,
+    region_of,
+)
 from exporter.engine.changes import (
     INVENTORY_CHANGES,
     AttributeChange,
@@ -25,20 +35,8 @@ from exporter.engine.changes import (
     RuleChange,
     RuleModification,
 )
+from exporter.engine.inventory import InventoryError
 from exporter.engine.timeutil import format_time
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(text: str) -> timedelta:
-    """'7d', '12h', '1d12h', '30m', '90s' -> timedelta; ValueError otherwise."""
-    match = _DURATION.match(text.strip())
-    if not match or not any(match.groups()):
-        raise ValueError(f"not a duration: {text!r} (examples: 7d, 12h, 1d12h, 30m)")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -124,24 +122,19 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    return guarded("backfill", lambda: execute(args), (InventoryError,))
+
+
+def execute(args: argparse.Namespace) -> int:
     try:
         since = parse_duration(args.since)
     except ValueError as exc:
-        print(f"backfill: --since: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--since: {exc}") from exc
     touched: set[str] | None = None
     if args.gaps and args.inventory is None:
-        print("backfill: --gaps needs --inventory (the anchor the timeline is rebuilt from)", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("--gaps needs --inventory (the anchor the timeline is rebuilt from)")
     if args.inventory is not None:
-        from exporter.commands.replay import load_inventory
-        from exporter.engine.inventory import InventoryError
-
-        try:
-            inventory = load_inventory(args.inventory)
-        except InventoryError as exc:
-            print(f"backfill: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        inventory = load_inventory(args.inventory)
         touched = (
             set(inventory.security_groups)
             | set(inventory.target_groups)
@@ -149,16 +142,12 @@ def run(args: argparse.Namespace) -> int:
             | set(inventory.network_interfaces)
         )
 
-    import os
-
     from botocore.exceptions import BotoCoreError, ClientError
 
     from exporter.sources.aws import AwsClients, AwsTarget
     from exporter.sources.s3trail import S3TrailBackfill
 
-    region = (
-        args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    )
+    region = region_of(args) or "us-east-1"
     clients = AwsClients(AwsTarget(region=region, role_arn=args.role_arn, external_id=args.external_id))
     now = datetime.now(UTC)
     backfill = S3TrailBackfill(
@@ -180,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
                 out.write(orjson.dumps(change_line(change, touched)) + b"\n")
                 written += 1
     except (BotoCoreError, ClientError) as exc:
-        print(f"backfill: cannot read s3://{args.bucket}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, BotoCoreError) else EXIT_FAILURE
+        code = EXIT_USAGE if isinstance(exc, BotoCoreError) else EXIT_FAILURE
+        raise CommandError(f"cannot read s3://{args.bucket}: {one_line(exc)}", code) from exc
     finally:
         if args.output:
             out.close()

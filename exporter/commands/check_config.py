@@ -6,9 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from exporter.commands.common import EXIT_USAGE
 from exporter.config import ConfigError, explain, load_settings
-
-EXIT_USAGE = 2
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

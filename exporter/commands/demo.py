@@ -7,10 +7,8 @@ import contextlib
 import sys
 from typing import Any
 
+from exporter.commands.common import EXIT_FAILURE
 from exporter.demo.timing import first_gap_text
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def _speed(text: str) -> float:

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from exporter.commands.common import (
+    UsageError,
+    aws_failure,
+    guarded,
+    load_inventory,
+    parse_duration,
+    region_of,
+)
 from exporter.commands.trail_input import (
     EventsRead,
     NoUsableRecords,
@@ -44,20 +51,8 @@ from exporter.engine.triggers import gap_record, triggers_for
 from exporter.reports.explain import explanation_json, explanation_text
 from exporter.textsafe import printable_fields, printable_lines
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Input that cannot be used (exit 2); the message is one line."""
-
-
-class AwsFailure(Exception):
-    """AWS could not be read; `code` is the exit code (2 unreachable/credentials, 1 otherwise)."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
+#: What explain and plan report as bad input (exit 2), beside commands.common's UsageError.
+USAGE_ERRORS: tuple[type[Exception], ...] = (TargetNotFound, NotExplainable, NoUsableRecords, InventoryError)
 
 
 @dataclass
@@ -118,10 +113,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def load_events(args: argparse.Namespace, prog: str) -> EventsRead:
     """The --events files (NoUsableRecords when not one record is usable), or none."""
     paths = list(args.events)
@@ -137,43 +128,30 @@ def live_inventory(args: argparse.Namespace) -> tuple[Inventory, Any]:
     """Describe the account-region now (read-only calls), or raise AwsFailure/UsageError."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from exporter.commands.snapshot import CREDENTIAL_ERROR_CODES
     from exporter.sources.aws import AwsClients, AwsTarget
     from exporter.sources.inventory import inventory_for
 
-    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = region_of(args)
     if not region:
         raise UsageError("no region: pass --region or set AWS_REGION (or use --inventory)")
     target = AwsTarget(region=region, role_arn=args.role_arn, external_id=args.external_id)
     clients = AwsClients(target)
     try:
         return inventory_for(clients, datetime.now(UTC)), clients
-    except BotoCoreError as exc:
-        raise AwsFailure(f"cannot reach AWS: {_one_line(exc)}", EXIT_USAGE) from exc
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in CREDENTIAL_ERROR_CODES:
-            raise AwsFailure(f"cannot reach AWS: {_one_line(exc)}", EXIT_USAGE) from exc
-        raise AwsFailure(f"AWS error: {_one_line(exc)}", EXIT_FAILURE) from exc
+    except (BotoCoreError, ClientError) as exc:
+        raise aws_failure(exc) from exc
 
 
 def load_world(args: argparse.Namespace, prog: str) -> World:
     """The inventory (offline file or live describe) and the changes of --events."""
     events = load_events(args, prog)
     if args.inventory is not None:
-        from exporter.commands.replay import load_inventory
-
-        try:
-            return World(load_inventory(args.inventory), events, str(args.inventory))
-        except InventoryError as exc:
-            raise UsageError(_one_line(exc)) from exc
+        return World(load_inventory(args.inventory), events, str(args.inventory))
     inventory, clients = live_inventory(args)
     return World(inventory, events, "live", clients)
 
 
 def lookback(args: argparse.Namespace) -> timedelta:
-    from exporter.commands.backfill import parse_duration
-
     try:
         window = parse_duration(args.lookback)
     except ValueError as exc:
@@ -239,23 +217,20 @@ def parse_at(text: str | None, has_events: bool) -> datetime | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return guarded("explain", lambda: execute(args), USAGE_ERRORS)
+
+
+def execute(args: argparse.Namespace) -> int:
     prog = "explain"
-    try:
-        live_trail = args.inventory is None and not args.no_cloudtrail
-        at = parse_at(args.at, bool(args.events) or live_trail)
-        world, target_groups = resolve(args, prog)
-        if at is not None:
-            state = state_at(world.inventory, world.changes, at)
-        else:
-            state = current_state(world.inventory, world.changes)
-        intended = with_intents(world.inventory, world.changes, at)
-        explanations = [explain_target_group(intended, tg.arn, state, at=at) for tg in target_groups]
-    except (UsageError, TargetNotFound, NotExplainable, NoUsableRecords) as exc:
-        print(f"{prog}: {_message(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except AwsFailure as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return exc.code
+    live_trail = args.inventory is None and not args.no_cloudtrail
+    at = parse_at(args.at, bool(args.events) or live_trail)
+    world, target_groups = resolve(args, prog)
+    if at is not None:
+        state = state_at(world.inventory, world.changes, at)
+    else:
+        state = current_state(world.inventory, world.changes)
+    intended = with_intents(world.inventory, world.changes, at)
+    explanations = [explain_target_group(intended, tg.arn, state, at=at) for tg in target_groups]
     gaps = gaps_by_target_group(world, at)
     if args.format == "json":
         document = {
@@ -310,8 +285,3 @@ def gap_text(records: list[dict[str, Any]]) -> str:
             line += f"; triggered by {trigger['who']} ({trigger['event']} {changed}) at {trigger['time']}"
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-def _message(exc: BaseException) -> str:
-    text = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
-    return " ".join(str(text).split())

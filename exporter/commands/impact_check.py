@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from exporter.commands.common import UsageError
 from exporter.engine.flowlogs import DEFAULT_FORMAT, FlowLogFormat, FormatError
 from exporter.engine.gaps import Gap
 from exporter.engine.impact import HealthCheck, ImpactResult, MetricEvidence, assess, window_for
@@ -40,10 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_FORMAT,
         help="the flow log's ${field} format (default: the AWS default, version 2)",
     )
-
-
-class UsageError(ValueError):
-    """A bad impact option: the message starts with the option's name."""
 
 
 #: CloudWatch Logs API reference, CreateLogGroup: logGroupName is 1-512 of [.-_/#A-Za-z0-9].

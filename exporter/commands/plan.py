@@ -12,20 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from exporter.commands.explain import (
-    EXIT_USAGE,
-    AwsFailure,
-    UsageError,
-    _message,
-    add_source_arguments,
-    resolve,
-)
+from exporter.commands.common import UsageError, guarded
+from exporter.commands.explain import USAGE_ERRORS, add_source_arguments, resolve
 from exporter.commands.plan_guardrail import check_guardrail, render_guardrail
-from exporter.commands.trail_input import NoUsableRecords
-from exporter.engine.explain import NotExplainable, TargetNotFound, current_state, with_intents
+from exporter.engine.explain import current_state, with_intents
 from exporter.engine.plan import plan_attribute_change
 from exporter.engine.timeutil import format_time
 from exporter.reports.plan import plan_json, plan_text
@@ -68,22 +60,18 @@ def parse_assignment(text: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    prog = "plan"
-    try:
-        preserve = parse_assignment(args.assignment)
-        world, target_groups = resolve(args, prog)
-        state = current_state(world.inventory, world.changes)
-        intended = with_intents(world.inventory, world.changes)
-        plans = [
-            plan_attribute_change(intended, tg.arn, state, world.changes, preserve=preserve)
-            for tg in target_groups
-        ]
-    except (UsageError, TargetNotFound, NotExplainable, NoUsableRecords) as exc:
-        print(f"{prog}: {_message(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except AwsFailure as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return exc.code
+    return guarded("plan", lambda: execute(args), USAGE_ERRORS)
+
+
+def execute(args: argparse.Namespace) -> int:
+    preserve = parse_assignment(args.assignment)
+    world, target_groups = resolve(args, "plan")
+    state = current_state(world.inventory, world.changes)
+    intended = with_intents(world.inventory, world.changes)
+    plans = [
+        plan_attribute_change(intended, tg.arn, state, world.changes, preserve=preserve)
+        for tg in target_groups
+    ]
     # Live, or asked for with --kubeconfig: an offline plan otherwise stays offline.
     wanted = world.source == "live" or args.kubeconfig is not None
     guardrail = check_guardrail(args.kubeconfig) if wanted else None

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from exporter.commands import impact_check
+from exporter.commands.common import UsageError, guarded, load_inventory
+from exporter.commands.trail_input import NoUsableRecords, read_files
 from exporter.engine.gaps import Analysis, analyze
 from exporter.engine.impact import ImpactResult
-from exporter.engine.inventory import Inventory, InventoryError
+from exporter.engine.inventory import InventoryError
 from exporter.engine.triggers import Trigger, gap_record, triggers_for
 from exporter.textsafe import printable
 
-EXIT_USAGE = 2
 TABLE_COLUMNS = ("start", "end", "duration_seconds", "target_group", "flow", "cause", "actor")
 
 
@@ -54,47 +55,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def load_inventory(path: Path) -> Inventory:
-    """Read a snapshot file; raises InventoryError with a one-line reason."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InventoryError(f"cannot read inventory {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InventoryError(f"inventory {path} is not JSON: {exc}") from exc
-    return Inventory.from_dict(data)
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        inventory = load_inventory(args.inventory)
-    except InventoryError as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        fmt = impact_check.flow_log_format(args)
-    except impact_check.UsageError as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return guarded("replay", lambda: execute(args), (InventoryError, NoUsableRecords))
+
+
+def execute(args: argparse.Namespace) -> int:
+    inventory = load_inventory(args.inventory)
+    fmt = impact_check.flow_log_format(args)
     missing = [str(p) for p in args.events if not p.exists()]
     if missing:
-        print(f"replay: no such file or folder: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
-    from exporter.commands.trail_input import NoUsableRecords, read_files
-
-    try:
-        events = read_files(args.events, "replay", verbose=args.verbose, stream=sys.stderr)
-    except NoUsableRecords as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    events = read_files(args.events, "replay", verbose=args.verbose, stream=sys.stderr)
     analysis = analyze(inventory, events.changes)
     impacts = None
     if fmt is not None:
-        try:
-            clients = impact_check.clients_for(inventory)
-        except impact_check.UsageError as exc:
-            print(f"replay: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        clients = impact_check.clients_for(inventory)
         impacts = impact_check.check(
             inventory,
             analysis.gaps,

@@ -12,9 +12,9 @@ from typing import Any
 
 import structlog
 
+from exporter.commands.common import EXIT_USAGE
 from exporter.config import ConfigError, Settings, load_settings
 
-EXIT_USAGE = 2
 log = structlog.get_logger("sg-churn-exporter")
 
 

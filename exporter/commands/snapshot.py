@@ -11,23 +11,7 @@ from typing import Any
 
 import orjson
 
-EXIT_FAILURE = 1
-EXIT_UNREACHABLE = 2
-
-#: Error codes that mean "these credentials do not work here", not "this call failed".
-CREDENTIAL_ERROR_CODES = frozenset(
-    {
-        "AuthFailure",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidAccessKeyId",
-        "AccessDenied",
-        "AccessDeniedException",
-    }
-)
+from exporter.commands.common import EXIT_FAILURE, CommandError, UsageError, aws_failure, guarded, region_of
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -56,36 +40,26 @@ def write_output(data: bytes, output: Path | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return guarded("snapshot", lambda: execute(args))
+
+
+def execute(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from exporter.sources.aws import AwsClients, AwsTarget
     from exporter.sources.inventory import inventory_for
 
-    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = region_of(args)
     if not region:
-        print("snapshot: no region: pass --region or set AWS_REGION", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        raise UsageError("no region: pass --region or set AWS_REGION")
     target = AwsTarget(region=region, role_arn=args.role_arn, external_id=args.external_id)
     try:
         inventory = inventory_for(AwsClients(target), datetime.now(UTC))
-    except BotoCoreError as exc:
-        print(f"snapshot: cannot reach AWS: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in CREDENTIAL_ERROR_CODES:
-            print(f"snapshot: cannot reach AWS: {_one_line(exc)}", file=sys.stderr)
-            return EXIT_UNREACHABLE
-        print(f"snapshot: AWS error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_FAILURE
+    except (BotoCoreError, ClientError) as exc:
+        raise aws_failure(exc) from exc
     data = orjson.dumps(inventory.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
     try:
         write_output(data, args.output)
     except OSError as exc:
-        print(f"snapshot: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_FAILURE) from exc
     return 0
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
