@@ -43,13 +43,20 @@ from exporter.daemon.snapshot import GapView, HistogramState, Labels, Snapshot, 
 from exporter.engine.timeutil import format_time
 from exporter.metrics import GZIP_LEVEL, ExpositionCache, ExpositionFormat, build_registry
 from exporter.web_auth import BasicAuth
-from exporter.web_limits import LISTEN_BACKLOG, ConnectionLimiter, PageBusy, PagePool, SnapshotCache
+from exporter.web_limits import (
+    LISTEN_BACKLOG,
+    ConnectionLimiter,
+    PageBusy,
+    PagePool,
+    PerSnapshot,
+    SnapshotCache,
+)
 from exporter.web_links import PageLinks
 from exporter.web_page import render_landing, render_not_found, render_target_group
 
 log = logging.getLogger(__name__)
 
-ExplainProvider = Callable[[str], str | None]
+ExplainProvider = Callable[[Snapshot, str], str | None]
 
 #: Pages have no scripts: forbid them outright, allow only inline styles and inline SVG.
 _HTML_HEADERS = {
@@ -382,7 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body, "application/json", head=head, headers=headers)
         elif path.startswith(_TARGET_GROUP_PREFIX) and len(path) > len(_TARGET_GROUP_PREFIX):
             name = unquote(path[len(_TARGET_GROUP_PREFIX) :])
-            page = render_target_group(snapshot, name, now, app.explain(name), app.links)
+            page = render_target_group(snapshot, name, now, app.explain(snapshot, name), app.links)
             if page is None:
                 self._html(404, render_not_found(snapshot, name, now, app.links), head=head)
             else:
@@ -415,7 +422,8 @@ class WebServer:
     basic_auth_users: user -> bcrypt hash or sha256 hex digest of the password; /healthz and
       /readyz stay open.
     limiter, pages: connection and page-render limits (exporter/web_limits.py defaults).
-    explain_provider: name -> plain text explaining that target group (escaped on the page), or None.
+    explain_provider: (snapshot, name) -> plain text explaining that target group as of the
+      snapshot (escaped on the page), or None; called at most once per snapshot and name.
     clock: the "now" pages are rendered at (tests pin it).
     links: the runbook and Grafana base URLs the pages link to (web.runbook_base_url, web.grafana_base_url).
     """
@@ -451,6 +459,7 @@ class WebServer:
             lambda snapshot: json.dumps(snapshot_to_json(snapshot), indent=1).encode()
         )
         self.explain_provider = explain_provider
+        self.explanations: PerSnapshot[str | None] = PerSnapshot(self._explain)
         self.clock = clock
         self.links = links or PageLinks()  # runbook and Grafana bases the pages link to
         #: /metrics: our writer, rendering each snapshot once (text and OpenMetrics 1.0).
@@ -485,11 +494,15 @@ class WebServer:
             host = "127.0.0.1"
         return f"{scheme}://{host}:{self.port}"
 
-    def explain(self, name: str) -> str | None:
+    def explain(self, snapshot: Snapshot, name: str) -> str | None:
+        """The explanation of target group `name` as of `snapshot`, built once per snapshot."""
+        return self.explanations.get(snapshot, name)
+
+    def _explain(self, snapshot: Snapshot, name: str) -> str | None:
         if self.explain_provider is None:
             return None
         try:
-            return self.explain_provider(name)
+            return self.explain_provider(snapshot, name)
         except Exception as exc:
             log.warning("explain_provider failed for %r", name, exc_info=True)
             return f"The explanation could not be built: {type(exc).__name__}"

@@ -8,6 +8,8 @@
 - `PagePool`: at most `workers` page renders at once (landing page, target-group pages,
   snapshot.json); /metrics, /healthz and /readyz never wait for one.
 - `SnapshotCache`: a body rendered once per snapshot (and variant), like /metrics' cache.
+- `PerSnapshot`: values built from a snapshot, each key at most once per snapshot (the
+  target-group explanations).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from exporter.daemon.snapshot import Snapshot
+
+T = TypeVar("T")
 
 #: socketserver's default backlog of 5 made 2 of 10 simultaneous connects wait a second (SYN retry).
 LISTEN_BACKLOG = 128
@@ -166,3 +170,24 @@ class SnapshotCache:
                 body = plain if not gzipped else gzip.compress(plain, compresslevel=6)
                 self._bodies[gzipped] = body
             return body
+
+
+class PerSnapshot(Generic[T]):
+    """Values built from one snapshot, each key at most once, forgotten when the snapshot changes
+    (by identity). A key is built under the lock: two requests for it wait for one build."""
+
+    def __init__(self, build: Callable[[Snapshot, str], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._values: dict[str, T] = {}
+        self.builds = 0
+
+    def get(self, snapshot: Snapshot, key: str) -> T:
+        with self._lock:
+            if snapshot is not self._snapshot:
+                self._snapshot, self._values = snapshot, {}
+            if key not in self._values:
+                self._values[key] = self._build(snapshot, key)
+                self.builds += 1
+            return self._values[key]

@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 
 from exporter.config import load_settings
 from exporter.daemon.assemble import Assembly, build_daemon
-from exporter.daemon.explainer import explain_provider
+from exporter.daemon.explainer import explain
 from exporter.daemon.service import gap_facts
 from exporter.metrics import build_registry
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
@@ -121,9 +121,9 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
         ("health_check", "pending_restore", revoked_at, "eks-demo-aws-load-balancer-controller"),
     }
 
-    explained = explain_provider(first.daemon.monitors, clock.now)(snap.open_gaps[0].target_group)
+    explained = explain(snap, snap.open_gaps[0].target_group)  # from the published snapshot alone
     assert explained is not None and "0.0.0.0/0" in explained
-    assert explain_provider(first.daemon.monitors, clock.now)("no-such-target-group") is None
+    assert explain(snap, "no-such-target-group") is None
 
     # kill -9 stand-in: the process state is dropped without any shutdown; SQLite keeps what committed.
     del first

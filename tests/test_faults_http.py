@@ -96,7 +96,7 @@ def test_a_page_flood_never_makes_metrics_wait(holder: Holder) -> None:
     release = threading.Event()
     rendering = threading.Event()
 
-    def slow_explain(name: str) -> str:
+    def slow_explain(snapshot: Snapshot, name: str) -> str:
         rendering.set()
         release.wait(GUARD)
         return "explained"

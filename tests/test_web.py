@@ -23,6 +23,7 @@ import requests
 from prometheus_client.exposition import choose_encoder
 
 from exporter.daemon.snapshot import Snapshot
+from exporter.engine.timeutil import format_time
 from exporter.metrics import SPECS
 from exporter.web import WebServer, readiness
 from exporter.web_page import format_duration, render_landing, render_target_group, render_timeline
@@ -58,7 +59,9 @@ def holder() -> Holder:
 @pytest.fixture
 def server(holder: Holder) -> Iterator[WebServer]:
     explained = {CHECKOUT_TG: "preserve_client_ip went false -> true at 11:57:40Z;\n<no authorize yet>"}
-    web = WebServer(holder.get, "127.0.0.1", 0, explain_provider=explained.get, clock=lambda: NOW)
+    web = WebServer(
+        holder.get, "127.0.0.1", 0, explain_provider=lambda _, name: explained.get(name), clock=lambda: NOW
+    )
     web.start()
     yield web
     web.stop()
@@ -253,8 +256,25 @@ def test_target_group_page_shows_flows_gaps_and_the_escaped_explanation(server: 
     assert "No explanation available" in other and "No open rule gaps" in other
 
 
+def test_the_explanation_is_built_once_per_snapshot(holder: Holder) -> None:
+    asked: list[tuple[Snapshot, str]] = []
+
+    def provider(snapshot: Snapshot, name: str) -> str:
+        asked.append((snapshot, name))
+        return f"explained as of {format_time(snapshot.generated_at)}"
+
+    with WebServer(holder.get, "127.0.0.1", 0, explain_provider=provider, clock=lambda: NOW) as web:
+        pages = [get(web, "/target-groups/" + quote(CHECKOUT_TG)).text for _ in range(3)]
+        first = holder.snapshot
+        second = holder.snapshot = sample_snapshot(NOW + timedelta(seconds=30))  # the daemon publishes again
+        later = get(web, "/target-groups/" + quote(CHECKOUT_TG)).text
+    assert asked == [(first, CHECKOUT_TG), (second, CHECKOUT_TG)]  # once per snapshot, by identity
+    assert all(f"explained as of {format_time(first.generated_at)}" in page for page in pages)
+    assert f"explained as of {format_time(second.generated_at)}" in later
+
+
 def test_a_failing_explain_provider_does_not_break_the_page(holder: Holder) -> None:
-    def explode(name: str) -> str | None:
+    def explode(snapshot: Snapshot, name: str) -> str | None:
         raise RuntimeError("boom")
 
     with WebServer(holder.get, "127.0.0.1", 0, explain_provider=explode, clock=lambda: NOW) as web:

@@ -240,7 +240,9 @@ def server() -> Iterator[WebServer]:
         lambda: snap,
         "127.0.0.1",
         0,
-        explain_provider={CHECKOUT_TG: "traffic: NOT ADMITTED [source_not_covered]"}.get,
+        explain_provider=lambda _, name: {CHECKOUT_TG: "traffic: NOT ADMITTED [source_not_covered]"}.get(
+            name
+        ),
         clock=lambda: NOW,
         links=PageLinks(RUNBOOKS, GRAFANA),
     )

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | None = None) -> int:
     """Run until SIGTERM/SIGINT; drain and exit within 10 s."""
     from exporter.daemon.assemble import build_daemon
-    from exporter.daemon.explainer import explain_provider
+    from exporter.daemon.explainer import explain
     from exporter.daemon.service import jobs_running
     from exporter.logsetup import configure_logging
     from exporter.web import WebServer
@@ -85,7 +85,7 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
         tls_cert_file=settings.web.tls_cert_file,
         tls_key_file=settings.web.tls_key_file,
         basic_auth_users=settings.web.basic_auth_users or None,
-        explain_provider=explain_provider(daemon.monitors, daemon.clock),
+        explain_provider=explain,
         links=PageLinks(settings.web.runbook_base_url, settings.web.grafana_base_url),
     )
     try:

@@ -1,32 +1,26 @@
-"""The landing page's per-target-group explanation, built from a monitor's current state."""
+"""The landing page's per-target-group explanation, from a published snapshot only.
+
+Each monitor's last evaluation leaves its basis in the snapshot (inventory, learned intents,
+changes); the explanation is built from it on demand. The web server keeps what it builds per
+snapshot (exporter/web_limits.py), so each target group is explained at most once per snapshot.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
-
-from exporter.daemon.monitor import Monitor
+from exporter.daemon.snapshot import Snapshot
 from exporter.engine.explain import current_state, explain_target_group
 from exporter.reports.explain import explanation_text
 
 
-def explain_provider(
-    monitors: Sequence[Monitor], clock: Callable[[], datetime]
-) -> Callable[[str], str | None]:
-    """name -> a plain-text explanation of that target group now, or None when no monitor knows it."""
-
-    def explain(name: str) -> str | None:
-        for monitor in monitors:
-            inventory = monitor.inventory
-            if inventory is None:
-                continue
-            for arn, tg in inventory.target_groups.items():
-                if tg.name == name:
-                    state = current_state(inventory, list(monitor.changes.values()))
-                    analysis = monitor.analysis
-                    if analysis is not None:  # the intents the last evaluation judged by
-                        inventory = inventory.with_intents({**inventory.intents, **analysis.intents})
-                    return explanation_text(explain_target_group(inventory, arn, state, at=clock()))
-        return None
-
-    return explain
+def explain(snapshot: Snapshot, name: str) -> str | None:
+    """A plain-text explanation of target group `name` as of the snapshot, or None when no
+    monitor's basis knows it. The rules as of the snapshot's evaluation, judged by the intents
+    that evaluation learned."""
+    for basis in snapshot.explain_bases:
+        inventory = basis.inventory
+        for arn, tg in inventory.target_groups.items():
+            if tg.name == name:
+                state = current_state(inventory, basis.changes)
+                intended = inventory.with_intents({**inventory.intents, **basis.intents})
+                return explanation_text(explain_target_group(intended, arn, state, at=snapshot.generated_at))
+    return None

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from exporter.daemon.snapshot import AttributeChangeView, GapView, TargetGroupView, labels_of
+from exporter.daemon.snapshot import AttributeChangeView, ExplainBasis, GapView, TargetGroupView, labels_of
 from exporter.daemon.state import StateStore
 from exporter.daemon.tracker import GapTracker, identity_of, undetermined_view
 from exporter.engine.changes import (
@@ -73,6 +73,7 @@ class MonitorView:
     open_gaps: tuple[GapView, ...] = ()
     security_groups: tuple[str, ...] = ()  # the groups on target ENIs (watched for replacements)
     attribute_changes: tuple[AttributeChangeView, ...] = ()  # the last change per attribute
+    basis: ExplainBasis | None = None  # what the evaluation judged by (the page's explanation)
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,7 @@ class Monitor:
             tuple(open_gaps),
             tuple(watched),
             tuple(self._attribute_changes(inventory, changes)),
+            ExplainBasis(inventory, analysis.intents, tuple(changes)),
         )
         with self._lock:
             self.view, self.analysis = view, analysis

@@ -447,6 +447,7 @@ class Daemon:
                 cloudtrail_lag_seconds=lag,
                 owned_targets=tuple(sorted({(m.account_id or "default", m.region) for m in self.monitors})),
                 attribute_changes=tuple(c for m in self.monitors for c in m.view.attribute_changes),
+                explain_bases=tuple(m.view.basis for m in self.monitors if m.view.basis is not None),
             )
             self._snapshot = snapshot
         for callback in self.on_publish:

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from exporter.engine.changes import Change
 from exporter.engine.flows import FlowKind, FlowStatus
+from exporter.engine.inventory import Intent, Inventory
 
 #: Buckets of sgchurn_rule_gap_duration_seconds: 1 s to 1 h.
 GAP_DURATION_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -164,6 +166,17 @@ JOB_DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5
 
 
 @dataclass(frozen=True)
+class ExplainBasis:
+    """What one monitor's last evaluation judged by: its inventory, the intents the analysis
+    learned and the changes it held. The landing page explains a target group from it
+    (daemon/explainer.py), lazily and once per snapshot, never from the monitor's live state."""
+
+    inventory: Inventory
+    intents: Mapping[str, Intent]
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     generated_at: datetime
     version: str = "0.0.0"
@@ -189,3 +202,5 @@ class Snapshot:
     watched_since: datetime | None = None
     #: The last change of each watched attribute per target group seen in CloudTrail.
     attribute_changes: tuple[AttributeChangeView, ...] = ()
+    #: What each monitor's last evaluation judged by: the input of the per-target-group explanation.
+    explain_bases: tuple[ExplainBasis, ...] = ()

@@ -114,7 +114,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     import boto3
 
     from exporter.daemon.assemble import build_daemon
-    from exporter.daemon.explainer import explain_provider
+    from exporter.daemon.explainer import explain
     from exporter.demo.controller import ScriptedController
     from exporter.demo.motoworld import TRAIL, EmbeddedMoto
     from exporter.demo.timing import first_gap_text
@@ -156,7 +156,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
                 daemon.snapshot,
                 settings.listen_address,
                 settings.listen_port,
-                explain_provider=explain_provider(daemon.monitors, daemon.clock),
+                explain_provider=explain,
             )
             try:
                 web.start()
