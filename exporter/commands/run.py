@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import signal
 import sys
 import threading
@@ -70,7 +69,6 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
     """Run until SIGTERM/SIGINT; drain and exit within 10 s."""
     from exporter.daemon.assemble import build_daemon
     from exporter.daemon.explainer import explain
-    from exporter.daemon.service import jobs_running
     from exporter.logsetup import configure_logging
     from exporter.web import WebServer
     from exporter.web_links import PageLinks
@@ -118,13 +116,11 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
     daemon.stop(timeout=7.0)
     web.stop()
     assembly.store.close()
-    if jobs_running():
-        # A job still in a network wait or a throttling backoff would hold the interpreter's exit
-        # (it joins the scheduler's worker threads) for as long as it lasts. What it has not
-        # committed is read again on the next start.
+    if daemon.jobs_running():
+        # A job still in a network wait or a throttling backoff runs on a daemon thread
+        # (exporter/daemon/executor.py): it does not hold the exit. What it has not committed is
+        # read again on the next start.
         log.warning("stopped with a job still running; leaving it")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    log.info("stopped")
+    else:
+        log.info("stopped")
     return 0

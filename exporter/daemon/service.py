@@ -24,6 +24,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import __version__
+from exporter.daemon.executor import JOBSTORE, DaemonThreadExecutor
 from exporter.daemon.monitor import Monitor, ServiceBinder, StateUnavailable
 from exporter.daemon.snapshot import (
     JOB_DURATION_BUCKETS,
@@ -139,6 +140,7 @@ class Daemon:
         self._open_keys: dict[tuple[str, FlowKind], GapView] = {}
         self._closing: dict[tuple[str, FlowKind], tuple[GapView, datetime]] = {}
         self._scheduler: BackgroundScheduler | None = None
+        self._executor = DaemonThreadExecutor()
         self.on_publish: list[Callable[[], None]] = []  # run after each swap, e.g. pre-render /metrics
         self._deadlines: set[threading.Timer] = set()  # the deadlines of the calls in progress
         self._stopping = False
@@ -489,8 +491,11 @@ class Daemon:
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the scheduler; every job runs at once, then on its interval."""
+        self._executor = DaemonThreadExecutor()
         scheduler = BackgroundScheduler(
-            timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 5}
+            timezone=UTC,
+            executors={"default": self._executor},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 5},
         )
         now = datetime.now(tz=UTC)
         order = {"kubernetes": 0, "inventory": 0.2, "cloudtrail": 0.4, "evaluate": 1.0, "rules": 1.5}
@@ -500,6 +505,7 @@ class Daemon:
                 "interval",
                 args=(name,),
                 id=name,
+                jobstore=JOBSTORE,
                 seconds=self.intervals[name],
                 next_run_time=now + timedelta(seconds=order[name]),
             )
@@ -513,7 +519,8 @@ class Daemon:
             record.skipped += 1
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Stop scheduling and wait (bounded) for running jobs to finish (see `jobs_running`)."""
+        """Stop scheduling and wait (bounded) for running jobs to finish; `jobs_running` then says
+        whether one is left (its daemon thread does not hold the process's exit)."""
         self._stopping = True  # a job past its deadline now is one being left behind, not a source down
         for timer in list(self._deadlines):
             timer.cancel()
@@ -521,21 +528,11 @@ class Daemon:
         if scheduler is None:
             return
         scheduler.shutdown(wait=False)
-        deadline = time.monotonic() + timeout
-        pool = getattr(scheduler, "_executors", {}).get("default")
-        inner = getattr(pool, "_pool", None)
-        if inner is not None:
-            inner.shutdown(wait=False, cancel_futures=True)
-        while time.monotonic() < deadline and jobs_running():
-            time.sleep(0.05)
+        self._executor.wait(timeout)
 
-
-def jobs_running() -> bool:
-    """True while a scheduler worker thread is still alive (a job in progress)."""
-    return any(
-        getattr(t, "name", "").startswith("ThreadPoolExecutor") and t.is_alive()
-        for t in threading.enumerate()
-    )
+    def jobs_running(self) -> int:
+        """How many scheduled job runs have not finished (0 before `start`)."""
+        return self._executor.running()
 
 
 def with_zero_series(
