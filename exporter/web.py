@@ -125,6 +125,7 @@ def _gap(gap: GapView) -> dict[str, Any]:
         "actor": gap.actor,
         "actor_arn": gap.actor_arn,
         "explained": gap.explained,
+        "start_exact": gap.start_exact,
     }
 
 

@@ -259,6 +259,8 @@ def _open_banner(gaps: Sequence[GapView], now: datetime, links: PageLinks, *, li
     sep = '<span class="sep">·</span>'
     for gap in sorted(gaps, key=lambda g: g.start):
         age = format_duration((now - gap.start).total_seconds())
+        if not gap.start_exact:  # first seen then: it began then or earlier
+            age = f"at least {age}"
         name = (
             f'<a href="{esc(tg_href(gap.target_group))}">{esc(gap.target_group)}</a>'
             if link
@@ -270,7 +272,7 @@ def _open_banner(gaps: Sequence[GapView], now: datetime, links: PageLinks, *, li
             f"{name} {sep} {esc(_service(gap.namespace, gap.service))} {sep} "
             f"flow <strong>{esc(_FLOW_LABELS.get(gap.flow, gap.flow))}</strong> {sep} "
             f"cause {esc(gap.cause)} {sep} actor {esc(_actor(gap))}{esc(_trigger(gap))} {sep} "
-            f"since {esc(_since(gap.start, now))}"
+            f"since {esc(_since(gap.start, now))}{'' if gap.start_exact else ' or earlier'}"
             f"{'' if gap.explained else f' {sep} seen by inventory polls only'}"
             f" {sep} {_runbook(links, RULE_GAP_OPEN, 'what to do')}"
             "</li>"
@@ -415,6 +417,13 @@ def _target_groups_table(snapshot: Snapshot, now: datetime, links: PageLinks) ->
 _INVENTORY_ONLY = ' <span class="muted small">(inventory only)</span>'
 
 
+def _start_cell(gap: GapView) -> str:
+    """The start; "<=" before it when the real start is unknown (first seen then, or earlier)."""
+    if gap.start_exact:
+        return esc(format_moment(gap.start))
+    return f'<span title="start unknown: first seen then">&lt;= {esc(format_moment(gap.start))}</span>'
+
+
 def _gaps_table(
     gaps: Sequence[GapView], links: PageLinks, *, title: str, section_id: str, link: bool = True
 ) -> str:
@@ -429,7 +438,7 @@ def _gaps_table(
         alert = RULE_GAP_OPEN if gap.end is None else RULE_GAP_CLOSED_RECENTLY
         rows.append(
             "<tr>"
-            f'<td class="nowrap">{esc(format_moment(gap.start))}</td>'
+            f'<td class="nowrap">{_start_cell(gap)}</td>'
             f'<td class="nowrap">{esc(format_moment(gap.end)) if gap.end else "open"}</td>'
             f'<td class="num">{esc(format_duration(duration)) if duration is not None else "open"}</td>'
             f"<td>{name}</td>"

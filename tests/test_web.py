@@ -25,7 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from exporter.daemon.snapshot import Snapshot
 from exporter.engine.timeutil import format_time
 from exporter.metrics import SPECS
-from exporter.web import WebServer, readiness
+from exporter.web import WebServer, readiness, snapshot_to_json
 from exporter.web_page import format_duration, render_landing, render_target_group, render_timeline
 from tests.browser import chromium
 from tests.snapshot_samples import (
@@ -189,6 +189,31 @@ def test_snapshot_json_for_tools(server: WebServer) -> None:
         "unadmitted_by_reason": {"source_not_covered": 3},
     }
     assert {"labels": {"reason": "duplicate"}, "value": 5} in data["counters"]["cloudtrail_records_rejected"]
+
+
+def test_a_gap_whose_start_is_unknown_says_so_in_the_json_and_the_page() -> None:
+    """A gap already open when the exporter first looked: its start is the first moment seen, so
+    the page says "at least" and "or earlier" and marks the start "<=", and the JSON says
+    start_exact false (the metrics leave out its open_since series: test_start_exact.py)."""
+    snap = sample_snapshot(NOW)
+    exact = json.loads(json.dumps(snapshot_to_json(snap)))
+    assert {g["start_exact"] for g in exact["open_gaps"] + exact["recent_gaps"]} == {True}
+    page = render_landing(snap, NOW)
+    assert "at least" not in page and "or earlier" not in page and "&lt;= " not in page
+
+    inexact = dataclasses.replace(
+        snap,
+        open_gaps=tuple(dataclasses.replace(g, start_exact=False) for g in snap.open_gaps),
+        recent_gaps=tuple(dataclasses.replace(g, start_exact=False) for g in snap.recent_gaps),
+    )
+    data = snapshot_to_json(inexact)
+    assert [g["start_exact"] for g in data["open_gaps"]] == [False]
+    assert {g["start_exact"] for g in data["recent_gaps"]} == {False}
+    page = render_landing(inexact, NOW)
+    banner = re.search(r'<section class="banner open" id="open-gaps">(.*?)</section>', page, re.S)
+    assert banner is not None
+    assert f"open for at least {OPEN_FOR_TEXT}" in banner.group(1) and " or earlier" in banner.group(1)
+    assert page.count("&lt;= ") == len(inexact.recent_gaps)  # the table of closed gaps
 
 
 def test_unknown_paths_are_404(server: WebServer) -> None:
