@@ -1,4 +1,10 @@
-"""structlog: JSON lines in production, readable console output on a terminal."""
+"""Logs: one line per event, JSON in production, readable console output on a terminal.
+
+Every line goes through one handler on the standard library's root logger, formatted by structlog's
+`ProcessorFormatter`: the exporter's structlog events and the records of standard-library loggers
+(exporter.web, exporter.metrics, exporter.sources.kubernetes, libraries) share one format, one
+timestamp and one level field; a foreign record also names its `logger`.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,17 @@ from exporter.textsafe import printable_log_event
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
+#: The stdlib logger structlog's events go to (every exporter module binds this name).
+EVENT_LOGGER = "sg-churn-exporter"
+#: Libraries that speak at warning level about what the exporter reports itself (retries, misses).
+QUIET_LIBRARIES = ("apscheduler", "botocore", "urllib3", "kubernetes")
+
 
 def configure_logging(log_format: str = "auto", level: str = "info") -> None:
-    """Set up structlog and the stdlib root logger (libraries) to write one line per event."""
+    """Route structlog and every stdlib logger to one stderr handler that writes one line per event.
+
+    `level` applies to the exporter's events; other stdlib loggers speak from warning up (the
+    QUIET_LIBRARIES from error up)."""
     console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -22,21 +36,33 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     )
     # JSON escapes control characters itself; the console shows them as escapes (exporter/textsafe.py)
     safe: list[structlog.typing.Processor] = [printable_log_event] if console else []
+    stamped: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    threshold = _LEVELS.get(level, logging.INFO)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            *safe,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[*stamped, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*stamped, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                *safe,
+                renderer,
+            ],
+        )
     )
-    for noisy in ("apscheduler", "botocore", "urllib3", "kubernetes"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger(EVENT_LOGGER).setLevel(threshold)
+    for quiet in QUIET_LIBRARIES:
+        logging.getLogger(quiet).setLevel(logging.ERROR)
