@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.engine.changes import RuleChange
+from exporter.engine.gaps import analyze
+from exporter.engine.inventory import Inventory
 from exporter.engine.rules import Rule, Source
 from exporter.sources.envelopes import parse_payload
 from tests import cloudtrail_samples as ct
+from tests.engine_world import TG_ARN, incident_inventory
 
 CORPUS = Path(__file__).parent / "data" / "cloudtrail-real"
 
@@ -39,6 +42,13 @@ class Expected:
 
 def _tcp(port: int, cidr: str, rule_id: str | None) -> Rule:
     return Rule("tcp", port, port, Source.cidr(cidr), rule_id)
+
+
+def _tcp_from_group(port: int, group: str, rule_id: str, description: str) -> Rule:
+    return Rule("tcp", port, port, Source.group(group), rule_id, description)
+
+
+_KUALI_ROLE_SESSION = "arn:aws:sts::770203350335:assumed-role/Shibboleth-InfraMgt/wrh@bu.edu"
 
 
 EXPECTED: dict[str, Expected | None] = {
@@ -98,6 +108,50 @@ EXPECTED: dict[str, Expected | None] = {
         account="112233445566",
         region="us-west-2",
     ),
+    # EventBridge envelopes as a Lambda received them: a CloudFormation stack (console session,
+    # "AWS Internal") authorizing tcp 1521 from another security group, described; the rule id
+    # comes from responseElements.securityGroupRuleSet (the request carries none).
+    "kuali-cloudformation.eventbridge-authorize-ingress-from-group-1.json": Expected(
+        event_id="50dd3491-f4bc-4a04-a4e0-db6d5311049d",
+        group_id="sg-01f414f5313452cd1",
+        rules=(
+            _tcp_from_group(
+                1521,
+                "sg-000537769a1c2d858",
+                "sgr-02e2ca7d55820dc26",
+                "Allows ingress to an rds instance created in another stack from application ec2 "
+                "instances created in this stack.",
+            ),
+        ),
+        time=datetime(2022, 11, 16, 2, 34, 24, tzinfo=UTC),
+        principal_arn=_KUALI_ROLE_SESSION,
+        identity_type="AssumedRole",
+        issuer="Shibboleth-InfraMgt",
+        user_agent_starts="AWS Internal",
+        source_ip="AWS Internal",
+        account="770203350335",
+        region="us-east-1",
+    ),
+    "kuali-cloudformation.eventbridge-authorize-ingress-from-group-2.json": Expected(
+        event_id="1091b24b-5b58-4010-a065-4fd069c06872",
+        group_id="sg-01f414f5313452cd1",
+        rules=(
+            _tcp_from_group(
+                1521,
+                "sg-0e4d6b8a99395a608",
+                "sgr-052f232f61106d4c4",
+                "Allows ingress to an rds instance created in another stack from the alb created in this stack.",
+            ),
+        ),
+        time=datetime(2022, 11, 16, 2, 34, 24, tzinfo=UTC),
+        principal_arn=_KUALI_ROLE_SESSION,
+        identity_type="AssumedRole",
+        issuer="Shibboleth-InfraMgt",
+        user_agent_starts="AWS Internal",
+        source_ip="AWS Internal",
+        account="770203350335",
+        region="us-east-1",
+    ),
 }
 
 
@@ -109,8 +163,10 @@ def test_every_corpus_file_has_an_expectation_and_a_provenance_entry() -> None:
 
 
 def _records(name: str) -> list[dict[str, Any]]:
+    """The CloudTrail records of a corpus file (an EventBridge envelope as published holds one)."""
     document = json.loads((CORPUS / name).read_text())
-    return document if isinstance(document, list) else [document]
+    records = document if isinstance(document, list) else [document]
+    return [r["detail"] if "detail-type" in r else r for r in records]
 
 
 WRAPPERS: dict[str, Callable[[list[dict[str, Any]]], Any]] = {
@@ -151,3 +207,49 @@ def test_real_record_parses_as_it_says(name: str, wrapper: str) -> None:
     )
     assert actor.user_agent is not None and actor.user_agent.startswith(expected.user_agent_starts)
     assert not actor.is_controller
+
+
+# --- what the records mean to the model, not only how they parse --------------------------------
+
+KUALI_NODE_GROUP = "sg-01f414f5313452cd1"  # the group both records add a rule to
+KUALI_LB_GROUP = "sg-0e4d6b8a99395a608"  # the source of the second record ("the alb")
+
+
+def _sg_mode_world_behind(group: str, lb_group: str, port: int, taken_at: datetime) -> Inventory:
+    """An SG-mode NLB (frontend group `lb_group`) in front of targets on `port` whose ENIs hold
+    only `group`, which has no rule yet: the groups and port of the real records."""
+    world = incident_inventory(node_rules=(), lb_security_groups=(lb_group,), taken_at=taken_at)
+    tg = world.target_groups[TG_ARN]
+    tg = replace(tg, port=port, targets=tuple(replace(t, port=port) for t in tg.targets))
+    enis = {k: replace(e, security_group_ids=(group,)) for k, e in world.network_interfaces.items()}
+    groups = {gid: sg for gid, sg in world.security_groups.items() if gid != "sg-node"}
+    groups[group] = replace(world.security_groups["sg-node"], group_id=group)
+    return replace(world, target_groups={TG_ARN: tg}, network_interfaces=enis, security_groups=groups)
+
+
+def _parsed(name: str) -> RuleChange:
+    (change,) = parse_payload((CORPUS / name).read_bytes()).changes
+    assert isinstance(change, RuleChange)
+    return change
+
+
+def test_the_real_group_reference_admits_an_sg_mode_nlb_from_the_referenced_group() -> None:
+    """The second record's rule (tcp 1521 from the load balancer's group) admits both flows of an
+    SG-mode NLB whose frontend group it names; the first record's (from another group) admits
+    neither: the parsed source is the group, its port the record's."""
+    from_app = _parsed("kuali-cloudformation.eventbridge-authorize-ingress-from-group-1.json")
+    from_lb = _parsed("kuali-cloudformation.eventbridge-authorize-ingress-from-group-2.json")
+    before = from_lb.meta.event_time - timedelta(minutes=1)
+    world = _sg_mode_world_behind(KUALI_NODE_GROUP, KUALI_LB_GROUP, 1521, before)
+
+    only_app = analyze(world, [from_app])
+    assert not any(s.fully_admitted for s in only_app.status[TG_ARN].values())
+    assert sorted((g.flow, g.end) for g in only_app.gaps) == [("health_check", None), ("traffic", None)]
+
+    both = analyze(world, [from_app, from_lb])
+    assert all(s.fully_admitted for s in both.status[TG_ARN].values())
+    assert sorted(
+        (g.flow, g.end, g.closed_by and g.closed_by.event_id, g.start_exact) for g in both.gaps
+    ) == [
+        (flow, from_lb.meta.event_time, from_lb.meta.event_id, False) for flow in ("health_check", "traffic")
+    ]
