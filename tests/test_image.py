@@ -199,6 +199,10 @@ def test_run_serves_the_gap_of_a_scripted_revoke(
             what="the open gap of the revoke",
         )
         assert value(text, "sgchurn_target_group_reachability_ratio", flow="traffic") == 0.0
+        # The pages come from the templates packaged in the wheel (exporter/templates/).
+        landing = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert landing.status_code == 200 and "open rule gap" in landing.text, landing.text[-2000:]
+        assert "<style>\n:root" in landing.text  # the page's stylesheet, templates/page.css
         # The image's own HEALTHCHECK command, run in the image beside the exporter, passes.
         healthcheck = inspect_image(box.image)["Docker"]["config"]["Healthcheck"]["Test"]
         assert healthcheck[0] == "CMD"

@@ -317,7 +317,7 @@ def test_hostile_names_are_escaped_everywhere(holder: Holder) -> None:
         metrics = get(web, "/metrics").text
     for page in (landing, tg_page.text):
         assert "<script" not in page and "<img" not in page and "<b>ns</b>" not in page
-        assert "&lt;script&gt;alert(&#x27;tg&#x27;)&lt;/script&gt;" in page
+        assert "&lt;script&gt;alert(&#39;tg&#39;)&lt;/script&gt;" in page
         assert "&lt;img src=x&gt;" in page
     assert tg_page.status_code == 200
     assert f'href="/target-groups/{quote(name, safe="")}"' in landing
