@@ -19,6 +19,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from exporter.textsafe import printable
 from exporter.web_auth import is_password_hash
 
 ENV_PREFIX = "SGCHURN_"
@@ -30,7 +31,9 @@ class ConfigError(ValueError):
     """A configuration problem; `field` is the dotted path of the bad field."""
 
     def __init__(self, field_path: str, message: str) -> None:
-        super().__init__(f"{field_path}: {' '.join(message.split())}")  # always one line
+        # always one line: a key from the file (an unknown field) may carry a newline itself
+        field_path = printable(field_path)
+        super().__init__(f"{field_path}: {' '.join(message.split())}")
         self.field = field_path
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.cli import main
 from exporter.config import ConfigError, load_settings
+from exporter.textsafe import printable
 from tests.test_web import self_signed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,6 +205,8 @@ _FIELDS = st.sampled_from(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=st.dictionaries(_FIELDS, _VALUES, max_size=4))
+@example(document={"intervals": {"\n": None}})  # an unknown key's own newline: found by this test
+@example(document={"web\x1b[2J": 1})
 def test_any_yaml_document_is_settings_or_one_config_error(
     document: dict[str, object], tmp_path: Path
 ) -> None:
@@ -213,3 +216,4 @@ def test_any_yaml_document_is_settings_or_one_config_error(
         load_settings(path, environ={})
     except ConfigError as exc:
         assert "\n" not in str(exc) and exc.field
+        assert printable(str(exc)) == str(exc)  # no control character obeyed on a terminal
