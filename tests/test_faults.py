@@ -146,7 +146,9 @@ def test_throttling_storm_backs_off_keeps_serving_and_loses_nothing(
         # The next 14 LookupEvents answer ThrottlingException: the first event name gives up after
         # 9 attempts (and is read again next poll), the second gets through on its 6th.
         storm = 14
-        with Scraper(running.url + "/metrics") as scraper:
+        # The scraper sees every state of sgchurn_up{source="inventory"} (every 0.25 s): the storm's
+        # down spell (two failed runs, 2 s apart) may be over before this test's own polls start.
+        with Scraper(running.url + "/metrics", watch=lambda text: _up(text, "inventory")) as scraper:
             clean_moto.throttle(storm)
             # EC2/ELBv2 answer RequestLimitExceeded / Throttling to the next 10 requests: botocore's
             # 5 attempts per call run out twice, so two inventory runs fail.
@@ -155,11 +157,8 @@ def test_throttling_storm_backs_off_keeps_serving_and_loses_nothing(
             threading.Event().wait(2)
             ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=PERMISSION)
 
-            inventory_up: list[float | None] = []
-
             def settled() -> str | None:
                 text = running.metrics()
-                inventory_up.append(_up(text, "inventory"))
                 throttled = [
                     r
                     for r in clean_moto.requests()
@@ -204,7 +203,8 @@ def test_throttling_storm_backs_off_keeps_serving_and_loses_nothing(
     assert errors[("LookupEvents", "ThrottlingException")] == storm  # each attempt is one call
     assert sum(1 for e in proxy.entries() if e.outcome == "throttled") == 10
     assert sum(v for (op, code), v in errors.items() if code in ("Throttling", "RequestLimitExceeded")) >= 1
-    assert 0.0 in inventory_up and inventory_up[-1] == 1.0  # down while throttled, then back
+    inventory_up = scraper.watched
+    assert 0.0 in inventory_up and _up(text, "inventory") == 1.0  # down while throttled, then back
     # Nothing lost, nothing doubled.
     assert by_label(text, "sgchurn_cloudtrail_events_total", "event_name") == {
         "RevokeSecurityGroupIngress": 1.0,

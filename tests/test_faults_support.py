@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -452,12 +452,19 @@ class DaemonProcess:
 
 
 class Scraper:
-    """Scrapes a URL every `interval` s in a thread; `.results` holds each status (or error)."""
+    """Scrapes a URL every `interval` s in a thread; `.results` holds each status (or error).
 
-    def __init__(self, url: str, interval: float = 0.25) -> None:
+    `watch`: applied to each answered body, its results kept in `.watched` (what a scrape saw,
+    even a state shorter than the gaps between a test's own polls)."""
+
+    def __init__(
+        self, url: str, interval: float = 0.25, watch: Callable[[str], object] | None = None
+    ) -> None:
         self.url = url
         self.interval = interval
+        self.watch = watch
         self.results: list[int | str] = []
+        self.watched: list[object] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
 
@@ -474,6 +481,8 @@ class Scraper:
             try:
                 response = requests.get(self.url, timeout=5)
                 self.results.append(response.status_code)
+                if self.watch is not None and response.status_code == 200:
+                    self.watched.append(self.watch(response.text))
             except requests.RequestException as exc:
                 self.results.append(f"{type(exc).__name__}: {exc}")
             self._stop.wait(self.interval)
