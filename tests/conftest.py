@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from tests.awsworld import TEST_ENV, MotoServer
 
@@ -37,3 +39,29 @@ def clean_moto(moto_server: MotoServer) -> MotoServer:
     """The module's moto server, reset: no resources, records, throttles or logged requests."""
     moto_server.reset()
     return moto_server
+
+
+#: Loggers exporter/logsetup.py sets a level on (besides the root logger).
+_CONFIGURED_LOGGERS = ("", "apscheduler", "botocore", "urllib3", "kubernetes", "werkzeug")
+
+
+@pytest.fixture(autouse=True)
+def _logging_configuration_is_per_test() -> Iterator[None]:
+    """Each test leaves structlog and the stdlib loggers as it found them.
+
+    A command run in-process (`main(["run", ...])`, the demo) configures structlog to write to the
+    sys.stderr of that moment: pytest's capture of that test, closed when it ends. Later tests in
+    the same xdist worker then failed on their first log line ("I/O operation on closed file") or
+    captured none, depending on which tests the worker had run before.
+    """
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    levels = {name: logging.getLogger(name).level for name in _CONFIGURED_LOGGERS}
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
