@@ -245,7 +245,8 @@ SPECS: tuple[MetricSpec, ...] = (
     _s(
         "sgchurn_cloudtrail_records_rejected_total",
         "counter",
-        "CloudTrail records rejected (malformed, duplicate, out of scope ...), by reason.",
+        "CloudTrail records rejected, by reason (docs/metrics.md lists them); a duplicate or an unwatched "
+        "event name is not a rejection.",
         ("reason",),
     ),
     _s(

@@ -250,7 +250,7 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
                 labels_of(event_name="AuthorizeSecurityGroupIngress"): 3,
                 labels_of(event_name="ModifyTargetGroupAttributes"): 2,
             },
-            "cloudtrail_records_rejected": {labels_of(reason="duplicate"): 5},
+            "cloudtrail_records_rejected": {labels_of(reason="no_rule"): 5},
         },
         gap_durations={
             identity_labels(checkout, flow="health_check"): histogram([60.0]),

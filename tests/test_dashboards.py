@@ -332,7 +332,7 @@ class ContractCollector(Collector):
         events = CounterMetricFamily("sgchurn_cloudtrail_events", "e", labels=["event_name"])
         events.add_metric(["RevokeSecurityGroupIngress"], t)
         rejected = CounterMetricFamily("sgchurn_cloudtrail_records_rejected", "r", labels=["reason"])
-        rejected.add_metric(["duplicate"], t)
+        rejected.add_metric(["no_rule"], t)
         lag = GaugeMetricFamily(
             "sgchurn_cloudtrail_lag_seconds", "l", labels=["aws_account_id", "aws_region"]
         )

@@ -188,7 +188,7 @@ def test_snapshot_json_for_tools(server: WebServer) -> None:
         "ratio": 0.0,
         "unadmitted_by_reason": {"source_not_covered": 3},
     }
-    assert {"labels": {"reason": "duplicate"}, "value": 5} in data["counters"]["cloudtrail_records_rejected"]
+    assert {"labels": {"reason": "no_rule"}, "value": 5} in data["counters"]["cloudtrail_records_rejected"]
 
 
 def test_a_gap_whose_start_is_unknown_says_so_in_the_json_and_the_page() -> None:
