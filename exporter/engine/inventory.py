@@ -1,7 +1,8 @@
 """The inventory data model: what AWS (and Kubernetes) looked like at one moment.
 
-Pure data plus its versioned JSON form (the `snapshot` file format). Sources fill it,
-the engine reads it; nothing here does I/O beyond (de)serialising a dict.
+Pure data plus its versioned JSON form (the `snapshot` file format), declared once and
+encoded/decoded by msgspec. Sources fill it, the engine reads it; nothing here does I/O
+beyond (de)serialising plain data.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast
+
+import msgspec
 
 from exporter.engine.rules import Rule, Source
 from exporter.engine.timeutil import format_time, parse_time
@@ -187,65 +190,8 @@ class Inventory:
         return replace(self, security_groups=groups)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "taken_at": format_time(self.taken_at),
-            "account_id": self.account_id,
-            "region": self.region,
-            "load_balancers": [_lb_to_dict(lb) for lb in self.load_balancers.values()],
-            "target_groups": [_tg_to_dict(tg) for tg in self.target_groups.values()],
-            "network_interfaces": [
-                {
-                    "eni_id": eni.eni_id,
-                    "security_group_ids": list(eni.security_group_ids),
-                    "private_ips": list(eni.private_ips),
-                    "instance_id": eni.instance_id,
-                    "description": eni.description,
-                    "ipv6_addresses": list(eni.ipv6_addresses),
-                    "ipv4_prefixes": list(eni.ipv4_prefixes),
-                    "ipv6_prefixes": list(eni.ipv6_prefixes),
-                    "vpc_id": eni.vpc_id,
-                }
-                for eni in self.network_interfaces.values()
-            ],
-            "prefix_lists": [
-                {
-                    "prefix_list_id": pl.prefix_list_id,
-                    "name": pl.name,
-                    "address_family": pl.address_family,
-                    "max_entries": pl.max_entries,
-                    "cidrs": list(pl.cidrs),
-                }
-                for pl in self.prefix_lists.values()
-            ],
-            "security_groups": [
-                {
-                    "group_id": sg.group_id,
-                    "name": sg.name,
-                    "vpc_id": sg.vpc_id,
-                    "tags": dict(sg.tags),
-                    "rules": [rule_to_dict(r) for r in sg.rules],
-                }
-                for sg in self.security_groups.values()
-            ],
-            "vpcs": [
-                {"vpc_id": v.vpc_id, "cidrs": list(v.cidrs), "ipv6_cidrs": list(v.ipv6_cidrs)}
-                for v in self.vpcs.values()
-            ],
-            "services": [
-                {
-                    "target_group_arn": arn,
-                    "namespace": s.namespace,
-                    "service": s.service,
-                    "source_ranges": list(s.source_ranges),
-                    "mapped_by": s.mapped_by,
-                    "cluster": s.cluster,
-                    "ingress_rules": [rule_to_dict(r) for r in s.ingress_rules],
-                }
-                for arn, s in self.services.items()
-            ],
-        }
+        """The versioned JSON form (the `snapshot` file), as plain data."""
+        return cast(dict[str, Any], msgspec.to_builtins(_to_file(self)))
 
     @staticmethod
     def from_dict(data: Any) -> Inventory:
@@ -258,199 +204,154 @@ class Inventory:
             raise InventoryError(
                 f"inventory: unsupported 'version' {data.get('version')!r} (expected {VERSION})"
             )
-        where = "inventory"
         try:
-            taken_at = parse_time(data["taken_at"])
-            lbs = [_lb_from_dict(d) for d in data.get("load_balancers", [])]
-            where = "target_groups"
-            tgs = [_tg_from_dict(d) for d in data.get("target_groups", [])]
-            where = "network_interfaces"
-            enis = [
-                NetworkInterface(
-                    eni_id=d["eni_id"],
-                    security_group_ids=tuple(d["security_group_ids"]),
-                    private_ips=tuple(d.get("private_ips", ())),
-                    instance_id=d.get("instance_id"),
-                    description=d.get("description", ""),
-                    ipv6_addresses=tuple(d.get("ipv6_addresses", ())),
-                    ipv4_prefixes=tuple(d.get("ipv4_prefixes", ())),
-                    ipv6_prefixes=tuple(d.get("ipv6_prefixes", ())),
-                    vpc_id=str(d.get("vpc_id", "")),
-                )
-                for d in data.get("network_interfaces", [])
-            ]
-            where = "prefix_lists"
-            prefix_lists = [
-                PrefixList(
-                    prefix_list_id=d["prefix_list_id"],
-                    name=str(d.get("name", "")),
-                    address_family=str(d.get("address_family", "IPv4")),
-                    max_entries=int(d.get("max_entries", 0)),
-                    cidrs=tuple(str(c) for c in d.get("cidrs", ())),
-                )
-                for d in data.get("prefix_lists", [])
-            ]
-            where = "security_groups"
-            sgs = [
-                SecurityGroup(
-                    group_id=d["group_id"],
-                    name=d.get("name", ""),
-                    vpc_id=d.get("vpc_id", ""),
-                    tags=dict(d.get("tags", {})),
-                    rules=tuple(rule_from_dict(r) for r in d.get("rules", [])),
-                )
-                for d in data.get("security_groups", [])
-            ]
-            where = "vpcs"
-            vpcs = [
-                Vpc(d["vpc_id"], tuple(d.get("cidrs", ())), tuple(d.get("ipv6_cidrs", ())))
-                for d in data.get("vpcs", [])
-            ]
-            where = "services"
-            services = {
-                d["target_group_arn"]: ServiceBinding(
-                    namespace=d["namespace"],
-                    service=d["service"],
-                    source_ranges=tuple(d.get("source_ranges", ())),
-                    mapped_by=d.get("mapped_by", "tags"),
-                    cluster=d.get("cluster"),
-                    ingress_rules=tuple(rule_from_dict(r) for r in d.get("ingress_rules", [])),
-                )
-                for d in data.get("services", [])
-            }
-        except InventoryError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InventoryError(f"inventory: bad entry in {where!r}: {type(exc).__name__}: {exc}") from exc
-        return Inventory(
-            taken_at=taken_at,
-            account_id=str(data.get("account_id", "")),
-            region=str(data.get("region", "")),
-            load_balancers={lb.arn: lb for lb in lbs},
-            target_groups={tg.arn: tg for tg in tgs},
-            network_interfaces={e.eni_id: e for e in enis},
-            security_groups={s.group_id: s for s in sgs},
-            vpcs={v.vpc_id: v for v in vpcs},
-            services=services,
-            prefix_lists={p.prefix_list_id: p for p in prefix_lists},
+            file = msgspec.convert(data, _File, strict=False)
+        except msgspec.ValidationError as exc:
+            raise InventoryError(f"inventory: {exc}") from exc
+        return _from_file(file)
+
+
+# --- the file form ---------------------------------------------------------------------------------
+# One declaration of the `snapshot` file: the entities above whose fields are the file's (load
+# balancers, target groups, ENIs, prefix lists, VPCs) are encoded and decoded by msgspec as they
+# are; rules, groups and services have a file shape of their own, declared here.
+
+
+class _RuleEntry(msgspec.Struct, frozen=True):
+    protocol: str
+    from_port: int
+    to_port: int
+    source_kind: Literal["cidr4", "cidr6", "sg", "prefix_list"]
+    source: str
+    rule_id: str | None = None
+    description: str | None = None
+
+
+class _GroupEntry(msgspec.Struct, frozen=True):
+    group_id: str
+    name: str = ""
+    vpc_id: str = ""
+    tags: dict[str, str] = {}
+    rules: tuple[_RuleEntry, ...] = ()
+
+
+class _ServiceEntry(msgspec.Struct, frozen=True):
+    target_group_arn: str
+    namespace: str
+    service: str
+    source_ranges: tuple[str, ...] = ()
+    mapped_by: str = "tags"
+    cluster: str | None = None
+    ingress_rules: tuple[_RuleEntry, ...] = ()
+
+
+class _File(msgspec.Struct, frozen=True):
+    format: str
+    version: int
+    taken_at: str
+    account_id: str = ""
+    region: str = ""
+    load_balancers: tuple[LoadBalancer, ...] = ()
+    target_groups: tuple[TargetGroup, ...] = ()
+    network_interfaces: tuple[NetworkInterface, ...] = ()
+    prefix_lists: tuple[PrefixList, ...] = ()
+    security_groups: tuple[_GroupEntry, ...] = ()
+    vpcs: tuple[Vpc, ...] = ()
+    services: tuple[_ServiceEntry, ...] = ()
+
+
+def _rule_entry(rule: Rule) -> _RuleEntry:
+    return _RuleEntry(
+        rule.protocol,
+        rule.from_port,
+        rule.to_port,
+        rule.source.kind,
+        rule.source.value,
+        rule.rule_id,
+        rule.description,
+    )
+
+
+def _rule(entry: _RuleEntry, where: str) -> Rule:
+    try:
+        source = (
+            Source.cidr(entry.source)
+            if entry.source_kind.startswith("cidr")
+            else Source(entry.source_kind, entry.source)
         )
+    except ValueError as exc:
+        raise InventoryError(f"inventory: bad rule source {entry.source!r} - at `{where}`: {exc}") from exc
+    return Rule(entry.protocol, entry.from_port, entry.to_port, source, entry.rule_id, entry.description)
 
 
-def rule_to_dict(rule: Rule) -> dict[str, Any]:
-    return {
-        "protocol": rule.protocol,
-        "from_port": rule.from_port,
-        "to_port": rule.to_port,
-        "source_kind": rule.source.kind,
-        "source": rule.source.value,
-        "rule_id": rule.rule_id,
-        "description": rule.description,
-    }
-
-
-def rule_from_dict(d: dict[str, Any]) -> Rule:
-    kind = d["source_kind"]
-    if kind not in ("cidr4", "cidr6", "sg", "prefix_list"):
-        raise InventoryError(f"inventory: unknown rule source_kind {kind!r}")
-    source = Source.cidr(d["source"]) if kind.startswith("cidr") else Source(kind, d["source"])
-    return Rule(
-        protocol=str(d["protocol"]),
-        from_port=int(d["from_port"]),
-        to_port=int(d["to_port"]),
-        source=source,
-        rule_id=d.get("rule_id"),
-        description=d.get("description"),
-    )
-
-
-def _lb_to_dict(lb: LoadBalancer) -> dict[str, Any]:
-    return {
-        "arn": lb.arn,
-        "name": lb.name,
-        "type": lb.type,
-        "scheme": lb.scheme,
-        "vpc_id": lb.vpc_id,
-        "subnets": [
-            {
-                "subnet_id": s.subnet_id,
-                "cidr": s.cidr,
-                "ipv6_cidr": s.ipv6_cidr,
-                "availability_zone": s.availability_zone,
-            }
-            for s in lb.subnets
-        ],
-        "security_groups": list(lb.security_groups),
-        "ip_address_type": lb.ip_address_type,
-        "tags": dict(lb.tags),
-    }
-
-
-def _lb_from_dict(d: dict[str, Any]) -> LoadBalancer:
-    return LoadBalancer(
-        arn=d["arn"],
-        name=d["name"],
-        type=d["type"],
-        scheme=d["scheme"],
-        vpc_id=d["vpc_id"],
-        subnets=tuple(
-            Subnet(s["subnet_id"], s["cidr"], s.get("ipv6_cidr"), s.get("availability_zone"))
-            for s in d.get("subnets", [])
+def _to_file(inventory: Inventory) -> _File:
+    return _File(
+        format=FORMAT,
+        version=VERSION,
+        taken_at=format_time(inventory.taken_at),
+        account_id=inventory.account_id,
+        region=inventory.region,
+        load_balancers=tuple(inventory.load_balancers.values()),
+        target_groups=tuple(inventory.target_groups.values()),
+        network_interfaces=tuple(inventory.network_interfaces.values()),
+        prefix_lists=tuple(inventory.prefix_lists.values()),
+        security_groups=tuple(
+            _GroupEntry(sg.group_id, sg.name, sg.vpc_id, sg.tags, tuple(_rule_entry(r) for r in sg.rules))
+            for sg in inventory.security_groups.values()
         ),
-        security_groups=tuple(d.get("security_groups", ())),
-        ip_address_type=d.get("ip_address_type", "ipv4"),
-        tags=dict(d.get("tags", {})),
-    )
-
-
-def _tg_to_dict(tg: TargetGroup) -> dict[str, Any]:
-    return {
-        "arn": tg.arn,
-        "name": tg.name,
-        "protocol": tg.protocol,
-        "port": tg.port,
-        "target_type": tg.target_type,
-        "vpc_id": tg.vpc_id,
-        "health_check_port": tg.health_check_port,
-        "health_check_protocol": tg.health_check_protocol,
-        "load_balancer_arns": list(tg.load_balancer_arns),
-        "attributes": dict(tg.attributes),
-        "targets": [
-            {
-                "target_id": t.target_id,
-                "port": t.port,
-                "eni_id": t.eni_id,
-                "health": t.health,
-                "availability_zone": t.availability_zone,
-            }
-            for t in tg.targets
-        ],
-        "tags": dict(tg.tags),
-        "ip_address_type": tg.ip_address_type,
-    }
-
-
-def _tg_from_dict(d: dict[str, Any]) -> TargetGroup:
-    return TargetGroup(
-        arn=d["arn"],
-        name=d["name"],
-        protocol=d["protocol"],
-        port=int(d["port"]),
-        target_type=d["target_type"],
-        vpc_id=d.get("vpc_id", ""),
-        health_check_port=str(d.get("health_check_port", "traffic-port")),
-        health_check_protocol=d.get("health_check_protocol", "TCP"),
-        load_balancer_arns=tuple(d.get("load_balancer_arns", ())),
-        attributes={str(k): str(v) for k, v in d.get("attributes", {}).items()},
-        targets=tuple(
-            Target(
-                t["target_id"],
-                int(t["port"]),
-                t.get("eni_id"),
-                t.get("health", "unknown"),
-                t.get("availability_zone"),
+        vpcs=tuple(inventory.vpcs.values()),
+        services=tuple(
+            _ServiceEntry(
+                arn,
+                s.namespace,
+                s.service,
+                s.source_ranges,
+                s.mapped_by,
+                s.cluster,
+                tuple(_rule_entry(r) for r in s.ingress_rules),
             )
-            for t in d.get("targets", [])
+            for arn, s in inventory.services.items()
         ),
-        tags=dict(d.get("tags", {})),
-        ip_address_type=str(d.get("ip_address_type", "ipv4")),
+    )
+
+
+def _from_file(file: _File) -> Inventory:
+    try:
+        taken_at = parse_time(file.taken_at)
+    except ValueError as exc:
+        raise InventoryError(f"inventory: bad 'taken_at' {file.taken_at!r}: {exc}") from exc
+    groups = {
+        g.group_id: SecurityGroup(
+            g.group_id,
+            g.name,
+            g.vpc_id,
+            g.tags,
+            tuple(_rule(r, f"$.security_groups[{i}].rules[{j}]") for j, r in enumerate(g.rules)),
+        )
+        for i, g in enumerate(file.security_groups)
+    }
+    services = {
+        s.target_group_arn: ServiceBinding(
+            namespace=s.namespace,
+            service=s.service,
+            source_ranges=s.source_ranges,
+            mapped_by=s.mapped_by,
+            cluster=s.cluster,
+            ingress_rules=tuple(
+                _rule(r, f"$.services[{i}].ingress_rules[{j}]") for j, r in enumerate(s.ingress_rules)
+            ),
+        )
+        for i, s in enumerate(file.services)
+    }
+    return Inventory(
+        taken_at=taken_at,
+        account_id=file.account_id,
+        region=file.region,
+        load_balancers={lb.arn: lb for lb in file.load_balancers},
+        target_groups={tg.arn: tg for tg in file.target_groups},
+        network_interfaces={e.eni_id: e for e in file.network_interfaces},
+        security_groups=groups,
+        vpcs={v.vpc_id: v for v in file.vpcs},
+        services=services,
+        prefix_lists={p.prefix_list_id: p for p in file.prefix_lists},
     )

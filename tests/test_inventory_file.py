@@ -1,0 +1,93 @@
+"""The `snapshot` file: one declared form, read back equal; a bad entry is an error naming its path."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.cli import main
+from exporter.engine.inventory import FORMAT, Inventory, InventoryError, PrefixList, ServiceBinding
+from exporter.engine.rules import Rule, Source
+from tests.engine_world import incident_inventory
+
+
+def full_inventory() -> Inventory:
+    """The incident world with every optional part filled: prefix lists, a bound service with rules."""
+    inventory = incident_inventory()
+    arn = next(iter(inventory.target_groups))
+    rules = (
+        Rule("tcp", 80, 80, Source.cidr("10.0.0.0/8"), "sgr-1", 'quoted "description"'),
+        Rule("-1", 0, 65535, Source("sg", "sg-9")),
+        Rule("udp", 53, 53, Source.cidr("2001:db8::/32")),
+    )
+    return dataclasses.replace(
+        inventory,
+        prefix_lists={"pl-1": PrefixList("pl-1", "corp", "IPv4", 5, ("10.0.0.0/8",))},
+        services={arn: ServiceBinding("shop", "web", ("1.2.3.0/24",), "targetgroupbinding", "prod", rules)},
+    )
+
+
+def test_the_file_form_reads_back_equal_through_json() -> None:
+    inventory = full_inventory()
+    data = json.loads(json.dumps(inventory.to_dict()))
+    assert Inventory.from_dict(data) == inventory
+    assert list(data)[:3] == ["format", "version", "taken_at"] and data["format"] == FORMAT
+    rule = data["services"][0]["ingress_rules"][0]
+    assert rule == {
+        "protocol": "tcp",
+        "from_port": 80,
+        "to_port": 80,
+        "source_kind": "cidr4",
+        "source": "10.0.0.0/8",
+        "rule_id": "sgr-1",
+        "description": 'quoted "description"',
+    }
+
+
+def _broken(change: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(full_inventory().to_dict()))
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda d: d["target_groups"][0].pop("name"), "`name` - at `$.target_groups[0]`"),
+        (lambda d: d["target_groups"][0].update(port="eighty"), "`$.target_groups[0].port`"),
+        (lambda d: d["security_groups"][0]["rules"][0].update(source_kind="ip"), "source_kind"),
+        (
+            lambda d: d["security_groups"][0]["rules"][0].update(source="10.0.0.300/8"),
+            "$.security_groups[0].rules[0]",
+        ),
+        (lambda d: d["network_interfaces"][0].update(security_group_ids="sg-1"), "$.network_interfaces[0]"),
+        (lambda d: d.update(taken_at="yesterday"), "taken_at"),
+        (lambda d: d.update(version=2), "unsupported 'version' 2"),
+        (lambda d: d.update(format="other"), "'format' must be"),
+    ],
+)
+def test_a_bad_entry_is_an_error_naming_where(change: Any, named: str) -> None:
+    with pytest.raises(InventoryError) as caught:
+        Inventory.from_dict(_broken(change))
+    assert named in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_numbers_written_as_strings_are_still_read() -> None:
+    data = _broken(lambda d: d["target_groups"][0].update(port="31080"))
+    assert Inventory.from_dict(data) == full_inventory()
+
+
+def test_explain_exits_2_with_one_line_naming_the_bad_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(_broken(lambda d: d["target_groups"][0].update(port=[80]))))
+    code = main(["explain", "shop/web", "--inventory", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "$.target_groups[0].port" in err, err
