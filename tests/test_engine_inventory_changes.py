@@ -306,6 +306,44 @@ def test_set_subnets_to_a_subnet_never_described_leaves_the_target_group_not_kno
     assert analyze(world, [narrowed]).gaps == []  # fewer health-check sources: still admitted
 
 
+def _widened(taken_at: datetime) -> Inventory:
+    """Preservation off (traffic and health checks from the NLB subnets); the NLB in both subnets
+    and a node rule for each subnet's CIDR: the world after a subnet was added and admitted."""
+    return incident_inventory(
+        preserve="false", node_rules=tuple(tcp(NODE_PORT, c) for c in SUBNETS), taken_at=taken_at
+    )
+
+
+def _subnet_added_then_admitted(*, earlier_record: bool) -> list:  # type: ignore[type-arg]
+    added = LoadBalancerSubnetsChange(
+        meta("s1", T0 + seconds(10), "SetSubnets"), LB_ARN, ("subnet-0", "subnet-1")
+    )
+    admitted = authorize("a1", T0 + seconds(40), tcp(NODE_PORT, SUBNETS[1]))
+    if not earlier_record:
+        return [added, admitted]
+    before = LoadBalancerSubnetsChange(meta("s0", T0 + seconds(1), "SetSubnets"), LB_ARN, ("subnet-0",))
+    return [before, added, admitted]
+
+
+def test_a_subnet_added_before_its_rule_is_a_requirement_change_gap_from_set_subnets() -> None:
+    """SetSubnets carries only the new subnets: from an anchor after it, the subnets before it are
+    not known (start not exact) unless an earlier SetSubnets of the same NLB gives them."""
+    guessed = analyze(_widened(LATER), _subnet_added_then_admitted(earlier_record=False))
+    assert summary(guessed.gaps) == [
+        ("health_check", 30.0, "requirement_change", False),
+        ("traffic", 30.0, "requirement_change", False),
+    ]
+    assert all(g.opened_by is not None and g.opened_by.event_id == "s1" for g in guessed.gaps)
+    assert all(g.note is not None and "SetSubnets" in g.note for g in guessed.gaps)
+
+    known = analyze(_widened(LATER), _subnet_added_then_admitted(earlier_record=True))
+    assert summary(known.gaps) == [
+        ("health_check", 30.0, "requirement_change", True),
+        ("traffic", 30.0, "requirement_change", True),
+    ]
+    assert [g.start for g in known.gaps] == [T0 + seconds(10)] * 2
+
+
 # --- ModifySecurityGroupRules: only the new definition is in the record ------------------------
 
 
