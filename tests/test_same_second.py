@@ -14,6 +14,7 @@ from exporter.engine.changes import Actor, Change
 from exporter.engine.gaps import ORDERS, analyze, find_replacements
 from exporter.engine.ordering import controller_release
 from exporter.engine.plan import controller_evidence
+from exporter.reports.plan import evidence_json
 from tests import cloudtrail_samples as ct
 from tests.awsworld import CloudTrailRecorder, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -165,7 +166,7 @@ def test_plan_evidence_counts_an_unknown_order_as_neither_kind() -> None:
     ]
     evidence = controller_evidence(incident_inventory(preserve="false"), changes)
     assert (evidence.make_before_break, evidence.break_before_make, evidence.unknown_order) == (0, 0, 1)
-    assert evidence.to_dict()["unknown_order_seen"] == 1
+    assert evidence_json(evidence)["unknown_order_seen"] == 1
     known = controller_evidence(incident_inventory(preserve="false"), pair(CONTROLLER)[::-1])
     assert (known.make_before_break, known.break_before_make, known.unknown_order) == (0, 1, 0)
 

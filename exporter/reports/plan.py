@@ -110,7 +110,7 @@ def _risk_json(risk: Risk) -> dict[str, Any]:
     }
 
 
-def _evidence_json(evidence: ControllerEvidence) -> dict[str, Any]:
+def evidence_json(evidence: ControllerEvidence) -> dict[str, Any]:
     return {
         "versions": list(evidence.versions),
         "make_before_break_seen": evidence.make_before_break,
@@ -141,7 +141,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "revoke": [_edit_json(e) for e in plan.revoke],
         "steps": [{"action": c.action, "command": c.command, "comment": c.comment} for c in commands(plan)],
         "risks": [_risk_json(r) for r in plan.risks],
-        "controller_evidence": _evidence_json(plan.evidence),
+        "controller_evidence": evidence_json(plan.evidence),
         "safe_in_place": plan.safe_in_place,
         "recommendation": plan.recommendation,
         "notes": list(plan.notes),
