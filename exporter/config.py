@@ -19,6 +19,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from exporter.engine.flowlogs import DEFAULT_FORMAT as FLOW_LOG_DEFAULT_FORMAT
+from exporter.engine.flowlogs import LOG_GROUP_NAME, FlowLogFormat, FormatError
 from exporter.textsafe import printable
 from exporter.web_auth import is_password_hash
 
@@ -91,6 +93,25 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class FlowLogSettings:
+    """Where the VPC Flow Logs of the targets' VPC go (docs/configuration.md#impact)."""
+
+    log_group: str | None = None  # a CloudWatch Logs group (FilterLogEvents)
+    format: str = FLOW_LOG_DEFAULT_FORMAT  # the flow log's ${field} format (AWS default: version 2)
+
+
+@dataclass(frozen=True)
+class ImpactSettings:
+    """The impact of each closed gap from NLB metrics and flow logs; off unless enabled."""
+
+    enabled: bool = False
+    interval_seconds: float = 60.0  # how often the impact job looks for gaps due a check
+    max_gaps_per_run: int = 50  # gaps checked per target and run at most (the calls stay bounded)
+    recheck_seconds: float = 300.0  # a gap whose evidence has not all arrived is asked again after this
+    flow_logs: FlowLogSettings = field(default_factory=FlowLogSettings)
+
+
+@dataclass(frozen=True)
 class Sharding:
     shard: int = 0
     total_shards: int = 1
@@ -113,6 +134,7 @@ class Settings:
     state: StateSettings = field(default_factory=StateSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    impact: ImpactSettings = field(default_factory=ImpactSettings)
     sharding: Sharding = field(default_factory=Sharding)
 
 
@@ -135,6 +157,9 @@ _MIN = {
     "state.seen_event_ttl_seconds": 60,
     "sharding.shard": 0,
     "sharding.total_shards": 1,
+    "impact.interval_seconds": 10,
+    "impact.max_gaps_per_run": 1,
+    "impact.recheck_seconds": 10,
 }
 _DAY = 86400.0
 #: Upper bounds: beyond them a value is a typo, and far beyond them `run` would crash (a date
@@ -151,6 +176,11 @@ _MAX = {
     "cloudtrail.start_lookback_seconds": 90 * _DAY,
     "state.seen_event_ttl_seconds": 3650 * _DAY,
     "sharding.total_shards": 10_000,
+    "impact.interval_seconds": _DAY,
+    # 125 target groups fill one GetMetricData call (500 queries); each gap is also one
+    # FilterLogEvents read: a run stays within a few hundred calls.
+    "impact.max_gaps_per_run": 500,
+    "impact.recheck_seconds": _DAY,
 }
 _HOST_NAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -314,6 +344,7 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
                 f"web.basic_auth_users.{user}",
                 "must be a bcrypt hash ($2a$, $2b$, $2y$) or the sha256 hex digest of the password",
             )
+    _check_impact(settings.impact)
     sharding = settings.sharding
     if sharding.shard_from_hostname:
         hostname = environ.get("HOSTNAME", "")
@@ -329,6 +360,26 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
             "sharding.shard", f"must be < total_shards ({sharding.total_shards}), not {sharding.shard}"
         )
     return _default_target(settings, environ)
+
+
+def _check_impact(impact: ImpactSettings) -> None:
+    """Flow-log settings only with impact checks on; a group name CloudWatch Logs would refuse, or
+    a format without the fields a REJECT is matched by, named here instead of failing each check."""
+    flow_logs = impact.flow_logs
+    if not impact.enabled and (
+        flow_logs.log_group is not None or flow_logs.format != FLOW_LOG_DEFAULT_FORMAT
+    ):
+        raise ConfigError(
+            "impact.enabled", "impact.flow_logs is set but impact checks are off (enabled: false)"
+        )
+    if flow_logs.log_group is not None and not LOG_GROUP_NAME.match(flow_logs.log_group):
+        raise ConfigError(
+            "impact.flow_logs.log_group", f"not a CloudWatch Logs group name: {_show(flow_logs.log_group)}"
+        )
+    try:
+        FlowLogFormat.parse(flow_logs.format)
+    except FormatError as exc:
+        raise ConfigError("impact.flow_logs.format", str(exc)) from None
 
 
 def _check_listen_address(address: str) -> None:

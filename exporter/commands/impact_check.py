@@ -7,25 +7,17 @@ FilterLogEvents read per closed gap when a flow-log group is named.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from exporter.commands.common import UsageError
-from exporter.engine.flowlogs import DEFAULT_FORMAT, FlowLogFormat, FormatError
+from exporter.engine.flowlogs import DEFAULT_FORMAT, LOG_GROUP_NAME, FlowLogFormat, FormatError
 from exporter.engine.gaps import Gap
-from exporter.engine.impact import HealthCheck, ImpactResult, MetricEvidence, assess, window_for
-from exporter.engine.inventory import Inventory, TargetGroup
+from exporter.engine.impact import ImpactResult
+from exporter.engine.inventory import Inventory
 from exporter.sources.aws import AwsClients, AwsTarget
-from exporter.sources.impact import FlowLogRequest, MetricRequest, read_flow_logs, read_metrics
+from exporter.sources.gap_impact import check_gaps
 from exporter.textsafe import printable
-
-#: The controller's health-check defaults for a Service's target group (interval 10 s, thresholds
-#: 3 and 3: aws-load-balancer-controller v2.13.0 pkg/service/model_builder.go); the inventory
-#: snapshot does not carry a target group's own settings yet.
-CONTROLLER_HEALTH_CHECK = HealthCheck(healthy_threshold=3, unhealthy_threshold=3, interval_seconds=10)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,10 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_FORMAT,
         help="the flow log's ${field} format (default: the AWS default, version 2)",
     )
-
-
-#: CloudWatch Logs API reference, CreateLogGroup: logGroupName is 1-512 of [.-_/#A-Za-z0-9].
-LOG_GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 
 
 def flow_log_format(args: argparse.Namespace) -> FlowLogFormat | None:
@@ -64,27 +52,6 @@ def flow_log_format(args: argparse.Namespace) -> FlowLogFormat | None:
         raise UsageError(f"--flow-log-format: {exc}") from exc
 
 
-def _ports(tg: TargetGroup, flow: str) -> frozenset[int]:
-    ports = {target.port for target in tg.targets}
-    if flow == "health_check" and tg.health_check_port.isdigit():
-        return frozenset({int(tg.health_check_port)})
-    return frozenset(ports or {tg.port})
-
-
-def _addresses(inventory: Inventory, tg: TargetGroup) -> tuple[frozenset[str], frozenset[str]]:
-    addresses: set[str] = set()
-    interfaces: set[str] = set()
-    for target in tg.targets:
-        if tg.target_type == "ip":
-            addresses.add(target.target_id)
-        eni = inventory.network_interfaces.get(target.eni_id or "")
-        if eni is not None:
-            interfaces.add(eni.eni_id)
-            if tg.target_type != "ip":
-                addresses.update(eni.private_ips[:1])  # NLB -> instance: the primary address
-    return frozenset(addresses), frozenset(interfaces)
-
-
 def check(
     inventory: Inventory,
     gaps: Sequence[Gap],
@@ -93,59 +60,18 @@ def check(
     flow_log_group: str | None,
     fmt: FlowLogFormat,
     now: datetime | None = None,
-    health: HealthCheck = CONTROLLER_HEALTH_CHECK,
     warn: Callable[[str], None] = lambda line: None,
 ) -> dict[tuple[str, str, str], ImpactResult]:
     """ImpactResult per closed gap key (open gaps are left out: their impact is not known yet)."""
-    moment = now or datetime.now(UTC)
-    out: dict[tuple[str, str, str], ImpactResult] = {}
-    closed = []
-    for gap in gaps:
-        tg = inventory.target_groups.get(gap.target_group_arn)
-        if gap.end is None:
-            continue
-        if tg is None or not tg.load_balancer_arns:  # no dimensions to ask CloudWatch for
-            missing = "target_group_not_in_inventory" if tg is None else "no_load_balancer"
-            out[gap.key] = ImpactResult("unknown", (missing,))
-        else:
-            closed.append(gap)
-    windows = [window_for(gap.start, gap.end, health) for gap in closed if gap.end is not None]
-    requests = [
-        MetricRequest(
-            gap.target_group_arn, inventory.target_groups[gap.target_group_arn].load_balancer_arns[0], w
-        )
-        for gap, w in zip(closed, windows, strict=True)
-    ]
-    metrics: list[MetricEvidence | None] = [None] * len(requests)
-    if requests:
-        try:
-            metrics = list(read_metrics(clients.client("cloudwatch"), requests))
-        except (BotoCoreError, ClientError) as exc:  # counted by the clients; the metrics are not read
-            warn(f"impact: NLB metrics not read: {_error(exc)}")
-    for gap, window, evidence in zip(closed, windows, metrics, strict=True):
-        flows = None
-        if flow_log_group:
-            tg = inventory.target_groups[gap.target_group_arn]
-            addresses, interfaces = _addresses(inventory, tg)
-            request = FlowLogRequest(addresses, interfaces, _ports(tg, gap.flow), window.start, window.end)
-            try:
-                flows, parsed = read_flow_logs(
-                    clients.client("logs"), flow_log_group, fmt, request, now=moment
-                )
-            except (BotoCoreError, ClientError) as exc:
-                warn(f"impact: flow logs of {gap.target_group} not read: {_error(exc)}")
-            else:
-                if parsed.rejected:
-                    reasons = " ".join(f"{k}={v}" for k, v in sorted(parsed.rejected.items()))
-                    warn(f"impact: flow-log lines rejected for {gap.target_group}: {reasons}")
-        out[gap.key] = assess(window, evidence, flows, flow_logs_configured=bool(flow_log_group), now=moment)
-    return out
-
-
-def _error(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or type(exc).__name__)
-    return type(exc).__name__
+    return check_gaps(
+        inventory,
+        gaps,
+        clients,
+        flow_log_group=flow_log_group,
+        fmt=fmt,
+        now=now or datetime.now(UTC),
+        warn=warn,
+    )
 
 
 def clients_for(inventory: Inventory) -> AwsClients:

@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from exporter.config import Settings
+from exporter.daemon.impacts import ImpactChecker
 from exporter.daemon.monitor import Monitor, ServiceBinder
 from exporter.daemon.service import Daemon, Feed, Health, utcnow
 from exporter.daemon.state import StateError, StateStore
@@ -73,6 +74,7 @@ def build_daemon(
     shard, total = settings.sharding.shard, settings.sharding.total_shards
     monitors: list[Monitor] = []
     feeds: list[Feed] = []
+    checkers: list[ImpactChecker] = []
     now = clock()
     for target in settings.targets:
         key = target_key(target.role_arn or target.account_id, target.region)
@@ -110,6 +112,10 @@ def build_daemon(
             feeds.append(_lookup_feed(settings, store, monitor, clients, key))
         if settings.cloudtrail.sqs_queue_url:
             feeds.append(_sqs_feed(settings, monitor, clients))
+        if settings.impact.enabled:
+            checkers.append(
+                ImpactChecker(monitor, clients, settings.impact, warn=partial(_impact_warning, key))
+            )
     kube_sync, binder = _kubernetes(settings)
     daemon = Daemon(
         monitors,
@@ -121,9 +127,11 @@ def build_daemon(
             "cloudtrail": settings.intervals.cloudtrail,
             "kubernetes": settings.intervals.kubernetes,
             "evaluate": settings.intervals.evaluate,
+            "impact": settings.impact.interval_seconds,
         },
         kube_sync=kube_sync,
         api_counters=[counter],
+        impact_checkers=checkers,
         shard=shard,
         total_shards=total,
         clock=clock,
@@ -136,6 +144,10 @@ def build_daemon(
     if state_error:
         daemon.health[("state", "", "")] = _bad_state(state_error)
     return Assembly(daemon, store, state_error)
+
+
+def _impact_warning(target: str, line: str) -> None:
+    log.warning("impact evidence", target=target, detail=line)
 
 
 def _bad_state(message: str) -> Health:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import __version__
 from exporter.daemon.executor import JOBSTORE, DaemonThreadExecutor
+from exporter.daemon.impacts import ImpactChecker
 from exporter.daemon.monitor import Monitor, ServiceBinder, StateUnavailable
 from exporter.daemon.snapshot import (
     JOB_DURATION_BUCKETS,
@@ -35,16 +36,17 @@ from exporter.daemon.snapshot import (
     SourceHealth,
     labels_of,
 )
-from exporter.daemon.state import StateStore
+from exporter.daemon.state import StateStore, StoredGap
 from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
 from exporter.engine.changes import WATCHED_ATTRIBUTES
 from exporter.engine.flows import FLOW_KINDS, FlowKind
 from exporter.engine.gaps import CAUSES, ORDERS
+from exporter.engine.impact import ImpactResult
 from exporter.sources.base import Source
 
 log = structlog.get_logger("sg-churn-exporter")
 
-JOBS = ("inventory", "rules", "cloudtrail", "kubernetes", "evaluate")
+JOBS = ("inventory", "rules", "cloudtrail", "kubernetes", "evaluate", "impact")
 RECENT_GAPS_WINDOW = timedelta(hours=24)
 PENDING_CLOSE_LOG = timedelta(hours=1)
 STATE_KEY = ("state", "", "")
@@ -112,6 +114,7 @@ class Daemon:
         total_shards: int = 1,
         clock: Callable[[], datetime] = utcnow,
         record_ttl: timedelta | None = None,
+        impact_checkers: Sequence[ImpactChecker] = (),
     ) -> None:
         self.monitors = list(monitors)
         self.feeds = list(feeds)
@@ -124,6 +127,7 @@ class Daemon:
         self.total_shards = total_shards
         self.clock = clock
         self.record_ttl = record_ttl  # stored CloudTrail records older than this are deleted
+        self.impact_checkers = list(impact_checkers)  # empty: impact checks are off
         self._last_prune: datetime | None = None
         # only the jobs that run: a disabled one exports nothing (no "never succeeded" alert)
         self.jobs = {name: JobRecord() for name in JOBS if self._enabled(name)}
@@ -157,6 +161,8 @@ class Daemon:
             return self.kube_sync is not None
         if name == "rules":
             return self.intervals.get("rules", 0) > 0
+        if name == "impact":
+            return bool(self.impact_checkers)
         return True
 
     # --- the snapshot ---------------------------------------------------------------------
@@ -276,6 +282,20 @@ class Daemon:
         if state_ok:
             self._prune(now)
 
+    def run_impact(self) -> None:
+        """Each monitor's closed gaps due an impact check (daemon/impacts.py); one log line per
+        gap whose impact is counted. AWS errors leave a source not read (the gap says so); a store
+        failure is the state's."""
+        now = self.clock()
+        for checker in self.impact_checkers:
+            try:
+                counted = checker.run(now)
+            except sqlite3.Error as exc:
+                self._state_failed(exc)
+                continue
+            for gap in counted:
+                log.warning("rule gap impact", **gap_facts(gap))
+
     def _prune(self, now: datetime) -> None:
         """Delete stored records past their TTL, at most once per PRUNE_EVERY (the file stays bounded)."""
         if self.record_ttl is None or (self._last_prune is not None and now - self._last_prune < PRUNE_EVERY):
@@ -377,7 +397,7 @@ class Daemon:
 
     def run_all_once(self) -> None:
         """Every job once, in dependency order (start-up and tests)."""
-        for name in ("kubernetes", "inventory", "cloudtrail", "evaluate"):
+        for name in ("kubernetes", "inventory", "cloudtrail", "evaluate", "impact"):
             if name in self.jobs:
                 self.run_job(name)
 
@@ -396,9 +416,10 @@ class Daemon:
             now = self.clock()
             target_groups = tuple(tg for m in self.monitors for tg in m.view.target_groups)
             open_gaps = tuple(g for m in self.monitors for g in m.view.open_gaps)
-            recent = tuple(
-                view_from_stored(g) for g in self.store.recent_gaps((now - RECENT_GAPS_WINDOW).timestamp())
-            )
+            recent_stored = self.store.recent_gaps((now - RECENT_GAPS_WINDOW).timestamp())
+            last_stored = self.store.last_gaps()
+            impacts = self._impacts([*recent_stored, *last_stored])
+            recent = tuple(_with_impact(view_from_stored(g), impacts) for g in recent_stored)
             self._log_transitions(open_gaps, recent)
             api_requests: dict[tuple[str, str], int] = {}
             api_errors: dict[tuple[str, str, str], int] = {}
@@ -426,7 +447,7 @@ class Daemon:
                 recent_gaps=recent,
                 counters=with_zero_series(self.store.counters(), self.monitors),
                 gap_durations=self.store.histograms(GAP_DURATION_FAMILY),
-                last_gaps=tuple(view_from_stored(g) for g in self.store.last_gaps()),
+                last_gaps=tuple(_with_impact(view_from_stored(g), impacts) for g in last_stored),
                 sources=tuple(
                     SourceHealth(source, account, region, h.up, h.last_success, h.last_error)
                     for (source, account, region), h in sorted(self.health.items())
@@ -459,6 +480,12 @@ class Daemon:
                 log.warning("publish callback failed", error=_one_line(exc))
         return snapshot
 
+    def _impacts(self, gaps: Sequence[StoredGap]) -> dict[str, ImpactResult]:
+        if not self.impact_checkers:
+            return {}
+        stored = self.store.gap_impacts(g.key for g in gaps)
+        return {key: ImpactResult.from_dict(found.data) for key, found in stored.items()}
+
     def _log_transitions(self, open_gaps: tuple[GapView, ...], recent: tuple[GapView, ...]) -> None:
         """One log line when a gap opens, and one when it is closed with its final facts.
 
@@ -484,7 +511,10 @@ class Daemon:
                 None,
             )
             if closed is not None or now - since > PENDING_CLOSE_LOG:
-                log.warning("rule gap closed", **gap_facts(closed or gap))
+                facts = gap_facts(closed or gap)
+                if self.impact_checkers and "impact" not in facts:  # known after the settle time
+                    facts["impact"] = "pending"
+                log.warning("rule gap closed", **facts)
                 del self._closing[key]
         self._open_keys = now_open
 
@@ -498,7 +528,14 @@ class Daemon:
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 5},
         )
         now = datetime.now(tz=UTC)
-        order = {"kubernetes": 0, "inventory": 0.2, "cloudtrail": 0.4, "evaluate": 1.0, "rules": 1.5}
+        order = {
+            "kubernetes": 0,
+            "inventory": 0.2,
+            "cloudtrail": 0.4,
+            "evaluate": 1.0,
+            "rules": 1.5,
+            "impact": 2.0,
+        }
         for name in self.jobs:
             scheduler.add_job(
                 self.run_job,
@@ -566,6 +603,11 @@ def with_zero_series(
     return out
 
 
+def _with_impact(gap: GapView, impacts: Mapping[str, ImpactResult]) -> GapView:
+    found = impacts.get(gap.key)
+    return gap if found is None else replace(gap, impact=found)
+
+
 def gap_facts(gap: GapView) -> dict[str, object]:
     return {
         "target_group": gap.target_group,
@@ -585,6 +627,20 @@ def gap_facts(gap: GapView) -> dict[str, object]:
         "trigger_time": gap.trigger_time.isoformat() if gap.trigger_time else None,
         "trigger": gap.trigger_detail or None,
         "trigger_event_id": gap.trigger_event_id or None,
+        **({} if gap.impact is None else impact_facts(gap.impact)),
+    }
+
+
+def impact_facts(result: ImpactResult) -> dict[str, object]:
+    """A checked gap's impact and evidence, as log fields."""
+    return {
+        "impact": result.impact,
+        "impact_reasons": list(result.reasons) or None,
+        "impact_missing": list(result.missing) or None,
+        "peak_unhealthy_hosts": result.peak_unhealthy_hosts,
+        "rejected_flows": result.rejected_flows,
+        "new_flows_during": result.new_flows_during,
+        "new_flows_before": result.new_flows_before,
     }
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from exporter.engine.changes import Change
 from exporter.engine.flows import FlowKind, FlowStatus
+from exporter.engine.impact import ImpactResult
 from exporter.engine.inventory import Intent, Inventory
 
 #: Buckets of sgchurn_rule_gap_duration_seconds: 1 s to 1 h.
@@ -85,6 +86,8 @@ class GapView:
     #: False when the real start is unknown: the flow was already not admitted when the exporter
     #: first looked (start-up, or before the first record); `start` is then the first moment seen.
     start_exact: bool = True
+    #: The impact of a closed gap once checked (daemon/impacts.py); None: not checked (yet).
+    impact: ImpactResult | None = None
 
     @property
     def trigger_actor(self) -> str:

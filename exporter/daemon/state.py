@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS histograms (
     family TEXT NOT NULL, labels TEXT NOT NULL, buckets TEXT NOT NULL, total REAL NOT NULL,
     count INTEGER NOT NULL, PRIMARY KEY (family, labels));
 CREATE TABLE IF NOT EXISTS counted (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS gap_impacts (
+    key TEXT PRIMARY KEY, target TEXT NOT NULL, checked_at REAL NOT NULL, final INTEGER NOT NULL,
+    data TEXT NOT NULL);
 """
 
 
@@ -99,6 +102,13 @@ class StoredGap:
     cause: str
     explained: bool
     data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredImpact:
+    checked_at: float
+    final: bool  # no further check will change it (every source read, or given up)
+    data: dict[str, Any]  # ImpactResult.to_dict()
 
 
 def _labels_text(labels: Labels) -> str:
@@ -351,6 +361,16 @@ class StateStore:
             ).fetchall()
         return [_stored(r) for r in rows]
 
+    def closed_gaps(self, target: str, since: float) -> list[StoredGap]:
+        """One target's closed gaps that ended at or after `since`, oldest end first."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT key, target, tg_arn, flow, start, end_time, cause, explained, data FROM gaps "
+                "WHERE target=? AND end_time IS NOT NULL AND end_time>=? ORDER BY end_time",
+                (target, since),
+            ).fetchall()
+        return [_stored(r) for r in rows]
+
     def last_gaps(self) -> list[StoredGap]:
         """The most recent closed gap per (target, target group, flow)."""
         with self._reading() as db:
@@ -359,6 +379,36 @@ class StateStore:
                 "WHERE end_time IS NOT NULL GROUP BY target, tg_arn, flow"
             ).fetchall()
         return [_stored(r) for r in rows]
+
+    # --- the impact of closed gaps (daemon/impacts.py) -------------------------------------------
+    def gap_impacts(self, keys: Iterable[str]) -> dict[str, StoredImpact]:
+        """The impact checked for each of these gap keys (those never checked are absent)."""
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, StoredImpact] = {}
+        with self._reading() as db:
+            for first in range(0, len(wanted), 500):  # SQLite's bound-parameter limit is far above
+                chunk = wanted[first : first + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT key, checked_at, final, data FROM gap_impacts WHERE key IN ({marks})", chunk
+                ).fetchall()
+                for key, checked_at, final, data in rows:
+                    out[str(key)] = StoredImpact(float(checked_at), bool(final), json.loads(data))
+        return out
+
+    def set_gap_impact(
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        target: str,
+        checked_at: float,
+        final: bool,
+        data: dict[str, Any],
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO gap_impacts VALUES (?, ?, ?, ?, ?)",
+            (key, target, checked_at, int(final), json.dumps(data, sort_keys=True)),
+        )
 
     # --- gaps seen by inventory polls ----------------------------------------------------------
     def poll_gaps(self, target: str) -> list[tuple[str, str, float, float | None]]:

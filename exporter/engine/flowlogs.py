@@ -25,6 +25,8 @@ DEFAULT_FORMAT = (
 REQUIRED_FIELDS = ("dstaddr", "dstport", "start", "end", "action")
 #: A record is a few hundred characters even with every field (about 50) chosen.
 MAX_LINE_CHARS = 4096
+#: CloudWatch Logs API reference, CreateLogGroup: logGroupName is 1-512 of [.-_/#A-Za-z0-9].
+LOG_GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 _TOKEN = re.compile(r"\$\{([a-z0-9-]+)\}")
 _INT_FIELDS = frozenset({"srcport", "dstport", "protocol", "packets", "bytes", "start", "end", "version"})
 _ADDRESS_FIELDS = frozenset({"srcaddr", "dstaddr", "pkt-srcaddr", "pkt-dstaddr"})

@@ -85,6 +85,9 @@ class TargetGroup:
     targets: tuple[Target, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     ip_address_type: str = "ipv4"  # the TARGET GROUP's: ipv4 | ipv6 (decides the flows' family)
+    #: HealthCheckIntervalSeconds, HealthyThresholdCount, UnhealthyThresholdCount (None: not known,
+    #: e.g. a snapshot file written before they were kept): how long a gap's harm can still show.
+    health_check_timing: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)

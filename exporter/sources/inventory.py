@@ -150,6 +150,15 @@ def _watched_attributes(elbv2: Any, tg_arn: str) -> dict[str, str]:
     return {a["Key"]: str(a.get("Value", "")) for a in attributes if a.get("Key") in WATCHED_ATTRIBUTES}
 
 
+def _health_check_timing(tg: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(interval, healthy threshold, unhealthy threshold) as DescribeTargetGroups gives them."""
+    names = ("HealthCheckIntervalSeconds", "HealthyThresholdCount", "UnhealthyThresholdCount")
+    values = [tg.get(name) for name in names]
+    if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        return (int(values[0]), int(values[1]), int(values[2]))  # type: ignore[arg-type]
+    return None
+
+
 def _health(elbv2: Any, tg_arn: str) -> list[tuple[str, int, str, str | None]]:
     """(id, port, state, availability zone as registered) of each target."""
     descriptions = elbv2.describe_target_health(TargetGroupArn=tg_arn).get("TargetHealthDescriptions", [])
@@ -419,6 +428,7 @@ def describe_inventory(
             targets=tuple(targets),
             tags=tags.get(arn, {}),
             ip_address_type=str(tg.get("IpAddressType") or "ipv4"),
+            health_check_timing=_health_check_timing(tg),
         )
 
     load_balancers = {
