@@ -6,6 +6,7 @@ import random
 
 from exporter.engine.gaps import PENDING_CAUSE, RESTORE_WAIT, analyze, find_replacements
 from exporter.engine.rules import Rule, Source
+from exporter.reports.gaps import gap_record
 from tests.engine_world import (
     CONTROLLER,
     NODE_PORT,
@@ -51,7 +52,7 @@ def test_a_postmortem_from_a_later_anchor_rebuilds_the_same_gaps() -> None:
     later = incident_inventory(preserve="false", node_rules=SUBNET_RULES, taken_at=T0 + seconds(3600))
     today = analyze(later, break_before_make_true_to_false())
     then = analyze(incident_inventory(), break_before_make_true_to_false())
-    assert [g.to_dict() for g in today.gaps] == [g.to_dict() for g in then.gaps]
+    assert [gap_record(g) for g in today.gaps] == [gap_record(g) for g in then.gaps]
 
 
 def test_b_make_before_break_has_no_gap_and_is_classified() -> None:
@@ -109,12 +110,12 @@ def test_sg_mode_admits_by_cidr_too_with_the_legacy_semantics() -> None:
 
 def test_late_duplicated_and_out_of_order_records_give_the_same_gaps() -> None:
     ordered = break_before_make_true_to_false()
-    expected = [g.to_dict() for g in analyze(incident_inventory(), ordered).gaps]
+    expected = [gap_record(g) for g in analyze(incident_inventory(), ordered).gaps]
     rng = random.Random(7)
     for _ in range(20):
         shuffled = ordered + rng.sample(ordered, k=2)
         rng.shuffle(shuffled)
-        assert [g.to_dict() for g in analyze(incident_inventory(), shuffled).gaps] == expected
+        assert [gap_record(g) for g in analyze(incident_inventory(), shuffled).gaps] == expected
 
 
 def test_failed_calls_change_nothing() -> None:

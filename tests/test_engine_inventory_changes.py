@@ -22,6 +22,7 @@ from exporter.engine.explain import explain_target_group, state_at
 from exporter.engine.gaps import Gap, analyze
 from exporter.engine.inventory import Inventory, NetworkInterface, SecurityGroup, Target
 from exporter.engine.rules import Rule, Source
+from exporter.reports.gaps import gap_record
 from tests.engine_world import (
     LB_ARN,
     NODE_PORT,
@@ -96,7 +97,7 @@ def test_from_a_later_anchor_the_same_gap_is_found_but_its_start_is_not_exact() 
     gap = analysis.gaps[0]
     assert gap.start == T0 + seconds(10)
     assert gap.note is not None and "ModifyTargetGroup" in gap.note and "not known" in gap.note
-    assert gap.to_dict()["start_exact"] is False and gap.to_dict()["note"] == gap.note
+    assert gap_record(gap)["start_exact"] is False and gap_record(gap)["note"] == gap.note
 
 
 def test_an_earlier_record_of_the_same_target_group_gives_the_old_port() -> None:

@@ -14,6 +14,7 @@ from exporter.engine.changes import Actor, Change
 from exporter.engine.gaps import ORDERS, analyze, find_replacements
 from exporter.engine.ordering import controller_release
 from exporter.engine.plan import controller_evidence
+from exporter.reports.gaps import gap_record
 from exporter.reports.plan import evidence_json
 from tests import cloudtrail_samples as ct
 from tests.awsworld import CloudTrailRecorder, ManualClock, MotoServer, build_incident_world
@@ -89,7 +90,7 @@ def test_a_controller_before_v2_12_revokes_first_a_gap_under_one_second_in_eithe
     assert classified(changes) == expected
     assert classified(changes[::-1]) == expected
     gap = analyze(incident_inventory(preserve="false"), changes).gaps[0]
-    assert gap.actor == CONTROLLER and gap.to_dict()["under_one_second"] is True
+    assert gap.actor == CONTROLLER and gap_record(gap)["under_one_second"] is True
 
 
 def test_a_controller_from_v2_12_authorizes_first_no_gap_in_either_file_order() -> None:

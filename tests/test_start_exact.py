@@ -11,6 +11,7 @@ from prometheus_client import generate_latest
 from exporter.cli import main
 from exporter.daemon.assemble import Assembly
 from exporter.metrics import build_registry
+from exporter.reports.gaps import gap_record
 from tests import cloudtrail_samples as ct
 from tests.awsworld import (
     CloudTrailRecorder,
@@ -66,7 +67,7 @@ def test_a_gap_with_a_known_start_says_so(tmp_path: Path) -> None:
         ("health_check", True, None),
         ("traffic", True, None),
     ]
-    assert all(g.to_dict()["start_exact"] is True for g in found.gaps)
+    assert all(gap_record(g)["start_exact"] is True for g in found.gaps)
 
 
 def test_the_table_marks_an_unknown_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,8 @@ import dataclasses
 
 from exporter.engine.changes import Actor
 from exporter.engine.gaps import analyze
-from exporter.engine.triggers import TRIGGER_WINDOW, gap_record, triggers_for
+from exporter.engine.triggers import TRIGGER_WINDOW, triggers_for
+from exporter.reports.gaps import gap_record
 from tests.engine_world import (
     CONTROLLER,
     NODE_PORT,

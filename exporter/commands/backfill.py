@@ -178,7 +178,8 @@ def execute(args: argparse.Namespace) -> int:
             out.flush()
     if args.gaps:
         from exporter.engine.gaps import analyze
-        from exporter.engine.triggers import gap_record, triggers_for
+        from exporter.engine.triggers import triggers_for
+        from exporter.reports.gaps import gap_record
 
         analysis = analyze(inventory, collected)
         triggers = triggers_for(analysis.gaps, collected)

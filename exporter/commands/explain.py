@@ -47,8 +47,9 @@ from exporter.engine.explain import (
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
-from exporter.engine.triggers import gap_record, triggers_for
+from exporter.engine.triggers import triggers_for
 from exporter.reports.explain import explanation_json, explanation_text
+from exporter.reports.gaps import gap_record
 from exporter.textsafe import printable_fields, printable_lines
 
 #: What explain and plan report as bad input (exit 2), beside commands.common's UsageError.

@@ -21,7 +21,8 @@ from exporter.commands.trail_input import NoUsableRecords, read_files
 from exporter.engine.gaps import Analysis, analyze
 from exporter.engine.impact import ImpactResult
 from exporter.engine.inventory import InventoryError
-from exporter.engine.triggers import Trigger, gap_record, triggers_for
+from exporter.engine.triggers import Trigger, triggers_for
+from exporter.reports.gaps import gap_record
 from exporter.textsafe import printable
 
 TABLE_COLUMNS = ("start", "end", "duration_seconds", "target_group", "flow", "cause", "actor")
@@ -120,7 +121,7 @@ def print_json_lines(
 def print_table(
     analysis: Analysis, impacts: Mapping[tuple[str, str, str], ImpactResult] | None = None
 ) -> None:
-    rows = [[_cell(gap.to_dict(analysis.end)[c]) for c in TABLE_COLUMNS] for gap in analysis.gaps]
+    rows = [[_cell(gap_record(gap, as_of=analysis.end)[c]) for c in TABLE_COLUMNS] for gap in analysis.gaps]
     columns: tuple[str, ...] = TABLE_COLUMNS
     if impacts is not None:
         columns = (*TABLE_COLUMNS, *impact_check.TABLE_COLUMNS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from exporter.engine.changes import (
     INVENTORY_CHANGES,
@@ -129,32 +129,6 @@ class Gap:
     def key(self) -> tuple[str, str, str]:
         """Stable identity: the same gap found again (a later evaluation) has the same key."""
         return (self.target_group_arn, self.flow, format_time(self.start))
-
-    def to_dict(self, as_of: datetime | None = None) -> dict[str, Any]:
-        """The gap's JSON form; with `as_of`, an open gap's cause as shown then (cause_at)."""
-        actor = self.actor
-        return {
-            "target_group_arn": self.target_group_arn,
-            "target_group": self.target_group,
-            "aws_account_id": self.aws_account_id,
-            "aws_region": self.aws_region,
-            "flow": self.flow,
-            "start": format_time(self.start),
-            "end": None if self.end is None else format_time(self.end),
-            "duration_seconds": self.duration_seconds,
-            "under_one_second": self.under_one_second,
-            "cause": self.cause if as_of is None else self.cause_at(as_of),
-            "actor": actor.label if actor else None,
-            "actor_arn": actor.principal_arn if actor else None,
-            "user_agent": actor.user_agent if actor else None,
-            "controller": actor.is_controller if actor else None,
-            "opened_by_event": self.opened_by.event_name if self.opened_by else None,
-            "opened_by_event_id": self.opened_by.event_id if self.opened_by else None,
-            "closed_by_event": self.closed_by.event_name if self.closed_by else None,
-            "closed_by_event_id": self.closed_by.event_id if self.closed_by else None,
-            "start_exact": self.start_exact,
-            "note": self.note,
-        }
 
 
 @dataclass(frozen=True)

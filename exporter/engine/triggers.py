@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from exporter.engine.changes import AttributeChange, Change
 from exporter.engine.gaps import REPLACEMENT_WINDOW, Gap
@@ -46,20 +45,6 @@ class Trigger:
     attributes: tuple[tuple[str, str], ...] = ()
     source: str = "cloudtrail"  # "cloudtrail" | "kubernetes" (a field manager's write)
     field_manager: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "field_manager": self.field_manager or None,
-            "event": self.event_name,
-            "event_id": self.event_id,
-            "time": format_time(self.time),
-            "actor": self.actor,
-            "who": self.who,
-            "actor_arn": self.actor_arn or None,
-            "user_agent": self.user_agent or None,
-            "attributes": dict(self.attributes),
-        }
 
     @property
     def detail(self) -> str:
@@ -167,18 +152,3 @@ def _with_kubernetes(
         source="kubernetes",
         field_manager=manager,
     )
-
-
-def gap_record(
-    gap: Gap, triggers: Mapping[tuple[str, str, str], Trigger], as_of: datetime | None = None
-) -> dict[str, Any]:
-    """A gap's public JSON form (replay, backfill --gaps): Gap.to_dict plus the session that
-    assumed the actor's role and the `trigger` (null when no attribute change preceded it).
-    `as_of` (the analysis' end): an open revoke gap younger than RESTORE_WAIT then is
-    `pending_restore`, as the daemon shows it (the controller may still authorize)."""
-    record = gap.to_dict(as_of)
-    actor = gap.actor
-    record["actor_session"] = actor.session if actor else None
-    trigger = triggers.get(gap.key)
-    record["trigger"] = None if trigger is None else trigger.to_dict()
-    return record

@@ -1,0 +1,111 @@
+"""A gap (engine/gaps.py) in JSON: the line `replay` and `backfill --gaps` print per gap and the
+gaps `explain --format json` lists. One declared shape (msgspec), with its trigger's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, cast
+
+import msgspec
+
+from exporter.engine.gaps import Gap
+from exporter.engine.timeutil import format_time
+from exporter.engine.triggers import Trigger
+
+
+class TriggerJson(msgspec.Struct, frozen=True):
+    """The change that preceded the gap on its target group, and who made it."""
+
+    source: str  # cloudtrail | kubernetes
+    field_manager: str | None
+    event: str
+    event_id: str
+    time: str
+    actor: str
+    who: str
+    actor_arn: str | None
+    user_agent: str | None
+    attributes: dict[str, str]
+
+
+class GapJson(msgspec.Struct, frozen=True):
+    target_group_arn: str
+    target_group: str
+    aws_account_id: str
+    aws_region: str
+    flow: str
+    start: str
+    end: str | None
+    duration_seconds: float | None
+    under_one_second: bool
+    cause: str
+    actor: str | None
+    actor_arn: str | None
+    user_agent: str | None
+    controller: bool | None
+    opened_by_event: str | None
+    opened_by_event_id: str | None
+    closed_by_event: str | None
+    closed_by_event_id: str | None
+    start_exact: bool
+    note: str | None
+    actor_session: str | None  # who assumed the actor's role
+    trigger: TriggerJson | None  # null when no attribute change preceded the gap
+
+
+def trigger_json(trigger: Trigger) -> TriggerJson:
+    return TriggerJson(
+        source=trigger.source,
+        field_manager=trigger.field_manager or None,
+        event=trigger.event_name,
+        event_id=trigger.event_id,
+        time=format_time(trigger.time),
+        actor=trigger.actor,
+        who=trigger.who,
+        actor_arn=trigger.actor_arn or None,
+        user_agent=trigger.user_agent or None,
+        attributes=dict(trigger.attributes),
+    )
+
+
+def gap_json(
+    gap: Gap, triggers: Mapping[tuple[str, str, str], Trigger] | None = None, as_of: datetime | None = None
+) -> GapJson:
+    """The gap's public form. `as_of` (the analysis' end): an open revoke gap younger than
+    RESTORE_WAIT then is `pending_restore`, as the daemon shows it (the controller may still
+    authorize)."""
+    actor = gap.actor
+    opened, closed = gap.opened_by, gap.closed_by
+    trigger = (triggers or {}).get(gap.key)
+    return GapJson(
+        target_group_arn=gap.target_group_arn,
+        target_group=gap.target_group,
+        aws_account_id=gap.aws_account_id,
+        aws_region=gap.aws_region,
+        flow=gap.flow,
+        start=format_time(gap.start),
+        end=None if gap.end is None else format_time(gap.end),
+        duration_seconds=gap.duration_seconds,
+        under_one_second=gap.under_one_second,
+        cause=gap.cause if as_of is None else gap.cause_at(as_of),
+        actor=actor.label if actor else None,
+        actor_arn=actor.principal_arn if actor else None,
+        user_agent=actor.user_agent if actor else None,
+        controller=actor.is_controller if actor else None,
+        opened_by_event=opened.event_name if opened else None,
+        opened_by_event_id=opened.event_id if opened else None,
+        closed_by_event=closed.event_name if closed else None,
+        closed_by_event_id=closed.event_id if closed else None,
+        start_exact=gap.start_exact,
+        note=gap.note,
+        actor_session=actor.session if actor else None,
+        trigger=None if trigger is None else trigger_json(trigger),
+    )
+
+
+def gap_record(
+    gap: Gap, triggers: Mapping[tuple[str, str, str], Trigger] | None = None, as_of: datetime | None = None
+) -> dict[str, Any]:
+    """`gap_json` as plain data (a JSON object; its keys in the declared order)."""
+    return cast(dict[str, Any], msgspec.to_builtins(gap_json(gap, triggers, as_of)))
