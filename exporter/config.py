@@ -13,11 +13,13 @@ import re
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any, Literal, get_args
 
+import msgspec
 import yaml
+from msgspec import Meta, Struct
+from msgspec.structs import replace
 
 from exporter.engine.flowlogs import DEFAULT_FORMAT as FLOW_LOG_DEFAULT_FORMAT
 from exporter.engine.flowlogs import LOG_GROUP_NAME, FlowLogFormat, FormatError
@@ -42,146 +44,114 @@ class ConfigError(ValueError):
 DEFAULT_RUNBOOK_BASE_URL = "https://github.com/sg-churn-exporter/sg-churn-exporter/blob/main/docs/runbooks.md"
 _HTTP_URL = re.compile(r"^https?://[^\s/?#]+[^\s#]*$")
 
+_DAY = 86400.0
+# Upper bounds: beyond them a value is a typo, and far beyond them `run` would crash (a date out
+# of range). CloudTrail's event history (LookupEvents) covers the last 90 days (AWS CloudTrail
+# User Guide, "Working with CloudTrail event history"): no look-back or overlap needs more.
+Interval = Annotated[float, Meta(ge=1, le=_DAY)]
+Seconds = Annotated[float, Meta(ge=0)]
 
-@dataclass(frozen=True)
-class Target:
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+KubernetesEnabled = Literal["auto", "true", "false"]
+
+
+class _Schema(Struct, frozen=True, forbid_unknown_fields=True):
+    """A settings section: unknown fields are refused by name."""
+
+
+class Target(_Schema, frozen=True):
     region: str
     role_arn: str | None = None
     external_id: str | None = None
     account_id: str | None = None  # informative; the real id comes from STS
 
 
-@dataclass(frozen=True)
-class Intervals:
-    inventory: float = 30.0
-    rules: float = 5.0  # the targeted poll of the node groups' rules; 0 = off
-    cloudtrail: float = 60.0
-    kubernetes: float = 60.0
-    evaluate: float = 15.0
+class Intervals(_Schema, frozen=True):
+    inventory: Interval = 30.0
+    rules: Annotated[float, Meta(ge=0)] = 5.0  # the targeted poll of the node groups' rules; 0 = off
+    cloudtrail: Interval = 60.0
+    kubernetes: Interval = 60.0
+    evaluate: Interval = 15.0
 
 
-@dataclass(frozen=True)
-class CloudTrailSettings:
+class CloudTrailSettings(_Schema, frozen=True):
     lookup_events: bool = True
-    overlap_seconds: float = 900.0
+    overlap_seconds: Annotated[float, Meta(ge=0, le=90 * _DAY)] = 900.0
     sqs_queue_url: str | None = None
-    settle_seconds: float = 900.0
-    retention_seconds: float = 86400.0  # how much history the timeline keeps in memory
-    start_lookback_seconds: float = 3600.0  # how far back the first poll reads
+    settle_seconds: Annotated[float, Meta(ge=0, le=7 * _DAY)] = 900.0
+    # how much history the timeline keeps in memory
+    retention_seconds: Annotated[float, Meta(ge=60, le=90 * _DAY)] = 86400.0
+    # how far back the first poll reads
+    start_lookback_seconds: Annotated[float, Meta(ge=0, le=90 * _DAY)] = 3600.0
 
 
-@dataclass(frozen=True)
-class StateSettings:
+class StateSettings(_Schema, frozen=True):
     path: str = "/var/lib/sg-churn-exporter/state.sqlite3"
-    seen_event_ttl_seconds: float = 604800.0
+    seen_event_ttl_seconds: Annotated[float, Meta(ge=60, le=3650 * _DAY)] = 604800.0
 
 
-@dataclass(frozen=True)
-class KubernetesSettings:
-    enabled: str = "auto"  # auto | true | false
+class KubernetesSettings(_Schema, frozen=True):
+    enabled: KubernetesEnabled = "auto"
     kubeconfig: str | None = None
 
 
-@dataclass(frozen=True)
-class WebSettings:
+class WebSettings(_Schema, frozen=True):
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
-    basic_auth_users: dict[str, str] = field(default_factory=dict)
+    basic_auth_users: dict[str, str] = msgspec.field(default_factory=dict)
     # Where the landing page links: runbook sections (<base>#<alert in lower case>) and Grafana.
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
     grafana_base_url: str | None = None  # e.g. https://grafana.example.com (no dashboard links when unset)
 
 
-@dataclass(frozen=True)
-class FlowLogSettings:
+class FlowLogSettings(_Schema, frozen=True):
     """Where the VPC Flow Logs of the targets' VPC go (docs/configuration.md#impact)."""
 
     log_group: str | None = None  # a CloudWatch Logs group (FilterLogEvents)
     format: str = FLOW_LOG_DEFAULT_FORMAT  # the flow log's ${field} format (AWS default: version 2)
 
 
-@dataclass(frozen=True)
-class ImpactSettings:
+class ImpactSettings(_Schema, frozen=True):
     """The impact of each closed gap from NLB metrics and flow logs; off unless enabled."""
 
     enabled: bool = False
-    interval_seconds: float = 60.0  # how often the impact job looks for gaps due a check
-    max_gaps_per_run: int = 50  # gaps checked per target and run at most (the calls stay bounded)
-    recheck_seconds: float = 300.0  # a gap whose evidence has not all arrived is asked again after this
-    flow_logs: FlowLogSettings = field(default_factory=FlowLogSettings)
+    # how often the impact job looks for gaps due a check
+    interval_seconds: Annotated[float, Meta(ge=10, le=_DAY)] = 60.0
+    # gaps checked per target and run at most (the calls stay bounded): 125 target groups fill one
+    # GetMetricData call (500 queries); each gap is also one FilterLogEvents read: a run stays
+    # within a few hundred calls.
+    max_gaps_per_run: Annotated[int, Meta(ge=1, le=500)] = 50
+    # a gap whose evidence has not all arrived is asked again after this
+    recheck_seconds: Annotated[float, Meta(ge=10, le=_DAY)] = 300.0
+    flow_logs: FlowLogSettings = msgspec.field(default_factory=FlowLogSettings)
 
 
-@dataclass(frozen=True)
-class Sharding:
-    shard: int = 0
-    total_shards: int = 1
+class Sharding(_Schema, frozen=True):
+    shard: Annotated[int, Meta(ge=0)] = 0
+    total_shards: Annotated[int, Meta(ge=1, le=10_000)] = 1
     shard_from_hostname: bool = False
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(_Schema, frozen=True):
     listen_address: str = "0.0.0.0"
-    listen_port: int = 9877
+    listen_port: Annotated[int, Meta(ge=0, le=65535)] = 9877
     cluster_name: str = ""
-    log_format: str = "auto"  # auto | json | console
-    log_level: str = "info"
+    log_format: LogFormat = "auto"
+    log_level: LogLevel = "info"
     # Empty: one target in the region of the environment (AWS_REGION, else AWS_DEFAULT_REGION; the EKS
     # pod identity webhook sets both on IRSA pods: aws/amazon-eks-pod-identity-webhook,
     # pkg/handler/testdata/rawPodNeedsRegion.pod.yaml); neither set is an error naming `targets`.
     targets: tuple[Target, ...] = ()
-    intervals: Intervals = field(default_factory=Intervals)
-    cloudtrail: CloudTrailSettings = field(default_factory=CloudTrailSettings)
-    state: StateSettings = field(default_factory=StateSettings)
-    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
-    web: WebSettings = field(default_factory=WebSettings)
-    impact: ImpactSettings = field(default_factory=ImpactSettings)
-    sharding: Sharding = field(default_factory=Sharding)
+    intervals: Intervals = msgspec.field(default_factory=Intervals)
+    cloudtrail: CloudTrailSettings = msgspec.field(default_factory=CloudTrailSettings)
+    state: StateSettings = msgspec.field(default_factory=StateSettings)
+    kubernetes: KubernetesSettings = msgspec.field(default_factory=KubernetesSettings)
+    web: WebSettings = msgspec.field(default_factory=WebSettings)
+    impact: ImpactSettings = msgspec.field(default_factory=ImpactSettings)
+    sharding: Sharding = msgspec.field(default_factory=Sharding)
 
 
-_CHOICES = {
-    "log_format": ("auto", "json", "console"),
-    "log_level": ("debug", "info", "warning", "error"),
-    "kubernetes.enabled": ("auto", "true", "false"),
-}
-_MIN = {
-    "listen_port": 0,
-    "intervals.inventory": 1,
-    "intervals.rules": 0,
-    "intervals.cloudtrail": 1,
-    "intervals.kubernetes": 1,
-    "intervals.evaluate": 1,
-    "cloudtrail.overlap_seconds": 0,
-    "cloudtrail.settle_seconds": 0,
-    "cloudtrail.retention_seconds": 60,
-    "cloudtrail.start_lookback_seconds": 0,
-    "state.seen_event_ttl_seconds": 60,
-    "sharding.shard": 0,
-    "sharding.total_shards": 1,
-    "impact.interval_seconds": 10,
-    "impact.max_gaps_per_run": 1,
-    "impact.recheck_seconds": 10,
-}
-_DAY = 86400.0
-#: Upper bounds: beyond them a value is a typo, and far beyond them `run` would crash (a date
-#: out of range). CloudTrail's event history (LookupEvents) covers the last 90 days (AWS CloudTrail
-#: User Guide, "Working with CloudTrail event history"): no look-back or overlap needs more.
-_MAX = {
-    "intervals.inventory": _DAY,
-    "intervals.cloudtrail": _DAY,
-    "intervals.kubernetes": _DAY,
-    "intervals.evaluate": _DAY,
-    "cloudtrail.overlap_seconds": 90 * _DAY,
-    "cloudtrail.settle_seconds": 7 * _DAY,
-    "cloudtrail.retention_seconds": 90 * _DAY,
-    "cloudtrail.start_lookback_seconds": 90 * _DAY,
-    "state.seen_event_ttl_seconds": 3650 * _DAY,
-    "sharding.total_shards": 10_000,
-    "impact.interval_seconds": _DAY,
-    # 125 target groups fill one GetMetricData call (500 queries); each gap is also one
-    # FilterLogEvents read: a run stays within a few hundred calls.
-    "impact.max_gaps_per_run": 500,
-    "impact.recheck_seconds": _DAY,
-}
 _HOST_NAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -197,72 +167,93 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _coerce(value: Any, kind: Any, path: str) -> Any:
-    """Convert a YAML or environment value to the annotated type, or raise ConfigError."""
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(path, f"must be true or false, not {_show(value)}")
-    if kind is int:
-        if isinstance(value, bool):
-            raise ConfigError(path, f"must be a whole number, not {_show(value)}")
-        try:
-            return int(str(value), 10)
-        except ValueError:
-            raise ConfigError(path, f"must be a whole number, not {_show(value)}") from None
-    if kind is float:
-        if isinstance(value, bool):
-            raise ConfigError(path, f"must be a number, not {_show(value)}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(path, f"must be a number, not {_show(value)}") from None
-        if not math.isfinite(number):
-            raise ConfigError(path, f"must be a finite number, not {_show(value)}")
-        return number
-    if kind is str:
-        if isinstance(value, bool):  # YAML `enabled: true` where the field takes auto|true|false
-            return "true" if value else "false"
-        if isinstance(value, str | int | float):
-            return str(value)
-        raise ConfigError(path, f"must be a string, not {type(value).__name__}")
-    if kind == str | None:
-        return None if value is None else _coerce(value, str, path)
-    if kind == dict[str, str]:
-        if not isinstance(value, Mapping):
-            raise ConfigError(path, "must be a mapping")
-        return {str(k): _coerce(v, str, f"{path}.{k}") for k, v in value.items()}
-    if kind == tuple[Target, ...]:
-        if not isinstance(value, list):  # empty: the environment's region (_default_target)
-            raise ConfigError(path, "must be a list of {region, role_arn, external_id}")
-        return tuple(_build(Target, item, f"{path}[{i}]") for i, item in enumerate(value))
-    if is_dataclass(kind):
-        return _build(kind, value, path)
-    raise ConfigError(path, f"unsupported type {kind}")  # pragma: no cover - a programming error
+def _fields(kind: Any) -> dict[str, Any]:
+    """A settings section's fields and their types ({} for any other type)."""
+    if isinstance(kind, type) and issubclass(kind, Struct):
+        return {f.name: f.type for f in msgspec.structs.fields(kind)}
+    return {}
 
 
-def _build(cls: Any, data: Any, path: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(path or "config", "must be a mapping")
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in names:
-            where = f"{path}.{key}" if path else str(key)
-            raise ConfigError(where, f"unknown field (known: {', '.join(sorted(names))})")
-    values = {}
-    for f in fields(cls):
-        if f.name in data:
-            where = f"{path}.{f.name}" if path else f.name
-            values[f.name] = _coerce(data[f.name], hints[f.name], where)
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(path or "config", str(exc)) from None
+def _as_text(value: Any, kind: Any = None) -> Any:
+    """Every scalar as the text msgspec's lax conversion (`strict=False`) reads, as it reads the
+    environment's: YAML's `enabled: false` is the choice "false", `account_id: 123456789012` a
+    string, `listen_port: "9000"` a number. A null field of a section means its default."""
+    if isinstance(value, Mapping):
+        fields = _fields(kind)
+        return {
+            str(k): _as_text(v, fields.get(str(k)))
+            for k, v in value.items()
+            if not (v is None and str(k) in fields)
+        }
+    if isinstance(value, list | tuple):
+        items = get_args(kind)
+        return [_as_text(v, items[0] if items else None) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if kind is bool and isinstance(value, str) and value.lower() in ("yes", "no"):
+        return "true" if value.lower() == "yes" else "false"  # as YAML 1.1 reads them in the file
+    return value
+
+
+#: What a msgspec type name means in a config error.
+_EXPECTED = {
+    "int": "must be a whole number",
+    "float": "must be a number",
+    "bool": "must be true or false",
+    "str": "must be a string",
+    "object": "must be a mapping",
+    "array": "must be a list",
+}
+_WRONG_TYPE = re.compile(r"^Expected `(\w+)`, got `(\w+)`")
+_OUT_OF_RANGE = re.compile(r"^Expected `(?:int|float)` (>=|<=|>|<) (\S+)")
+_AT = re.compile(r" - at `\$(.*)`$")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def _schema_error(exc: msgspec.ValidationError, data: Mapping[str, Any]) -> ConfigError:
+    """msgspec's error (first problem, `- at $.path`) as a ConfigError naming the field."""
+    text = str(exc)
+    at = _AT.search(text)
+    problem = text[: at.start()] if at else text
+    kind: Any = Settings
+    value: Any = data
+    names: list[str] = []
+    for name, index in _STEP.findall(at.group(1) if at else ""):
+        if name:
+            kind = _fields(kind)[name]
+            value = value.get(name) if isinstance(value, Mapping) else None
+            names.append(name)
+        elif index == "...":  # a mapping's value: the first that is no scalar
+            kind = str
+            entries = value.items() if isinstance(value, Mapping) else ()
+            key = next((k for k, v in entries if v is None or isinstance(v, Mapping | list)), "")
+            value = value.get(key) if isinstance(value, Mapping) else None
+            names.append(str(key))
+        else:
+            kind = get_args(kind)[0]
+            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else None
+            names[-1] += f"[{index}]"
+    path = ".".join(names) or "config"
+    if problem.startswith("Object contains unknown field"):
+        known = list(_fields(kind))
+        unknown = next(str(k) for k in (value or {}) if str(k) not in known)
+        return ConfigError(
+            f"{path}.{unknown}" if names else unknown, f"unknown field (known: {', '.join(sorted(known))})"
+        )
+    if match := re.match(r"^Object missing required field `(\w+)`", problem):
+        return ConfigError(f"{path}.{match.group(1)}", "is required")
+    if problem.startswith("Invalid enum value"):
+        return ConfigError(path, f"must be one of {', '.join(get_args(kind))}, not {_show(value)}")
+    if (isinstance(value, float) and not math.isfinite(value)) or problem.startswith("Number out of range"):
+        return ConfigError(path, f"must be a finite number, not {_show(value)}")
+    if match := _OUT_OF_RANGE.match(problem):
+        return ConfigError(path, f"must be {match.group(1)} {float(match.group(2)):g}, not {_show(value)}")
+    if match := _WRONG_TYPE.match(problem):
+        expected = _EXPECTED.get(match.group(1), f"must be {match.group(1)}")
+        return ConfigError(path, f"{expected}, not {_show(value)}")
+    return ConfigError(path, problem)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -310,18 +301,6 @@ def _default_target(settings: Settings, environ: Mapping[str, str]) -> Settings:
 
 
 def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
-    flat = _flatten(settings)
-    for path, allowed in _CHOICES.items():
-        if flat[path] not in allowed:
-            raise ConfigError(path, f"must be one of {', '.join(allowed)}, not {flat[path]!r}")
-    for path, minimum in _MIN.items():
-        if flat[path] < minimum:
-            raise ConfigError(path, f"must be >= {minimum}, not {flat[path]}")
-    for path, maximum in _MAX.items():
-        if flat[path] > maximum:
-            raise ConfigError(path, f"must be <= {maximum:g}, not {flat[path]:g}")
-    if settings.listen_port > 65535:
-        raise ConfigError("listen_port", f"must be <= 65535, not {settings.listen_port}")
     for i, target in enumerate(settings.targets):
         if not _REGION.match(target.region):
             raise ConfigError(f"targets[{i}].region", f"not an AWS region: {target.region!r}")
@@ -444,12 +423,12 @@ def _check_tls(web: WebSettings) -> None:
         raise ConfigError("web.tls_key_file", f"cannot load with {web.tls_cert_file}: {text}") from None
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+def _flatten(obj: Struct, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        path = f"{prefix}{f.name}"
-        if is_dataclass(value) and not isinstance(value, type):
+    for name in obj.__struct_fields__:
+        value = getattr(obj, name)
+        path = f"{prefix}{name}"
+        if isinstance(value, Struct):
             out.update(_flatten(value, f"{path}."))
         else:
             out[path] = value
@@ -504,7 +483,9 @@ def load_settings(
     data = _merge(data, _env_overrides(environ))
     data = _merge(data, overrides or {})
     try:
-        settings = _build(Settings, data, "")
+        settings = msgspec.convert(_as_text(data, Settings), Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _schema_error(exc, data) from None
     except RecursionError:
         raise ConfigError("config", "nested too deeply to be a configuration") from None
     return _validate(settings, environ)
@@ -517,6 +498,6 @@ def explain(settings: Settings) -> str:
         if path == "web.basic_auth_users":
             value = {user: "<hash>" for user in value}
         if path == "targets":
-            value = [{k: v for k, v in vars(t).items() if v is not None} for t in value]
+            value = [{k: v for k, v in msgspec.structs.asdict(t).items() if v is not None} for t in value]
         lines.append(f"{path} = {value}")
     return "\n".join(lines)

@@ -153,3 +153,75 @@ def test_no_targets_and_no_region_is_an_error_naming_targets(
     assert main(["check-config", str(tmp_path / "config.yaml")]) == 2
     err = capsys.readouterr().err
     assert "targets" in err and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_environment_strings_are_converted_by_the_declared_schema() -> None:
+    settings = load_settings(
+        None,
+        environ={
+            "AWS_REGION": "eu-west-1",
+            "SGCHURN_INTERVALS__INVENTORY": "10",
+            "SGCHURN_CLOUDTRAIL__LOOKUP_EVENTS": "false",
+            "SGCHURN_SHARDING__TOTAL_SHARDS": "3",
+            "SGCHURN_KUBERNETES__ENABLED": "true",
+        },
+    )
+    assert settings.intervals.inventory == 10.0
+    assert settings.cloudtrail.lookup_events is False
+    assert settings.sharding.total_shards == 3
+    assert settings.kubernetes.enabled == "true"
+
+
+def test_yaml_scalars_where_text_is_declared_stay_text_and_null_means_the_default(tmp_path: Path) -> None:
+    settings = load_settings(
+        _file(
+            tmp_path,
+            "cluster_name: 123\nlisten_port: null\nintervals:\nweb: ~\n"
+            "targets:\n  - region: us-east-1\n    account_id: 123456789012\n    external_id: 42\n",
+        ),
+        environ={},
+    )
+    assert settings.cluster_name == "123" and settings.listen_port == 9877
+    assert settings.intervals.inventory == 30.0 and settings.web.basic_auth_users == {}
+    assert (settings.targets[0].account_id, settings.targets[0].external_id) == ("123456789012", "42")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"listen_port": 70000}, "listen_port: must be <= 65535, not 70000"),
+        ({"listen_port": "http"}, "listen_port: must be a whole number, not 'http'"),
+        ({"log_format": "xml"}, "log_format: must be one of auto, json, console, not 'xml'"),
+        ({"intervals": {"inventory": float("nan")}}, "intervals.inventory: must be a finite number, not nan"),
+        ({"intervals": {"evaluate": 0.5}}, "intervals.evaluate: must be >= 1, not 0.5"),
+        (
+            {"cloudtrail": {"settle_seconds": 1e7}},
+            "cloudtrail.settle_seconds: must be <= 604800, not 10000000.0",
+        ),
+        (
+            {"cloudtrail": {"lookup_events": "maybe"}},
+            "cloudtrail.lookup_events: must be true or false, not 'maybe'",
+        ),
+        ({"targets": [{"role_arn": "x"}]}, "targets[0].region: is required"),
+        ({"targets": [{"region": "us-east-1", "zone": "a"}]}, "targets[0].zone: unknown field (known: "),
+        (
+            {"web": {"basic_auth_users": {"alice": ["x"]}}},
+            "web.basic_auth_users.alice: must be a string, not a list",
+        ),
+        ({"intervals": {"a\nb": 1}}, "intervals.a\\nb: unknown field"),
+        ({"sharding": 3}, "sharding: must be a mapping, not 3"),
+    ],
+)
+def test_schema_errors_name_the_field_on_one_line(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={"AWS_REGION": "eu-west-1"}, overrides=overrides)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value) and str(caught.value).startswith(caught.value.field + ": ")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("yes", True), ("No", False), ("1", True), ("false", False)])
+def test_a_boolean_from_the_environment_reads_as_yaml_would(text: str, expected: bool) -> None:
+    settings = load_settings(
+        None, environ={"AWS_REGION": "eu-west-1", "SGCHURN_CLOUDTRAIL__LOOKUP_EVENTS": text}
+    )
+    assert settings.cloudtrail.lookup_events is expected
