@@ -126,6 +126,7 @@ def _gap(gap: GapView) -> dict[str, Any]:
         "actor_arn": gap.actor_arn,
         "explained": gap.explained,
         "start_exact": gap.start_exact,
+        "note": gap.note or None,
     }
 
 

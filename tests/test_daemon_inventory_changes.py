@@ -150,6 +150,7 @@ def test_a_health_check_port_moved_before_its_rule_is_a_30s_requirement_change_g
     assert {(g.flow, g.cause, g.start, g.duration_seconds, g.start_exact) for g in snap.recent_gaps} == {
         ("health_check", "requirement_change", modified_at, 30.0, False)
     }
+    assert all("ModifyTargetGroup" in g.note and "not known" in g.note for g in snap.recent_gaps)
     assert _events(scene.metrics(), "ModifyTargetGroup") == 1.0
 
     after = scene.describe()

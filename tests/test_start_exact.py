@@ -119,14 +119,14 @@ def test_the_daemon_does_not_export_the_first_look_as_the_start(
     assert {(g.target_group_arn, g.flow) for g in snap.open_gaps} == {
         (arn, flow) for arn in (world.tg_arn, world.ip_tg_arn) for flow in ("traffic", "health_check")
     }
-    assert all(not g.start_exact for g in snap.open_gaps)
+    assert all(not g.start_exact and "first looked" in g.note for g in snap.open_gaps)
     assert len([s for s in _series(assembly, "sgchurn_rule_gap_open") if s.endswith(" 1.0")]) == 4
     assert _series(assembly, "sgchurn_rule_gap_open_since_timestamp_seconds") == []
 
     # A restart keeps the unknown start unknown.
     again = _daemon(clean_moto, state, clock)
     again.daemon.run_all_once()
-    assert all(not g.start_exact for g in again.daemon.snapshot().open_gaps)
+    assert all(not g.start_exact and g.note for g in again.daemon.snapshot().open_gaps)
 
     # A gap that opens while the exporter watches has a known start: exported.
     recorder = CloudTrailRecorder(LookupSink(clean_moto), clock)
@@ -140,6 +140,6 @@ def test_the_daemon_does_not_export_the_first_look_as_the_start(
         clock.advance(5)
         again.daemon.run_all_once()
     known = [g for g in again.daemon.snapshot().open_gaps if g.target_group_arn == world.ip_tg_arn]
-    assert known and all(g.start_exact for g in known)
+    assert known and all(g.start_exact and not g.note for g in known)
     since = _series(again, "sgchurn_rule_gap_open_since_timestamp_seconds")
     assert since and all("k8s-shop-web-ip" in line for line in since)

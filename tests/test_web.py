@@ -203,11 +203,12 @@ def test_a_gap_whose_start_is_unknown_says_so_in_the_json_and_the_page() -> None
 
     inexact = dataclasses.replace(
         snap,
-        open_gaps=tuple(dataclasses.replace(g, start_exact=False) for g in snap.open_gaps),
+        open_gaps=tuple(dataclasses.replace(g, start_exact=False, note="first look") for g in snap.open_gaps),
         recent_gaps=tuple(dataclasses.replace(g, start_exact=False) for g in snap.recent_gaps),
     )
     data = snapshot_to_json(inexact)
-    assert [g["start_exact"] for g in data["open_gaps"]] == [False]
+    assert [(g["start_exact"], g["note"]) for g in data["open_gaps"]] == [(False, "first look")]
+    assert {g["note"] for g in exact["open_gaps"] + exact["recent_gaps"]} == {None}
     assert {g["start_exact"] for g in data["recent_gaps"]} == {False}
     page = render_landing(inexact, NOW)
     banner = re.search(r'<section class="banner open" id="open-gaps">(.*?)</section>', page, re.S)

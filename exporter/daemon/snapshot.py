@@ -88,6 +88,9 @@ class GapView:
     start_exact: bool = True
     #: The impact of a closed gap once checked (daemon/impacts.py); None: not checked (yet).
     impact: ImpactResult | None = None
+    #: Why the start is not exact ("" when it is): the engine's note (engine/gaps.py), or
+    #: FIRST_LOOK_NOTE for a gap the polls saw at the exporter's first look.
+    note: str = ""
 
     @property
     def trigger_actor(self) -> str:

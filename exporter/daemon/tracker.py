@@ -271,7 +271,15 @@ def _view_from_gap(
         trigger_event_id=trigger.event_id if trigger else "",
         trigger_detail=trigger.detail if trigger else "",
         start_exact=gap.start_exact,
+        note=gap.note or "",
     )
+
+
+#: Why a gap the polls saw failing at the exporter's first look has no known start.
+FIRST_LOOK_NOTE = (
+    "already not admitted when the exporter first looked (start-up or a new target group): "
+    "the gap began then or earlier"
+)
 
 
 def undetermined_view(
@@ -293,6 +301,7 @@ def undetermined_view(
         actor_arn="",
         explained=False,
         start_exact=start_exact,
+        note="" if start_exact else FIRST_LOOK_NOTE,
     )
 
 
@@ -320,6 +329,7 @@ def _stored_from_view(target: str, view: GapView) -> StoredGap:
             "trigger_event_id": view.trigger_event_id,
             "trigger_detail": view.trigger_detail,
             "start_exact": view.start_exact,
+            "note": view.note,
         },
     )
 
@@ -347,6 +357,7 @@ def view_from_stored(gap: StoredGap) -> GapView:
         trigger_event_id=str(data.get("trigger_event_id", "")),
         trigger_detail=str(data.get("trigger_detail", "")),
         start_exact=data.get("start_exact", True) is not False,
+        note=str(data.get("note") or ""),
     )
 
 
