@@ -46,6 +46,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.daemon.snapshot import (
     GAP_DURATION_BUCKETS,
+    IMPACT_CONFIRMED_LAST,
     JOB_DURATION_BUCKETS,
     GapView,
     HistogramState,
@@ -199,6 +200,33 @@ SPECS: tuple[MetricSpec, ...] = (
         (*IDENTITY, "flow", "cause", "actor", "trigger_actor"),
         "experimental",
     ),
+    # The impact of closed gaps (impact.enabled: NLB metrics and VPC Flow Logs).
+    _s(
+        "sgchurn_rule_gap_impact_total",
+        "counter",
+        "Closed rule gaps whose impact was checked, by flow and impact: confirmed (the NLB's unhealthy "
+        "hosts rose above the level before, or VPC Flow Logs show REJECTs to a target on its port), "
+        "none_seen (every source read, nothing) or unknown (a source not configured, or its data did "
+        "not arrive within two hours). Only with impact.enabled; a series appears with its first gap "
+        "checked (no zero series: alert on sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds).",
+        (*IDENTITY, "flow", "impact"),
+    ),
+    _s(
+        "sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds",
+        "gauge",
+        "Unix time a closed rule gap of the target group and flow was last confirmed to have hurt "
+        "traffic; absent until the first. `time() - x < 3600`: harm confirmed in the last hour, "
+        "however long ago the gap closed.",
+        (*IDENTITY, "flow"),
+    ),
+    _s(
+        "sgchurn_rule_gap_last_rejected_flows",
+        "gauge",
+        "VPC Flow Log REJECTs to the targets on their port during the last closed rule gap of the target "
+        "group and flow (and its health-check settle time); absent until that gap's flow logs are read.",
+        (*IDENTITY, "flow"),
+        "experimental",
+    ),
     # Changes seen in CloudTrail.
     _s(
         "sgchurn_rule_replacements_total",
@@ -338,7 +366,13 @@ COUNTER_SOURCES: Mapping[str, str] = {
     "security_group_rule_changes": "sgchurn_security_group_rule_changes_total",
     "cloudtrail_events": "sgchurn_cloudtrail_events_total",
     "cloudtrail_records_rejected": "sgchurn_cloudtrail_records_rejected_total",
+    "rule_gap_impact": "sgchurn_rule_gap_impact_total",
 }
+#: Snapshot.counters keys of persisted "last time" gauges -> the spec they feed.
+LAST_TIME_SOURCES: Mapping[str, str] = {
+    IMPACT_CONFIRMED_LAST: "sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds",
+}
+STORED_SOURCES: Mapping[str, str] = {**COUNTER_SOURCES, **LAST_TIME_SOURCES}
 
 
 def empty_family(spec: MetricSpec) -> Metric:
@@ -505,13 +539,16 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
         if duration is not None:
             out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)
         out.add("sgchurn_rule_gap_last_info", _last_info_labels(with_flow, gap), 1)
+        rejected = None if gap.impact is None else gap.impact.rejected_flows
+        if rejected is not None:  # absent until the gap's flow logs are read (no zero series)
+            out.add("sgchurn_rule_gap_last_rejected_flows", with_flow, rejected)
     _attribute_changes(snapshot, out)
     for labels, hist in snapshot.gap_durations.items():
         out.add_histogram(
             "sgchurn_rule_gap_duration_seconds", dict(labels), GAP_DURATION_BUCKETS, hist.buckets, hist.total
         )
     # Persisted counters.
-    for source, name in COUNTER_SOURCES.items():
+    for source, name in STORED_SOURCES.items():
         series: Mapping[Labels, float] = snapshot.counters.get(source, {})
         for labels, value in series.items():
             out.add(name, dict(labels), value)
@@ -659,7 +696,7 @@ assert all(
     set(SPECS_BY_NAME[name].labels) == {*IDENTITY, "flow"}
     for name in ("sgchurn_target_group_reachability_ratio", "sgchurn_rule_gap_open")
 )
-assert len(set(COUNTER_SOURCES.values())) == len(COUNTER_SOURCES)  # _Render.counters: one source each
+assert len(set(STORED_SOURCES.values())) == len(STORED_SOURCES)  # _Render.counters: one source each
 
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
@@ -1018,6 +1055,9 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
             if duration is not None:
                 out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)
             out.add("sgchurn_rule_gap_last_info", _last_info_labels(with_flow, gap), 1)
+            rejected = None if gap.impact is None else gap.impact.rejected_flows
+            if rejected is not None:
+                out.add("sgchurn_rule_gap_last_rejected_flows", with_flow, rejected)
 
     def attribute_changes() -> None:
         _attribute_changes(snapshot, out)
@@ -1087,7 +1127,16 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
             lambda: out.target_groups(snapshot.target_groups, open_by_key),
         ),
         (frozenset({"sgchurn_rule_gap_open", "sgchurn_rule_gap_open_since_timestamp_seconds"}), open_gaps),
-        (frozenset({"sgchurn_rule_gap_last_duration_seconds", "sgchurn_rule_gap_last_info"}), last_gaps),
+        (
+            frozenset(
+                {
+                    "sgchurn_rule_gap_last_duration_seconds",
+                    "sgchurn_rule_gap_last_info",
+                    "sgchurn_rule_gap_last_rejected_flows",
+                }
+            ),
+            last_gaps,
+        ),
         (
             frozenset(
                 {
@@ -1098,7 +1147,7 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
             attribute_changes,
         ),
         (frozenset({"sgchurn_rule_gap_duration_seconds"}), gap_durations),
-        *(counter(source, name) for source, name in COUNTER_SOURCES.items()),
+        *(counter(source, name) for source, name in STORED_SOURCES.items()),
         (frozenset({"sgchurn_cloudtrail_lag_seconds"}), lags),
         (frozenset({"sgchurn_up"}), sources),
         (

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from exporter.daemon.snapshot import (
     GAP_DURATION_BUCKETS,
+    IMPACT_CONFIRMED_LAST,
     JOB_DURATION_BUCKETS,
     AttributeChangeView,
     GapView,
@@ -25,6 +26,7 @@ from exporter.daemon.snapshot import (
     labels_of,
 )
 from exporter.engine.flows import FlowKind, FlowStatus
+from exporter.engine.impact import ImpactResult
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -188,6 +190,15 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
         trigger_time=flipped_at,
         trigger_event_id="ev-flip-1",
         trigger_detail="preserve_client_ip.enabled=false",
+        impact=ImpactResult(
+            "confirmed",
+            reasons=("unhealthy_hosts_rose", "flows_rejected"),
+            peak_unhealthy_hosts=2.0,
+            baseline_unhealthy_hosts=0.0,
+            new_flows_during=40.0,
+            new_flows_before=310.0,
+            rejected_flows=3,
+        ),
     )
     closed_payments = gap(
         payments,
@@ -251,6 +262,12 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
                 labels_of(event_name="ModifyTargetGroupAttributes"): 2,
             },
             "cloudtrail_records_rejected": {labels_of(reason="no_rule"): 5},
+            "rule_gap_impact": {identity_labels(checkout, flow="health_check", impact="confirmed"): 1},
+            IMPACT_CONFIRMED_LAST: {
+                identity_labels(checkout, flow="health_check"): (
+                    now - timedelta(hours=1, minutes=50)
+                ).timestamp()
+            },
         },
         gap_durations={
             identity_labels(checkout, flow="health_check"): histogram([60.0]),

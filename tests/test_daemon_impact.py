@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from exporter.config import load_settings
 from exporter.daemon.assemble import Assembly, build_daemon
 from exporter.daemon.impacts import GIVE_UP
-from exporter.metrics import render_exposition
+from exporter.metrics import build_registry, render_exposition
 from exporter.sources.impact import dimension_value
 from tests.awsworld import (
     NODE_PORT,
@@ -115,6 +117,33 @@ def impact_calls(assembly: Assembly) -> dict[tuple[str, str], int]:
     return {key: n for key, n in requests.items() if key[0] in ("cloudwatch", "logs")}
 
 
+IMPACT_FAMILIES = (
+    "sgchurn_rule_gap_impact_total",
+    "sgchurn_rule_gap_last_rejected_flows",
+    "sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds",
+)
+
+
+def impact_series(assembly: Assembly) -> dict[tuple[str, str, str], float]:
+    """The impact series of /metrics as (family, flow, impact) -> value; the same from the
+    exposition writer and from the prometheus_client registry."""
+    snapshot = assembly.daemon.snapshot()
+    found = []
+    for text in (
+        render_exposition(snapshot).decode(),
+        generate_latest(build_registry(lambda: snapshot)).decode(),
+    ):
+        series = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in IMPACT_FAMILIES:
+                    key = (sample.name, sample.labels["flow"], sample.labels.get("impact", ""))
+                    series[key] = sample.value
+        found.append(series)
+    assert found[0] == found[1]
+    return found[0]
+
+
 def setup(
     moto: MotoServer, tmp_path: Path, **impact: Any
 ) -> tuple[ManualClock, IncidentWorld, Assembly, Any]:
@@ -168,6 +197,19 @@ def test_unhealthy_hosts_and_rejects_confirm_the_gap_once(clean_moto: MotoServer
         ("health_check", "confirmed", 1.0),
         ("traffic", "confirmed", 1.0),
     ]
+    exposed = impact_series(assembly)
+    assert exposed == {
+        ("sgchurn_rule_gap_impact_total", "health_check", "confirmed"): 1.0,
+        ("sgchurn_rule_gap_impact_total", "traffic", "confirmed"): 1.0,
+        ("sgchurn_rule_gap_last_rejected_flows", "health_check", ""): 3.0,
+        ("sgchurn_rule_gap_last_rejected_flows", "traffic", ""): 3.0,
+        (
+            "sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds",
+            "health_check",
+            "",
+        ): clock.now().timestamp(),
+        ("sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds", "traffic", ""): clock.now().timestamp(),
+    }
     # One GetMetricData call for both gaps, one bounded FilterLogEvents read per gap.
     assert impact_calls(assembly) == {("cloudwatch", "GetMetricData"): 1, ("logs", "FilterLogEvents"): 2}
 
@@ -192,6 +234,12 @@ def test_quiet_metrics_and_no_rejects_are_none_seen(clean_moto: MotoServer, tmp_
         if g.impact
     ] == [("none_seen", 0, 0)] * 2
     assert {dict(k)["impact"] for k in snap.counters["rule_gap_impact"]} == {"none_seen"}
+    assert impact_series(assembly) == {
+        ("sgchurn_rule_gap_impact_total", "health_check", "none_seen"): 1.0,
+        ("sgchurn_rule_gap_impact_total", "traffic", "none_seen"): 1.0,
+        ("sgchurn_rule_gap_last_rejected_flows", "health_check", ""): 0.0,
+        ("sgchurn_rule_gap_last_rejected_flows", "traffic", ""): 0.0,
+    }
 
 
 def test_evidence_not_yet_there_is_asked_again_then_unknown(clean_moto: MotoServer, tmp_path: Path) -> None:
@@ -227,8 +275,11 @@ def test_off_by_default_no_job_no_call_no_series(clean_moto: MotoServer, tmp_pat
     assembly.daemon.run_all_once()
     assert "impact" not in assembly.daemon.jobs
     assert impact_calls(assembly) == {}
-    body = render_exposition(assembly.daemon.snapshot()).decode()
-    assert "sgchurn_rule_gap_impact_total{" not in body
+    assert impact_series(assembly) == {}
+    assert (
+        "# TYPE sgchurn_rule_gap_impact_total counter"
+        in render_exposition(assembly.daemon.snapshot()).decode()
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from exporter.config import ImpactSettings
 from exporter.daemon.monitor import Monitor
-from exporter.daemon.snapshot import GapView, labels_of
+from exporter.daemon.snapshot import IMPACT_CONFIRMED_LAST, GapView, labels_of
 from exporter.daemon.tracker import view_from_stored
 from exporter.engine.flowlogs import FlowLogFormat
 from exporter.engine.impact import ImpactResult
@@ -104,5 +104,8 @@ class ImpactChecker:
                 if (result.impact != "unknown" or final) and store.count_once(db, "gap_impact", gap.key):
                     labels = labels_of(**gap.identity(), flow=gap.flow, impact=result.impact)
                     store.increment(db, IMPACT_FAMILY, labels)
+                    if result.impact == "confirmed":
+                        flow_labels = labels_of(**gap.identity(), flow=gap.flow)
+                        store.raise_to(db, IMPACT_CONFIRMED_LAST, flow_labels, now.timestamp())
                     counted.append(replace(gap, impact=result))
         return counted

@@ -19,6 +19,10 @@ GAP_DURATION_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 1800
 
 Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
 
+#: Snapshot.counters key of the persisted time a gap's harm was last confirmed per target group
+#: and flow (a "last time" gauge kept with the counters, not a counter).
+IMPACT_CONFIRMED_LAST = "rule_gap_last_impact_confirmed"
+
 
 def labels_of(**values: str) -> Labels:
     return tuple(sorted(values.items()))

@@ -281,6 +281,14 @@ class StateStore:
             (family, _labels_text(labels), amount),
         )
 
+    def raise_to(self, db: sqlite3.Connection, family: str, labels: Labels, value: float) -> None:
+        """Keep the largest value seen for (family, labels): a persisted "last time" gauge, which
+        the counters table holds beside the counters (it is read with them)."""
+        db.execute(
+            "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(family, labels) DO UPDATE SET value=MAX(value, excluded.value)",
+            (family, _labels_text(labels), value),
+        )
+
     def count_once(self, db: sqlite3.Connection, kind: str, key: str) -> bool:
         """True the first time (kind, key) is seen; used to count a thing exactly once."""
         return db.execute("INSERT OR IGNORE INTO counted VALUES (?, ?)", (kind, key)).rowcount == 1
