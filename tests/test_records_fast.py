@@ -2,37 +2,39 @@
 
 - `parse_payload` of a string holding one record skips the wrapper walk: it must give what the
   walk gives (the same text as bytes still takes the walk).
+- A record's JSON text decoded straight into its declared shape (`decode_record`) reads as the
+  decoded dict converted into that shape (`parse_record`) reads; text too large or too deep for
+  the typed decode to stand in for the size check takes the full decode.
 - Repeated values (actors, sources, strings, ports, times) are shared between changes, in
   bounded tables; sharing changes no value.
-- `_request` returns requestParameters itself when every key is already camelCase.
 - gzip is inflated by zlib-ng: the same output, errors and details as CPython's zlib.
-- Authorize/Revoke in the controller's usual shape are read by `_fast_rule_change`; it must
-  give what `_general_rule_change` gives, or hand the record over (None).
 - eventTime in CloudTrail's own form is read by fromisoformat directly, as parse_time reads it.
 """
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import zlib
 from datetime import datetime
 from typing import Any
 
+import msgspec
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.engine import records
 from exporter.engine.changes import Actor, EventMeta, Rejection, RuleChange
+from exporter.engine.record_shapes import Record, Request
 from exporter.engine.records import (
     WATCHED_EVENT_NAMES,
     ParseResult,
     _event_time,
-    _fast_rule_change,
-    _general_rule_change,
-    _meta,
     _Reject,
-    _request,
+    decode_record,
+    parse_decoded,
     parse_record,
 )
 from exporter.engine.timeutil import parse_time
@@ -40,6 +42,7 @@ from exporter.sources.envelopes import _gunzip, _Refused, parse_payload
 from tests.cloudtrail_samples import (
     actor,
     authorize_record,
+    delete_group_record,
     eventbridge_envelope,
     lookup_result,
     modify_tg_attributes_record,
@@ -119,7 +122,7 @@ def test_the_actor_is_the_same_whether_shared_or_not() -> None:
     records._ACTORS.clear()
     fresh = parse_record(record)
     assert isinstance(shared, records.AttributeChange) and isinstance(fresh, records.AttributeChange)
-    assert shared.meta.actor == fresh.meta.actor == records._actor_of(record)
+    assert shared.meta.actor == fresh.meta.actor == records._actor_of(msgspec.convert(record, Record))
     assert fresh.meta.actor.issuer == "operator" and fresh.meta.actor.user_agent == "aws-cli/2.15.0"
     # A PascalCase field or a non-string one takes the long way, with the same answer as before.
     odd = json.loads(json.dumps(record))
@@ -162,27 +165,6 @@ def test_event_times_are_shared_and_still_checked() -> None:
     for _ in range(2):
         rejection = parse_record(bad)
         assert isinstance(rejection, records.Rejection) and rejection.reason == "bad_time"
-
-
-def test_request_parameters_are_merged_only_when_needed() -> None:
-    params = {"groupId": "sg-1", "ipPermissions": {"items": []}}
-    assert _request({"requestParameters": params}, records.AUTHORIZE) is params
-    for odd in (
-        {"GroupId": "sg-1", "groupId": "sg-2"},
-        {"groupId": "sg-1", "AuthorizeSecurityGroupIngressRequest": {"GroupId": "sg-3"}},
-        {"": 1, "groupId": "sg-1"},
-        {"_x": 1, "groupId": "sg-1"},
-        {1: "x", "groupId": "sg-1"},
-    ):
-        merged = _request({"requestParameters": odd}, records.AUTHORIZE)
-        assert merged is not odd
-        expected: dict[str, Any] = {}
-        nested = odd.get("AuthorizeSecurityGroupIngressRequest")
-        for source in (odd, nested if isinstance(nested, dict) else {}):
-            for key, value in source.items():
-                if isinstance(key, str) and key:
-                    expected[key[:1].lower() + key[1:]] = value
-        assert merged == expected and list(merged) == list(expected)
 
 
 def test_changes_hold_no_per_instance_dict() -> None:
@@ -270,38 +252,39 @@ INGRESS = [
     revoke_record("ev-f5", permissions=[permission(cidrs=["0.0.0.0/0"])]),
     revoke_record("ev-f6", permissions=[permission(cidrs=["0.0.0.0/0"])], rule_ids=["sgr-6"]),
     revoke_record("ev-f7", rule_ids_request=["sgr-1"]),
-    *[r for r in VALID_RECORDS if r["eventName"] in (records.AUTHORIZE, records.REVOKE)],
+    *VALID_RECORDS,
 ]
 
 
-def assert_fast_path_agrees(record: Any) -> bool:
-    """True when the fast path took the record (and then it gave the general path's answer)."""
-    try:
-        meta = _meta(record, record["eventName"])
-    except (_Reject, KeyError, TypeError):
-        return False
-    try:
-        general: Any = _general_rule_change(record, meta)
-    except _Reject as reject:
-        general = (reject.reason, reject.detail)
-    fast = _fast_rule_change(record, meta)
-    if fast is None:
-        return False
-    assert fast == general
-    return True
+def answer(parsed: Any) -> Any:
+    """A parse's answer: the change (or None), or a rejection's reason and event id."""
+    return (parsed.reason, parsed.event_id) if isinstance(parsed, Rejection) else parsed
 
 
-def test_the_usual_ingress_records_take_the_fast_path() -> None:
-    taken = [assert_fast_path_agrees(record) for record in INGRESS]
-    assert taken[:6] == [True] * 6 and not taken[6]  # revoke by rule id: the general path
+def assert_text_and_dict_agree(record: Any) -> None:
+    """The record's JSON text decoded straight into its shape gives what the same text decoded
+    by orjson (the full decode) gives.
+
+    Rejection details may differ in one way: an integer past 64 bits is an int in the shape and a
+    float once orjson has decoded it (both rejected, for the same reason)."""
+    text = json.dumps(record)
+    decoded = decode_record(text)
+    assert decoded is not None
+    assert answer(parse_decoded(decoded)) == answer(parse_record(orjson.loads(text)))
+
+
+def test_the_usual_records_read_the_same_from_text_and_from_a_dict() -> None:
+    for record in INGRESS:
+        assert_text_and_dict_agree(record)
+        assert not isinstance(parse_record(record), Rejection)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_the_fast_path_agrees_with_the_general_one_on_mutated_records(data: st.DataObject) -> None:
+def test_mutated_records_read_the_same_from_text_and_from_a_dict(data: st.DataObject) -> None:
     record: Any = data.draw(st.sampled_from(INGRESS))
     for _ in range(data.draw(st.integers(1, 3))):
-        candidates = [path for path in paths(record) if path[0] in ("requestParameters", "responseElements")]
+        candidates = paths(record)
         if not candidates:
             break
         replacement = data.draw(
@@ -312,9 +295,75 @@ def test_the_fast_path_agrees_with_the_general_one_on_mutated_records(data: st.D
             | json_values
         )
         record = mutate(record, data.draw(st.sampled_from(candidates)), replacement)
-    assert_fast_path_agrees(record)
-    result = parse_record(record)
-    assert result is None or isinstance(result, Rejection | RuleChange)
+    assert_text_and_dict_agree(record)
+
+
+def test_decoded_records_are_frozen_and_not_tracked_by_the_collector() -> None:
+    decoded = decode_record(json.dumps(INGRESS[0]))
+    assert isinstance(decoded, Record) and not gc.is_tracked(decoded)
+    request = decoded.requestParameters
+    assert isinstance(request, Request) and not gc.is_tracked(request)
+    try:
+        decoded.eventName = "x"  # type: ignore[misc]
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("a decoded record can be changed")
+
+
+def test_text_too_large_or_deep_for_the_typed_decode_takes_the_full_decode() -> None:
+    record = authorize_record("ev-big")
+    limit = 4096
+    record["requestParameters"]["pad"] = "x" * (limit // 8)
+    assert decode_record(json.dumps(record), max_record_bytes=limit) is None
+    deep = authorize_record("ev-deep")
+    deep["requestParameters"]["pad"] = [[]] * 201
+    assert decode_record(json.dumps(deep)) is None
+    # and the full decode still applies the size check: over the limit once serialized compactly
+    record["requestParameters"]["pad"] = "x" * limit
+    for payload in (json.dumps(record), json.dumps(record).encode()):
+        (rejection,) = parse_payload(payload, max_record_bytes=limit).rejections
+        assert rejection.reason == "too_large" and rejection.event_id == "ev-big"
+    # bytes that are not UTF-8 in a field no one reads: the full decode refuses them, as before
+    bad = json.dumps(delete_group_record("ev-utf")).encode()[:-1] + b', "x": "\xff"}'
+    assert decode_record(bad) is None
+    assert [r.reason for r in parse_payload(bad).rejections] == ["not_json"]
+
+
+def test_a_list_of_only_unknown_keys_reads_as_empty() -> None:
+    """The one difference from the dict parser this replaced: a CloudTrail list given as an object
+    with none of the keys read (`{"junk": 1}`, not `{}` or `{"items": [...]}`) is empty, where that
+    parser read it as one entry lacking its fields (and rejected the record). Unknown keys are
+    ignored everywhere else too."""
+    record = authorize_record("ev-odd", permissions=[permission(cidrs=["10.0.0.0/8"])])
+    record["requestParameters"]["ipPermissions"]["items"][0]["groups"] = {"junk": 1}
+    parsed = parse_record(record)
+    assert isinstance(parsed, RuleChange) and [r.source.value for r in parsed.rules] == ["10.0.0.0/8"]
+
+
+def test_request_parameters_read_nested_requests_over_them_and_camel_case_first() -> None:
+    def group_of(params: dict[str, Any]) -> Any:
+        parsed = parse_record(
+            {
+                **authorize_record("ev-q"),
+                "requestParameters": {
+                    **params,
+                    "ipPermissions": {},
+                    "cidrIp": "10.0.0.0/8",
+                    "ipProtocol": "-1",
+                },
+            }
+        )
+        return parsed.group_id if isinstance(parsed, RuleChange) else parsed.reason  # type: ignore[union-attr]
+
+    assert group_of({"groupId": "sg-1"}) == "sg-1"
+    assert group_of({"GroupId": "sg-1"}) == "sg-1"
+    assert group_of({"GroupId": "sg-1", "groupId": "sg-2"}) == "sg-2"
+    assert (
+        group_of({"groupId": "sg-1", "AuthorizeSecurityGroupIngressRequest": {"GroupId": "sg-3"}}) == "sg-3"
+    )
+    assert group_of({"groupId": "sg-1", "AuthorizeSecurityGroupIngressRequest": "not an object"}) == "sg-1"
+    assert group_of({"groupName": "default"}) == "missing_field"
 
 
 @SETTINGS

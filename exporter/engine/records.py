@@ -12,8 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import msgspec
 import orjson
 
 from exporter.engine.changes import (
@@ -32,6 +33,22 @@ from exporter.engine.changes import (
     RuleChange,
     RuleModification,
     TargetsChange,
+)
+from exporter.engine.record_shapes import (
+    RECORD_DECODER,
+    UNSET,
+    GroupInfo,
+    Identity,
+    IdEntry,
+    Issuer,
+    Permission,
+    Range,
+    Record,
+    Request,
+    Response,
+    RuleEntry,
+    SessionContext,
+    Target,
 )
 from exporter.engine.rules import ALL_PROTOCOLS, Rule, Source, SourceKind, normalize_protocol
 from exporter.engine.timeutil import parse_time
@@ -156,69 +173,69 @@ def make_rejection(reason: RejectionReason, detail: str, event_id: str | None = 
     return Rejection(reason, _one_line(detail), event_id)
 
 
-_PASCAL_CASE: dict[str, str] = {}  # the parser's own field names (a fixed set) -> PascalCase
+_S = TypeVar("_S")
 
 
-def _pascal(key: str) -> str:
-    found = _PASCAL_CASE.get(key)
-    if found is None:
-        found = key[:1].upper() + key[1:]
-        if len(_PASCAL_CASE) < 512:
-            _PASCAL_CASE[key] = found
-    return found
+def _or_none(value: Any) -> Any:
+    """None for an absent key (UNSET), else the value.
+
+    A key is read as `x.key if x.key is not UNSET else _or_none(x.Key)`: the camelCase value when
+    the key is there (even null), else the PascalCase one, else None (no call in the usual case).
+    """
+    return None if value is UNSET else value
 
 
-_ABSENT: Any = object()
+def _given(value: Any) -> bool:
+    """True when a key is there with a value other than null."""
+    return value is not None and value is not UNSET
 
 
-def _get(fields: JsonObject, key: str) -> Any:
-    """`fields[key]`, also under the PascalCase spelling (IpProtocol for ipProtocol)."""
-    value = fields.get(key, _ABSENT)
-    if value is _ABSENT:
-        return fields.get(_PASCAL_CASE.get(key) or _pascal(key))
-    return value
-
-
-def _has(fields: JsonObject, key: str) -> bool:
-    return key in fields or _pascal(key) in fields
-
-
-def _object(value: Any, where: str) -> JsonObject:
-    if not isinstance(value, dict):
+def _shape(value: Any, shape: type[_S], where: str) -> _S:
+    if not isinstance(value, shape):
         raise _Reject("wrong_type", f"{where} is {show_value(value)}, not an object")
     return value
 
 
-def _items(value: Any, where: str, suffix: str = "") -> list[Any]:
+def _entry(value: Any, shape: type[_S], where: str, suffix: str = "") -> _S:
+    if not isinstance(value, shape):
+        raise _Reject("wrong_type", f"{where}{suffix} entry is {show_value(value)}, not an object")
+    return value
+
+
+_ListShape = Range | Permission | RuleEntry | IdEntry | Target
+_EMPTY: dict[type[Any], Any] = {shape: shape() for shape in (Range, Permission, RuleEntry, IdEntry, Target)}
+_EMPTY_RANGE = Range()
+
+
+def _items(value: Any, shape: type[_ListShape], where: str, suffix: str = "") -> list[Any]:
     """A CloudTrail list: {"items": [...]}, a plain list, {} or null (empty), or one object."""
-    if value is None:
+    if value is None or value is UNSET:
         return []
-    if isinstance(value, list):
+    if type(value) is list:
         return value
-    if isinstance(value, dict):
-        if "items" in value:
-            items = value["items"]
+    if isinstance(value, shape):
+        items = value.items
+        if items is not UNSET:
             if items is None:
                 return []
-            if isinstance(items, list):
+            if type(items) is list:
                 return items
-            if isinstance(items, dict):
+            if isinstance(items, shape):
                 return [items]
             raise _Reject("wrong_type", f"{where}{suffix}.items is {show_value(items)}, not a list")
-        return [value] if value else []
+        return [] if value == _EMPTY[shape] else [value]
     raise _Reject("wrong_type", f"{where}{suffix} is {show_value(value)}, not a list")
 
 
-def _lenient_items(value: Any) -> list[Any]:
+def _lenient_items(value: Any, shape: type[_ListShape]) -> list[Any]:
     try:
-        return _items(value, "")
+        return _items(value, shape, "")
     except _Reject:
         return []
 
 
-def _required_str(fields: JsonObject, key: str, where: str) -> str:
-    value = _get(fields, key)
-    if value is None:
+def _required_str(value: Any, key: str, where: str) -> str:
+    if value is None or value is UNSET:
         raise _Reject("missing_field", f"{where}{key} is missing")
     if not isinstance(value, str):
         raise _Reject("wrong_type", f"{where}{key} is {show_value(value)}, not a string")
@@ -230,14 +247,9 @@ def _required_str(fields: JsonObject, key: str, where: str) -> str:
     return value
 
 
-def _optional_str(fields: Any, key: str, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
-    """A string attribute when present and a string (cut to `limit`), else None (lenient)."""
-    if not isinstance(fields, dict):
-        return None
-    value = fields.get(key, _ABSENT)
-    if value is _ABSENT:
-        value = fields.get(_PASCAL_CASE.get(key) or _pascal(key))
-    if not isinstance(value, str) or not value:
+def _optional_str(value: Any, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
+    """A string value (cut to `limit`) when it is a non-empty string, else None (lenient)."""
+    if type(value) is not str or not value:
         return None
     return value[:limit]
 
@@ -261,10 +273,10 @@ def _shared(text: str) -> str:
     return text
 
 
-def _shared_optional_str(fields: Any, key: str, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
+def _shared_optional_str(value: Any, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
     """_optional_str, the value shared."""
-    value = _optional_str(fields, key, limit)
-    return None if value is None else _shared(value)
+    text = _optional_str(value, limit)
+    return None if text is None else _shared(text)
 
 
 def _truthy(value: Any) -> bool:
@@ -373,27 +385,11 @@ RuleKey = tuple[str, int, int, Source]
 FlatKey = tuple[str, int, int, SourceKind, str]
 
 
-def _description(fields: JsonObject) -> str | None:
-    value = fields.get("description", _ABSENT)
-    if value is _ABSENT:
-        value = fields.get("Description")
+def _description(entry: Range | RuleEntry) -> str | None:
+    value = entry.description if entry.description is not UNSET else _or_none(entry.Description)
     if not isinstance(value, str) or not value:
         return None
     return _shared(value[:255])
-
-
-def _entry(value: Any, where: str, suffix: str = "") -> JsonObject:
-    if not isinstance(value, dict):
-        raise _Reject("wrong_type", f"{where}{suffix} entry is {show_value(value)}, not an object")
-    return value
-
-
-_SOURCE_LISTS = (
-    ("ipRanges", ".ipRanges"),
-    ("ipv6Ranges", ".ipv6Ranges"),
-    ("groups", ".groups"),
-    ("prefixListIds", ".prefixListIds"),
-)
 
 
 def _permission_rules(
@@ -401,67 +397,127 @@ def _permission_rules(
 ) -> list[tuple[FlatKey, Rule]]:
     """One IpPermission (request form) to one Rule per source, each with its flat key; `ids`
     gives rule ids by key."""
-    perm = _entry(permission, where)
-    protocol = _protocol(_get(perm, "ipProtocol"), where)
-    low, high = _ports(protocol, _get(perm, "fromPort"), _get(perm, "toPort"), where)
+    perm = _entry(permission, Permission, where)
+    protocol = _protocol(
+        (perm.ipProtocol if perm.ipProtocol is not UNSET else _or_none(perm.IpProtocol)), where
+    )
+    low, high = _ports(
+        protocol,
+        (perm.fromPort if perm.fromPort is not UNSET else _or_none(perm.FromPort)),
+        (perm.toPort if perm.toPort is not UNSET else _or_none(perm.ToPort)),
+        where,
+    )
     rules: list[tuple[FlatKey, Rule]] = []
-    for key, suffix in _SOURCE_LISTS:
-        value = _get(perm, key)
-        if value is None:
+    for kind, value, pascal, suffix in (
+        (0, perm.ipRanges, perm.IpRanges, ".ipRanges"),
+        (1, perm.ipv6Ranges, perm.Ipv6Ranges, ".ipv6Ranges"),
+        (2, perm.groups, perm.Groups, ".groups"),
+        (3, perm.prefixListIds, perm.PrefixListIds, ".prefixListIds"),
+    ):
+        if value is UNSET:
+            value = _or_none(pascal)
+        if value is None or value == _EMPTY_RANGE:  # absent, null or {}: no source of this kind
             continue
-        for item in _items(value, where, suffix):
-            fields = _entry(item, where, suffix)
-            if key == "ipRanges":
-                source = _cidr(_get(fields, "cidrIp"), where)
-            elif key == "ipv6Ranges":
-                source = _cidr(_get(fields, "cidrIpv6"), where)
-            elif key == "groups":
-                group = _get(fields, "groupId")
+        for item in _items(value, Range, where, suffix):
+            fields = _entry(item, Range, where, suffix)
+            if kind == 0:
+                source = _cidr(
+                    (fields.cidrIp if fields.cidrIp is not UNSET else _or_none(fields.CidrIp)), where
+                )
+            elif kind == 1:
+                source = _cidr(
+                    (fields.cidrIpv6 if fields.cidrIpv6 is not UNSET else _or_none(fields.CidrIpv6)), where
+                )
+            elif kind == 2:
+                group = fields.groupId if fields.groupId is not UNSET else _or_none(fields.GroupId)
                 if group is None:
                     raise _Reject("bad_rule", f"{where}: group source without groupId")
                 source = _source_id(group, "group", where)
             else:
-                source = _source_id(_get(fields, "prefixListId"), "prefix list", where)
+                source = _source_id(
+                    (
+                        fields.prefixListId
+                        if fields.prefixListId is not UNSET
+                        else _or_none(fields.PrefixListId)
+                    ),
+                    "prefix list",
+                    where,
+                )
             flat = (protocol, low, high, source.kind, source.value)
             rule_id = ids.get(flat) if ids else None
             rules.append((flat, Rule(protocol, low, high, source, rule_id, _description(fields))))
     return rules
 
 
-def _flat_key(fields: JsonObject, where: str) -> RuleKey:
+def _flat_key(fields: RuleEntry, where: str) -> RuleKey:
     """The rule key of the one-source form of SecurityGroupRule / securityGroupRuleSet entries."""
-    protocol = _protocol(_get(fields, "ipProtocol"), where)
-    low, high = _ports(protocol, _get(fields, "fromPort"), _get(fields, "toPort"), where)
-    if (value := _get(fields, "cidrIpv4")) is not None or (value := _get(fields, "cidrIpv6")) is not None:
+    protocol = _protocol(
+        (fields.ipProtocol if fields.ipProtocol is not UNSET else _or_none(fields.IpProtocol)), where
+    )
+    low, high = _ports(
+        protocol,
+        (fields.fromPort if fields.fromPort is not UNSET else _or_none(fields.FromPort)),
+        (fields.toPort if fields.toPort is not UNSET else _or_none(fields.ToPort)),
+        where,
+    )
+    if (
+        value := (fields.cidrIpv4 if fields.cidrIpv4 is not UNSET else _or_none(fields.CidrIpv4))
+    ) is not None or (
+        value := (fields.cidrIpv6 if fields.cidrIpv6 is not UNSET else _or_none(fields.CidrIpv6))
+    ) is not None:
         source = _cidr(value, where)
-    elif (value := _get(fields, "referencedGroupId")) is not None:
+    elif (
+        value := (
+            fields.referencedGroupId
+            if fields.referencedGroupId is not UNSET
+            else _or_none(fields.ReferencedGroupId)
+        )
+    ) is not None:
         source = _source_id(value, "group", where)
-    elif isinstance(value := _get(fields, "referencedGroupInfo"), dict):
-        source = _source_id(_get(value, "groupId"), "group", where)
-    elif (value := _get(fields, "prefixListId")) is not None:
+    elif isinstance(
+        value := (
+            fields.referencedGroupInfo
+            if fields.referencedGroupInfo is not UNSET
+            else _or_none(fields.ReferencedGroupInfo)
+        ),
+        GroupInfo,
+    ):
+        source = _source_id(
+            (value.groupId if value.groupId is not UNSET else _or_none(value.GroupId)), "group", where
+        )
+    elif (
+        value := (fields.prefixListId if fields.prefixListId is not UNSET else _or_none(fields.PrefixListId))
+    ) is not None:
         source = _source_id(value, "prefix list", where)
     else:
         raise _Reject("bad_rule", f"{where}: rule without a source")
     return protocol, low, high, source
 
 
-def _flat_rule(fields: JsonObject, where: str, rule_id: str | None = None) -> Rule:
+def _flat_rule(fields: RuleEntry, where: str, rule_id: str | None = None) -> Rule:
     """A rule in the one-source form of SecurityGroupRule / securityGroupRuleSet entries."""
     protocol, low, high, source = _flat_key(fields, where)
     return Rule(protocol, low, high, source, rule_id, _description(fields))
 
 
-def _response_entries(value: Any, group_id: str) -> list[tuple[RuleKey, str, JsonObject]]:
+def _response_entries(value: Any, group_id: str) -> list[tuple[RuleKey, str, RuleEntry]]:
     """(key, rule id, entry) of the ingress rules of a response rule set; malformed ones skipped."""
-    found: list[tuple[RuleKey, str, JsonObject]] = []
-    for entry in _lenient_items(value):
-        if not isinstance(entry, dict):
+    found: list[tuple[RuleKey, str, RuleEntry]] = []
+    for entry in _lenient_items(value, RuleEntry):
+        if not isinstance(entry, RuleEntry):
             continue
-        egress = _get(entry, "isEgress")
+        egress = entry.isEgress if entry.isEgress is not UNSET else _or_none(entry.IsEgress)
         if egress is not False and _truthy(egress):
             continue
-        rule_id = _optional_str(entry, "securityGroupRuleId", _MAX_ID_CHARS)
-        owner = _get(entry, "groupId")
+        rule_id = _optional_str(
+            (
+                entry.securityGroupRuleId
+                if entry.securityGroupRuleId is not UNSET
+                else _or_none(entry.SecurityGroupRuleId)
+            ),
+            _MAX_ID_CHARS,
+        )
+        owner = entry.groupId if entry.groupId is not UNSET else _or_none(entry.GroupId)
         if rule_id is None or (isinstance(owner, str) and owner != group_id):
             continue
         try:
@@ -472,7 +528,7 @@ def _response_entries(value: Any, group_id: str) -> list[tuple[RuleKey, str, Jso
 
 
 def _known_rules(
-    known: list[tuple[RuleKey, str, JsonObject]], rule_ids: set[str] | None = None
+    known: list[tuple[RuleKey, str, RuleEntry]], rule_ids: set[str] | None = None
 ) -> list[tuple[FlatKey, Rule]]:
     """Rules of response entries (all, or those whose id is in `rule_ids`), with their flat keys."""
     return [
@@ -485,7 +541,7 @@ def _known_rules(
 def _unknown_keys(value: Any) -> set[FlatKey]:
     """Keys of the permissions a revoke response lists as unknown (they changed nothing)."""
     keys: set[FlatKey] = set()
-    for permission in _lenient_items(value):
+    for permission in _lenient_items(value, Permission):
         try:
             keys.update(key for key, _ in _permission_rules(permission, "unknownIpPermissionSet"))
         except _Reject:
@@ -497,33 +553,51 @@ def _unknown_keys(value: Any) -> set[FlatKey]:
 
 
 _NESTED_REQUEST = {name: f"{name}Request" for name in WATCHED_EVENT_NAMES}
+_PASCAL = {name: name[:1].upper() + name[1:] for name in Request.__struct_fields__ if name[:1].islower()}
 
 
-def _request(record: JsonObject, event_name: str) -> JsonObject:
-    """requestParameters, merged with a nested `<EventName>Request` object, keys camelCase."""
-    value = record.get("requestParameters")
-    if value is None:
+_PAIRS = tuple(
+    (name, name[:1].upper() + name[1:])
+    for name in Request.__struct_fields__
+    if name[:1].islower() and name[:1].upper() + name[1:] in Request.__struct_fields__
+)
+
+
+def _raw(params: Request, key: str) -> Any:
+    """The value under `key` (camelCase, else its PascalCase spelling), UNSET when absent."""
+    value = getattr(params, key)
+    return value if value is not UNSET else getattr(params, _PASCAL[key])
+
+
+def _value(params: Request, key: str) -> Any:
+    """The value under `key`, None when absent."""
+    value = _raw(params, key)
+    return None if value is UNSET else value
+
+
+def _request(record: Record, event_name: str) -> Request:
+    """requestParameters, with a nested `<EventName>Request` object read over it: a key the nested
+    object has (in either spelling) is taken from it."""
+    value = record.requestParameters
+    if value is None or value is UNSET:
         raise _Reject("missing_field", "requestParameters is missing")
-    params = _object(value, "requestParameters")
-    nested = params.get(_NESTED_REQUEST.get(event_name) or f"{event_name}Request")
-    if not isinstance(nested, dict):
-        for key in params:
-            if type(key) is not str or not "a" <= key[:1] <= "z":
-                break
-        else:
-            return params  # every key already camelCase: the merge would copy it as it is
-    merged: JsonObject = {}
-    for source in (params, nested if isinstance(nested, dict) else {}):
-        for key, item in source.items():
-            if isinstance(key, str) and key:
-                merged[key[:1].lower() + key[1:]] = item
-    return merged
+    params = _shape(value, Request, "requestParameters")
+    nested = getattr(params, _NESTED_REQUEST[event_name])
+    if not isinstance(nested, Request):
+        return params
+    changes: dict[str, Any] = {}
+    for camel, pascal in _PAIRS:
+        first, second = getattr(nested, camel), getattr(nested, pascal)
+        if first is not UNSET or second is not UNSET:
+            changes[camel], changes[pascal] = first, second
+    return msgspec.structs.replace(params, **changes) if changes else params
 
 
-def _group_id(params: JsonObject) -> str:
-    if params.get("groupId") is None and params.get("groupName") is not None:
+def _group_id(params: Request) -> str:
+    group = params.groupId if params.groupId is not UNSET else _or_none(params.GroupId)
+    if group is None and _value(params, "groupName") is not None:
         raise _Reject("missing_field", "groupId is missing (the call named the group by groupName)")
-    return _shared(_required_str(params, "groupId", "requestParameters."))
+    return _shared(_required_str(group, "groupId", "requestParameters."))
 
 
 #: Top-level fields of the single-permission form (the CLI's --protocol/--port/--cidr, and SDK
@@ -539,41 +613,48 @@ _TOP_LEVEL_FIELDS = (
 )
 
 
-def _request_permissions(params: JsonObject) -> list[Any] | None:
+def _request_permissions(params: Request) -> list[Any] | None:
     """ipPermissions items, else the top-level single permission; None when neither is there.
 
     An empty ``ipPermissions`` beside top-level fields is the single-permission form. A source
     group named by name (sourceSecurityGroupName) cannot be turned into a group id here: such a
     permission yields no rule from the request (the response may still list it).
     """
-    listed = _items(params["ipPermissions"], "ipPermissions") if "ipPermissions" in params else None
-    if listed or not any(params.get(key) is not None for key in _TOP_LEVEL_FIELDS):
+    listed = params.ipPermissions if params.ipPermissions is not UNSET else params.IpPermissions
+    listed = None if listed is UNSET else _items(listed, Permission, "ipPermissions")
+    if listed or not any(_value(params, key) is not None for key in _TOP_LEVEL_FIELDS):
         return listed
-    permission: JsonObject = {
-        "ipProtocol": params.get("ipProtocol"),
-        "fromPort": params.get("fromPort"),
-        "toPort": params.get("toPort"),
-    }
-    if params.get("cidrIp") is not None:
-        permission["ipRanges"] = [{"cidrIp": params["cidrIp"]}]
-    if params.get("cidrIpv6") is not None:
-        permission["ipv6Ranges"] = [{"cidrIpv6": params["cidrIpv6"]}]
-    if "ipRanges" not in permission and "ipv6Ranges" not in permission:
+    cidr, cidr6 = _value(params, "cidrIp"), _value(params, "cidrIpv6")
+    if cidr is None and cidr6 is None:
         return []  # a source group by name, or no source: the response's rules, if any
-    return [permission]
+    return [
+        Permission(
+            ipProtocol=_value(params, "ipProtocol"),
+            fromPort=_value(params, "fromPort"),
+            toPort=_value(params, "toPort"),
+            ipRanges=UNSET if cidr is None else [Range(cidrIp=cidr)],
+            ipv6Ranges=UNSET if cidr6 is None else [Range(cidrIpv6=cidr6)],
+        )
+    ]
 
 
-def _rule_ids(params: JsonObject) -> tuple[str, ...] | None:
+def _rule_ids(params: Request) -> tuple[str, ...] | None:
     """securityGroupRuleIds in any of its shapes; None when the request has none."""
-    key = "securityGroupRuleIds" if "securityGroupRuleIds" in params else "securityGroupRuleId"
-    if key not in params:
+    key = (
+        "securityGroupRuleIds" if _raw(params, "securityGroupRuleIds") is not UNSET else "securityGroupRuleId"
+    )
+    value = _raw(params, key)
+    if value is UNSET:
         return None
-    value = params[key]
-    values = [value] if isinstance(value, str) else _items(value, key)
+    values = [value] if isinstance(value, str) else _items(value, IdEntry, key)
     found: list[str] = []
     for item in values:
-        if isinstance(item, dict):
-            item = _get(item, "securityGroupRuleId")
+        if isinstance(item, IdEntry):
+            item = (
+                item.securityGroupRuleId
+                if item.securityGroupRuleId is not UNSET
+                else _or_none(item.SecurityGroupRuleId)
+            )
         for rule_id in item if isinstance(item, list) else [item]:
             if not isinstance(rule_id, str) or not rule_id.strip() or len(rule_id) > _MAX_ID_CHARS:
                 raise _Reject("wrong_type", f"{key} holds {show_value(rule_id)}, not a rule id")
@@ -591,119 +672,7 @@ def _unique(rules: list[tuple[FlatKey, Rule]]) -> tuple[Rule, ...]:
     return tuple(by_key.values())
 
 
-# The shape the load balancer controller and the console write, read without the general
-# parser's detours. Anything else (PascalCase keys, plain lists, other protocols, rule ids,
-# legacy top-level fields, unknown permissions, values to reject) returns None, and
-# _rule_change reads the record; for what it accepts, it gives what _rule_change gives
-# (tests/test_records_fast.py compares both on generated records).
-_FAST_PORT_PROTOCOLS = {"tcp": "tcp", "udp": "udp"}
-_FAST_RULE_SETS = {AUTHORIZE: "securityGroupRuleSet", REVOKE: "revokedSecurityGroupRuleSet"}
-
-
-def _fast_ports(fields: JsonObject) -> tuple[str, int, int] | None:
-    name = fields.get("ipProtocol")
-    protocol = _FAST_PORT_PROTOCOLS.get(name) if type(name) is str else None
-    low, high = fields.get("fromPort"), fields.get("toPort")
-    if protocol is None or type(low) is not int or type(high) is not int or not 0 <= low <= high <= 65535:
-        return None
-    return protocol, _PORTS.setdefault(low, low), _PORTS.setdefault(high, high)
-
-
-def _fast_source(fields: Any, key: str, kind: str) -> Source | None:
-    if type(fields) is not dict:
-        return None
-    value = fields.get(key)
-    if type(value) is not str:
-        return None
-    try:
-        return _cidr(value, "") if kind == "cidr" else _source_id(value, kind, "")
-    except _Reject:
-        return None
-
-
-def _fast_rule_ids(response: JsonObject, rule_set: str, group_id: str) -> dict[FlatKey, str] | None:
-    entries = response.get(rule_set, _ABSENT)
-    if entries is _ABSENT:
-        return None if _pascal(rule_set) in response else {}
-    if type(entries) is not dict or len(entries) != 1 or type(items := entries.get("items")) is not list:
-        return None
-    ids: dict[FlatKey, str] = {}
-    for entry in items:
-        if type(entry) is not dict or entry.get("isEgress", True) is not False:
-            return None
-        rule_id, owner = entry.get("securityGroupRuleId"), entry.get("groupId")
-        if type(rule_id) is not str or not 0 < len(rule_id) <= _MAX_ID_CHARS or type(owner) is not str:
-            return None
-        if owner != group_id:
-            continue
-        ports = _fast_ports(entry)
-        if "CidrIpv4" in entry or "CidrIpv6" in entry:
-            return None
-        source = _fast_source(entry, "cidrIpv4" if entry.get("cidrIpv4") is not None else "cidrIpv6", "cidr")
-        if ports is None or source is None:
-            return None
-        ids[(*ports, source.kind, source.value)] = rule_id
-    return ids
-
-
-def _fast_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange | None:
-    params = record.get("requestParameters")
-    if type(params) is not dict or len(params) != 2:
-        return None
-    group_id, permissions = params.get("groupId"), params.get("ipPermissions")
-    if type(group_id) is not str or type(permissions) is not dict or len(permissions) != 1:
-        return None
-    group_id = group_id.strip()
-    permission_list = permissions.get("items")
-    if not group_id or len(group_id) > _MAX_ID_CHARS or type(permission_list) is not list:
-        return None
-    response = record.get("responseElements")
-    response = response if isinstance(response, dict) else {}
-    if type(response) is not dict or "unknownIpPermissionSet" in response:
-        return None
-    ids = _fast_rule_ids(response, _FAST_RULE_SETS[meta.event_name], group_id)
-    if ids is None or "UnknownIpPermissionSet" in response:
-        return None
-    rules: list[tuple[FlatKey, Rule]] = []
-    for permission in permission_list:
-        if type(permission) is not dict or (ports := _fast_ports(permission)) is None:
-            return None
-        protocol, low, high = ports
-        for key, field_name, kind in _FAST_SOURCE_LISTS:
-            listed = permission.get(key, _ABSENT)
-            if type(listed) is not dict:
-                return None
-            if not listed:
-                continue
-            items = listed.get("items")
-            if len(listed) != 1 or type(items) is not list:
-                return None
-            for item in items:
-                source = _fast_source(item, field_name, kind)
-                if source is None:
-                    return None
-                flat = (protocol, low, high, source.kind, source.value)
-                rules.append((flat, Rule(protocol, low, high, source, ids.get(flat), _description(item))))
-    if not rules:
-        return None  # the general parser decides (the response's rules, or a no_rule rejection)
-    action: Literal["authorize", "revoke"] = "authorize" if meta.event_name == AUTHORIZE else "revoke"
-    return RuleChange(meta, _shared(group_id), action, _unique(rules), ())
-
-
-_FAST_SOURCE_LISTS = (
-    ("ipRanges", "cidrIp", "cidr"),
-    ("ipv6Ranges", "cidrIpv6", "cidr"),
-    ("groups", "groupId", "group"),
-    ("prefixListIds", "prefixListId", "prefix list"),
-)
-
-
-def _rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
-    fast = _fast_rule_change(record, meta)
-    return fast if fast is not None else _general_rule_change(record, meta)
-
-
-def _general_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
+def _rule_change(record: Record, meta: EventMeta) -> RuleChange:
     action: Literal["authorize", "revoke"] = "authorize" if meta.event_name == AUTHORIZE else "revoke"
     params = _request(record, meta.event_name)
     group_id = _group_id(params)
@@ -715,12 +684,22 @@ def _general_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
     # The response never rejects a record (malformed entries are skipped), so reading it before
     # the request's permissions changes no rejection; the request's rules then get their ids
     # (the response's, by key) as they are built.
-    response = record.get("responseElements")
-    response = response if isinstance(response, dict) else {}
-    known = _response_entries(
-        _get(response, "securityGroupRuleSet" if action == "authorize" else "revokedSecurityGroupRuleSet"),
-        group_id,
-    )
+    response = record.responseElements
+    known: list[tuple[RuleKey, str, RuleEntry]] = []
+    if isinstance(response, Response):
+        if action == "authorize":
+            rule_set = (
+                response.securityGroupRuleSet
+                if response.securityGroupRuleSet is not UNSET
+                else _or_none(response.SecurityGroupRuleSet)
+            )
+        else:
+            rule_set = (
+                response.revokedSecurityGroupRuleSet
+                if response.revokedSecurityGroupRuleSet is not UNSET
+                else _or_none(response.RevokedSecurityGroupRuleSet)
+            )
+        known = _response_entries(rule_set, group_id)
     ids = {(p, low, high, src.kind, src.value): rule_id for (p, low, high, src), rule_id, _ in known}
     rules: list[tuple[FlatKey, Rule]] = []
     for i, permission in enumerate(permissions or ()):
@@ -731,8 +710,12 @@ def _general_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
         rules.extend(_known_rules(known))
         if not rules:
             raise _Reject("no_rule", f"{meta.event_name} on {group_id} names no rule the record lets us read")
-    if action == "revoke":
-        unknown = _unknown_keys(_get(response, "unknownIpPermissionSet"))
+    if action == "revoke" and isinstance(response, Response):
+        unknown = _unknown_keys(
+            response.unknownIpPermissionSet
+            if response.unknownIpPermissionSet is not UNSET
+            else _or_none(response.UnknownIpPermissionSet)
+        )
         if unknown:
             rules = [(key, rule) for key, rule in rules if key not in unknown]
     if rule_ids:
@@ -741,26 +724,39 @@ def _general_rule_change(record: JsonObject, meta: EventMeta) -> RuleChange:
     return RuleChange(meta, group_id, action, _unique(rules), rule_ids or ())
 
 
-def _modification(record: JsonObject, meta: EventMeta) -> RuleModification:
+def _modification(record: Record, meta: EventMeta) -> RuleModification:
     params = _request(record, meta.event_name)
     group_id = _group_id(params)
-    if params.get("securityGroupRule") is None:
+    listed = _value(params, "securityGroupRule")
+    if listed is None:
         raise _Reject("missing_field", "SecurityGroupRule is missing")
     modifications: list[tuple[str, Rule]] = []
-    for i, item in enumerate(_items(params["securityGroupRule"], "SecurityGroupRule")):
-        entry = _entry(item, "SecurityGroupRule")
-        rule_id = _required_str(entry, "securityGroupRuleId", f"SecurityGroupRule {i}: ")
-        definition = _get(entry, "securityGroupRule")
+    for i, item in enumerate(_items(listed, RuleEntry, "SecurityGroupRule")):
+        entry = _entry(item, RuleEntry, "SecurityGroupRule")
+        rule_id = _required_str(
+            (
+                entry.securityGroupRuleId
+                if entry.securityGroupRuleId is not UNSET
+                else _or_none(entry.SecurityGroupRuleId)
+            ),
+            "securityGroupRuleId",
+            f"SecurityGroupRule {i}: ",
+        )
+        definition = (
+            entry.securityGroupRule
+            if entry.securityGroupRule is not UNSET
+            else _or_none(entry.SecurityGroupRule)
+        )
         if definition is None:
             raise _Reject("missing_field", f"SecurityGroupRule {i}: rule definition is missing")
-        rule = _flat_rule(_object(definition, f"SecurityGroupRule {i}"), f"SecurityGroupRule {i}")
+        rule = _flat_rule(_shape(definition, RuleEntry, f"SecurityGroupRule {i}"), f"SecurityGroupRule {i}")
         modifications.append((rule_id, replace(rule, rule_id=rule_id)))
     if not modifications:
         raise _Reject("no_rule", f"{meta.event_name} on {group_id} lists no rule")
     return RuleModification(meta, group_id, tuple(modifications))
 
 
-def _deletion(record: JsonObject, meta: EventMeta) -> GroupDeletion:
+def _deletion(record: Record, meta: EventMeta) -> GroupDeletion:
     return GroupDeletion(meta, _group_id(_request(record, meta.event_name)))
 
 
@@ -773,23 +769,44 @@ def _attribute_value(key: str, value: Any) -> str:
     return text
 
 
+# Attributes are a map keyed by attribute names (data, not a shape): a {key, value} list or a
+# plain mapping, decoded as JSON values and read here.
+def _map_get(fields: JsonObject, key: str) -> Any:
+    value = fields.get(key, UNSET)
+    return fields.get(key[:1].upper() + key[1:]) if value is UNSET else value
+
+
 def _attribute_pairs(value: Any) -> list[tuple[Any, Any]]:
     """Attributes as (key, value) pairs from a {key,value} list or a plain mapping."""
-    if isinstance(value, dict) and "items" not in value and not _has(value, "key"):
+    if isinstance(value, dict) and "items" not in value and "key" not in value and "Key" not in value:
         return list(value.items())
+    if isinstance(value, dict):
+        items = value.get("items", [value])
+        if items is None:
+            items = []
+        elif isinstance(items, dict):
+            items = [items]
+        elif not isinstance(items, list):
+            raise _Reject("wrong_type", f"attributes.items is {show_value(items)}, not a list")
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise _Reject("wrong_type", f"attributes is {show_value(value)}, not a list")
     pairs: list[tuple[Any, Any]] = []
-    for item in _items(value, "attributes"):
-        entry = _entry(item, "attributes")
-        pairs.append((_get(entry, "key"), _get(entry, "value")))
+    for item in items:
+        if not isinstance(item, dict):
+            raise _Reject("wrong_type", f"attributes entry is {show_value(item)}, not an object")
+        pairs.append((_map_get(item, "key"), _map_get(item, "value")))
     return pairs
 
 
-def _attribute_change(record: JsonObject, meta: EventMeta) -> AttributeChange:
+def _attribute_change(record: Record, meta: EventMeta) -> AttributeChange:
     params, arn = _subject(record, meta, "targetGroupArn")
-    if params.get("attributes") is None:
+    attributes = _value(params, "attributes")
+    if attributes is None:
         raise _Reject("missing_field", "requestParameters.attributes is missing")
     kept: dict[str, str] = {}
-    for key, value in _attribute_pairs(params["attributes"]):
+    for key, value in _attribute_pairs(attributes):
         if not isinstance(key, str):
             raise _Reject("wrong_type", f"attribute key is {show_value(key)}, not a string")
         if key in WATCHED_ATTRIBUTES:
@@ -806,10 +823,10 @@ def _attribute_change(record: JsonObject, meta: EventMeta) -> AttributeChange:
 _HEALTH_CHECK_PROTOCOLS = frozenset({"TCP", "HTTP", "HTTPS"})
 
 
-def _subject(record: JsonObject, meta: EventMeta, key: str) -> tuple[JsonObject, str]:
+def _subject(record: Record, meta: EventMeta, key: str) -> tuple[Request, str]:
     """The request parameters and the id of the object the call changes (`key`, required)."""
     params = _request(record, meta.event_name)
-    return params, _shared(_required_str(params, key, "requestParameters."))
+    return params, _shared(_required_str(_value(params, key), key, "requestParameters."))
 
 
 def _health_check_port(value: Any) -> str:
@@ -830,10 +847,10 @@ def _port_number(value: Any) -> int | None:
     return None
 
 
-def _health_check_change(record: JsonObject, meta: EventMeta) -> HealthCheckChange | None:
+def _health_check_change(record: Record, meta: EventMeta) -> HealthCheckChange | None:
     params, arn = _subject(record, meta, "targetGroupArn")
-    port = params.get("healthCheckPort")
-    protocol = params.get("healthCheckProtocol")
+    port = _value(params, "healthCheckPort")
+    protocol = _value(params, "healthCheckProtocol")
     if port is None and protocol is None:
         return None  # another setting (interval, thresholds, path, matcher): reachability unchanged
     if protocol is not None:
@@ -843,64 +860,69 @@ def _health_check_change(record: JsonObject, meta: EventMeta) -> HealthCheckChan
     return HealthCheckChange(meta, arn, None if port is None else _health_check_port(port), protocol)
 
 
-def _id_list(value: Any, key: str, field_name: str) -> tuple[str, ...]:
+def _id_list(value: Any, key: str, field_name: Literal["groupId", "subnetId"]) -> tuple[str, ...]:
     """Ids from a list of strings or of objects holding `field_name`, in any list shape."""
     found: list[str] = []
-    for item in _items(value, key):
-        if isinstance(item, dict):
-            item = _get(item, field_name)
+    for item in _items(value, IdEntry, key):
+        if isinstance(item, IdEntry):
+            item = (
+                (item.groupId if item.groupId is not UNSET else _or_none(item.GroupId))
+                if field_name == "groupId"
+                else (item.subnetId if item.subnetId is not UNSET else _or_none(item.SubnetId))
+            )
         if not isinstance(item, str) or not item.strip() or len(item) > _MAX_ID_CHARS:
             raise _Reject("wrong_type", f"{key} holds {show_value(item)}, not an id")
         found.append(_shared(item.strip()))
     return tuple(dict.fromkeys(found))
 
 
-def _interface_groups_change(record: JsonObject, meta: EventMeta) -> InterfaceGroupsChange | None:
+def _interface_groups_change(record: Record, meta: EventMeta) -> InterfaceGroupsChange | None:
     params, eni_id = _subject(record, meta, "networkInterfaceId")
-    key = "groupSet" if "groupSet" in params else "groups"
-    if params.get(key) is None:
+    key = "groupSet" if _raw(params, "groupSet") is not UNSET else "groups"
+    listed = _value(params, key)
+    if listed is None:
         return None  # another attribute (description, sourceDestCheck, attachment): not watched
-    groups = _id_list(params[key], key, "groupId")
+    groups = _id_list(listed, key, "groupId")
     if not groups:
         raise _Reject("missing_field", f"requestParameters.{key} names no security group")
     return InterfaceGroupsChange(meta, eni_id, groups)
 
 
-def _load_balancer_groups_change(record: JsonObject, meta: EventMeta) -> LoadBalancerGroupsChange:
+def _load_balancer_groups_change(record: Record, meta: EventMeta) -> LoadBalancerGroupsChange:
     # "You can't perform this operation on a Network Load Balancer unless you specified a security
     # group for the load balancer when you created it" (ELBv2 API reference, SetSecurityGroups): on
     # a legacy-mode NLB the call fails, and a failed record changes nothing.
     params, arn = _subject(record, meta, "loadBalancerArn")
-    if params.get("securityGroups") is None:
+    listed = _value(params, "securityGroups")
+    if listed is None:
         raise _Reject("missing_field", "requestParameters.securityGroups is missing")
-    return LoadBalancerGroupsChange(
-        meta, arn, _id_list(params["securityGroups"], "securityGroups", "groupId")
-    )
+    return LoadBalancerGroupsChange(meta, arn, _id_list(listed, "securityGroups", "groupId"))
 
 
-def _load_balancer_subnets_change(record: JsonObject, meta: EventMeta) -> LoadBalancerSubnetsChange:
+def _load_balancer_subnets_change(record: Record, meta: EventMeta) -> LoadBalancerSubnetsChange:
     params, arn = _subject(record, meta, "loadBalancerArn")
     subnets: tuple[str, ...] = ()
-    if params.get("subnets") is not None:
-        subnets = _id_list(params["subnets"], "subnets", "subnetId")
-    if params.get("subnetMappings") is not None:
-        subnets = tuple(
-            dict.fromkeys(subnets + _id_list(params["subnetMappings"], "subnetMappings", "subnetId"))
-        )
+    if (listed := _value(params, "subnets")) is not None:
+        subnets = _id_list(listed, "subnets", "subnetId")
+    if (mappings := _value(params, "subnetMappings")) is not None:
+        subnets = tuple(dict.fromkeys(subnets + _id_list(mappings, "subnetMappings", "subnetId")))
     if not subnets:
         raise _Reject("missing_field", "requestParameters.subnets / subnetMappings name no subnet")
     return LoadBalancerSubnetsChange(meta, arn, subnets)
 
 
-def _targets_change(record: JsonObject, meta: EventMeta) -> TargetsChange:
+def _targets_change(record: Record, meta: EventMeta) -> TargetsChange:
     params, arn = _subject(record, meta, "targetGroupArn")
-    if params.get("targets") is None:
+    listed = _value(params, "targets")
+    if listed is None:
         raise _Reject("missing_field", "requestParameters.targets is missing")
     targets: list[tuple[str, int | None]] = []
-    for i, item in enumerate(_items(params["targets"], "targets")):
-        entry = _entry(item, "targets")
-        target_id = _shared(_required_str(entry, "id", f"targets {i}: "))
-        raw_port = _get(entry, "port")
+    for i, item in enumerate(_items(listed, Target, "targets")):
+        entry = _entry(item, Target, "targets")
+        target_id = _shared(
+            _required_str((entry.id if entry.id is not UNSET else _or_none(entry.Id)), "id", f"targets {i}: ")
+        )
+        raw_port = entry.port if entry.port is not UNSET else _or_none(entry.Port)
         port = None if raw_port is None else _port_number(raw_port)
         if raw_port is not None and port is None:
             raise _Reject("wrong_type", f"targets {i}: port is {show_value(raw_port)}, not a port")
@@ -913,7 +935,7 @@ def _targets_change(record: JsonObject, meta: EventMeta) -> TargetsChange:
     return TargetsChange(meta, arn, action, tuple(dict.fromkeys(targets)))
 
 
-_PARSERS: dict[str, Callable[[JsonObject, EventMeta], Change | None]] = {
+_PARSERS: dict[str, Callable[[Record, EventMeta], Change | None]] = {
     AUTHORIZE: _rule_change,
     REVOKE: _rule_change,
     MODIFY_RULES: _modification,
@@ -946,25 +968,24 @@ _ACTORS: dict[tuple[str | None, ...], Actor] = {}  # the same caller makes many 
 _TIMES: dict[str, datetime] = {}  # eventTime text -> parsed (changes of one second share it)
 _EVENT_NAMES = {name: name for name in WATCHED_EVENT_NAMES}
 
-
 _ACTORS_BY_TEXT: dict[tuple[Any, ...], Actor] = {}  # six attribution texts -> Actor
 
 
-def _actor(record: JsonObject) -> Actor:
+def _actor(record: Record) -> Actor:
     # The common shape first: an assumed role whose six attribution fields are all strings,
     # under their usual (camelCase) names. Then the Actor depends on those six texts alone.
-    identity = record.get("userIdentity")
-    if type(identity) is dict:
-        context = identity.get("sessionContext")
-        issuer = context.get("sessionIssuer") if type(context) is dict else None
-        if type(issuer) is dict:
+    identity = record.userIdentity
+    if type(identity) is Identity:
+        context = identity.sessionContext
+        issuer = context.sessionIssuer if type(context) is SessionContext else None
+        if type(issuer) is Issuer:
             texts = (
-                identity.get("arn"),
-                identity.get("type"),
-                issuer.get("arn"),
-                issuer.get("userName"),
-                record.get("userAgent"),
-                record.get("sourceIPAddress"),
+                identity.arn,
+                identity.type,
+                issuer.arn,
+                issuer.userName,
+                record.userAgent,
+                record.sourceIPAddress,
             )
             a, b, c, d, e, f = texts
             if type(a) is type(b) is type(c) is type(d) is type(e) is type(f) is str:
@@ -978,21 +999,29 @@ def _actor(record: JsonObject) -> Actor:
     return _actor_of(record)
 
 
-def _actor_of(record: JsonObject) -> Actor:
-    identity = record.get("userIdentity")
-    identity = identity if isinstance(identity, dict) else {}
-    context = identity.get("sessionContext")
-    issuer = context.get("sessionIssuer") if isinstance(context, dict) else None
-    issuer_arn = _optional_str(issuer, "arn")
-    issuer_name = _optional_str(issuer, "userName")
+def _actor_of(record: Record) -> Actor:
+    identity = record.userIdentity
+    identity = identity if isinstance(identity, Identity) else _EMPTY_IDENTITY
+    context = identity.sessionContext
+    issuer = context.sessionIssuer if isinstance(context, SessionContext) else None
+    issuer_arn = issuer_name = None
+    if isinstance(issuer, Issuer):
+        issuer_arn = _optional_str(issuer.arn if issuer.arn is not UNSET else _or_none(issuer.Arn))
+        issuer_name = _optional_str(
+            issuer.userName if issuer.userName is not UNSET else _or_none(issuer.UserName)
+        )
     if issuer_name is None and issuer_arn:
         issuer_name = issuer_arn.rsplit("/", 1)[-1] or None
     key = (
-        _optional_str(identity, "arn") or issuer_arn,
-        _optional_str(identity, "type"),
+        _optional_str(identity.arn if identity.arn is not UNSET else _or_none(identity.Arn)) or issuer_arn,
+        _optional_str(identity.type if identity.type is not UNSET else _or_none(identity.Type)),
         issuer_name,
-        _optional_str(record, "userAgent"),
-        _optional_str(record, "sourceIPAddress"),
+        _optional_str(record.userAgent if record.userAgent is not UNSET else _or_none(record.UserAgent)),
+        _optional_str(
+            record.sourceIPAddress
+            if record.sourceIPAddress is not UNSET
+            else _or_none(record.SourceIPAddress)
+        ),
     )
     found = _ACTORS.get(key)
     if found is None:
@@ -1000,6 +1029,9 @@ def _actor_of(record: JsonObject) -> Actor:
             _ACTORS.clear()
         found = _ACTORS[key] = Actor(*key)
     return found
+
+
+_EMPTY_IDENTITY = Identity()
 
 
 def _event_time(raw_time: Any) -> datetime:
@@ -1030,29 +1062,104 @@ def _event_time(raw_time: Any) -> datetime:
     return event_time
 
 
-def _meta(record: JsonObject, event_name: str) -> EventMeta:
-    event_id = _required_str(record, "eventID", "")
-    raw_time = record.get("eventTime")
-    if raw_time is None:
+def _meta(record: Record, event_name: str) -> EventMeta:
+    event_id = _required_str(
+        (record.eventID if record.eventID is not UNSET else _or_none(record.EventID)), "eventID", ""
+    )
+    raw_time = record.eventTime
+    if raw_time is None or raw_time is UNSET:
         raise _Reject("missing_field", "eventTime is missing")
     event_time = _event_time(raw_time)
-    identity = record.get("userIdentity")
+    identity = record.userIdentity
+    account = _shared_optional_str(
+        record.recipientAccountId
+        if record.recipientAccountId is not UNSET
+        else _or_none(record.RecipientAccountId)
+    )
+    if account is None and isinstance(identity, Identity):
+        account = _shared_optional_str(
+            identity.accountId if identity.accountId is not UNSET else _or_none(identity.AccountId)
+        )
     return EventMeta(
         event_id,
         event_time,
         _EVENT_NAMES.get(event_name, event_name),
-        _shared_optional_str(record, "eventSource") or "",
-        _shared_optional_str(record, "recipientAccountId") or _shared_optional_str(identity, "accountId"),
-        _shared_optional_str(record, "awsRegion"),
+        _shared_optional_str(
+            record.eventSource if record.eventSource is not UNSET else _or_none(record.EventSource)
+        )
+        or "",
+        account,
+        _shared_optional_str(
+            record.awsRegion if record.awsRegion is not UNSET else _or_none(record.AwsRegion)
+        ),
         _actor(record),
-        _shared_optional_str(record, "errorCode"),
-        _optional_str(record, "errorMessage"),
+        _shared_optional_str(
+            record.errorCode if record.errorCode is not UNSET else _or_none(record.ErrorCode)
+        ),
+        _optional_str(
+            record.errorMessage if record.errorMessage is not UNSET else _or_none(record.ErrorMessage)
+        ),
     )
 
 
-def _event_id_hint(record: Any) -> str | None:
-    value = record.get("eventID") if isinstance(record, dict) else None
+def _event_id_hint(value: Any) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+
+#: The typed decode reads text of at most this share of the record limit (1/8), and with at most
+#: this many brackets: then the record serialized as the size check measures it (orjson, compact)
+#: stays under the limit (a number grows at most 4.5 times, `1e15` -> `1000000000000000.0`) and
+#: nests less deeply than that serializer allows, so the check is not needed. Larger or deeper
+#: text is decoded in full (`parse_record`), where the check runs.
+_TYPED_SHARE = 8
+_TYPED_MAX_BRACKETS = 200
+
+
+def decode_record(text: bytes | str, *, max_record_bytes: int = MAX_RECORD_BYTES) -> Record | None:
+    """JSON text of one object decoded straight into the Record shape; None when the text is not
+    an object, or is one the caller must decode in full (too large or deep for the typed decode
+    to stand in for the size check, bytes that are not UTF-8, numbers out of a double's range in a
+    field the parser reads)."""
+    if isinstance(text, str):
+        if len(text) * (1 if text.isascii() else 4) > max_record_bytes // _TYPED_SHARE:
+            return None
+        if text.count("{") + text.count("[") > _TYPED_MAX_BRACKETS:
+            return None
+    else:
+        if len(text) > max_record_bytes // _TYPED_SHARE:
+            return None
+        if text.count(b"{") + text.count(b"[") > _TYPED_MAX_BRACKETS:
+            return None
+        if not text.isascii():
+            try:
+                text.decode("utf-8")  # msgspec does not check the UTF-8 of what it skips
+            except UnicodeDecodeError:
+                return None
+    try:
+        return RECORD_DECODER.decode(text)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return None
+
+
+def parse_decoded(record: Record) -> Change | Rejection | None:
+    """A record from `decode_record` to a typed change, a Rejection, or None (as parse_record)."""
+    event_id = _event_id_hint(record.eventID)
+    try:
+        return _parse(record, record.eventName)
+    except _Reject as reject:
+        return make_rejection(reject.reason, reject.detail, event_id)
+    except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:
+        return make_rejection("not_a_record", f"{UNEXPECTED_DETAIL_PREFIX}{type(error).__name__}", event_id)
+
+
+def _parse(record: Record, name: Any) -> Change | None:
+    if name is None or name is UNSET:
+        raise _Reject("missing_field", "eventName is missing")
+    if not isinstance(name, str):
+        raise _Reject("wrong_type", f"eventName is {show_value(name)}, not a string")
+    if name not in WATCHED_EVENT_NAMES:
+        return None
+    return _PARSERS[name](record, _meta(record, name))
 
 
 def parse_record(
@@ -1063,9 +1170,10 @@ def parse_record(
     interval, a ModifyNetworkInterfaceAttribute of the description).
 
     Never raises: anything malformed becomes a Rejection with a bounded reason. A failed call
-    (top-level errorCode) still yields its change, with meta.error_code set.
+    (top-level errorCode) still yields its change, with meta.error_code set. The record (decoded
+    JSON) is converted into the Record shape and read as `parse_decoded` reads it.
     """
-    event_id = _event_id_hint(record)
+    event_id = _event_id_hint(record.get("eventID")) if isinstance(record, dict) else None
     try:
         if not isinstance(record, dict):
             raise _Reject("not_a_record", f"a record must be an object, got {show_value(record)}")
@@ -1077,7 +1185,11 @@ def parse_record(
         if name not in WATCHED_EVENT_NAMES:
             return None
         _check_size(record, max_record_bytes)
-        return _PARSERS[name](record, _meta(record, name))
+        try:
+            typed = msgspec.convert(record, Record)
+        except msgspec.ValidationError as error:
+            raise _Reject("wrong_type", f"record does not fit its shape: {error}") from None
+        return _parse(typed, name)
     except _Reject as reject:
         return make_rejection(reject.reason, reject.detail, event_id)
     except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:

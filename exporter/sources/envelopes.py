@@ -34,13 +34,16 @@ import orjson
 from zlib_ng import zlib_ng
 
 from exporter.engine.changes import Change, Rejection, RejectionReason
+from exporter.engine.record_shapes import UNSET, Record
 from exporter.engine.records import (
     MAX_RECORD_BYTES,
     UNEXPECTED_DETAIL_PREFIX,
     WATCHED_EVENT_NAMES,
     JsonObject,
     ParseResult,
+    decode_record,
     make_rejection,
+    parse_decoded,
     parse_record,
     show_value,
 )
@@ -138,7 +141,8 @@ def _json_error(error: Exception) -> str:
     return f"not JSON: {error}"
 
 
-_Item = JsonObject | Rejection | int  # an int: that many records skipped by the pre-filter
+# an int: that many records skipped by the pre-filter; a Record: one decoded straight into its shape
+_Item = JsonObject | Record | Rejection | int
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class _Walker:
     max_payload_bytes: int
     skim: bool = True  # trail files through skim_trail (False: the full decode, for tests)
     lazy: bool = False  # skim record by record; the caller restarts on _SkimRestart
+    typed: bool = False  # a record's own JSON text decoded straight into its shape (parse_payload)
 
     def payload(self, data: Any, depth: int = 0) -> Iterator[_Item]:
         if isinstance(data, bytes | bytearray | memoryview):
@@ -182,6 +187,9 @@ class _Walker:
             if skimmed is not None:
                 yield from skimmed
                 return
+        if self.typed and (record := self.decoded(stripped, depth)) is not None:
+            yield from self.typed_record(record)
+            return
         try:
             document = orjson.loads(stripped)
         except orjson.JSONDecodeError as error:
@@ -283,6 +291,8 @@ class _Walker:
                 yield make_rejection(
                     "too_large", f"line {number} is over the {self.max_record_bytes} byte limit"
                 )
+            elif self.typed and (record := self.decoded(line, depth + 1)) is not None:
+                yield from self.typed_record(record)
             else:
                 try:
                     document = orjson.loads(line)
@@ -299,6 +309,8 @@ class _Walker:
             yield make_rejection(
                 "too_large", f"embedded record is over the {self.max_record_bytes} byte limit"
             )
+        elif self.typed and (record := self.decoded(text, depth + 1)) is not None:
+            yield from self.typed_record(record)
         else:
             try:
                 document = orjson.loads(text)
@@ -306,6 +318,18 @@ class _Walker:
                 yield make_rejection("not_json", f"CloudTrailEvent {_json_error(error)}")
                 return
             yield from self.value(document, depth + 1)
+
+    def decoded(self, text: bytes | str, depth: int) -> Record | None:
+        """The text as one record decoded into its shape (engine/records.py: decode_record), when
+        it is one (an object with a record's keys, not an EventBridge event) within the depth."""
+        if depth > _MAX_WRAPPER_DEPTH or text[:1] not in ("{", b"{"):
+            return None
+        return _typed_record(text, self.max_record_bytes)
+
+    def typed_record(self, record: Record) -> Iterator[_Item]:
+        name = record.eventName
+        skip = self.watched_only and isinstance(name, str) and name not in WATCHED_EVENT_NAMES
+        yield 1 if skip else record
 
     def record(self, record: JsonObject) -> Iterator[_Item]:
         name = record.get("eventName")
@@ -392,6 +416,22 @@ class _SkimRestart(Exception):
     """A lazy skim met a record the full decode would refuse with the whole document."""
 
 
+def _typed_record(text: bytes | str, max_record_bytes: int) -> Record | None:
+    """The text decoded into the Record shape when it holds a record (an object with one of a
+    record's keys and no detail-type), else None: the full decode then reads it."""
+    record = decode_record(text, max_record_bytes=max_record_bytes)
+    if record is None or record.detail_type is not UNSET:
+        return None
+    if (
+        record.eventName is UNSET
+        and record.eventID is UNSET
+        and record.eventTime is UNSET
+        and record.eventVersion is UNSET
+    ):
+        return None
+    return record
+
+
 def _walk(
     data: Payload,
     watched_only: bool,
@@ -399,8 +439,9 @@ def _walk(
     max_payload_bytes: int,
     skim: bool = True,
     lazy: bool = False,
+    typed: bool = False,
 ) -> Iterator[_Item]:
-    walker = _Walker(watched_only, max_record_bytes, max_payload_bytes, skim, lazy)
+    walker = _Walker(watched_only, max_record_bytes, max_payload_bytes, skim, lazy, typed)
     try:
         yield from walker.payload(data)
     except (ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError) as error:
@@ -420,7 +461,7 @@ def iter_raw_records(
     `watched_only`, records whose eventName is not watched are dropped unparsed.
     """
     for item in _walk(data, watched_only, max_record_bytes, max_payload_bytes):
-        if not isinstance(item, int):
+        if not isinstance(item, int | Record):  # the walk decodes no Record unless typed
             yield item
 
 
@@ -446,6 +487,13 @@ def parse_payload(
         # The common case first: one record as JSON text (a CloudTrailEvent, a message body).
         # The same steps as the walk (payload, text, value, mapping, record), without generators.
         stripped = data.strip() if len(data) <= max_payload_bytes else ""
+        if stripped[:1] == "{" and (record := _typed_record(stripped, max_record_bytes)) is not None:
+            name = record.eventName
+            if isinstance(name, str) and name not in WATCHED_EVENT_NAMES:
+                result.ignored += 1
+            else:
+                _add(result, parse_decoded(record))
+            return result
         if stripped[:1] == "{":
             try:
                 document = orjson.loads(stripped)
@@ -464,15 +512,15 @@ def parse_payload(
                     else:
                         _add(result, parse_record(document, max_record_bytes=max_record_bytes))
                     return result
-                items = _walk(document, True, max_record_bytes, max_payload_bytes)
+                items = _walk(document, True, max_record_bytes, max_payload_bytes, typed=True)
     if items is None:
         # lazily: a trail file of a million records holds one decoded record at a time
-        items = _walk(data, True, max_record_bytes, max_payload_bytes, lazy=True)
+        items = _walk(data, True, max_record_bytes, max_payload_bytes, lazy=True, typed=True)
     try:
         _collect(result, items, max_record_bytes)
     except _SkimRestart:
         result = ParseResult()
-        _collect(result, _walk(data, True, max_record_bytes, max_payload_bytes), max_record_bytes)
+        _collect(result, _walk(data, True, max_record_bytes, max_payload_bytes, typed=True), max_record_bytes)
     return result
 
 
@@ -482,5 +530,7 @@ def _collect(result: ParseResult, items: Iterator[_Item], max_record_bytes: int)
             result.ignored += item
         elif isinstance(item, Rejection):
             result.reject(item)
+        elif isinstance(item, Record):
+            _add(result, parse_decoded(item))
         else:
             _add(result, parse_record(item, max_record_bytes=max_record_bytes))
