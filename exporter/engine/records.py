@@ -1,8 +1,20 @@
 """A CloudTrail record to a typed change, a rejection (with a bounded reason), or ignored.
 
-Pure: works on a decoded record handed in; opens no files and reads no clock. The wrappers that
-carry records (S3 trail files, gzip, LookupEvents, EventBridge, SQS, SNS, JSON lines) are read by
+Pure: works on a record handed in; opens no files and reads no clock. The wrappers that carry
+records (S3 trail files, gzip, LookupEvents, EventBridge, SQS, SNS, JSON lines) are read by
 exporter/sources/envelopes.py, which hands each record here.
+
+One parser, over declared shapes (exporter/engine/record_shapes.py): a record's own JSON text is
+decoded straight into them (`decode_record`, then `parse_decoded`); a record already decoded as
+JSON values is converted into them (`parse_record`). Either way the same code reads the fields
+and gives the same answer. Two differences from the dict parser this replaced are known:
+
+- a CloudTrail list given as an object holding none of the keys read (``{"junk": 1}`` where
+  ``{}`` or ``{"items": [...]}`` is expected) reads as empty; that parser read it as one entry
+  lacking its fields and rejected the record (unknown keys are ignored everywhere else too);
+- in a record given as text, a number out of a double's range (``1e400``) in a field the parser
+  does not read no longer makes the record ``not_json`` (msgspec does not check what it skips;
+  the trail-file skim already had this difference).
 """
 
 from __future__ import annotations
