@@ -26,7 +26,6 @@ import base64
 import binascii
 import contextlib
 import gzip
-import json
 import logging
 import socket
 import ssl
@@ -39,10 +38,10 @@ from urllib.parse import unquote, urlsplit
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from exporter.daemon.snapshot import GapView, HistogramState, Labels, Snapshot, TargetGroupView
-from exporter.engine.timeutil import format_time
+from exporter.daemon.snapshot import Snapshot
 from exporter.metrics import GZIP_LEVEL, ExpositionCache, ExpositionFormat, build_registry
 from exporter.web_auth import BasicAuth
+from exporter.web_json import snapshot_json_body
 from exporter.web_limits import (
     LISTEN_BACKLOG,
     ConnectionLimiter,
@@ -102,129 +101,6 @@ def exposition_format(content_type: str) -> ExpositionFormat | None:
     if media == "application/openmetrics-text" and params.get("version") == "1.0.0":
         return "openmetrics"
     return None
-
-
-def _labels(labels: Labels) -> dict[str, str]:
-    return dict(labels)
-
-
-def _gap(gap: GapView) -> dict[str, Any]:
-    return {
-        "key": gap.key,
-        "aws_account_id": gap.aws_account_id,
-        "aws_region": gap.aws_region,
-        "target_group_arn": gap.target_group_arn,
-        "target_group": gap.target_group,
-        "namespace": gap.namespace,
-        "service": gap.service,
-        "flow": gap.flow,
-        "start": format_time(gap.start),
-        "end": None if gap.end is None else format_time(gap.end),
-        "duration_seconds": gap.duration_seconds,
-        "cause": gap.cause,
-        "actor": gap.actor,
-        "actor_arn": gap.actor_arn,
-        "explained": gap.explained,
-        "start_exact": gap.start_exact,
-        "note": gap.note or None,
-    }
-
-
-def _target_group(tg: TargetGroupView) -> dict[str, Any]:
-    return {
-        "aws_account_id": tg.aws_account_id,
-        "aws_region": tg.aws_region,
-        "arn": tg.arn,
-        "name": tg.name,
-        "load_balancer": tg.load_balancer,
-        "scheme": tg.scheme,
-        "mode": tg.mode,
-        "target_type": tg.target_type,
-        "protocol": tg.protocol,
-        "namespace": tg.namespace,
-        "service": tg.service,
-        "cluster": tg.cluster,
-        "mapped_by": tg.mapped_by,
-        "preserve_client_ip": tg.preserve_client_ip,
-        "targets": tg.targets,
-        "flows": {
-            kind: {
-                "targets": status.targets,
-                "admitted": status.admitted,
-                "ratio": status.ratio,
-                "unadmitted_by_reason": dict(status.unadmitted_by_reason),
-            }
-            for kind, status in tg.flows.items()
-        },
-    }
-
-
-def _histogram(labels: Labels, hist: HistogramState) -> dict[str, Any]:
-    return {"labels": _labels(labels), "buckets": list(hist.buckets), "sum": hist.total, "count": hist.count}
-
-
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
-
-
-def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
-    """The snapshot as JSON-ready data (times as ISO 8601 UTC; label sets as objects)."""
-    return {
-        "generated_at": format_time(snapshot.generated_at),
-        "version": snapshot.version,
-        "shard": snapshot.shard,
-        "total_shards": snapshot.total_shards,
-        "ready": snapshot.ready,
-        "target_groups": [_target_group(tg) for tg in snapshot.target_groups],
-        "open_gaps": [_gap(g) for g in snapshot.open_gaps],
-        "recent_gaps": [_gap(g) for g in snapshot.recent_gaps],
-        "last_gaps": [_gap(g) for g in snapshot.last_gaps],
-        "counters": {
-            family: [{"labels": _labels(labels), "value": value} for labels, value in series.items()]
-            for family, series in snapshot.counters.items()
-        },
-        "gap_durations": [_histogram(labels, hist) for labels, hist in snapshot.gap_durations.items()],
-        "sources": [
-            {
-                "source": s.source,
-                "aws_account_id": s.aws_account_id,
-                "aws_region": s.aws_region,
-                "up": s.up,
-                "last_success": _time(s.last_success),
-                "last_error": s.last_error,
-            }
-            for s in snapshot.sources
-        ],
-        "jobs": [
-            {
-                "job": j.job,
-                "runs": j.runs,
-                "skipped": j.skipped,
-                "last_duration_seconds": j.last_duration_seconds,
-                "last_success": _time(j.last_success),
-                "last_error": j.last_error,
-                "duration_buckets": list(j.duration_buckets),
-                "duration_sum": j.duration_sum,
-            }
-            for j in snapshot.jobs
-        ],
-        "api_requests": [
-            {"service": service, "operation": operation, "count": count}
-            for (service, operation), count in snapshot.api_requests.items()
-        ],
-        "api_errors": [
-            {"service": service, "operation": operation, "code": code, "count": count}
-            for (service, operation, code), count in snapshot.api_errors.items()
-        ],
-        "cloudtrail_lag_seconds": [
-            {"aws_account_id": account, "aws_region": region, "seconds": lag}
-            for (account, region), lag in snapshot.cloudtrail_lag_seconds.items()
-        ],
-        "watched_since": _time(snapshot.watched_since),
-        "owned_targets": [
-            {"aws_account_id": account, "aws_region": region} for account, region in snapshot.owned_targets
-        ],
-    }
 
 
 class _Server(ThreadingHTTPServer):
@@ -457,9 +333,7 @@ class WebServer:
         self.landing = SnapshotCache(
             lambda snapshot: render_landing(snapshot, self.clock(), self.links).encode()
         )
-        self.snapshot_json = SnapshotCache(
-            lambda snapshot: json.dumps(snapshot_to_json(snapshot), indent=1).encode()
-        )
+        self.snapshot_json = SnapshotCache(snapshot_json_body)
         self.explain_provider = explain_provider
         self.explanations: PerSnapshot[str | None] = PerSnapshot(self._explain)
         self.clock = clock

@@ -25,7 +25,8 @@ from prometheus_client.exposition import choose_encoder
 from exporter.daemon.snapshot import Snapshot
 from exporter.engine.timeutil import format_time
 from exporter.metrics import SPECS
-from exporter.web import WebServer, readiness, snapshot_to_json
+from exporter.web import WebServer, readiness
+from exporter.web_json import snapshot_to_json
 from exporter.web_page import format_duration, render_landing, render_target_group, render_timeline
 from tests.browser import chromium
 from tests.snapshot_samples import (
