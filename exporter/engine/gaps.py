@@ -51,7 +51,7 @@ from exporter.engine.ordering import (
 )
 from exporter.engine.overlay import View
 from exporter.engine.rules import ALL_PROTOCOLS, Rule
-from exporter.engine.timeline import RuleState, affected_group, batches, rewind
+from exporter.engine.timeline import RuleState, affected_group, moments, rewind
 from exporter.engine.timeutil import format_time
 
 Cause = Literal[
@@ -354,7 +354,7 @@ def analyze(
                 open_gaps[(arn, kind)] = _Opening(start_time, None, False)
 
     gaps: list[Gap] = []
-    for moment, batch in batches(ordered):
+    for moment, batch in moments(ordered):
         # Same-second changes in a known order happen in steps: a gap can open and close
         # within the second (ordering.py); otherwise the second is applied as one step.
         for step in batch_steps(batch, quota):

@@ -28,7 +28,7 @@ from exporter.engine.changes import AttributeChange, Change, GroupDeletion, Rule
 from exporter.engine.flows import family, preserve_client_ip, subnet_sources, transport_protocols
 from exporter.engine.inventory import Intent, Inventory, LoadBalancer, TargetGroup
 from exporter.engine.rules import Rule
-from exporter.engine.timeline import RuleState, affected_group, batches, rewind
+from exporter.engine.timeline import RuleState, affected_group, moments, rewind
 
 #: The description marker of the rules the controller manages: LBC v2.13.4
 #: pkg/networking/networking_manager.go tgbNetworkingIPPermissionLabelKey=...LabelValue.
@@ -169,7 +169,7 @@ def learn(
                 seen.append((moment, found))
 
     note(inventory.target_groups.keys(), start - timedelta(microseconds=1))  # before the first change
-    for moment, batch in batches(list(ordered)):
+    for moment, batch in moments(list(ordered)):
         touched: set[str] = set()
         for change in batch:
             state.apply(change)

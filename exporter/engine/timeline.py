@@ -42,8 +42,8 @@ def ordered_changes(changes: Iterable[Change]) -> list[Change]:
     return unique
 
 
-def batches(changes: list[Change]) -> Iterator[tuple[datetime, list[Change]]]:
-    """Consecutive changes grouped by identical eventTime."""
+def moments(changes: list[Change]) -> Iterator[tuple[datetime, list[Change]]]:
+    """Consecutive changes grouped by identical eventTime: (that moment, its changes)."""
     current: list[Change] = []
     for change in changes:
         if current and change.meta.event_time != current[0].meta.event_time:

@@ -46,7 +46,7 @@ TAGS_BATCH = 20
 T = TypeVar("T")
 
 
-def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
+def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
     """Consecutive slices of at most `size` items."""
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -61,7 +61,7 @@ def _ec2_filtered(
 ) -> Iterator[dict[str, Any]]:
     """Items of `key` from an EC2 describe filtered by `name` in batches of 200 values, all pages."""
     unique = sorted(set(values))
-    for chunk in batches(unique, FILTER_BATCH):
+    for chunk in chunks(unique, FILTER_BATCH):
         for page in _pages(
             ec2, operation, Filters=[{"Name": name, "Values": chunk}], MaxResults=EC2_MAX_RESULTS
         ):
@@ -139,7 +139,7 @@ def _target_groups(elbv2: Any, nlb_arns: list[str], lb_total: int) -> list[dict[
 
 def _elbv2_tags(elbv2: Any, arns: list[str]) -> dict[str, dict[str, str]]:
     tags: dict[str, dict[str, str]] = {}
-    for chunk in batches(arns, TAGS_BATCH):
+    for chunk in chunks(arns, TAGS_BATCH):
         for item in elbv2.describe_tags(ResourceArns=chunk).get("TagDescriptions", []):
             tags[item["ResourceArn"]] = _tags(item.get("Tags"))
     return tags
@@ -279,7 +279,7 @@ def _index(enis: Iterable[NetworkInterface], eni_by_ip: dict[tuple[str, str], st
 def _prefix_lists(ec2: Any, ids: list[str]) -> dict[str, PrefixList]:
     """The managed prefix lists the rules reference, with their entries."""
     found: dict[str, PrefixList] = {}
-    for chunk in batches(sorted(set(ids)), FILTER_BATCH):
+    for chunk in chunks(sorted(set(ids)), FILTER_BATCH):
         for page in _pages(ec2, "describe_managed_prefix_lists", PrefixListIds=chunk):
             for item in page.get("PrefixLists", []):
                 pl_id = item["PrefixListId"]
