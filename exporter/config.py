@@ -60,7 +60,9 @@ class _Schema(Struct, frozen=True, forbid_unknown_fields=True):
     """A settings section: unknown fields are refused by name."""
 
 
-class Target(_Schema, frozen=True):
+class AccountRegion(_Schema, frozen=True):
+    """One `targets` entry: a region to watch, in this account or in the one `role_arn` leads to."""
+
     region: str
     role_arn: str | None = None
     external_id: str | None = None
@@ -142,7 +144,7 @@ class Settings(_Schema, frozen=True):
     # Empty: one target in the region of the environment (AWS_REGION, else AWS_DEFAULT_REGION; the EKS
     # pod identity webhook sets both on IRSA pods: aws/amazon-eks-pod-identity-webhook,
     # pkg/handler/testdata/rawPodNeedsRegion.pod.yaml); neither set is an error naming `targets`.
-    targets: tuple[Target, ...] = ()
+    targets: tuple[AccountRegion, ...] = ()
     intervals: Intervals = msgspec.field(default_factory=Intervals)
     cloudtrail: CloudTrailSettings = msgspec.field(default_factory=CloudTrailSettings)
     state: StateSettings = msgspec.field(default_factory=StateSettings)
@@ -297,7 +299,7 @@ def _default_target(settings: Settings, environ: Mapping[str, str]) -> Settings:
         raise ConfigError(
             "targets", f"no targets, and the environment's region {region!r} is not an AWS region"
         )
-    return replace(settings, targets=(Target(region=region),))
+    return replace(settings, targets=(AccountRegion(region=region),))
 
 
 def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
