@@ -42,7 +42,7 @@ from exporter.engine.changes import WATCHED_ATTRIBUTES
 from exporter.engine.flows import FLOW_KINDS, FlowKind
 from exporter.engine.gaps import CAUSES, ORDERS
 from exporter.engine.impact import ImpactResult
-from exporter.sources.base import Source
+from exporter.sources.feed import EventFeed
 
 log = structlog.get_logger("sg-churn-exporter")
 
@@ -90,10 +90,10 @@ class Health:
 
 @dataclass
 class Feed:
-    """A CloudTrail event source bound to the monitor whose records it carries."""
+    """A CloudTrail event feed bound to the monitor whose records it carries."""
 
     monitor: Monitor
-    source: Source
+    poller: EventFeed
     cursor_key: str | None = None
     save_cursor: Callable[[], str] | None = None
 
@@ -151,7 +151,7 @@ class Daemon:
         for monitor in self.monitors:
             self.health[("inventory", monitor.account_id, monitor.region)] = Health()
         for feed in self.feeds:
-            self.health[(feed.source.name, feed.monitor.account_id, feed.monitor.region)] = Health()
+            self.health[(feed.poller.name, feed.monitor.account_id, feed.monitor.region)] = Health()
         if kube_sync is not None:
             self.health[("kubernetes", "", "")] = Health()
         self.health[STATE_KEY] = Health(up=True, last_success=clock())
@@ -223,15 +223,15 @@ class Daemon:
     def run_cloudtrail(self) -> None:
         for feed in self.feeds:
             now = self.clock()
-            health = self._health(feed.source.name, feed.monitor)
+            health = self._health(feed.poller.name, feed.monitor)
             try:
-                with self._deadline("cloudtrail", health, feed.source.name, feed.monitor):
-                    batch = feed.source.poll(now)
+                with self._deadline("cloudtrail", health, feed.poller.name, feed.monitor):
+                    batch = feed.poller.poll(now)
                 try:
                     feed.monitor.ingest(now, batch.records, batch.rejections)
                 except sqlite3.Error as exc:  # not committed: the source delivers it again next poll
                     self._state_failed(exc)
-                    self._succeeded(health, now, feed.source.name, feed.monitor)  # the source answered
+                    self._succeeded(health, now, feed.poller.name, feed.monitor)  # the source answered
                     continue
                 batch.commit()
                 if feed.cursor_key and feed.save_cursor:
@@ -242,9 +242,9 @@ class Daemon:
                 if batch.errors and not batch.records:
                     raise RuntimeError("; ".join(batch.errors)[:300])
             except Exception as exc:
-                self._failed(health, feed.source.name, feed.monitor, exc)
+                self._failed(health, feed.poller.name, feed.monitor, exc)
             else:
-                self._succeeded(health, now, feed.source.name, feed.monitor)
+                self._succeeded(health, now, feed.poller.name, feed.monitor)
 
     def run_kubernetes(self) -> None:
         if self.kube_sync is None:
@@ -431,7 +431,7 @@ class Daemon:
                     api_errors[ekey] = api_errors.get(ekey, 0) + value
             lag: dict[tuple[str, str], float] = {}
             for feed in self.feeds:
-                lag_of = getattr(feed.source, "lag_seconds", None)
+                lag_of = getattr(feed.poller, "lag_seconds", None)
                 value = lag_of(now) if callable(lag_of) else None
                 if value is not None:
                     lag[(feed.monitor.account_id, feed.monitor.region)] = float(value)

@@ -25,14 +25,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from exporter.engine.changes import Rejection
 from exporter.engine.records import WATCHED_EVENT_NAMES
 from exporter.engine.timeutil import format_time, parse_time
-from exporter.sources.base import Source, SourceBatch
 from exporter.sources.envelopes import iter_raw_records
 from exporter.sources.eventbridge import SqsConsumer
+from exporter.sources.feed import EventFeed, FeedBatch
 from exporter.sources.ratelimit import TokenBucket, full_jitter
 from exporter.sources.s3trail import S3TrailBackfill
 from exporter.sources.seen import SeenEvents
 
-__all__ = ["LookupCursor", "LookupEventsPoller", "S3TrailBackfill", "Source", "SourceBatch", "SqsConsumer"]
+__all__ = ["EventFeed", "FeedBatch", "LookupCursor", "LookupEventsPoller", "S3TrailBackfill", "SqsConsumer"]
 
 MAX_RESULTS = 50
 THROTTLE_CODES = frozenset(
@@ -76,7 +76,7 @@ def _aware(value: Any) -> datetime | None:
 
 
 class LookupEventsPoller:
-    """A `Source` over LookupEvents for one account-region."""
+    """An `EventFeed` over LookupEvents for one account-region."""
 
     name = "lookup_events"
 
@@ -120,7 +120,7 @@ class LookupEventsPoller:
         newest = self.cursor.newest_event_time
         return None if newest is None else (now - newest).total_seconds()
 
-    def _page(self, batch: SourceBatch, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _page(self, batch: FeedBatch, kwargs: dict[str, Any]) -> dict[str, Any]:
         attempt = 0
         while True:
             batch.count("requests")
@@ -137,9 +137,9 @@ class LookupEventsPoller:
                 self._sleep(full_jitter(attempt, self.backoff_base, self.backoff_cap, self._rng))
                 attempt += 1
 
-    def poll(self, now: datetime) -> SourceBatch:
+    def poll(self, now: datetime) -> FeedBatch:
         """Read every watched event name since its position minus the overlap; stage the moves."""
-        batch = SourceBatch(source=self.name)
+        batch = FeedBatch(feed=self.name)
         taken: dict[str, datetime] = {}
         positions: dict[str, datetime] = {}
         newest = self.cursor.newest_event_time
@@ -183,7 +183,7 @@ class LookupEventsPoller:
 
     def _take(
         self,
-        batch: SourceBatch,
+        batch: FeedBatch,
         event: dict[str, Any],
         taken: dict[str, datetime],
         now: datetime,

@@ -15,8 +15,8 @@ from typing import Any
 
 from exporter.engine.changes import Rejection
 from exporter.sources.aws import AwsClients
-from exporter.sources.base import SourceBatch
 from exporter.sources.envelopes import iter_raw_records
+from exporter.sources.feed import FeedBatch
 from exporter.sources.seen import SeenEvents
 
 MAX_WAIT_SECONDS = 20
@@ -24,7 +24,7 @@ MAX_MESSAGES = 10
 
 
 class SqsConsumer:
-    """A `Source` over one SQS queue of EventBridge CloudTrail events."""
+    """An `EventFeed` over one SQS queue of EventBridge CloudTrail events."""
 
     name = "sqs"
 
@@ -58,9 +58,9 @@ class SqsConsumer:
     def _delete(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
 
-    def poll(self, now: datetime) -> SourceBatch:
+    def poll(self, now: datetime) -> FeedBatch:
         """One long poll. Records are returned; their messages are deleted by `batch.commit()`."""
-        batch = SourceBatch(source=self.name)
+        batch = FeedBatch(feed=self.name)
         kwargs: dict[str, Any] = {
             "QueueUrl": self.queue_url,
             "MaxNumberOfMessages": self.max_messages,
@@ -105,7 +105,7 @@ class SqsConsumer:
         batch.on_commit = commit
         return batch
 
-    def consume(self, handler: Callable[[list[dict[str, Any]]], None], now: datetime) -> SourceBatch:
+    def consume(self, handler: Callable[[list[dict[str, Any]]], None], now: datetime) -> FeedBatch:
         """Poll, hand the records to `handler`, then delete their messages; if it raises, none are."""
         batch = self.poll(now)
         handler(batch.records)

@@ -1,4 +1,5 @@
-"""What every event source hands the daemon: a `SourceBatch` from `poll(now)`, and `commit()` after.
+"""What every CloudTrail event feed hands the daemon: a `FeedBatch` from `poll(now)`, and `commit()`
+after. (A feed is where records come from; a `Source` - engine/rules.py - is where traffic comes from.)
 
 A batch's side effects on the source (cursor moves, seen event ids, SQS deletes) are staged and
 applied by `commit()`, which the caller runs once the records are durably processed. A batch
@@ -16,10 +17,10 @@ from exporter.engine.changes import Rejection
 
 
 @dataclass
-class SourceBatch:
+class FeedBatch:
     """Raw CloudTrail records (dicts, for engine/records.py) and what the poll saw."""
 
-    source: str
+    feed: str  # the feed's name
     records: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
@@ -38,9 +39,9 @@ class SourceBatch:
             action()
 
 
-class Source(Protocol):
-    """An event source the daemon runs: a bounded name and one poll per tick."""
+class EventFeed(Protocol):
+    """A CloudTrail event feed the daemon runs: a bounded name and one poll per tick."""
 
     name: str
 
-    def poll(self, now: datetime) -> SourceBatch: ...
+    def poll(self, now: datetime) -> FeedBatch: ...
