@@ -205,6 +205,7 @@ def test_break_before_make_risk_is_judged_from_the_events(
     assert (bbm.level, bbm.max_seconds) == (level, longest)
     if level != "none":
         assert bbm.flows == ("traffic", "health_check")
+    assert "PR #3952" in bbm.detail  # issue 13: plan cites the controller's fix by its PR
     assert plan.safe_in_place  # the printed order is safe whatever the controller does
 
 

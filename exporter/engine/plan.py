@@ -49,10 +49,11 @@ LBC_DESCRIPTION = "elbv2.k8s.aws/targetGroupBinding=shared"
 CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
 #: EC2's default quota of inbound rules per security group (per IP family); accounts may raise it.
 DEFAULT_RULES_PER_GROUP = 60
-#: The first controller release that authorizes before it revokes: the fix of
-#: kubernetes-sigs/aws-load-balancer-controller#3639 is PR #3952, commit 31ffe10 "bug fix: try SG
-#: permission add prior to revoke", first tagged v2.12.0 (pkg/networking/security_group_reconciler.go);
-#: at the rule quota it still retries revoke-first. ordering.py orders same-second pairs by it.
+#: The first controller release that authorizes before it revokes: PR #3952, commit 31ffe10 "bug fix:
+#: try SG permission add prior to revoke" (it fixes issue #3822; a maintainer points issue #3639 to
+#: it too, naming v2.10, but no tag before v2.12.0 holds it: pkg/networking/security_group_reconciler.go
+#: at v2.10.0-v2.11.0 has no shouldRemoveSGRulesFirst); at the rule quota it still retries
+#: revoke-first. ordering.py orders same-second pairs by it.
 MAKE_BEFORE_BREAK_SINCE = ordering.MAKE_BEFORE_BREAK_SINCE
 TARGET_GROUP_ATTRIBUTES_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
 _ALWAYS_PRESERVING = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})
@@ -597,7 +598,8 @@ def _break_before_make_risk(
         return Risk(
             "break_before_make",
             "gap",
-            f"the controller was seen revoking before authorizing ({evidence.break_before_make} time(s)); "
+            f"the controller was seen revoking before authorizing ({evidence.break_before_make} time(s): "
+            f"its order before v2.12.0, PR #3952, or at the rule quota); "
             f"{flows} not admitted between its revoke and its authorize; longest exposure seen: "
             f"{seconds_text(evidence.longest_exposure_seconds or 0.0)}",
             kinds,
@@ -607,8 +609,9 @@ def _break_before_make_risk(
         return Risk(
             "break_before_make",
             "none",
-            f"the controller was seen authorizing before revoking ({evidence.make_before_break} time(s)); it "
-            "still revokes first when the group is at its rule quota (RulesPerSecurityGroupLimitExceeded)",
+            f"the controller was seen authorizing before revoking ({evidence.make_before_break} time(s); its "
+            "order since v2.12.0, PR #3952); it still revokes first when the group is at its rule quota "
+            "(RulesPerSecurityGroupLimitExceeded)",
             kinds,
         )
     version = evidence.latest_version
@@ -626,14 +629,14 @@ def _break_before_make_risk(
             "break_before_make",
             "none",
             f"no replacement by the controller in the events; its version {evidence.versions[-1]} authorizes "
-            "before it revokes, except at the rule quota",
+            "before it revokes (since v2.12.0, PR #3952), except at the rule quota",
             kinds,
         )
     return Risk(
         "break_before_make",
         "unknown",
         f"no replacement by the controller and no controller version in the events: if it revokes first "
-        f"(before v2.12.0), {flows} are not admitted until it authorizes; how long is unknown",
+        f"(before v2.12.0, PR #3952), {flows} are not admitted until it authorizes; how long is unknown",
         kinds,
     )
 
