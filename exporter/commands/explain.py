@@ -49,7 +49,7 @@ from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
 from exporter.engine.triggers import triggers_for
 from exporter.reports.explain import explanation_json, explanation_text
-from exporter.reports.gaps import gap_record
+from exporter.reports.gaps import gap_record, gaps_text
 from exporter.textsafe import printable_fields, printable_lines
 
 #: What explain and plan report as bad input (exit 2), beside commands.common's UsageError.
@@ -251,7 +251,7 @@ def execute(args: argparse.Namespace) -> int:
         print(printable_lines(world.events.summary()))
         text = "\n".join(
             explanation_text(printable_fields(e), events_read=world.events.read_any)
-            + gap_text(printable_fields(gaps.get(e.target_group_arn, [])))
+            + gaps_text(printable_fields(gaps.get(e.target_group_arn, [])))
             for e in explanations
         )
         print(printable_lines(text), end="")
@@ -269,20 +269,3 @@ def gaps_by_target_group(world: World, at: datetime | None) -> dict[str, list[di
         if at is None or gap.start <= at:
             found.setdefault(gap.target_group_arn, []).append(gap_record(gap, triggers, analysis.end))
     return found
-
-
-def gap_text(records: list[dict[str, Any]]) -> str:
-    """Rule gaps in the events, with who revoked (actor) and who triggered it (trigger)."""
-    if not records:
-        return ""
-    lines = ["", "rule gaps in the events:"]
-    for r in records:
-        duration = "still open" if r["end"] is None else f"{r['duration_seconds']:g} s"
-        session = f"/{r['actor_session']}" if r.get("actor_session") else ""
-        line = f"  {r['start']}  {duration}  {r['flow']}  {r['cause']}  by {r['actor'] or 'unknown'}{session}"
-        trigger = r.get("trigger")
-        if trigger:
-            changed = ", ".join(f"{k}={v}" for k, v in trigger["attributes"].items())
-            line += f"; triggered by {trigger['who']} ({trigger['event']} {changed}) at {trigger['time']}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"

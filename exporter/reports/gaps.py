@@ -1,5 +1,6 @@
 """A gap (engine/gaps.py) in JSON: the line `replay` and `backfill --gaps` print per gap and the
-gaps `explain --format json` lists. One declared shape (msgspec), with its trigger's."""
+gaps `explain --format json` lists. One declared shape (msgspec), with its trigger's; and the
+gap lines of `explain`'s text."""
 
 from __future__ import annotations
 
@@ -109,3 +110,20 @@ def gap_record(
 ) -> dict[str, Any]:
     """`gap_json` as plain data (a JSON object; its keys in the declared order)."""
     return cast(dict[str, Any], msgspec.to_builtins(gap_json(gap, triggers, as_of)))
+
+
+def gaps_text(records: list[dict[str, Any]]) -> str:
+    """Rule gaps in the events, with who revoked (actor) and who triggered it (trigger)."""
+    if not records:
+        return ""
+    lines = ["", "rule gaps in the events:"]
+    for r in records:
+        duration = "still open" if r["end"] is None else f"{r['duration_seconds']:g} s"
+        session = f"/{r['actor_session']}" if r.get("actor_session") else ""
+        line = f"  {r['start']}  {duration}  {r['flow']}  {r['cause']}  by {r['actor'] or 'unknown'}{session}"
+        trigger = r.get("trigger")
+        if trigger:
+            changed = ", ".join(f"{k}={v}" for k, v in trigger["attributes"].items())
+            line += f"; triggered by {trigger['who']} ({trigger['event']} {changed}) at {trigger['time']}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
