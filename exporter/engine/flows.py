@@ -25,33 +25,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from exporter.engine.inventory import Inventory, LoadBalancer, PrefixList, TargetGroup
 from exporter.engine.rules import Flow, IPNetwork, Rule, Source, uncovered
 
 FlowKind = Literal["traffic", "health_check"]
-FLOW_KINDS: tuple[FlowKind, ...] = ("traffic", "health_check")
+FLOW_KINDS: tuple[FlowKind, ...] = get_args(FlowKind)
 
 #: Why a target does not admit a flow. A bounded set: it becomes a metric label.
-REASONS = (
+Reason = Literal[
     "target_eni_not_found",  # no network interface known for the target
     "security_group_missing",  # none of the ENI's security groups exists (deleted)
     "no_rule_for_port",  # no rule matches the flow's protocol and port
     "source_not_covered",  # rules match the port, but none admits the required source
     "source_partly_covered",  # part of the required source CIDR is not admitted
-)
-Reason = Literal[
-    "target_eni_not_found",
-    "security_group_missing",
-    "no_rule_for_port",
-    "source_not_covered",
-    "source_partly_covered",
 ]
+REASONS: tuple[str, ...] = get_args(Reason)
 
 #: Why a target cannot be evaluated at all. Not a gap: counted apart (a metric label too).
-NOT_EVALUABLE_REASONS = ("target_outside_vpc",)  # AvailabilityZone "all": no ENI, no security group
-NotEvaluableReason = Literal["target_outside_vpc"]
+NotEvaluableReason = Literal["target_outside_vpc"]  # AvailabilityZone "all": no ENI, no security group
+NOT_EVALUABLE_REASONS: tuple[str, ...] = get_args(NotEvaluableReason)
 
 Family = Literal["ipv4", "ipv6"]
 

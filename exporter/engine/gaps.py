@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from exporter.engine.changes import (
     INVENTORY_CHANGES,
@@ -59,17 +59,10 @@ Cause = Literal[
     "revoke_without_restore",
     "requirement_change",
     "security_group_deleted",
-    "eni_groups_changed",
-    "undetermined",
-]
-CAUSES: tuple[Cause, ...] = (
-    "revoke_before_authorize",
-    "revoke_without_restore",
-    "requirement_change",
-    "security_group_deleted",
     "eni_groups_changed",  # ModifyNetworkInterfaceAttribute gave a target's ENI groups that do not admit
     "undetermined",
-)
+]
+CAUSES: tuple[Cause, ...] = get_args(Cause)
 
 #: A revoke and an authorize on one group this close together form one replacement.
 REPLACEMENT_WINDOW = timedelta(minutes=5)

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from exporter.engine.timeutil import format_time, parse_time
 
 Impact = Literal["confirmed", "none_seen", "unknown"]
-IMPACTS: tuple[Impact, ...] = ("confirmed", "none_seen", "unknown")
+IMPACTS: tuple[Impact, ...] = get_args(Impact)
 
 #: CloudWatch's finest standard resolution for AWS/NetworkELB: one datapoint per minute.
 METRIC_PERIOD = timedelta(minutes=1)

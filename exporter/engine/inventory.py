@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import msgspec
 
-from exporter.engine.rules import Rule, Source
+from exporter.engine.rules import Rule, Source, SourceKind
 from exporter.engine.timeutil import format_time, parse_time
 
 FORMAT = "sg-churn-exporter/inventory"
@@ -147,14 +147,15 @@ class ServiceBinding:
 
 #: What a target group's client sources are judged by (the `intent` label): the Kubernetes
 #: TargetGroupBinding, the controller-managed rules as materialized intent, or the default.
-INTENT_KINDS = ("binding", "managed_rules", "default")
+IntentKind = Literal["binding", "managed_rules", "default"]
+INTENT_KINDS: tuple[IntentKind, ...] = get_args(IntentKind)
 
 
 @dataclass(frozen=True)
 class Intent:
     """The client sources a target group is meant to admit when client IPs are preserved."""
 
-    kind: str  # one of INTENT_KINDS
+    kind: IntentKind
     sources: tuple[str, ...] = ()  # CIDRs; empty: the controller's default for the scheme
 
 
@@ -224,7 +225,7 @@ class _RuleEntry(msgspec.Struct, frozen=True):
     protocol: str
     from_port: int
     to_port: int
-    source_kind: Literal["cidr4", "cidr6", "sg", "prefix_list"]
+    source_kind: SourceKind
     source: str
     rule_id: str | None = None
     description: str | None = None

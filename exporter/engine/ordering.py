@@ -22,13 +22,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from exporter.engine.changes import AttributeChange, Change, GroupDeletion, RuleChange, RuleModification
 from exporter.engine.timeline import ordered_changes
 
 Order = Literal["make_before_break", "break_before_make", "unknown"]
-ORDERS: tuple[Order, ...] = ("make_before_break", "break_before_make", "unknown")
+ORDERS: tuple[Order, ...] = get_args(Order)
 
 #: The first controller release that authorizes before it revokes (PR #3952, commit 31ffe10).
 MAKE_BEFORE_BREAK_SINCE = (2, 12, 0)

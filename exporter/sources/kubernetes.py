@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import kubernetes.client
 import kubernetes.config
@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 KubeMode = Literal["auto", "true", "false"]
 Timeout = float | tuple[float, float]
-_MODES: dict[str, KubeMode] = {"auto": "auto", "true": "true", "false": "false"}
+_MODES: dict[str, KubeMode] = {mode: mode for mode in get_args(KubeMode)}
 
 #: (connect, read) seconds per API call; the daemon polls again on its own schedule.
 DEFAULT_TIMEOUT: tuple[float, float] = (3.0, 10.0)
