@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.cli import main
 from exporter.engine.inventory import FORMAT, Inventory, InventoryError, PrefixList, ServiceBinding
@@ -91,3 +94,48 @@ def test_explain_exits_2_with_one_line_naming_the_bad_field(
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "$.target_groups[0].port" in err, err
+
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+_CIDR = st.one_of(
+    st.builds(lambda a, p: f"{ipaddress.IPv4Address(a)}/{p}", st.integers(0, 2**32 - 1), st.integers(0, 32)),
+    st.builds(
+        lambda a, p: f"{ipaddress.IPv6Address(a)}/{p}", st.integers(0, 2**128 - 1), st.integers(0, 128)
+    ),
+)
+
+
+@st.composite
+def _rules(draw: st.DrawFn) -> Rule:
+    low = draw(st.integers(0, 65535))
+    source = draw(
+        st.one_of(
+            _CIDR.map(Source.cidr),
+            st.builds(Source.group, _TEXT),
+            st.builds(lambda v: Source("prefix_list", v), _TEXT),
+        )
+    )
+    return Rule(
+        draw(st.sampled_from(["tcp", "udp", "-1", "icmp"])),
+        low,
+        draw(st.integers(low, 65535)),
+        source,
+        draw(st.none() | _TEXT),
+        draw(st.none() | _TEXT),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_rules(), max_size=8), st.lists(_rules(), max_size=4), _TEXT)
+def test_any_rules_and_names_read_back_equal(group_rules: list[Rule], bound: list[Rule], name: str) -> None:
+    base = full_inventory()
+    group_id = next(iter(base.security_groups))
+    arn = next(iter(base.target_groups))
+    inventory = dataclasses.replace(
+        base,
+        security_groups={
+            group_id: dataclasses.replace(base.security_groups[group_id], name=name, rules=tuple(group_rules))
+        },
+        services={arn: ServiceBinding(name, name, (), "tags", None, tuple(bound))},
+    )
+    assert Inventory.from_dict(json.loads(json.dumps(inventory.to_dict()))) == inventory
