@@ -43,6 +43,8 @@ from benchmarks.common import LOOPBACK, Figure, ratio, rss_kib
 TARGET_MEDIAN_MS = 100.0
 TARGET_RATIO = 2.0
 TARGET_RSS_MB = 250.0
+#: Issue 15: what a Prometheus user pays per watched target group (series are billed and held in memory).
+TARGET_SERIES_PER_TG = 8.0
 #: What Prometheus 2.x sends when scraping.
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -224,6 +226,7 @@ class ScrapeResult:
     ours_start_seconds: float
     baseline_start_seconds: float
     biggest: str
+    per_target_group: str = ""
 
     @property
     def ratio(self) -> float:
@@ -293,11 +296,12 @@ def measure_scrape(target_groups: int, scrapes: int = 50, max_seconds: float = 1
         ours_start_seconds=ours.start_seconds,
         baseline_start_seconds=baseline.start_seconds,
         biggest=_biggest_families(text),
+        per_target_group=_per_target_group(text, target_groups),
     )
 
 
-def _biggest_families(text: bytes, count: int = 4) -> str:
-    """The families with the most series, as `name N` (histogram samples counted under the family)."""
+def series_by_family(text: bytes) -> dict[str, int]:
+    """Series (sample lines) per family, most first; a histogram's _bucket/_sum/_count under its name."""
     sizes: dict[str, int] = {}
     for line in text.split(b"\n"):
         if line and not line.startswith(b"#"):
@@ -306,8 +310,22 @@ def _biggest_families(text: bytes, count: int = 4) -> str:
                 if name.endswith(suffix) and "duration_seconds" in name:
                     name = name[: -len(suffix)]
             sizes[name] = sizes.get(name, 0) + 1
-    top = sorted(sizes.items(), key=lambda item: -item[1])[:count]
+    return dict(sorted(sizes.items(), key=lambda item: -item[1]))
+
+
+def _biggest_families(text: bytes, count: int = 4) -> str:
+    """The families with the most series, as `name N`."""
+    top = list(series_by_family(text).items())[:count]
     return ", ".join(f"{name} {size:,}" for name, size in top)
+
+
+def _per_target_group(text: bytes, target_groups: int) -> str:
+    """Series per target group of each family with at least 0.01, as `name x.xx`."""
+    return ", ".join(
+        f"{name.removeprefix('sgchurn_')} {size / target_groups:.2f}"
+        for name, size in series_by_family(text).items()
+        if size / target_groups >= 0.005
+    )
 
 
 def figures(quick: bool) -> list[Figure]:
@@ -369,6 +387,20 @@ def figures(quick: bool) -> list[Figure]:
                 f"before the first scrape",
                 f"server start-up incl. building the snapshot: ours {result.ours_start_seconds:.1f} s, "
                 f"baseline {result.baseline_start_seconds:.1f} s",
+            ),
+        ),
+        Figure(
+            key="series_per_target_group",
+            title="4 Series per target group (steady state)",
+            value=result.series / result.target_groups,
+            unit="series",
+            target=f"<= {TARGET_SERIES_PER_TG:.0f}",
+            passed=result.series / result.target_groups <= TARGET_SERIES_PER_TG,
+            notes=(
+                f"{result.series:,} series / {result.target_groups:,} target groups of the synthetic "
+                "snapshot (benchmarks/synth_snapshot.py: 10% of target groups had a gap once, 1% in "
+                "the last day)",
+                f"per family and target group: {result.per_target_group}",
             ),
         ),
     ]

@@ -3,21 +3,17 @@
 `target_groups` target groups in one account-region (two flows each, 10 targets, almost all
 admitted), 0.4 security groups per target group on their ENIs, a few open gaps, closed gaps in
 the last day for 1% of the target groups and a past gap for 10% (counters, histograms, last-gap
-series), CloudTrail and API counters, and the series the daemon zero-initializes for every watched
-target group and security group (`with_zero_series`; gap-duration histograms only where a gap
-closed, as `Daemon.publish` does), so /metrics has the series count a real exporter of that size
-serves.
+series), CloudTrail and API counters, as `Daemon.publish` builds them (counter series only where
+something happened, gap-duration histograms merged per account, region and flow), so /metrics
+has the series count a real exporter of that size serves.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
-from exporter.daemon.service import with_zero_series
 from exporter.daemon.snapshot import (
     GAP_DURATION_BUCKETS,
     JOB_DURATION_BUCKETS,
@@ -29,6 +25,7 @@ from exporter.daemon.snapshot import (
     SourceHealth,
     TargetGroupView,
     labels_of,
+    merge_histograms,
 )
 from exporter.engine.flows import FlowKind, FlowStatus
 
@@ -36,21 +33,6 @@ ACCOUNT = "111122223333"
 REGION = "eu-west-1"
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 CONTROLLER = "eks-prod-aws-load-balancer-controller"
-
-
-@dataclass
-class _View:
-    target_groups: tuple[TargetGroupView, ...] = ()
-    security_groups: tuple[str, ...] = ()
-
-
-@dataclass
-class _Monitor:
-    """What `with_zero_series` reads of a monitor."""
-
-    account_id: str
-    region: str
-    view: _View = field(default_factory=_View)
 
 
 def _cumulative(observations: Sequence[float], bounds: Sequence[float]) -> tuple[int, ...]:
@@ -163,7 +145,6 @@ def build_snapshot(target_groups: int = 5_000, seed: int = 11, now: datetime = N
         "ModifyTargetGroupAttributes",
     ):
         counters["cloudtrail_events"][labels_of(event_name=event)] = float(rng.randrange(100, 5000))
-    monitor = _Monitor(ACCOUNT, REGION, _View(tuple(views), tuple(groups)))
     job_buckets = _cumulative([0.2, 0.4, 1.1], JOB_DURATION_BUCKETS)
     return Snapshot(
         generated_at=now,
@@ -172,8 +153,8 @@ def build_snapshot(target_groups: int = 5_000, seed: int = 11, now: datetime = N
         target_groups=tuple(views),
         open_gaps=open_gaps,
         recent_gaps=recent,
-        counters=with_zero_series(counters, cast(Any, [monitor])),
-        gap_durations=histograms,
+        counters=counters,
+        gap_durations=merge_histograms(histograms),
         last_gaps=tuple(last_gaps),
         sources=(
             SourceHealth("inventory", ACCOUNT, REGION, True, now - timedelta(seconds=9), None),

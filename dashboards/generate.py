@@ -53,6 +53,19 @@ INSTANCE = 'instance=~"$instance"'
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 
+#: Gaps closed in the range, from the end time of each target group's and flow's last gap: each
+#: gap that closes changes it, and the first one makes the series appear (the counter has no zero
+#: series, so increase() would miss that first gap: docs/metrics.md#changelog). Instances are
+#: aggregated away, so a rollout (same end times, new instance) counts nothing.
+_GAP_KEY = "aws_account_id, aws_region, target_group, flow"
+_LAST_END = "sgchurn_rule_gap_last_end_timestamp_seconds{{{sel}}}"
+GAPS_IN_RANGE = (
+    f"round(sum(max by ({_GAP_KEY}) (changes({_LAST_END}[$__range])))"
+    f" + (count(max by ({_GAP_KEY}) ({_LAST_END})"
+    f" unless max by ({_GAP_KEY}) ({_LAST_END} offset $__range)) or vector(0)))"
+    " or vector(0)"
+)
+
 
 # -- small builders on top of the SDK -------------------------------------------------------------
 
@@ -281,12 +294,26 @@ def target_group_variables(builder: db.Dashboard, drill: bool) -> db.Dashboard:
     return builder
 
 
+ATTRIBUTE_LAST = "sgchurn_target_group_attribute_last_change_timestamp_seconds{{{sel}}}"
+BREAK_BEFORE_MAKE_LAST = (
+    f"sgchurn_rule_replacement_last_break_before_make_timestamp_seconds{{{ACCOUNT_REGION}}}"
+)
+
+
+def _new_time(by: str, series: str) -> str:
+    """Where a "last time" gauge moved in the interval, or appeared (its first event): the counters
+    have no zero series, so increase() would miss a first event (docs/metrics.md#changelog)."""
+    return (
+        f"max by ({by}) (changes({series}[$__rate_interval]) > 0"
+        f" or ({series} unless {series} offset $__rate_interval))"
+    )
+
+
 def change_annotations(sel: str) -> list[Annotation]:
     return [
         Annotation(
             "Attribute changes",
-            "sum by (aws_account_id, aws_region, target_group, attribute) (increase("
-            f"sgchurn_target_group_attribute_changes_total{{{sel}}}[$__rate_interval])) > 0",
+            _new_time("aws_account_id, aws_region, target_group, attribute", ATTRIBUTE_LAST.format(sel=sel)),
             "{{attribute}} changed",
             "{{target_group}} ({{aws_account_id}}/{{aws_region}})",
             "target_group,attribute",
@@ -302,9 +329,7 @@ def change_annotations(sel: str) -> list[Annotation]:
         ),
         Annotation(
             "Break-before-make replacements",
-            "sum by (aws_account_id, aws_region, security_group) (increase("
-            'sgchurn_rule_replacements_total{order="break_before_make", '
-            f"{ACCOUNT_REGION}}}[$__rate_interval])) > 0",
+            _new_time("aws_account_id, aws_region, security_group", BREAK_BEFORE_MAKE_LAST),
             "break-before-make on {{security_group}}",
             "rules revoked before their replacement was authorized ({{aws_account_id}}/{{aws_region}})",
             "security_group",
@@ -396,9 +421,10 @@ def overview() -> Spec:
         .with_panel(
             st(
                 "Gaps in range",
-                "Rule gaps closed in the selected time range.",
+                "Rule gaps closed in the selected time range: changes of the last gap's end time, plus "
+                "target groups and flows whose first gap closed in the range.",
                 "none",
-                f"round(sum(increase(sgchurn_rule_gaps_total{{{sel}}}[$__range]))) or vector(0)",
+                GAPS_IN_RANGE.format(sel=sel),
                 steps=((None, GREEN), (1, YELLOW)),
             )
         )
@@ -474,8 +500,10 @@ def overview() -> Spec:
         .with_panel(
             hm(
                 "Gap durations",
-                "Durations of closed rule gaps (histogram buckets per interval).",
-                f"sum by (le) (increase(sgchurn_rule_gap_duration_seconds_bucket{{{sel}}}[$__rate_interval]))",
+                "Durations of closed rule gaps across the target groups of the selected accounts and "
+                "regions (histogram buckets per interval; the namespace filter does not apply).",
+                "sum by (le) (increase(sgchurn_rule_gap_duration_seconds_bucket"
+                f"{{{ACCOUNT_REGION}}}[$__rate_interval]))",
             )
         )
         .with_panel(
@@ -490,7 +518,8 @@ def overview() -> Spec:
             _common(
                 stat.Panel(),
                 "Gap duration quantiles in range",
-                "Median, 95th percentile and longest bucket bound of closed gaps in the selected range.",
+                "Median, 95th percentile and longest bucket bound of closed gaps in the selected range "
+                "(selected accounts and regions; the namespace filter does not apply).",
                 "s",
                 12,
                 8,
@@ -498,7 +527,7 @@ def overview() -> Spec:
             .with_target(
                 q(
                     "histogram_quantile(0.5, sum by (le) "
-                    f"(increase(sgchurn_rule_gap_duration_seconds_bucket{{{sel}}}[$__range])))",
+                    f"(increase(sgchurn_rule_gap_duration_seconds_bucket{{{ACCOUNT_REGION}}}[$__range])))",
                     legend="p50",
                     ref="A",
                     instant=True,
@@ -507,7 +536,7 @@ def overview() -> Spec:
             .with_target(
                 q(
                     "histogram_quantile(0.95, sum by (le) "
-                    f"(increase(sgchurn_rule_gap_duration_seconds_bucket{{{sel}}}[$__range])))",
+                    f"(increase(sgchurn_rule_gap_duration_seconds_bucket{{{ACCOUNT_REGION}}}[$__range])))",
                     legend="p95",
                     ref="B",
                     instant=True,
@@ -516,7 +545,7 @@ def overview() -> Spec:
             .with_target(
                 q(
                     "histogram_quantile(1, sum by (le) "
-                    f"(increase(sgchurn_rule_gap_duration_seconds_bucket{{{sel}}}[$__range])))",
+                    f"(increase(sgchurn_rule_gap_duration_seconds_bucket{{{ACCOUNT_REGION}}}[$__range])))",
                     legend="max (bucket bound)",
                     ref="C",
                     instant=True,
@@ -652,9 +681,10 @@ def target_group() -> Spec:
         .with_panel(
             st(
                 "Gaps in range",
-                "Rule gaps closed in the selected time range.",
+                "Rule gaps closed in the selected time range: changes of the last gap's end time, plus "
+                "target groups and flows whose first gap closed in the range.",
                 "none",
-                f"round(sum(increase(sgchurn_rule_gaps_total{{{sel}}}[$__range]))) or vector(0)",
+                GAPS_IN_RANGE.format(sel=sel),
                 w=6,
                 steps=((None, GREEN), (1, YELLOW)),
             )
@@ -752,10 +782,17 @@ def target_group() -> Spec:
             )
         )
         .with_panel(
-            hm(
-                "Gap durations",
-                "Durations of closed rule gaps (histogram buckets per interval).",
-                f"sum by (le) (increase(sgchurn_rule_gap_duration_seconds_bucket{{{sel}}}[$__rate_interval]))",
+            ts(
+                "Last gap duration",
+                "Duration of the last closed rule gap per flow (a distribution across target groups is "
+                "on the overview).",
+                "s",
+                [
+                    q(
+                        f"max by (flow) (sgchurn_rule_gap_last_duration_seconds{{{sel}}})",
+                        legend="{{flow}}",
+                    )
+                ],
             )
         )
         .with_row(db.Row("Changes"))

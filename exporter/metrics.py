@@ -45,6 +45,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from exporter.daemon.snapshot import (
+    BREAK_BEFORE_MAKE_LAST,
     GAP_DURATION_BUCKETS,
     IMPACT_CONFIRMED_LAST,
     JOB_DURATION_BUCKETS,
@@ -57,6 +58,7 @@ from exporter.daemon.snapshot import (
 from exporter.engine.changes import REJECTION_REASONS
 from exporter.engine.flows import FLOW_KINDS, NOT_EVALUABLE_REASONS, REASONS, FlowStatus
 from exporter.engine.gaps import CAUSES, ORDERS
+from exporter.metrics_changelog import CHANGELOG
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +176,17 @@ SPECS: tuple[MetricSpec, ...] = (
     _s(
         "sgchurn_rule_gaps_total",
         "counter",
-        "Closed rule gaps, by flow and cause.",
+        "Closed rule gaps, by flow and cause. A series appears with the first gap of its target group, "
+        "flow and cause (no zero series: alert on sgchurn_rule_gap_last_end_timestamp_seconds, which "
+        "shows the first gap too).",
         (*IDENTITY, "flow", "cause"),
     ),
     _s(
         "sgchurn_rule_gap_duration_seconds",
         "histogram",
-        "Durations of closed rule gaps.",
-        (*IDENTITY, "flow"),
+        "Durations of closed rule gaps, across the target groups of an account and region (per target "
+        "group: sgchurn_rule_gap_last_duration_seconds).",
+        (*ACCOUNT_REGION, "flow"),
     ),
     _s(
         "sgchurn_rule_gap_last_duration_seconds",
@@ -189,6 +194,14 @@ SPECS: tuple[MetricSpec, ...] = (
         "Duration of the last closed rule gap of the target group and flow.",
         (*IDENTITY, "flow"),
         "experimental",
+    ),
+    _s(
+        "sgchurn_rule_gap_last_end_timestamp_seconds",
+        "gauge",
+        "Unix time the last closed rule gap of the target group and flow ended; absent until its first "
+        "gap closed. `time() - x < 900`: a gap closed in the last 15 minutes, including the first one "
+        "of a target group, and after a restart no sooner than it really did.",
+        (*IDENTITY, "flow"),
     ),
     _s(
         "sgchurn_rule_gap_last_info",
@@ -233,13 +246,23 @@ SPECS: tuple[MetricSpec, ...] = (
         "counter",
         "Security-group rule replacements (a revoke and an authorize close together), by order: "
         "make_before_break, break_before_make, or unknown (the same CloudTrail second, and nothing "
-        "known about the caller says which came first).",
+        "known about the caller says which came first). A series appears with its first replacement.",
         (*ACCOUNT_REGION, "security_group", "order"),
+    ),
+    _s(
+        "sgchurn_rule_replacement_last_break_before_make_timestamp_seconds",
+        "gauge",
+        "Unix time (CloudTrail's eventTime of the authorize) the last break-before-make replacement of "
+        "the security group's rules ended; absent until its first. `time() - x < 1800`: one in the last "
+        "30 minutes, including the first of a group, whenever CloudTrail delivered it.",
+        (*ACCOUNT_REGION, "security_group"),
     ),
     _s(
         "sgchurn_target_group_attribute_changes_total",
         "counter",
-        "Changes of watched target-group attributes (such as preserve_client_ip.enabled) seen in CloudTrail.",
+        "Changes of watched target-group attributes (such as preserve_client_ip.enabled) seen in "
+        "CloudTrail. A series appears with its first change (see also "
+        "sgchurn_target_group_attribute_last_change_timestamp_seconds).",
         (*IDENTITY, "attribute"),
     ),
     _s(
@@ -368,10 +391,12 @@ COUNTER_SOURCES: Mapping[str, str] = {
     "cloudtrail_records_rejected": "sgchurn_cloudtrail_records_rejected_total",
     "rule_gap_impact": "sgchurn_rule_gap_impact_total",
 }
-#: Snapshot.counters keys of persisted "last time" gauges -> the spec they feed.
+#: Snapshot.counters keys of the persisted "last time" gauges -> the spec they feed.
 LAST_TIME_SOURCES: Mapping[str, str] = {
     IMPACT_CONFIRMED_LAST: "sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds",
+    BREAK_BEFORE_MAKE_LAST: "sgchurn_rule_replacement_last_break_before_make_timestamp_seconds",
 }
+#: Everything read from Snapshot.counters, each family written from its mapping alone.
 STORED_SOURCES: Mapping[str, str] = {**COUNTER_SOURCES, **LAST_TIME_SOURCES}
 
 
@@ -538,6 +563,8 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
         duration = gap.duration_seconds
         if duration is not None:
             out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)
+        if gap.end is not None:
+            out.add("sgchurn_rule_gap_last_end_timestamp_seconds", with_flow, gap.end.timestamp())
         out.add("sgchurn_rule_gap_last_info", _last_info_labels(with_flow, gap), 1)
         rejected = None if gap.impact is None else gap.impact.rejected_flows
         if rejected is not None:  # absent until the gap's flow logs are read (no zero series)
@@ -632,7 +659,7 @@ def build_registry(get_snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
 # the order `_fill` adds them, labels sorted by name, the first series of a label set wins, and a
 # series whose label names are not its spec's is dropped.
 #
-# The bulk (a handful of series per target group, the zero-initialized counters) is written
+# The bulk (a handful of series per target group) is written
 # column-wise: a label's values for all rows at once, then every line of a family in one
 # str.join over pieces laid out with slice assignments, which runs in C instead of a Python loop
 # per series. Anything unusual (a label set that is not the spec's, a value that is not a str,
@@ -1054,6 +1081,8 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
             duration = gap.duration_seconds
             if duration is not None:
                 out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)
+            if gap.end is not None:
+                out.add("sgchurn_rule_gap_last_end_timestamp_seconds", with_flow, gap.end.timestamp())
             out.add("sgchurn_rule_gap_last_info", _last_info_labels(with_flow, gap), 1)
             rejected = None if gap.impact is None else gap.impact.rejected_flows
             if rejected is not None:
@@ -1131,6 +1160,7 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
             frozenset(
                 {
                     "sgchurn_rule_gap_last_duration_seconds",
+                    "sgchurn_rule_gap_last_end_timestamp_seconds",
                     "sgchurn_rule_gap_last_info",
                     "sgchurn_rule_gap_last_rejected_flows",
                 }
@@ -1364,7 +1394,8 @@ def render_markdown(specs: Sequence[MetricSpec] = SPECS) -> str:
         "are a contract; `experimental` ones may change in a minor release. Per-target-group series",
         "carry `aws_account_id`, `aws_region`, `target_group` (the name, never the ARN), `namespace` and",
         "`service`; `flow` is `traffic` or `health_check`. Families are always present (with HELP and",
-        "TYPE), even while they have no series.",
+        "TYPE), even while they have no series. Counter series appear with their first event (no zero",
+        "series: see the Changelog below).",
         "",
         "Label values:",
         "",
@@ -1382,7 +1413,7 @@ def render_markdown(specs: Sequence[MetricSpec] = SPECS) -> str:
     for spec in specs:
         labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
         lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.stability} | {_cell(spec.help)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + CHANGELOG
 
 
 def main(argv: Sequence[str] | None = None) -> int:

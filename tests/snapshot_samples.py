@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from exporter.daemon.snapshot import (
+    BREAK_BEFORE_MAKE_LAST,
     GAP_DURATION_BUCKETS,
     IMPACT_CONFIRMED_LAST,
     JOB_DURATION_BUCKETS,
@@ -148,6 +149,11 @@ def identity_labels(tg: TargetGroupView, **extra: str) -> Labels:
     return labels_of(**tg.identity, **extra)
 
 
+def fleet_labels(tg: TargetGroupView, flow: str) -> Labels:
+    """The labels of sgchurn_rule_gap_duration_seconds: the target group's account and region, and a flow."""
+    return labels_of(aws_account_id=tg.aws_account_id, aws_region=tg.aws_region, flow=flow)
+
+
 def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
     """The rich sample: every family populated, one open gap, two closed gaps."""
     checkout = target_group(
@@ -237,6 +243,11 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
                     order="make_before_break",
                 ): 1,
             },
+            BREAK_BEFORE_MAKE_LAST: {
+                labels_of(aws_account_id=ACCOUNT, aws_region=REGION, security_group="sg-0a1b2c3d4e5f60718"): (
+                    closed_checkout.end or now
+                ).timestamp(),
+            },
             "target_group_attribute_changes": {
                 identity_labels(checkout, attribute="preserve_client_ip.enabled"): 2,
             },
@@ -270,8 +281,8 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
             },
         },
         gap_durations={
-            identity_labels(checkout, flow="health_check"): histogram([60.0]),
-            identity_labels(payments, flow="traffic"): histogram([45.0]),
+            fleet_labels(checkout, "health_check"): histogram([60.0]),
+            fleet_labels(payments, "traffic"): histogram([45.0]),
         },
         last_gaps=(closed_checkout, closed_payments),
         sources=(

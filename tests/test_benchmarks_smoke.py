@@ -85,11 +85,15 @@ def test_evaluation_scaling_at_tiny_sizes() -> None:
         assert point.targets == 10 * point.target_groups and point.changes == 6
 
 
-def test_synthetic_snapshot_has_zero_series_and_a_few_open_gaps() -> None:
+def test_synthetic_snapshot_has_counters_only_where_gaps_were_and_a_few_open_gaps() -> None:
     snapshot = build_snapshot(50)
     assert len(snapshot.target_groups) == 50 and snapshot.ready
     assert 0 < len(snapshot.open_gaps) < 50
-    assert len(snapshot.counters["rule_gaps"]) >= 50 * 2 * 5  # zero-initialized per flow and cause
+    gaps = snapshot.counters["rule_gaps"]
+    assert 0 < len(gaps) == len(snapshot.last_gaps) < 50 and all(value > 0 for value in gaps.values())
+    assert {dict(labels)["flow"] for labels in snapshot.gap_durations} == {
+        "traffic"
+    }  # per account, region, flow
 
 
 @pytest.mark.e2e

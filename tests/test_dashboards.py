@@ -173,8 +173,12 @@ def test_drill_down_has_the_target_group_variables() -> None:
 def test_overview_has_change_and_replacement_annotations() -> None:
     d = _load(ROOT / "dashboards" / "sgchurn-overview.json")
     exprs = {a["name"]: a["expr"] for a in d["annotations"]["list"]}
-    assert "sgchurn_target_group_attribute_changes_total" in exprs["Attribute changes"]
-    assert 'order="break_before_make"' in exprs["Break-before-make replacements"]
+    # From the "last time" gauges: the counters have no zero series, increase() misses a first event.
+    assert "sgchurn_target_group_attribute_last_change_timestamp_seconds" in exprs["Attribute changes"]
+    assert (
+        "sgchurn_rule_replacement_last_break_before_make_timestamp_seconds"
+        in exprs["Break-before-make replacements"]
+    )
     for annotation in d["annotations"]["list"]:
         assert annotation["titleFormat"] and annotation["step"], annotation["name"]
 
@@ -251,6 +255,7 @@ class ContractCollector(Collector):
 
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.started_wall = time.time()
 
     def collect(self) -> Iterator[Metric]:
         t = int(time.monotonic() - self.started) + 1
@@ -280,14 +285,23 @@ class ContractCollector(Collector):
             "sgchurn_rule_gap_open_since_timestamp_seconds", "s", labels=[*ident, "flow"]
         )
         gaps = CounterMetricFamily("sgchurn_rule_gaps", "g", labels=[*ident, "flow", "cause"])
-        durations = HistogramMetricFamily("sgchurn_rule_gap_duration_seconds", "d", labels=[*ident, "flow"])
+        durations = HistogramMetricFamily(
+            "sgchurn_rule_gap_duration_seconds", "d", labels=["aws_account_id", "aws_region", "flow"]
+        )
         last_duration = GaugeMetricFamily(
             "sgchurn_rule_gap_last_duration_seconds", "l", labels=[*ident, "flow"]
+        )
+        last_end = GaugeMetricFamily(
+            "sgchurn_rule_gap_last_end_timestamp_seconds", "e", labels=[*ident, "flow"]
         )
         last_info = InfoMetricFamily("sgchurn_rule_gap_last", "i", labels=[*ident, "flow", "cause", "actor"])
         attr = CounterMetricFamily(
             "sgchurn_target_group_attribute_changes", "a", labels=[*ident, "attribute"]
         )
+        attr_last = GaugeMetricFamily(
+            "sgchurn_target_group_attribute_last_change_timestamp_seconds", "t", labels=[*ident, "attribute"]
+        )
+        histograms: set[tuple[str, str, str]] = set()
         for n, (account, region, tg, ns, svc, mode) in enumerate(TGS):
             values = [account, region, tg, ns, svc]
             info.add_metric(
@@ -296,6 +310,7 @@ class ContractCollector(Collector):
             preserve.add_metric(values, (t // 3 + n) % 2)
             targets.add_metric(values, 3)
             attr.add_metric([*values, "preserve_client_ip.enabled"], t // 3)
+            attr_last.add_metric([*values, "preserve_client_ip.enabled"], self.started_wall + (t // 3) * 3)
             for flow in ("traffic", "health_check"):
                 incident = n == 0 and flow == "traffic"
                 ratio.add_metric([*values, flow], 0.5 if incident else 1.0)
@@ -304,22 +319,29 @@ class ContractCollector(Collector):
                 if incident:
                     open_since.add_metric([*values, flow], time.time() - 90)
                 gaps.add_metric([*values, flow, "revoke_before_authorize"], t)
-                cumulative = [float(t * (i + 1)) for i in range(len(GAP_BUCKETS))]
-                buckets = [(str(b), c) for b, c in zip(GAP_BUCKETS, cumulative, strict=True)]
-                buckets.append(("+Inf", cumulative[-1]))
-                durations.add_metric([*values, flow], buckets, sum_value=60.0 * t)
+                if (account, region, flow) not in histograms:  # one per account, region and flow
+                    histograms.add((account, region, flow))
+                    cumulative = [float(t * (i + 1)) for i in range(len(GAP_BUCKETS))]
+                    buckets = [(str(b), c) for b, c in zip(GAP_BUCKETS, cumulative, strict=True)]
+                    buckets.append(("+Inf", cumulative[-1]))
+                    durations.add_metric([account, region, flow], buckets, sum_value=60.0 * t)
                 last_duration.add_metric([*values, flow], 60)
+                last_end.add_metric([*values, flow], self.started_wall + (t // 5) * 5)  # a gap every 5 s
                 last_info.add_metric([*values, flow, "revoke_before_authorize", "lbc-role"], {})
         yield from (info, preserve, targets, ratio, unadmitted, gap_open, open_since, gaps, durations)
-        yield from (last_duration, last_info, attr)
+        yield from (last_duration, last_end, last_info, attr, attr_last)
 
         sg = ["aws_account_id", "aws_region", "security_group"]
         replacements = CounterMetricFamily("sgchurn_rule_replacements", "r", labels=[*sg, "order"])
+        bbm_last = GaugeMetricFamily(
+            "sgchurn_rule_replacement_last_break_before_make_timestamp_seconds", "b", labels=sg
+        )
         changes = CounterMetricFamily(
             "sgchurn_security_group_rule_changes", "c", labels=[*sg, "event_name", "result"]
         )
         for account, region in {(a, r) for a, r, *_ in TGS}:
             replacements.add_metric([account, region, "sg-0123456789abcdef0", "break_before_make"], t)
+            bbm_last.add_metric([account, region, "sg-0123456789abcdef0"], self.started_wall + (t // 3) * 3)
             replacements.add_metric([account, region, "sg-0123456789abcdef0", "make_before_break"], t)
             changes.add_metric(
                 [account, region, "sg-0123456789abcdef0", "RevokeSecurityGroupIngress", "success"], t
@@ -327,7 +349,7 @@ class ContractCollector(Collector):
             changes.add_metric(
                 [account, region, "sg-0123456789abcdef0", "AuthorizeSecurityGroupIngress", "failed"], t
             )
-        yield from (replacements, changes)
+        yield from (replacements, bbm_last, changes)
 
         events = CounterMetricFamily("sgchurn_cloudtrail_events", "e", labels=["event_name"])
         events.add_metric(["RevokeSecurityGroupIngress"], t)

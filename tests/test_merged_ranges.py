@@ -133,10 +133,13 @@ def test_daemon_counts_the_widened_range_as_a_replacement_with_its_order(
         _sample(text, "sgchurn_rule_replacements_total", security_group=node_sg, order="break_before_make")
         == 1.0
     )
-    assert (
-        _sample(text, "sgchurn_rule_replacements_total", security_group=node_sg, order="make_before_break")
-        == 0.0
+    # ... and its end (the authorize's eventTime) is what SGChurnBreakBeforeMakeReplacement reads.
+    ended = _sample(
+        text, "sgchurn_rule_replacement_last_break_before_make_timestamp_seconds", security_group=node_sg
     )
-    assert _sample(text, "sgchurn_rule_replacements_total", security_group=node_sg, order="unknown") == 0.0
+    assert ended is not None and ended > 1e9
+    # No other order was counted: those series do not exist (counters appear with their first event).
+    for order in ("make_before_break", "unknown"):
+        assert _sample(text, "sgchurn_rule_replacements_total", security_group=node_sg, order=order) is None
     sg_gaps = {(g.flow, g.cause, g.duration_seconds) for g in assembly.daemon.snapshot().recent_gaps}
     assert ("traffic", "revoke_before_authorize", 10.0) in sg_gaps

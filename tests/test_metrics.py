@@ -34,6 +34,7 @@ from exporter.daemon.snapshot import (
     Snapshot,
     TargetGroupView,
     labels_of,
+    merge_histograms,
 )
 from exporter.engine.flows import FLOW_KINDS, REASONS, FlowKind, FlowStatus
 from exporter.metrics import (
@@ -55,7 +56,9 @@ from tests.snapshot_samples import (
     PAYMENTS_TG,
     REGION,
     TRIGGER_WHO,
+    fleet_labels,
     gap,
+    histogram,
     hostile_snapshot,
     identity_labels,
     lb_arn,
@@ -253,7 +256,8 @@ def test_closed_gaps_feed_the_counter_histogram_and_last_gap_families() -> None:
     buckets = {
         s.labels["le"]: s.value
         for s in series(text, "sgchurn_rule_gap_duration_seconds_bucket")
-        if s.labels["target_group"] == CHECKOUT_TG
+        if s.labels["flow"]
+        == "health_check"  # the checkout gap's flow: one histogram per account, region, flow
     }
     assert list(buckets)[-1] == "+Inf"
     assert buckets["30.0"] == 0 and buckets["60.0"] == 1 and buckets["+Inf"] == 1
@@ -461,8 +465,8 @@ def awkward_snapshot(now: datetime, *, twin: bool = False) -> Snapshot:
     }
     durations = {
         **base.gap_durations,
-        identity_labels(weird, flow="traffic"): HistogramState((0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2), -0.0, 2),
-        identity_labels(bare, flow="traffic"): HistogramState((1, 2), 3.0, 2),  # buckets missing
+        fleet_labels(weird, "traffic"): HistogramState((0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2), -0.0, 2),
+        fleet_labels(bare, "traffic"): HistogramState((1, 2), 3.0, 2),  # buckets missing
     }
     return dataclasses.replace(
         base,
@@ -601,7 +605,7 @@ def _snapshots(draw: st.DrawFn) -> Snapshot:
     )
     events = draw(st.dictionaries(counter_keys, _number, max_size=4))
     durations = {
-        identity_labels(tg, flow=draw(st.sampled_from(FLOW_KINDS))): HistogramState(
+        fleet_labels(tg, draw(st.sampled_from(FLOW_KINDS))): HistogramState(
             tuple(draw(st.lists(st.integers(0, 9), min_size=11, max_size=11) | st.just([1, 2]))),
             draw(_number),
             0,
@@ -691,12 +695,12 @@ def test_the_cache_warns_once_about_dropped_series(caplog: pytest.LogCaptureFixt
 
 def test_histograms_in_one_block_equal_histograms_one_at_a_time() -> None:
     """The block path with `le` before every label (job histograms: `task`, which `_fill` adds one
-    at a time, and no other family has) and between them (gap durations)."""
+    at a time, and no other family has) and after them (gap durations)."""
     job_series = {
         labels_of(task=name): HistogramState((0, 1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5), 7.5, 5) for name in "ab"
     }
     checkout = sample_snapshot(NOW).target_groups[0]
-    gap_series = {identity_labels(checkout, flow=flow): histogram_of(flow) for flow in FLOW_KINDS}
+    gap_series = {fleet_labels(checkout, flow): histogram_of(flow) for flow in FLOW_KINDS}
     for name, series, bounds in (
         ("sgchurn_job_duration_seconds", job_series, JOB_DURATION_BUCKETS),
         ("sgchurn_rule_gap_duration_seconds", gap_series, GAP_DURATION_BUCKETS),
@@ -779,3 +783,21 @@ def test_while_warm_renders_one_variant_scrapes_of_the_others_do_not_render(
     warming.join(10)
     assert served == old_openmetrics and cache.stale_served == 1
     assert cache.body("openmetrics") == render_exposition(new, "openmetrics") and cache.renders == 4
+
+
+def test_gap_durations_are_merged_per_account_region_and_flow() -> None:
+    """The daemon publishes sgchurn_rule_gap_duration_seconds across target groups (merge_histograms):
+    buckets, sums and counts add up; a histogram with other buckets than its group's is left out."""
+    checkout, payments = sample_snapshot(NOW).target_groups
+    merged = merge_histograms(
+        {
+            identity_labels(checkout, flow="traffic"): histogram([3.0, 45.0]),
+            identity_labels(payments, flow="traffic"): histogram([700.0]),
+            identity_labels(payments, flow="health_check"): histogram([12.0]),
+            identity_labels(checkout, flow="health_check"): HistogramState((1, 2), 3.0, 2),
+        }
+    )
+    assert merged == {
+        fleet_labels(checkout, "traffic"): histogram([3.0, 45.0, 700.0]),
+        fleet_labels(checkout, "health_check"): histogram([12.0]),
+    }

@@ -17,7 +17,14 @@ from typing import Any
 
 import orjson
 
-from exporter.daemon.snapshot import AttributeChangeView, ExplainBasis, GapView, TargetGroupView, labels_of
+from exporter.daemon.snapshot import (
+    BREAK_BEFORE_MAKE_LAST,
+    AttributeChangeView,
+    ExplainBasis,
+    GapView,
+    TargetGroupView,
+    labels_of,
+)
 from exporter.daemon.state import StateStore
 from exporter.daemon.tracker import GapTracker, identity_of, undetermined_view
 from exporter.engine.changes import (
@@ -363,16 +370,15 @@ class Monitor:
         with self.store.transaction() as db:
             for rep in analysis.replacements:
                 if self.store.count_once(db, "replacement", rep.revoke.event_id):
-                    self.store.increment(
-                        db,
-                        "rule_replacements",
-                        labels_of(
-                            aws_account_id=rep.revoke.account_id or inventory.account_id,
-                            aws_region=rep.revoke.region or inventory.region,
-                            security_group=rep.group_id,
-                            order=rep.order,
-                        ),
-                    )
+                    group = {
+                        "aws_account_id": rep.revoke.account_id or inventory.account_id,
+                        "aws_region": rep.revoke.region or inventory.region,
+                        "security_group": rep.group_id,
+                    }
+                    self.store.increment(db, "rule_replacements", labels_of(**group, order=rep.order))
+                    if rep.order == "break_before_make":  # when its rules were back (the authorize)
+                        ended = max(rep.revoke.event_time, rep.authorize.event_time).timestamp()
+                        self.store.raise_to(db, BREAK_BEFORE_MAKE_LAST, labels_of(**group), ended)
 
     @staticmethod
     def _target_group_views(

@@ -31,16 +31,13 @@ from exporter.daemon.snapshot import (
     JOB_DURATION_BUCKETS,
     GapView,
     JobStats,
-    Labels,
     Snapshot,
     SourceHealth,
-    labels_of,
+    merge_histograms,
 )
 from exporter.daemon.state import StateStore, StoredGap
 from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
-from exporter.engine.changes import WATCHED_ATTRIBUTES
-from exporter.engine.flows import FLOW_KINDS, FlowKind
-from exporter.engine.gaps import CAUSES, ORDERS
+from exporter.engine.flows import FlowKind
 from exporter.engine.impact import ImpactResult
 from exporter.sources.feed import EventFeed
 
@@ -445,8 +442,8 @@ class Daemon:
                 target_groups=target_groups,
                 open_gaps=open_gaps,
                 recent_gaps=recent,
-                counters=with_zero_series(self.store.counters(), self.monitors),
-                gap_durations=self.store.histograms(GAP_DURATION_FAMILY),
+                counters=self.store.counters(),  # no zero series: docs/metrics.md#changelog
+                gap_durations=merge_histograms(self.store.histograms(GAP_DURATION_FAMILY)),
                 last_gaps=tuple(_with_impact(view_from_stored(g), impacts) for g in last_stored),
                 sources=tuple(
                     SourceHealth(source, account, region, h.up, h.last_success, h.last_error)
@@ -570,37 +567,6 @@ class Daemon:
     def jobs_running(self) -> int:
         """How many scheduled job runs have not finished (0 before `start`)."""
         return self._executor.running()
-
-
-def with_zero_series(
-    counters: dict[str, dict[Labels, float]], monitors: Sequence[Monitor]
-) -> dict[str, dict[Labels, float]]:
-    """Counters with a 0 for every label set that can occur for what is watched now.
-
-    A counter that appears with its first value already 1 hides that first increment from
-    increase(); initialized to zero, the first gap of a target group shows as an increase.
-    """
-    out = {family: dict(series) for family, series in counters.items()}
-    gaps = out.setdefault("rule_gaps", {})
-    attrs = out.setdefault("target_group_attribute_changes", {})
-    replacements = out.setdefault("rule_replacements", {})
-    for monitor in monitors:
-        for tg in monitor.view.target_groups:
-            for flow in FLOW_KINDS:
-                for cause in CAUSES:
-                    gaps.setdefault(labels_of(**tg.identity, flow=flow, cause=cause), 0.0)
-            for attribute in WATCHED_ATTRIBUTES:
-                attrs.setdefault(labels_of(**tg.identity, attribute=attribute), 0.0)
-        for group in monitor.view.security_groups:
-            for order in ORDERS:
-                key = labels_of(
-                    aws_account_id=monitor.account_id,
-                    aws_region=monitor.region,
-                    security_group=group,
-                    order=order,
-                )
-                replacements.setdefault(key, 0.0)
-    return out
 
 
 def _with_impact(gap: GapView, impacts: Mapping[str, ImpactResult]) -> GapView:

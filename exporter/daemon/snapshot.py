@@ -22,6 +22,9 @@ Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
 #: Snapshot.counters key of the persisted time a gap's harm was last confirmed per target group
 #: and flow (a "last time" gauge kept with the counters, not a counter).
 IMPACT_CONFIRMED_LAST = "rule_gap_last_impact_confirmed"
+#: Snapshot.counters key of the persisted end time of the last break-before-make replacement per
+#: security group (a "last time" gauge kept with the counters, not a counter).
+BREAK_BEFORE_MAKE_LAST = "rule_replacement_last_break_before_make"
 
 
 def labels_of(**values: str) -> Labels:
@@ -150,6 +153,31 @@ class HistogramState:
     count: int
 
 
+#: The labels sgchurn_rule_gap_duration_seconds keeps: a distribution across target groups (a
+#: histogram per target group would be 13 series for each one that ever had a gap).
+GAP_DURATION_LABELS: tuple[str, ...] = ("aws_account_id", "aws_region", "flow")
+
+
+def merge_histograms(
+    series: Mapping[Labels, HistogramState], keep: tuple[str, ...] = GAP_DURATION_LABELS
+) -> dict[Labels, HistogramState]:
+    """The histograms summed over every label but `keep` (series with other bucket counts than the
+    first of their group are left out rather than mis-added)."""
+    merged: dict[Labels, HistogramState] = {}
+    for labels, hist in series.items():
+        key = tuple((name, value) for name, value in labels if name in keep)
+        have = merged.get(key)
+        if have is None:
+            merged[key] = hist
+        elif len(have.buckets) == len(hist.buckets):
+            merged[key] = HistogramState(
+                tuple(a + b for a, b in zip(have.buckets, hist.buckets, strict=True)),
+                have.total + hist.total,
+                have.count + hist.count,
+            )
+    return merged
+
+
 @dataclass(frozen=True)
 class SourceHealth:
     source: str  # inventory | cloudtrail | sqs | kubernetes
@@ -198,7 +226,7 @@ class Snapshot:
     recent_gaps: tuple[GapView, ...] = ()  # closed, newest first
     #: Persisted counters: family name (without _total) -> labels -> value.
     counters: Mapping[str, Mapping[Labels, float]] = field(default_factory=dict)
-    #: sgchurn_rule_gap_duration_seconds by labels (target-group identity + flow).
+    #: sgchurn_rule_gap_duration_seconds by labels (GAP_DURATION_LABELS: account, region, flow).
     gap_durations: Mapping[Labels, HistogramState] = field(default_factory=dict)
     #: Last closed gap per target group and flow.
     last_gaps: tuple[GapView, ...] = ()
