@@ -58,6 +58,7 @@ class GapJson(msgspec.Struct, frozen=True):
     explained: bool
     start_exact: bool
     note: str | None  # why the start is not exact (GapView.note), else null
+    impact: dict[str, Any] | None = None  # a checked gap's impact: the fields of `replay --impact`
 
 
 class SeriesJson(msgspec.Struct, frozen=True):
@@ -160,6 +161,7 @@ def _gap(gap: GapView) -> GapJson:
         gap.explained,
         gap.start_exact,
         gap.note or None,
+        None if gap.impact is None else gap.impact.to_dict(),
     )
 
 

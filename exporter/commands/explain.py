@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from exporter.commands import impact_check
 from exporter.commands.common import (
     UsageError,
     aws_failure,
@@ -44,13 +45,14 @@ from exporter.engine.explain import (
     state_at,
     with_intents,
 )
+from exporter.engine.flowlogs import FlowLogFormat
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
 from exporter.engine.triggers import triggers_for
 from exporter.reports.explain import explanation_json, explanation_text
 from exporter.reports.gaps import gap_record, gaps_text
-from exporter.textsafe import printable_fields, printable_lines
+from exporter.textsafe import printable, printable_fields, printable_lines
 
 #: What explain and plan report as bad input (exit 2), beside commands.common's UsageError.
 USAGE_ERRORS: tuple[type[Exception], ...] = (TargetNotFound, NotExplainable, NoUsableRecords, InventoryError)
@@ -111,6 +113,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="TIME",
         help="ISO 8601 time: the rules as they were then (needs --events, or live CloudTrail)",
     )
+    impact_check.add_arguments(parser)
     return parser
 
 
@@ -223,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
 
 def execute(args: argparse.Namespace) -> int:
     prog = "explain"
+    fmt = impact_check.flow_log_format(args)
     live_trail = args.inventory is None and not args.no_cloudtrail
     at = parse_at(args.at, bool(args.events) or live_trail)
     world, target_groups = resolve(args, prog)
@@ -232,7 +236,7 @@ def execute(args: argparse.Namespace) -> int:
         state = current_state(world.inventory, world.changes)
     intended = with_intents(world.inventory, world.changes, at)
     explanations = [explain_target_group(intended, tg.arn, state, at=at) for tg in target_groups]
-    gaps = gaps_by_target_group(world, at)
+    gaps = gaps_by_target_group(world, at, impact_options(args, fmt))
     if args.format == "json":
         document = {
             "query": args.target,
@@ -258,14 +262,44 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def gaps_by_target_group(world: World, at: datetime | None) -> dict[str, list[dict[str, Any]]]:
-    """The rule gaps the events show (started by `at`), each with its trigger, per target group."""
+@dataclass(frozen=True)
+class ImpactOptions:
+    flow_log_group: str | None
+    fmt: FlowLogFormat
+
+
+def impact_options(args: argparse.Namespace, fmt: FlowLogFormat | None) -> ImpactOptions | None:
+    """--impact's options (None without --impact: no CloudWatch or CloudWatch Logs call)."""
+    return None if fmt is None else ImpactOptions(args.flow_log_group, fmt)
+
+
+def gaps_by_target_group(
+    world: World, at: datetime | None, impact: ImpactOptions | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The rule gaps the events show (started by `at`), each with its trigger, per target group;
+    with `impact`, each closed gap's impact read from AWS (commands/impact_check.py)."""
     if not world.changes:
         return {}
     analysis = analyze(world.inventory, world.changes)
     triggers = triggers_for(analysis.gaps, world.changes, world.inventory.services)
+    shown = [gap for gap in analysis.gaps if at is None or gap.start <= at]
+    impacts = {}
+    if impact is not None and shown:
+        impacts = impact_check.check(
+            world.inventory,
+            shown,
+            impact_check.clients_for(world.inventory),
+            flow_log_group=impact.flow_log_group,
+            fmt=impact.fmt,
+            warn=lambda line: print(f"explain: {printable(line)}", file=sys.stderr),
+        )
     found: dict[str, list[dict[str, Any]]] = {}
-    for gap in analysis.gaps:
-        if at is None or gap.start <= at:
-            found.setdefault(gap.target_group_arn, []).append(gap_record(gap, triggers, analysis.end))
+    for gap in shown:
+        record = gap_record(gap, triggers, analysis.end)
+        if impact is not None:  # an open gap's impact is not known yet
+            result = impacts.get(gap.key)
+            record.update(
+                result.to_dict() if result else {"impact": "unknown", "impact_missing": ["gap_open"]}
+            )
+        found.setdefault(gap.target_group_arn, []).append(record)
     return found

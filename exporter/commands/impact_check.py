@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--impact",
         action="store_true",
         help="ask AWS for each closed gap's impact: NLB metrics (CloudWatch GetMetricData) and, with "
-        "--flow-log-group, VPC Flow Log REJECTs (FilterLogEvents); default off: replay stays offline",
+        "--flow-log-group, VPC Flow Log REJECTs (FilterLogEvents); default off: no call to either",
     )
     parser.add_argument("--flow-log-group", help="the CloudWatch Logs group the VPC Flow Logs go to")
     parser.add_argument(

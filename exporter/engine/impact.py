@@ -174,18 +174,20 @@ class ImpactResult:
         )
 
     def summary(self) -> str:
-        """One line: `confirmed (unhealthy_hosts_rose; peak unhealthy 2, rejected flows 3)`."""
-        facts = []
+        """One line for pages and reports: `confirmed: peak 2 unhealthy hosts, 3 rejected flows,
+        40 new flows (310 before)`; `unknown: flow_logs_not_configured`."""
+        facts: list[str] = []
         if self.peak_unhealthy_hosts is not None:
-            facts.append(f"peak unhealthy {self.peak_unhealthy_hosts:g}")
+            facts.append(f"peak {self.peak_unhealthy_hosts:g} unhealthy hosts")
         if self.rejected_flows is not None:
-            facts.append(f"rejected flows {self.rejected_flows}")
+            facts.append(f"{self.rejected_flows} rejected flows")
         if self.new_flows_during is not None:
-            before = "-" if self.new_flows_before is None else f"{self.new_flows_before:g}"
-            facts.append(f"new flows {self.new_flows_during:g} (before: {before})")
-        why = ", ".join(self.reasons if self.impact == "confirmed" else self.missing)
-        detail = "; ".join(part for part in (why, ", ".join(facts)) if part)
-        return f"{self.impact} ({detail})" if detail else self.impact
+            before = "no data" if self.new_flows_before is None else f"{self.new_flows_before:g}"
+            facts.append(f"{self.new_flows_during:g} new flows ({before} before)")
+        if self.impact == "unknown":
+            facts = [*self.missing, *facts]
+        label = self.impact.replace("_", " ")
+        return f"{label}: {', '.join(facts)}" if facts else label
 
 
 def _within(points: Sequence[Datapoint], start: datetime, end: datetime) -> list[float]:
