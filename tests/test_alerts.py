@@ -186,3 +186,21 @@ def test_renderer_cli_runs_standalone() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["kind"] == "PrometheusRule"
+
+
+def test_source_down_names_the_sources_exactly_as_sgchurn_up_does() -> None:
+    """The runbook and the alert's description name every `source` value sgchurn_up can carry."""
+    from exporter.daemon import service
+    from exporter.sources.cloudtrail import LookupEventsPoller
+    from exporter.sources.eventbridge import SqsConsumer
+
+    code = Path(service.__file__).read_text(encoding="utf-8")
+    exported = set(re.findall(r'self\._health\("(\w+)"', code)) | {service.STATE_KEY[0]}
+    exported |= {LookupEventsPoller.name, SqsConsumer.name}
+    assert exported >= {"inventory", "kubernetes", "state", "lookup_events", "sqs"}
+    section = RUNBOOKS.read_text(encoding="utf-8").split("## SGChurnSourceDown", 1)[1].split("\n## ", 1)[0]
+    listed = section.split("names it exactly as `sgchurn_up` does:", 1)[1].split("\n\n", 1)[0]
+    assert set(re.findall(r"`(\w+)`", listed)) == exported
+    (rule,) = [r for r in _alerts() if r["alert"] == "SGChurnSourceDown"]
+    words = set(re.findall(r"[a-z_]+", rule["annotations"]["description"]))
+    assert exported <= words, exported - words

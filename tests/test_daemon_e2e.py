@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+from structlog.testing import capture_logs
 
 from exporter.config import load_settings
 from exporter.daemon.assemble import Assembly, build_daemon
@@ -138,8 +139,9 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
     clock.advance(55)
     ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=perm)
     clock.advance(5)
-    for _ in range(2):
-        second.daemon.run_all_once()
+    with capture_logs() as logs:  # conftest gives each test structlog's configuration as it was
+        for _ in range(2):
+            second.daemon.run_all_once()
     snap = second.daemon.snapshot()
     assert snap.open_gaps == ()
     closed = {(g.flow, g.cause, g.duration_seconds, g.actor) for g in snap.recent_gaps}
@@ -152,7 +154,11 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
     assert {(g.trigger_who, g.trigger_time, g.trigger_detail) for g in snap.recent_gaps} == {
         ("platform-admin/operator", flipped_at, "preserve_client_ip.enabled=true")
     }
-    closed_lines = [gap_facts(g) for g in snap.recent_gaps]  # the "rule gap closed" log line's fields
+    closed_lines = [e for e in logs if e["event"] == "rule gap closed"]
+    assert [gap_facts(g) for g in sorted(snap.recent_gaps, key=lambda g: g.flow)] == [
+        {k: v for k, v in e.items() if k not in ("event", "log_level")}
+        for e in sorted(closed_lines, key=lambda e: str(e["flow"]))
+    ]  # one line per closed gap, its fields those of the gap
     assert {(e["flow"], e["trigger_actor"], e["trigger"]) for e in closed_lines} == {
         ("traffic", "platform-admin/operator", "preserve_client_ip.enabled=true"),
         ("health_check", "platform-admin/operator", "preserve_client_ip.enabled=true"),
