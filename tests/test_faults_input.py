@@ -271,3 +271,21 @@ def test_console_logs_show_control_characters_instead_of_obeying_them(
     finally:
         structlog.configure(**saved)
         logging.root.handlers[:] = handlers
+
+
+def test_plan_text_shows_control_characters_instead_of_obeying_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+    from tests.cloudtrail_samples import TG_ARN
+
+    trail, inventory = _hostile_trail(tmp_path)
+    document = json.loads(inventory.read_text())
+    (lb,) = document["load_balancers"]
+    lb["name"] = HOSTILE_ROLE  # a forged inventory file: names are values from outside too
+    inventory.write_text(json.dumps(document))
+    argv = ["plan", TG_ARN, "--set", "preserve_client_ip=false", "--inventory", str(inventory)]
+    assert main([*argv, "--events", str(trail)]) == 0
+    out = capsys.readouterr().out
+    _assert_shown_not_obeyed(out)
+    assert "load balancer  evil\\x1b[2J" in out
