@@ -25,7 +25,7 @@ from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding, Target
 from exporter.engine.records import WATCHED_EVENT_NAMES
 from exporter.engine.timeutil import format_time
-from exporter.reports.explain import explanation_json, explanation_text
+from exporter.reports.explain import explanation_json, explanation_text, required_text
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -553,7 +553,7 @@ def test_explain_names_the_intent_and_why_a_target_is_not_evaluable() -> None:
     )
     explanation = explain_target_group(inventory, TG_ARN, current_state(inventory, []))
     assert (explanation.intent, explanation.intent_sources) == ("managed_rules", ("203.0.113.0/24",))
-    assert explanation.flow("traffic").required == (("tcp from 203.0.113.0/24",),)
+    assert required_text(explanation.flow("traffic")) == (("tcp from 203.0.113.0/24",),)
     assert explanation.fully_admitted
     outside = [t for t in explanation.flow("traffic").targets if t.not_evaluable]
     assert [(t.target_id, t.not_evaluable, t.admitted) for t in outside] == [

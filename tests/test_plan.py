@@ -97,7 +97,9 @@ def test_true_to_false_adds_the_subnet_rules_first_and_removes_the_world_rule_af
         f"--target-group-arn {TG_ARN} --attributes Key=preserve_client_ip.enabled,Value=false"
     )
     assert rev.startswith("aws ec2 revoke-security-group-ingress") and "CidrIp=0.0.0.0/0" in rev
-    assert plan.required_after["traffic"] == (tuple(f"tcp/{NODE_PORT} from {c}" for c in SUBNETS),)
+    assert [[f.describe() for f in alt] for alt in plan.required_after["traffic"]] == [
+        [f"tcp/{NODE_PORT} from {c}" for c in SUBNETS]
+    ]
     assert plan.edit_groups[0][0] == "sg-node" and plan.safe_in_place
 
 

@@ -25,7 +25,6 @@ from exporter.engine.flows import (
     AdmissionChecker,
     FlowKind,
     Reason,
-    Requirement,
     health_check_port,
     preserve_client_ip,
     requirements,
@@ -33,7 +32,7 @@ from exporter.engine.flows import (
 from exporter.engine.gaps import analyze, groups_by_target_group, load_balancer_of
 from exporter.engine.intent import anchor_intents
 from exporter.engine.inventory import Inventory, TargetGroup
-from exporter.engine.rules import Flow, Rule, uncovered
+from exporter.engine.rules import Flow, Rule, Source, uncovered
 from exporter.engine.timeline import RuleKey, RuleState, affected_group, ordered_changes, rewind
 
 STACK_TAG = "service.k8s.aws/stack"
@@ -195,7 +194,7 @@ class TargetResult:
 @dataclass(frozen=True)
 class FlowResult:
     kind: FlowKind
-    required: tuple[tuple[str, ...], ...]  # alternatives; each a tuple of "protocol from source"
+    required: tuple[tuple[tuple[str, Source], ...], ...]  # alternatives of (protocol, source); port aside
     targets: tuple[TargetResult, ...]
 
     @property
@@ -237,10 +236,6 @@ def _preserve_origin(target_group: TargetGroup, attributes: Mapping[str, str]) -
     if target_group.protocol.upper() in ("UDP", "TCP_UDP", "QUIC", "TCP_QUIC"):
         return "protocol"
     return "attribute" if PRESERVE_CLIENT_IP in attributes else "default"
-
-
-def _required_text(requirement: Requirement) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(f"{proto} from {src}" for proto, src in alt) for alt in requirement.alternatives)
 
 
 def _size(networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> int:
@@ -390,7 +385,7 @@ def explain_target_group(
                     reqs[kind].flows(port),
                 )
             )
-        flows.append(FlowResult(kind, _required_text(reqs[kind]), tuple(results)))
+        flows.append(FlowResult(kind, reqs[kind].alternatives, tuple(results)))
     return Explanation(
         target_group_arn=tg_arn,
         target_group=target_group.name,

@@ -128,7 +128,7 @@ class Plan:
     region: str
     current: bool
     desired: bool
-    required_after: Mapping[FlowKind, tuple[tuple[str, ...], ...]]
+    required_after: Mapping[FlowKind, tuple[tuple[Flow, ...], ...]]  # alternatives over all targets' ports
     edit_groups: tuple[tuple[str, str], ...]  # (group id, why this group: the ENIs it is chosen on)
     authorize: tuple[RuleEdit, ...]
     revoke: tuple[RuleEdit, ...]
@@ -490,14 +490,14 @@ def _edit_order(edit: RuleEdit) -> tuple[object, ...]:
     return (edit.group_id, edit.rule.protocol, edit.rule.from_port, edit.rule.to_port, edit.rule.source)
 
 
-def _required(flows_for: Any, ports: Sequence[int]) -> tuple[tuple[str, ...], ...]:
-    """Alternatives of required flows over all targets' ports, as text."""
-    per_alt: dict[int, list[str]] = {}
+def _required(flows_for: Any, ports: Sequence[int]) -> tuple[tuple[Flow, ...], ...]:
+    """Alternatives of required flows over all targets' ports, each flow once."""
+    per_alt: dict[int, list[Flow]] = {}
     for port in sorted(set(ports)):
         for index, alt in enumerate(flows_for(port)):
-            texts = per_alt.setdefault(index, [])
-            texts.extend(f.describe() for f in alt if f.describe() not in texts)
-    return tuple(tuple(texts) for _, texts in sorted(per_alt.items()))
+            flows = per_alt.setdefault(index, [])
+            flows.extend(f for f in alt if f not in flows)
+    return tuple(tuple(flows) for _, flows in sorted(per_alt.items()))
 
 
 def _rules_used_by_others(

@@ -15,6 +15,12 @@ from exporter.engine.inventory import LoadBalancer
 from exporter.engine.timeutil import format_time
 from exporter.reports.rules import rule_fields
 
+
+def required_text(flow: FlowResult) -> tuple[tuple[str, ...], ...]:
+    """The flow kind's alternatives as "protocol from source" (the port is each target's)."""
+    return tuple(tuple(f"{proto} from {src}" for proto, src in alt) for alt in flow.required)
+
+
 # --- JSON -----------------------------------------------------------------------------------------
 
 
@@ -60,7 +66,7 @@ def target_json(result: TargetResult) -> dict[str, Any]:
 def flow_json(flow: FlowResult) -> dict[str, Any]:
     return {
         "flow": flow.kind,
-        "required": [list(alt) for alt in flow.required],
+        "required": [list(alt) for alt in required_text(flow)],
         "targets_total": len(flow.targets),
         "targets_admitted": flow.admitted,
         "targets_not_evaluable": flow.not_evaluable,
@@ -184,7 +190,7 @@ def explanation_text(explanation: Explanation, *, events_read: bool = True) -> s
     ]
     for flow in e.flows:
         lines.append("")
-        required = " | or | ".join(", ".join(alt) for alt in flow.required) or "nothing"
+        required = " | or | ".join(", ".join(alt) for alt in required_text(flow)) or "nothing"
         outside = f" ({flow.not_evaluable} not evaluable)" if flow.not_evaluable else ""
         lines.append(f"{flow.kind}: {flow.admitted}/{len(flow.targets)} targets admitted{outside}")
         lines.append(f"  required: {required}")

@@ -135,7 +135,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "current": plan.current,
         "desired": plan.desired,
         "changes_attribute": plan.changes_attribute,
-        "required_after": {k: [list(alt) for alt in v] for k, v in plan.required_after.items()},
+        "required_after": {
+            k: [[f.describe() for f in alt] for alt in v] for k, v in plan.required_after.items()
+        },
         "edit_groups": [{"security_group": g, "why": why} for g, why in plan.edit_groups],
         "authorize": [_edit_json(e) for e in plan.authorize],
         "revoke": [_edit_json(e) for e in plan.revoke],
@@ -166,7 +168,7 @@ def plan_text(plan: Plan) -> str:
         lines.append(f"  edit group     {group_id} ({why})")
     lines += ["", "Required after the change:"]
     for kind, alternatives in p.required_after.items():
-        text = " | or | ".join(", ".join(alt) for alt in alternatives) or "nothing"
+        text = " | or | ".join(", ".join(f.describe() for f in alt) for alt in alternatives) or "nothing"
         lines.append(f"  {kind:<13} {text}")
     lines += ["", "Commands, make-before-break (read-only: nothing has been run; review first):"]
     if not p.steps:
