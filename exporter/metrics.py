@@ -47,6 +47,7 @@ from prometheus_client.utils import floatToGoString
 from exporter.daemon.snapshot import (
     BREAK_BEFORE_MAKE_LAST,
     GAP_DURATION_BUCKETS,
+    IDENTITY_LABELS,
     IMPACT_CONFIRMED_LAST,
     JOB_DURATION_BUCKETS,
     GapView,
@@ -65,8 +66,8 @@ log = logging.getLogger(__name__)
 MetricType = Literal["gauge", "counter", "histogram", "info"]
 Stability = Literal["stable", "experimental"]
 
-#: The labels every per-target-group series carries (TargetGroupView.identity / GapView.identity).
-IDENTITY: tuple[str, ...] = ("aws_account_id", "aws_region", "target_group", "namespace", "service")
+#: The labels every per-target-group series carries (daemon/snapshot.py TargetGroupIdentity).
+IDENTITY: tuple[str, ...] = IDENTITY_LABELS
 ACCOUNT_REGION: tuple[str, ...] = ("aws_account_id", "aws_region")
 
 #: The actor label value when CloudTrail did not name one.

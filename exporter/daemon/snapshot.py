@@ -6,8 +6,9 @@ Immutable once built. A scrape reads the current snapshot and never waits on AWS
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import cached_property
 
 from exporter.engine.changes import Change
 from exporter.engine.flows import FlowKind, FlowStatus
@@ -32,6 +33,33 @@ def labels_of(**values: str) -> Labels:
 
 
 @dataclass(frozen=True)
+class TargetGroupIdentity:
+    """How users find a target group: the labels every per-target-group series carries. Every view
+    (target group, gap, attribute change) and the gap tracker name a target group by this one type."""
+
+    aws_account_id: str
+    aws_region: str
+    target_group: str
+    namespace: str
+    service: str
+
+    @classmethod
+    def of(cls, view: GapView | AttributeChangeView) -> TargetGroupIdentity:
+        """The identity of a view that carries its five fields."""
+        return cls(view.aws_account_id, view.aws_region, view.target_group, view.namespace, view.service)
+
+    def labels_dict(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in IDENTITY_LABELS}
+
+    def labels(self, **extra: str) -> Labels:
+        return labels_of(**self.labels_dict(), **extra)
+
+
+#: The identity's label names, in declaration order (metrics.IDENTITY).
+IDENTITY_LABELS: tuple[str, ...] = tuple(f.name for f in fields(TargetGroupIdentity))
+
+
+@dataclass(frozen=True)
 class TargetGroupView:
     """One target group as it is now, with the labels that identify it."""
 
@@ -53,16 +81,13 @@ class TargetGroupView:
     flows: Mapping[FlowKind, FlowStatus]
     intent: str = "default"  # what its client sources are judged by: binding | managed_rules | default
 
-    @property
+    @cached_property
     def identity(self) -> dict[str, str]:
-        """The labels every per-target-group series carries."""
-        return {
-            "aws_account_id": self.aws_account_id,
-            "aws_region": self.aws_region,
-            "target_group": self.name,
-            "namespace": self.namespace,
-            "service": self.service,
-        }
+        """The labels every per-target-group series carries (made once per view: a view is immutable)."""
+        ident = TargetGroupIdentity(
+            self.aws_account_id, self.aws_region, self.name, self.namespace, self.service
+        )
+        return ident.labels_dict()
 
 
 @dataclass(frozen=True)
@@ -112,18 +137,7 @@ class GapView:
         return None if self.end is None else (self.end - self.start).total_seconds()
 
     def identity(self) -> dict[str, str]:
-        return _identity(self)
-
-
-def _identity(view: GapView | AttributeChangeView) -> dict[str, str]:
-    """The labels every per-target-group series carries, from a view with those fields."""
-    return {
-        "aws_account_id": view.aws_account_id,
-        "aws_region": view.aws_region,
-        "target_group": view.target_group,
-        "namespace": view.namespace,
-        "service": view.service,
-    }
+        return TargetGroupIdentity.of(self).labels_dict()
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,7 @@ class AttributeChangeView:
     time: datetime
 
     def identity(self) -> dict[str, str]:
-        return _identity(self)
+        return TargetGroupIdentity.of(self).labels_dict()
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,12 @@ confirmation quick.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from exporter.daemon.snapshot import GapView, Labels, labels_of
+from exporter.daemon.snapshot import GapView, TargetGroupIdentity, labels_of
 from exporter.daemon.state import StateStore, StoredGap
 from exporter.engine.flows import FLOW_KINDS, FlowKind, FlowStatus
 from exporter.engine.gaps import Analysis, Gap
@@ -37,33 +35,16 @@ CONFIRM_POLLS = 2
 GAP_DURATION_FAMILY = "rule_gap_duration_seconds"
 
 
-@dataclass(frozen=True)
-class Identity:
-    """Labels of a target group: how users find it."""
-
-    aws_account_id: str
-    aws_region: str
-    target_group: str
-    namespace: str
-    service: str
-
-    def labels_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
-
-    def labels(self, **extra: str) -> Labels:
-        return labels_of(**self.labels_dict(), **extra)
-
-
 def target_group_name_from_arn(arn: str) -> str:
     """`...:targetgroup/<name>/<id>` -> name; the ARN itself when it has no such form."""
     parts = arn.split(":targetgroup/", 1)
     return parts[1].split("/", 1)[0] if len(parts) == 2 else arn
 
 
-def identity_of(inventory: Inventory | None, account: str, region: str, tg_arn: str) -> Identity:
+def identity_of(inventory: Inventory | None, account: str, region: str, tg_arn: str) -> TargetGroupIdentity:
     tg = inventory.target_groups.get(tg_arn) if inventory else None
     binding = inventory.services.get(tg_arn) if inventory else None
-    return Identity(
+    return TargetGroupIdentity(
         aws_account_id=account,
         aws_region=region,
         target_group=tg.name if tg else target_group_name_from_arn(tg_arn),
@@ -246,7 +227,7 @@ class GapTracker:
 
 
 def _view_from_gap(
-    gap: Gap, ident: Identity, now: datetime | None = None, trigger: Trigger | None = None
+    gap: Gap, ident: TargetGroupIdentity, now: datetime | None = None, trigger: Trigger | None = None
 ) -> GapView:
     """`now` for an open gap: its cause as shown then (Gap.cause_at)."""
     actor = gap.actor
@@ -283,7 +264,12 @@ FIRST_LOOK_NOTE = (
 
 
 def undetermined_view(
-    ident: Identity, arn: str, flow: FlowKind, start: datetime, end: datetime | None, start_exact: bool = True
+    ident: TargetGroupIdentity,
+    arn: str,
+    flow: FlowKind,
+    start: datetime,
+    end: datetime | None,
+    start_exact: bool = True,
 ) -> GapView:
     return GapView(
         key=f"{arn}|{flow}|{format_time(start)}",
