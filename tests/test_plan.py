@@ -24,7 +24,7 @@ from exporter.engine.plan import (
     plan_attribute_change,
 )
 from exporter.engine.rules import Rule, Source
-from exporter.reports.plan import commands, plan_text
+from exporter.reports.plan import commands, plan_text, recommendation
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -229,7 +229,7 @@ def test_sg_mode_needs_no_rule_change_and_has_no_gap() -> None:
         assert (plan.authorize, plan.revoke) == ((), ())
         assert [s.action for s in plan.steps] == ["modify_attribute"]
         assert all(r.level == "none" for r in plan.risks)
-        assert plan.safe_in_place and "no rule change" in plan.recommendation
+        assert plan.safe_in_place and "no rule change" in recommendation(plan)
         assert any(note.startswith("SG mode") for note in plan.notes)
 
 
@@ -241,7 +241,7 @@ def test_sg_mode_targets_admitted_by_cidr_are_planned_as_in_legacy_mode() -> Non
     assert plan.mode == "sg" and plan.changes_attribute
     assert [(e.group_id, e.rule.source.value) for e in plan.authorize] == [("sg-node", c) for c in SUBNETS]
     assert [s.action for s in plan.steps][:2] == ["authorize", "modify_attribute"]
-    assert "no rule change" not in plan.recommendation
+    assert "no rule change" not in recommendation(plan)
     assert not any(note.startswith("SG mode: node rules reference") for note in plan.notes)
     assert any("not admitted by a rule referencing the NLB's security groups" in n for n in plan.notes)
     first = risk(plan, "attribute_first")
@@ -260,8 +260,8 @@ def test_two_groups_on_the_eni_pick_the_cluster_tagged_one_else_block() -> None:
     blocker = risk(plan, "edit_group_unknown")
     assert blocker.level == "blocker" and not plan.safe_in_place
     assert "2 groups on eni-1 and 0 of them tagged kubernetes.io/cluster/" in blocker.detail
-    assert "No safe in-place order" in plan.recommendation and "blue/green" in plan.recommendation
-    assert "weighted DNS" in plan.recommendation
+    assert "No safe in-place order" in recommendation(plan) and "blue/green" in recommendation(plan)
+    assert "weighted DNS" in recommendation(plan)
 
     tagged = dataclasses.replace(
         inventory.security_groups["sg-extra"], tags={"kubernetes.io/cluster/demo": "owned"}
@@ -292,7 +292,7 @@ def test_a_group_near_the_rule_quota_blocks_the_in_place_order() -> None:
     plan = plan_for(incident_inventory(node_rules=(WORLD, *filler)), preserve=False)
     quota = risk(plan, "rule_quota")
     assert quota.level == "blocker" and "61 IPv4 inbound rules" in quota.detail
-    assert not plan.safe_in_place and "blue/green" in plan.recommendation
+    assert not plan.safe_in_place and "blue/green" in recommendation(plan)
     roomy = plan_for(incident_inventory(node_rules=(WORLD, *filler[:57])), preserve=False)
     assert roomy.safe_in_place
 
@@ -332,7 +332,7 @@ def test_a_rule_another_target_group_relies_on_is_kept() -> None:
 
 def test_nothing_to_do_when_the_value_is_already_set() -> None:
     plan = plan_for(incident_inventory(), preserve=True)
-    assert not plan.changes_attribute and plan.steps == () and plan.recommendation == "Nothing to do."
+    assert not plan.changes_attribute and plan.steps == () and recommendation(plan) == "Nothing to do."
 
 
 def test_same_value_with_a_missing_rule_plans_the_repair_only() -> None:
@@ -341,7 +341,7 @@ def test_same_value_with_a_missing_rule_plans_the_repair_only() -> None:
     assert [(s.action, e.rule.source.value) for s, e in zip(plan.steps, plan.authorize, strict=True)] == [
         ("authorize", "0.0.0.0/0")
     ]
-    assert plan.recommendation.startswith("No attribute change")
+    assert recommendation(plan).startswith("No attribute change")
 
 
 # --- the CLI, offline ---------------------------------------------------------------------------

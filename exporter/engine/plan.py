@@ -70,6 +70,10 @@ RiskKind = Literal[
 #: duration not seen; unknown: cannot judge; blocker: the in-place order itself cannot be done safely.
 RiskLevel = Literal["none", "gap", "likely_gap", "unknown", "blocker"]
 StepAction = Literal["authorize", "modify_attribute", "revoke"]
+#: nothing: the value is set and the rules admit it; repair: no attribute change, but rules to
+#: authorize; in_place_no_rule_change: SG mode, the rules do not depend on the attribute;
+#: in_place: make-before-break in a maintenance window; blue_green: no safe in-place order.
+Advice = Literal["nothing", "repair", "in_place_no_rule_change", "in_place", "blue_green"]
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class Plan:
     risks: tuple[Risk, ...]  # if the controller applies the change, and blockers of the in-place order
     evidence: ControllerEvidence
     safe_in_place: bool
-    recommendation: str
+    advice: Advice  # what to do: reports/plan.py words it
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -467,7 +471,7 @@ def plan_attribute_change(
         risks=tuple(risks),
         evidence=evidence,
         safe_in_place=safe,
-        recommendation=_recommendation(mode, current, desired, safe, risks, blockers, bool(authorize)),
+        advice=_advice(mode, current, desired, safe, bool(authorize)),
         notes=tuple(notes),
     )
 
@@ -761,39 +765,11 @@ def _notes(
     notes.append("client IP preservation changes apply to new connections only")
 
 
-def _recommendation(
-    mode: str,
-    current: bool,
-    desired: bool,
-    safe: bool,
-    risks: Sequence[Risk],
-    blockers: Sequence[Risk],
-    has_authorize: bool,
-) -> str:
-    value = "true" if desired else "false"
-    blue_green = (
-        f"blue/green: create a new Service (a new NLB) with {PRESERVE_CLIENT_IP}={value}, move traffic "
-        "with weighted DNS, then delete the old Service"
-    )
+def _advice(mode: str, current: bool, desired: bool, safe: bool, has_authorize: bool) -> Advice:
     if not safe:
-        why = "; ".join(b.detail for b in blockers)
-        return f"No safe in-place order: {why}. Use {blue_green}."
+        return "blue_green"
     if current == desired:
-        if not has_authorize:
-            return "Nothing to do."
-        return "No attribute change; the authorize commands add flows the targets do not admit now."
+        return "repair" if has_authorize else "nothing"
     if mode == "sg":
-        return "Change it in place: no rule change is needed, so no rule gap."
-    controller_gap = [r for r in risks if r.level in ("gap", "likely_gap", "unknown")]
-    alone = (
-        " Leaving it to the controller alone risks a gap ("
-        + ", ".join(f"{r.kind}: {r.level}" for r in controller_gap)
-        + ")."
-        if controller_gap
-        else ""
-    )
-    return (
-        "In place is possible in this order: authorize, check with `explain` that every target admits the "
-        f"new flows, change the attribute, then revoke.{alone} Do it in a maintenance window; the option "
-        f"without any window is {blue_green}."
-    )
+        return "in_place_no_rule_change"
+    return "in_place"

@@ -88,6 +88,37 @@ def commands(plan: Plan) -> list[Command]:
     return [command(plan, step) for step in plan.steps]
 
 
+def recommendation(plan: Plan) -> str:
+    """What to do, in words: the plan's advice with its reasons."""
+    value = "true" if plan.desired else "false"
+    blue_green = (
+        f"blue/green: create a new Service (a new NLB) with {PRESERVE_CLIENT_IP}={value}, move traffic "
+        "with weighted DNS, then delete the old Service"
+    )
+    if plan.advice == "blue_green":
+        why = "; ".join(r.detail for r in plan.risks if r.level == "blocker")
+        return f"No safe in-place order: {why}. Use {blue_green}."
+    if plan.advice == "nothing":
+        return "Nothing to do."
+    if plan.advice == "repair":
+        return "No attribute change; the authorize commands add flows the targets do not admit now."
+    if plan.advice == "in_place_no_rule_change":
+        return "Change it in place: no rule change is needed, so no rule gap."
+    controller_gap = plan.controller_gap_risks
+    alone = (
+        " Leaving it to the controller alone risks a gap ("
+        + ", ".join(f"{r.kind}: {r.level}" for r in controller_gap)
+        + ")."
+        if controller_gap
+        else ""
+    )
+    return (
+        "In place is possible in this order: authorize, check with `explain` that every target admits the "
+        f"new flows, change the attribute, then revoke.{alone} Do it in a maintenance window; the option "
+        f"without any window is {blue_green}."
+    )
+
+
 # --- JSON -----------------------------------------------------------------------------------------
 
 
@@ -145,7 +176,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "risks": [_risk_json(r) for r in plan.risks],
         "controller_evidence": evidence_json(plan.evidence),
         "safe_in_place": plan.safe_in_place,
-        "recommendation": plan.recommendation,
+        "recommendation": recommendation(plan),
         "notes": list(plan.notes),
     }
 
@@ -202,6 +233,6 @@ def plan_text(plan: Plan) -> str:
     lines += [
         "",
         f"Verdict: {'safe in place' if p.safe_in_place else 'NO safe in-place order'}",
-        p.recommendation,
+        recommendation(p),
     ]
     return "\n".join(lines) + "\n"
