@@ -353,6 +353,15 @@ LAST_GAP = (
     "topk by (aws_account_id, aws_region, target_group, flow) (1, sgchurn_rule_gap_last_info{{{sel}}})"
 )
 
+LAST_REJECTED = (
+    "max by (aws_account_id, aws_region, target_group, namespace, service, flow) "
+    "(sgchurn_rule_gap_last_rejected_flows{{{sel}}})"
+)
+IMPACT_CONFIRMED = (
+    "max by (aws_account_id, aws_region, target_group, namespace, service, flow) "
+    "(time() - sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds{{{sel}}})"
+)
+
 
 # -- the dashboards ---------------------------------------------------------------------------------
 
@@ -553,6 +562,26 @@ def overview() -> Spec:
             )
             .thresholds(thresholds((None, GREEN), (5, YELLOW), (60, RED)))
             .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        )
+        .with_row(db.Row("Impact of closed gaps"))
+        .with_panel(
+            tbl(
+                "Harm confirmed",
+                "Target groups and flows with a closed gap confirmed to have hurt traffic (impact.enabled: "
+                "the NLB's unhealthy hosts rose, or VPC Flow Logs show REJECTs to a target): seconds since "
+                "the last confirmation (SGChurnRuleGapImpactConfirmed pages for an hour after it).",
+                "s",
+                IMPACT_CONFIRMED.format(sel=sel),
+            )
+        )
+        .with_panel(
+            tbl(
+                "Rejected flows in the last gap",
+                "VPC Flow Log REJECTs to the targets on their port during the last closed gap of each target "
+                "group and flow (with impact.flow_logs.log_group).",
+                "none",
+                LAST_REJECTED.format(sel=sel),
+            )
         )
         .with_row(db.Row("Changes seen in CloudTrail"))
         .with_panel(
@@ -791,6 +820,31 @@ def target_group() -> Spec:
                     q(
                         f"max by (flow) (sgchurn_rule_gap_last_duration_seconds{{{sel}}})",
                         legend="{{flow}}",
+                    )
+                ],
+            )
+        )
+        .with_row(db.Row("Impact of closed gaps"))
+        .with_panel(
+            tbl(
+                "Harm confirmed",
+                "Flows with a closed gap confirmed to have hurt traffic (impact.enabled: the NLB's unhealthy "
+                "hosts rose, or VPC Flow Logs show REJECTs to a target): seconds since the last "
+                "confirmation (SGChurnRuleGapImpactConfirmed pages for an hour after it).",
+                "s",
+                IMPACT_CONFIRMED.format(sel=sel),
+            )
+        )
+        .with_panel(
+            ts(
+                "Rejected flows in the last gap",
+                "VPC Flow Log REJECTs to the targets on their port during the last closed gap per flow "
+                "(with impact.flow_logs.log_group).",
+                "none",
+                [
+                    q(
+                        f"max by (target_group, flow) (sgchurn_rule_gap_last_rejected_flows{{{sel}}})",
+                        legend="{{target_group}} {{flow}}",
                     )
                 ],
             )

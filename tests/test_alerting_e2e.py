@@ -38,11 +38,15 @@ SCRAPE_INTERVAL = CHART_VALUES["serviceMonitor"]["interval"]
 RULE_GROUP_INTERVAL = 15.0  # alerts/sgchurn.rules.yml, group sgchurn.rule-gaps
 GAP_SECONDS = 60.0
 #: Expressions over families that this incident does not exercise (no SQS source, no API error,
-#: no failed authorize): they are checked for syntax elsewhere and may return nothing here.
+#: no failed authorize, impact checks off: tests/test_impact_alert_e2e.py has them): they are
+#: checked for syntax elsewhere and may return nothing here.
 MAY_BE_EMPTY = (
     "sgchurn_aws_api_errors_total",
     "sgchurn_cloudtrail_records_rejected_total",
     'result="failed"',
+    "sgchurn_rule_gap_impact_total",
+    "sgchurn_rule_gap_last_rejected_flows",
+    "sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds",
 )
 
 

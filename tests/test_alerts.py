@@ -120,8 +120,10 @@ def test_every_alert_has_severity_summary_description_and_runbook() -> None:
 
 
 def test_page_alerts_are_the_outage_ones() -> None:
+    """Outages now, and a gap confirmed to have hurt traffic (issue 17: a page-worthy postmortem
+    item even when it closed before anyone looked)."""
     pages = {rule["alert"] for rule in _alerts() if rule["labels"]["severity"] == "page"}
-    assert pages == {"SGChurnTargetGroupUnreachable", "SGChurnRuleGapOpen"}
+    assert pages == {"SGChurnTargetGroupUnreachable", "SGChurnRuleGapOpen", "SGChurnRuleGapImpactConfirmed"}
     closed = next(rule for rule in _alerts() if rule["alert"] == "SGChurnRuleGapClosedRecently")
     assert "for" not in closed, "even a short gap is an outage: no `for`"
 

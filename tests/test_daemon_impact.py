@@ -145,9 +145,9 @@ def impact_series(assembly: Assembly) -> dict[tuple[str, str, str], float]:
 
 
 def setup(
-    moto: MotoServer, tmp_path: Path, **impact: Any
+    moto: MotoServer, tmp_path: Path, start: datetime | None = None, **impact: Any
 ) -> tuple[ManualClock, IncidentWorld, Assembly, Any]:
-    clock = ManualClock()
+    clock = ManualClock(start)
     ec2, elbv2 = moto.client("ec2"), moto.client("elbv2")
     world = build_incident_world(ec2, elbv2, cluster="demo")
     CloudTrailRecorder(LookupSink(moto), clock).attach(ec2, elbv2)

@@ -301,6 +301,11 @@ class ContractCollector(Collector):
         attr_last = GaugeMetricFamily(
             "sgchurn_target_group_attribute_last_change_timestamp_seconds", "t", labels=[*ident, "attribute"]
         )
+        impact = CounterMetricFamily("sgchurn_rule_gap_impact", "i", labels=[*ident, "flow", "impact"])
+        confirmed = GaugeMetricFamily(
+            "sgchurn_rule_gap_last_impact_confirmed_timestamp_seconds", "c", labels=[*ident, "flow"]
+        )
+        rejected = GaugeMetricFamily("sgchurn_rule_gap_last_rejected_flows", "r", labels=[*ident, "flow"])
         histograms: set[tuple[str, str, str]] = set()
         for n, (account, region, tg, ns, svc, mode) in enumerate(TGS):
             values = [account, region, tg, ns, svc]
@@ -328,8 +333,12 @@ class ContractCollector(Collector):
                 last_duration.add_metric([*values, flow], 60)
                 last_end.add_metric([*values, flow], self.started_wall + (t // 5) * 5)  # a gap every 5 s
                 last_info.add_metric([*values, flow, "revoke_before_authorize", "lbc-role"], {})
+                impact.add_metric([*values, flow, "confirmed" if incident else "none_seen"], t)
+                rejected.add_metric([*values, flow], 3 if incident else 0)
+                if incident:
+                    confirmed.add_metric([*values, flow], self.started_wall + (t // 5) * 5)
         yield from (info, preserve, targets, ratio, unadmitted, gap_open, open_since, gaps, durations)
-        yield from (last_duration, last_end, last_info, attr, attr_last)
+        yield from (last_duration, last_end, last_info, attr, attr_last, impact, confirmed, rejected)
 
         sg = ["aws_account_id", "aws_region", "security_group"]
         replacements = CounterMetricFamily("sgchurn_rule_replacements", "r", labels=[*sg, "order"])
