@@ -127,7 +127,7 @@ def test_throttling_storm_backs_off_keeps_serving_and_loses_nothing(
     )
     # The production backoff (0.5 s doubling to 20 s, 8 retries) would make this test minutes
     # long; the same code path runs with a shorter scale. The rate limit is not scaled.
-    poller = assembly.daemon.feeds[0].source
+    poller = assembly.daemon.feeds[0].poller
     assert isinstance(poller, LookupEventsPoller)
     poller.backoff_base, poller.backoff_cap = 0.05, 0.5
     backoffs: list[float] = []
