@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-from jinja2.ext import Extension
 from markupsafe import Markup, escape
 
 from exporter.daemon.snapshot import GapView, Snapshot, TargetGroupView
@@ -29,6 +27,7 @@ from exporter.web_links import (
     TARGET_GROUP_UNREACHABLE,
     PageLinks,
 )
+from exporter.web_templates import environment
 from exporter.web_timeline import FLOW_LABELS as _FLOW_LABELS
 from exporter.web_timeline import WINDOWS, duration_text, render_gap_list, render_timeline
 
@@ -184,23 +183,7 @@ def _strips(gaps: Sequence[GapView], now: datetime, watched_since: datetime | No
     )
 
 
-class _JoinedLines(Extension):
-    """A page template's line breaks, and the indentation after them, are for reading only: the
-    lines are joined before parsing, so the HTML has exactly the spaces written on the lines."""
-
-    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
-        if name is None or not name.endswith(".html"):
-            return source
-        return re.sub(r"\n[ \t]*", "", source)
-
-
-_ENV = Environment(
-    loader=PackageLoader("exporter", "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    extensions=[_JoinedLines],
-)
+_ENV = environment()
 _ENV.filters.update(labelled=_labelled, breakable=_breakable)
 _ENV.globals.update(
     REFRESH_SECONDS=REFRESH_SECONDS,

@@ -4,16 +4,18 @@ Two lanes (traffic above, health checks below), a time axis with clock-time tick
 block at least `MIN_GAP_PX` wide with a white edge (so neighbours stay apart) and a <title> giving
 its flow, start, end, duration, cause and actor. The span before `watched_since` (the exporter was
 not running) is drawn grey and hatched, never green: what was not watched is unknown.
+Here: where everything goes; the SVG is templates/timeline.html (autoescaped).
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from exporter.daemon.snapshot import GapView
 from exporter.engine.flows import FlowKind
+from exporter.web_templates import environment
 
 WINDOWS: dict[str, timedelta] = {"6h": timedelta(hours=6), "1h": timedelta(hours=1)}
 MIN_GAP_PX = 4.0
@@ -35,9 +37,8 @@ GREEN, RED, OPEN_RED, UNKNOWN, AXIS_TEXT, GRID = (
     "#d9e2ec",
 )
 
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+_ENV = environment()
+_ENV.globals.update(GREEN=GREEN, UNKNOWN=UNKNOWN, AXIS_TEXT=AXIS_TEXT, GRID=GRID, LANE_HEIGHT=LANE_HEIGHT)
 
 
 def _moment(moment: datetime) -> str:
@@ -97,6 +98,23 @@ def _ticks(begin: datetime, now: datetime, step: timedelta) -> list[datetime]:
     return out
 
 
+@dataclass(frozen=True)
+class _Block:
+    number: int
+    x: float
+    top: int
+    width: float
+    colour: str
+    text: str
+
+
+@dataclass(frozen=True)
+class _Unknown:
+    width: float
+    since: str
+    hatching: list[tuple[float, float, float, float]]
+
+
 def render_timeline(
     gaps: Iterable[GapView],
     now: datetime,
@@ -116,61 +134,42 @@ def render_timeline(
 
     summary = f"last {window_text(window)}: {len(shown)} rule gap{'s' if len(shown) != 1 else ''}"
     known_from = 0.0
+    unknown = None
     if watched_since is not None and watched_since > begin:
         known_from = x_of(watched_since)
         summary += f"; not watched before {_moment(watched_since)} (unknown)"
-    classes = " ".join(c for c in ("timeline", css_class) if c)
-    parts = [
-        f'<svg class="{classes}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT}" '
-        f'viewBox="0 0 {width} {HEIGHT}" preserveAspectRatio="none" role="img" aria-label="{_esc(summary)}">',
-        f"<title>{_esc(summary)}</title>",
-        f'<rect x="0" y="0" width="{width}" height="{_LANES_BOTTOM}" fill="#f8fafc"/>',
-    ]
-    if known_from > 0:
-        parts.append(
-            f'<rect class="unknown" x="0" y="0" width="{known_from:.1f}" height="{_LANES_BOTTOM}" fill="{UNKNOWN}">'
-            f"<title>{_esc(f'not watched: the exporter started at {_moment(watched_since)}')}</title></rect>"  # type: ignore[arg-type]
-        )
-        for offset in range(-_LANES_BOTTOM, int(known_from), 6):  # hatching, clipped to the grey span
+        hatching = []  # clipped to the grey span
+        for offset in range(-_LANES_BOTTOM, int(known_from), 6):
             x1, x2 = max(0.0, float(offset)), min(known_from, float(offset + _LANES_BOTTOM))
             if x2 > x1:
-                parts.append(
-                    f'<line x1="{x1:.1f}" y1="{_LANES_BOTTOM - (x1 - offset):.1f}" x2="{x2:.1f}" '
-                    f'y2="{_LANES_BOTTOM - (x2 - offset):.1f}" stroke="#adb5bd" stroke-width="1"/>'
-                )
+                hatching.append((x1, _LANES_BOTTOM - (x1 - offset), x2, _LANES_BOTTOM - (x2 - offset)))
+        if known_from > 0:
+            unknown = _Unknown(known_from, _moment(watched_since), hatching)
+    ticks = []
     for tick in _ticks(begin, now, _tick_step(window)):
         x = x_of(tick)
-        parts.append(
-            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{_LANES_BOTTOM + 2}" stroke="{GRID}" stroke-width="1"/>'
-        )
-        if 24 <= x <= width - 24:
-            parts.append(
-                f'<text x="{x:.1f}" y="{HEIGHT - 1}" font-size="8" fill="{AXIS_TEXT}" text-anchor="middle">'
-                f"{tick.astimezone(UTC):%H:%M}</text>"
-            )
-    for top in _LANES.values():
-        mid = top + LANE_HEIGHT / 2
-        parts.append(
-            f'<line x1="{known_from:.1f}" y1="{mid}" x2="{width}" y2="{mid}" stroke="{GREEN}" stroke-width="2"/>'
-        )
-    parts.append(
-        f'<line x1="{width - 1}" y1="0" x2="{width - 1}" y2="{_LANES_BOTTOM + 2}" stroke="#52606d" stroke-width="1"/>'
-        f'<text x="1" y="{HEIGHT - 1}" font-size="8" fill="{AXIS_TEXT}">-{_esc(window_text(window))}</text>'
-        f'<text x="{width - 1}" y="{HEIGHT - 1}" font-size="8" fill="{AXIS_TEXT}" text-anchor="end">now</text>'
-    )
+        ticks.append((x, f"{tick.astimezone(UTC):%H:%M}" if 24 <= x <= width - 24 else ""))
+    blocks = []
     for number, gap in enumerate(shown, start=1):
         top = _LANES.get(gap.flow, _LANES["traffic"])
         x1, x2 = x_of(gap.start), x_of(gap.end or now)
         w = max(MIN_GAP_PX, x2 - x1)
-        x1 = min(x1, width - w)
-        colour = RED if gap.end else OPEN_RED
-        parts.append(
-            f'<rect class="gap" data-gap="{number}" x="{x1:.1f}" y="{top}" width="{w:.1f}" '
-            f'height="{LANE_HEIGHT}" fill="{colour}" stroke="#fff" stroke-width="0.75">'
-            f"<title>{_esc(f'#{number} ' + gap_text(gap, now))}</title></rect>"
+        blocks.append(
+            _Block(number, min(x1, width - w), top, w, RED if gap.end else OPEN_RED, gap_text(gap, now))
         )
-    parts.append("</svg>")
-    return "".join(parts)
+    return _ENV.get_template("timeline.html").render(
+        classes=" ".join(c for c in ("timeline", css_class) if c),
+        width=width,
+        height=HEIGHT,
+        bottom=_LANES_BOTTOM,
+        summary=summary,
+        unknown=unknown,
+        known_from=known_from,
+        ticks=ticks,
+        lanes=[top + LANE_HEIGHT / 2 for top in _LANES.values()],
+        window=window_text(window),
+        gaps=blocks,
+    )
 
 
 def render_gap_list(gaps: Iterable[GapView], now: datetime, window: timedelta = WINDOWS["6h"]) -> str:
@@ -178,5 +177,4 @@ def render_gap_list(gaps: Iterable[GapView], now: datetime, window: timedelta = 
     shown = gaps_in(gaps, now, window)
     if not shown:
         return ""
-    items = "".join(f"<li>{_esc(gap_text(g, now))}</li>" for g in shown)
-    return f'<ol class="gap-list small">{items}</ol>'
+    return _ENV.get_template("gap_list.html").render(lines=[gap_text(g, now) for g in shown])
