@@ -48,7 +48,22 @@ def _tcp_from_group(port: int, group: str, rule_id: str, description: str) -> Ru
     return Rule("tcp", port, port, Source.group(group), rule_id, description)
 
 
-_KUALI_ROLE_SESSION = "arn:aws:sts::770203350335:assumed-role/Shibboleth-InfraMgt/wrh@bu.edu"
+def _kuali(event_id: str, source_group: str, rule_id: str, description: str) -> Expected:
+    """One of the stack's two rules: tcp 1521 on sg-01f414f5313452cd1 from `source_group`, by a
+    console session's CloudFormation call ("AWS Internal") on 2022-11-16 at 02:34:24Z."""
+    return Expected(
+        event_id=event_id,
+        group_id="sg-01f414f5313452cd1",
+        rules=(_tcp_from_group(1521, source_group, rule_id, description),),
+        time=datetime(2022, 11, 16, 2, 34, 24, tzinfo=UTC),
+        principal_arn="arn:aws:sts::770203350335:assumed-role/Shibboleth-InfraMgt/wrh@bu.edu",
+        identity_type="AssumedRole",
+        issuer="Shibboleth-InfraMgt",
+        user_agent_starts="AWS Internal",
+        source_ip="AWS Internal",
+        account="770203350335",
+        region="us-east-1",
+    )
 
 
 EXPECTED: dict[str, Expected | None] = {
@@ -111,46 +126,18 @@ EXPECTED: dict[str, Expected | None] = {
     # EventBridge envelopes as a Lambda received them: a CloudFormation stack (console session,
     # "AWS Internal") authorizing tcp 1521 from another security group, described; the rule id
     # comes from responseElements.securityGroupRuleSet (the request carries none).
-    "kuali-cloudformation.eventbridge-authorize-ingress-from-group-1.json": Expected(
-        event_id="50dd3491-f4bc-4a04-a4e0-db6d5311049d",
-        group_id="sg-01f414f5313452cd1",
-        rules=(
-            _tcp_from_group(
-                1521,
-                "sg-000537769a1c2d858",
-                "sgr-02e2ca7d55820dc26",
-                "Allows ingress to an rds instance created in another stack from application ec2 "
-                "instances created in this stack.",
-            ),
-        ),
-        time=datetime(2022, 11, 16, 2, 34, 24, tzinfo=UTC),
-        principal_arn=_KUALI_ROLE_SESSION,
-        identity_type="AssumedRole",
-        issuer="Shibboleth-InfraMgt",
-        user_agent_starts="AWS Internal",
-        source_ip="AWS Internal",
-        account="770203350335",
-        region="us-east-1",
+    "kuali-cloudformation.eventbridge-authorize-ingress-from-group-1.json": _kuali(
+        "50dd3491-f4bc-4a04-a4e0-db6d5311049d",
+        "sg-000537769a1c2d858",
+        "sgr-02e2ca7d55820dc26",
+        "Allows ingress to an rds instance created in another stack from application ec2 "
+        "instances created in this stack.",
     ),
-    "kuali-cloudformation.eventbridge-authorize-ingress-from-group-2.json": Expected(
-        event_id="1091b24b-5b58-4010-a065-4fd069c06872",
-        group_id="sg-01f414f5313452cd1",
-        rules=(
-            _tcp_from_group(
-                1521,
-                "sg-0e4d6b8a99395a608",
-                "sgr-052f232f61106d4c4",
-                "Allows ingress to an rds instance created in another stack from the alb created in this stack.",
-            ),
-        ),
-        time=datetime(2022, 11, 16, 2, 34, 24, tzinfo=UTC),
-        principal_arn=_KUALI_ROLE_SESSION,
-        identity_type="AssumedRole",
-        issuer="Shibboleth-InfraMgt",
-        user_agent_starts="AWS Internal",
-        source_ip="AWS Internal",
-        account="770203350335",
-        region="us-east-1",
+    "kuali-cloudformation.eventbridge-authorize-ingress-from-group-2.json": _kuali(
+        "1091b24b-5b58-4010-a065-4fd069c06872",
+        "sg-0e4d6b8a99395a608",
+        "sgr-052f232f61106d4c4",
+        "Allows ingress to an rds instance created in another stack from the alb created in this stack.",
     ),
 }
 
