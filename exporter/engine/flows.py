@@ -50,6 +50,9 @@ NOT_EVALUABLE_REASONS: tuple[str, ...] = get_args(NotEvaluableReason)
 Family = Literal["ipv4", "ipv6"]
 
 PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
+#: Client IP preservation is always on for these protocols; for TCP and TLS the attribute decides,
+#: defaulting to on for instance targets and off for ip targets (AWS, "Edit target group attributes
+#: for your Network Load Balancer", Client IP preservation, Default settings).
 _ALWAYS_PRESERVING = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})
 
 
