@@ -22,7 +22,7 @@ from msgspec import Meta, Struct
 from msgspec.structs import replace
 
 from exporter.engine.flowlogs import DEFAULT_FORMAT as FLOW_LOG_DEFAULT_FORMAT
-from exporter.engine.flowlogs import LOG_GROUP_NAME, FlowLogFormat, FormatError
+from exporter.engine.flowlogs import LOG_GROUP_NAME, FlowLogFormat, FormatError, S3Location, S3UriError
 from exporter.textsafe import printable
 from exporter.web_auth import is_password_hash
 
@@ -111,6 +111,7 @@ class FlowLogSettings(_Schema, frozen=True):
     """Where the VPC Flow Logs of the targets' VPC go (docs/configuration.md#impact)."""
 
     log_group: str | None = None  # a CloudWatch Logs group (FilterLogEvents)
+    s3_uri: str | None = None  # or an S3 location: s3://bucket[/prefix] (ListObjectsV2, GetObject)
     format: str = FLOW_LOG_DEFAULT_FORMAT  # the flow log's ${field} format (AWS default: version 2)
 
 
@@ -347,9 +348,15 @@ def _check_impact(impact: ImpactSettings) -> None:
     """Flow-log settings only with impact checks on; a group name CloudWatch Logs would refuse, or
     a format without the fields a REJECT is matched by, named here instead of failing each check."""
     flow_logs = impact.flow_logs
-    if not impact.enabled and (
-        flow_logs.log_group is not None or flow_logs.format != FLOW_LOG_DEFAULT_FORMAT
-    ):
+    if flow_logs.log_group is not None and flow_logs.s3_uri is not None:
+        raise ConfigError("impact.flow_logs.s3_uri", "give log_group or s3_uri, not both")
+    if flow_logs.s3_uri is not None:
+        try:
+            S3Location.parse(flow_logs.s3_uri)
+        except S3UriError as exc:
+            raise ConfigError("impact.flow_logs.s3_uri", f"{exc}: {_show(flow_logs.s3_uri)}") from None
+    given = flow_logs.log_group is not None or flow_logs.s3_uri is not None
+    if not impact.enabled and (given or flow_logs.format != FLOW_LOG_DEFAULT_FORMAT):
         raise ConfigError(
             "impact.enabled", "impact.flow_logs is set but impact checks are off (enabled: false)"
         )

@@ -4,7 +4,8 @@ Per watched (account, region): the committed gaps that ended within IMPACT_HORIZ
 (ended more than their target group's settle time ago, never checked or checked over
 `recheck_seconds` ago with evidence still missing), at most `max_gaps_per_run` of them, oldest
 first, checked in one bounded read (sources/gap_impact.py: one GetMetricData call per 125 gaps,
-one FilterLogEvents read per gap with flow logs). The result is kept in the state store; the
+one FilterLogEvents read per gap with a flow-log group, or a bounded read of the window's flow-log
+files with an S3 location). The result is kept in the state store; the
 gap is counted in sgchurn_rule_gap_impact_total once, when its impact is known: at once when
 confirmed (more evidence cannot undo harm seen), else when every source has been read, or as
 `unknown` once GIVE_UP has passed since the gap ended.
@@ -20,7 +21,7 @@ from exporter.config import ImpactSettings
 from exporter.daemon.monitor import Monitor
 from exporter.daemon.snapshot import IMPACT_CONFIRMED_LAST, GapView, labels_of
 from exporter.daemon.tracker import view_from_stored
-from exporter.engine.flowlogs import FlowLogFormat
+from exporter.engine.flowlogs import FlowLogFormat, S3Location
 from exporter.engine.impact import ImpactResult
 from exporter.sources.aws import AwsClients
 from exporter.sources.gap_impact import check_gaps, health_for
@@ -52,6 +53,8 @@ class ImpactChecker:
         self.clients = clients
         self.settings = settings
         self.fmt = FlowLogFormat.parse(settings.flow_logs.format)
+        uri = settings.flow_logs.s3_uri
+        self.flow_log_s3 = None if uri is None else S3Location.parse(uri)
         self.warn = warn
 
     def due(self, now: datetime) -> list[GapView]:
@@ -92,6 +95,7 @@ class ImpactChecker:
             fmt=self.fmt,
             now=now,
             warn=self.warn,
+            flow_log_s3=self.flow_log_s3,
         )
         store = self.monitor.store
         counted: list[GapView] = []

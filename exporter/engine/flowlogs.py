@@ -174,3 +174,34 @@ def count_rejects(
         and record.start <= end
         and record.end >= start
     )
+
+
+#: The bucket name rules of S3 (3-63 of lower-case letters, digits, dots and hyphens).
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class S3UriError(ValueError):
+    """Not an s3://bucket[/prefix] location."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # "" or ending with "/"
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Location:
+        if not uri.startswith("s3://"):
+            raise S3UriError("must start with s3://")
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if not _S3_BUCKET.match(bucket):
+            raise S3UriError(f"not an S3 bucket name: {bucket[:70]!r}")
+        prefix = prefix.strip("/")
+        if any(ord(c) < 0x20 or c == "\x7f" for c in prefix) or len(prefix) > 900:
+            raise S3UriError("the prefix holds control characters or is too long")
+        return cls(bucket, prefix + "/" if prefix else "")
+
+    def day_prefix(self, account: str, region: str, day: datetime) -> str:
+        """The day folder of one account's and region's flow-log files (AWS VPC docs, "Flow log
+        files": AWSLogs/<account>/vpcflowlogs/<region>/YYYY/MM/DD/)."""
+        return f"{self.prefix}AWSLogs/{account}/vpcflowlogs/{region}/{day:%Y/%m/%d}/"

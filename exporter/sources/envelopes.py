@@ -72,6 +72,10 @@ class _Refused(Exception):
 _INFLATE_ERROR = cast("type[Exception]", zlib_ng.error)  # the stub types it as an instance
 
 
+#: A payload refused as a whole, for other readers of gzip objects (`.reason`: not_gzip | too_large).
+PayloadRefused = _Refused
+
+
 def _gunzip(data: bytes, limit: int) -> bytes:
     """Decompress gzip (several members allowed), refusing output over `limit` bytes.
 
@@ -102,6 +106,14 @@ def _gunzip(data: bytes, limit: int) -> bytes:
         if pending and not pending.startswith(GZIP_MAGIC):
             break  # trailing padding after the last member, as gzip tools allow
     return b"".join(chunks)
+
+
+def gunzip(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """Decompress a gzip object (several members allowed); PayloadRefused when it is not gzip,
+    corrupt or decompresses to over `limit` bytes."""
+    if not data.startswith(GZIP_MAGIC):
+        raise _Refused("not_gzip", "not a gzip object")
+    return _gunzip(data, limit)
 
 
 class _TrailFile(msgspec.Struct, gc=False):

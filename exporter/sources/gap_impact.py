@@ -1,9 +1,11 @@
 """The impact of closed gaps: the evidence of each read (sources/impact.py), then assessed
 (engine/impact.py). Shared by `replay --impact` and the daemon's impact job.
 
-Bounded: one GetMetricData call per 125 gaps, one FilterLogEvents read (at most MAX_LOG_PAGES
-pages) per gap when a flow-log group is configured. AWS errors leave that source not read (the
-gap's impact says so) and are named through `warn`; hostile flow-log lines likewise.
+Bounded: one GetMetricData call per 125 gaps, and per gap one FilterLogEvents read (at most
+MAX_LOG_PAGES pages) with a flow-log group, or with an S3 location the listings of the window's
+day folders and at most MAX_OBJECTS flow-log files (sources/s3flowlogs.py). AWS errors leave that
+source not read (the gap's impact says so) and are named through `warn`; hostile flow-log lines
+likewise.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from exporter.engine.impact import HealthCheck, ImpactResult, MetricEvidence, as
 from exporter.engine.inventory import Inventory, TargetGroup
 from exporter.sources.aws import AwsClients
 from exporter.sources.impact import FlowLogRequest, MetricRequest, read_flow_logs, read_metrics
+from exporter.sources.s3flowlogs import S3Location, read_flow_logs_s3
 
 #: The controller's health-check defaults for a Service's target group (interval 10 s, thresholds
 #: 3 and 3: aws-load-balancer-controller v2.13.0 pkg/service/model_builder.go), used when the
@@ -81,6 +84,7 @@ def check_gaps(
     fmt: FlowLogFormat,
     now: datetime,
     warn: Callable[[str], None] = lambda line: None,
+    flow_log_s3: S3Location | None = None,
 ) -> dict[Any, ImpactResult]:
     """ImpactResult per closed gap key (open gaps are left out: their impact is not known yet).
 
@@ -114,20 +118,43 @@ def check_gaps(
             warn(f"impact: NLB metrics not read: {aws_error(exc)}")
     for (gap, _), window, evidence in zip(closed, windows, metrics, strict=True):
         flows = None
-        if flow_log_group:
+        if flow_log_group or flow_log_s3:
             tg = inventory.target_groups[gap.target_group_arn]
             addresses, interfaces = _addresses(inventory, tg)
             request = FlowLogRequest(addresses, interfaces, _ports(tg, gap.flow), window.start, window.end)
             try:
-                flows, parsed = read_flow_logs(clients.client("logs"), flow_log_group, fmt, request, now=now)
+                if flow_log_group:
+                    flows, parsed = read_flow_logs(
+                        clients.client("logs"), flow_log_group, fmt, request, now=now
+                    )
+                elif not inventory.account_id:
+                    raise _NoAccount
+                else:
+                    assert flow_log_s3 is not None
+                    flows, parsed = read_flow_logs_s3(
+                        clients.client("s3"),
+                        flow_log_s3,
+                        fmt,
+                        request,
+                        account=inventory.account_id,
+                        region=inventory.region,
+                        now=now,
+                    )
             except (BotoCoreError, ClientError) as exc:
                 warn(f"impact: flow logs of {gap.target_group} not read: {aws_error(exc)}")
+            except _NoAccount:
+                warn(f"impact: flow logs of {gap.target_group} not read: the inventory names no account")
             else:
                 if parsed.rejected:
                     reasons = " ".join(f"{k}={v}" for k, v in sorted(parsed.rejected.items()))
                     warn(f"impact: flow-log lines rejected for {gap.target_group}: {reasons}")
-        out[gap.key] = assess(window, evidence, flows, flow_logs_configured=bool(flow_log_group), now=now)
+        configured = bool(flow_log_group or flow_log_s3)
+        out[gap.key] = assess(window, evidence, flows, flow_logs_configured=configured, now=now)
     return out
+
+
+class _NoAccount(Exception):
+    """The S3 flow-log keys need the account id, and the inventory has none."""
 
 
 def aws_error(exc: Exception) -> str:
