@@ -16,6 +16,12 @@ from exporter.config import ConfigError, Settings, load_settings
 
 log = structlog.get_logger("sg-churn-exporter")
 
+#: Of the 10 s a SIGTERM gets, how long running jobs may take to finish. The rest is for the web
+#: server to stop, the state file to close and the interpreter to exit: about 3 s of it measured
+#: with a job left in a throttling backoff (boto3 loaded) on a 2-core machine under load, where a
+#: 7 s job budget ended the process at 9.7 to 11 s (tests/test_faults_process.py, SIGTERM test).
+JOB_DRAIN_SECONDS = 5.0
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser("run", help="run the exporter daemon")
@@ -113,7 +119,7 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
     daemon.start()
     while not stop.wait(0.2):  # a bounded wait: the main thread wakes to run signal handlers
         pass
-    daemon.stop(timeout=7.0)
+    daemon.stop(timeout=JOB_DRAIN_SECONDS)
     web.stop()
     assembly.store.close()
     if daemon.jobs_running():
