@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from exporter.daemon.snapshot import GapView, TargetGroupIdentity, labels_of
@@ -231,17 +232,9 @@ def _view_from_gap(
 ) -> GapView:
     """`now` for an open gap: its cause as shown then (Gap.cause_at)."""
     actor = gap.actor
-    return GapView(
+    return replace(
+        undetermined_view(ident, gap.target_group_arn, gap.flow, gap.start, gap.end),
         key="|".join(gap.key),
-        aws_account_id=ident.aws_account_id,
-        aws_region=ident.aws_region,
-        target_group_arn=gap.target_group_arn,
-        target_group=ident.target_group,
-        namespace=ident.namespace,
-        service=ident.service,
-        flow=gap.flow,
-        start=gap.start,
-        end=gap.end,
         cause=gap.cause if now is None else gap.cause_at(now),
         actor=actor.label if actor else "",
         actor_arn=(actor.principal_arn or "") if actor else "",
@@ -271,6 +264,7 @@ def undetermined_view(
     end: datetime | None,
     start_exact: bool = True,
 ) -> GapView:
+    """A gap only the polls saw: no CloudTrail record explains it (yet)."""
     return GapView(
         key=f"{arn}|{flow}|{format_time(start)}",
         aws_account_id=ident.aws_account_id,
