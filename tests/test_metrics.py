@@ -718,6 +718,28 @@ def histogram_of(flow: str) -> HistogramState:
     return HistogramState((0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 3), 99.5 if flow == "traffic" else -0.0, 3)
 
 
+def _warm_blocked_on(
+    monkeypatch: pytest.MonkeyPatch, cache: ExpositionCache, holder: list[Snapshot], new: Snapshot, fmt: str
+) -> tuple[threading.Thread, threading.Event]:
+    """Swap `new` in and start `cache.warm` in a thread that blocks inside the render of `new` in
+    `fmt` until the returned event is set (returns once that render has begun)."""
+    started, release = threading.Event(), threading.Event()
+    original = Exposition.render
+
+    def slow_render(self: Exposition, fmt_: Any = "text") -> bytes:
+        if self.snapshot is new and fmt_ == fmt:
+            started.set()
+            assert release.wait(10)
+        return original(self, fmt_)
+
+    monkeypatch.setattr(Exposition, "render", slow_render)
+    holder[0] = new
+    warming = threading.Thread(target=cache.warm)
+    warming.start()
+    assert started.wait(10)
+    return warming, release
+
+
 def test_a_scrape_during_a_render_gets_the_previous_body_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """While the publishing job renders a new snapshot, scrapes are answered with the previous
     snapshot's body without waiting for the render (the tail of benchmark figure 8), and the
@@ -726,20 +748,7 @@ def test_a_scrape_during_a_render_gets_the_previous_body_at_once(monkeypatch: py
     holder = [old]
     cache = ExpositionCache(lambda: holder[0])
     old_body = cache.body("text")
-    started, release = threading.Event(), threading.Event()
-    original = Exposition.render
-
-    def slow_render(self: Exposition, fmt: Any = "text") -> bytes:
-        if self.snapshot is new:
-            started.set()
-            assert release.wait(10)
-        return original(self, fmt)
-
-    monkeypatch.setattr(Exposition, "render", slow_render)
-    holder[0] = new
-    warming = threading.Thread(target=cache.warm)
-    warming.start()
-    assert started.wait(10)
+    warming, release = _warm_blocked_on(monkeypatch, cache, holder, new, "text")
     served: list[bytes] = []
     scraper = threading.Thread(target=lambda: served.append(cache.body("text")))
     scraper.start()
@@ -762,20 +771,7 @@ def test_while_warm_renders_one_variant_scrapes_of_the_others_do_not_render(
     cache = ExpositionCache(lambda: holder[0])
     cache.body("text")
     old_openmetrics = cache.body("openmetrics")
-    started, release = threading.Event(), threading.Event()
-    original = Exposition.render
-
-    def slow_render(self: Exposition, fmt: Any = "text") -> bytes:
-        if self.snapshot is new and fmt == "text":
-            started.set()
-            assert release.wait(10)
-        return original(self, fmt)
-
-    monkeypatch.setattr(Exposition, "render", slow_render)
-    holder[0] = new
-    warming = threading.Thread(target=cache.warm)
-    warming.start()
-    assert started.wait(10)
+    warming, release = _warm_blocked_on(monkeypatch, cache, holder, new, "text")  # text is warmed first
     renders = cache.renders
     served = cache.body("openmetrics")  # the previous body, without rendering the new snapshot
     assert cache.renders == renders
