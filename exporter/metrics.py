@@ -828,6 +828,104 @@ class _Family:
             self.lines.append(line)
 
 
+#: The families the per-target-group pass writes (`_steps` declares them for it).
+_TG_FAMILIES: tuple[str, ...] = (
+    "sgchurn_target_group_info",
+    "sgchurn_target_group_preserve_client_ip",
+    "sgchurn_target_group_targets",
+    "sgchurn_target_group_reachability_ratio",
+    "sgchurn_target_group_unadmitted_targets",
+    "sgchurn_target_group_not_evaluable_targets",
+    "sgchurn_rule_gap_open",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _TargetGroupLines:
+    """One target group's sample lines, per family of _TG_FAMILIES, and what they were made from."""
+
+    view: TargetGroupView
+    opened: tuple[bool, ...]  # a gap open, per flow of FLOW_KINDS
+    identity: tuple[tuple[str, object], ...]  # its identity labels, to check they are distinct
+    lines: tuple[str, ...]
+    gap_open_labels: tuple[str, ...]  # label strings of its sgchurn_rule_gap_open series
+
+
+_NONE_OPEN: tuple[bool, ...] = (False,) * len(FLOW_KINDS)
+
+
+class TargetGroupLines:
+    """Each target group's sample lines as last rendered, kept until its view or its open flows
+    change, as kube-state-metrics keeps an object's lines until the object changes: a new snapshot
+    renders only the target groups that changed, and the families are joined from the kept lines.
+
+    Used by one render at a time (ExpositionCache keeps one per variant, under its render lock).
+    Only snapshots whose target groups have distinct ARNs and identities are rendered this way
+    (the others by the column-wise pass, as without it).
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _TargetGroupLines] = {}
+        self.rendered = 0  # target groups rendered (not reused) by the last render
+        #: step name -> (its input, its families' lines, what it dropped) of the last render
+        self.steps: dict[str, tuple[object, dict[str, list[str]], list[tuple[str, tuple[str, ...]]]]] = {}
+
+    def take(
+        self,
+        target_groups: Sequence[TargetGroupView],
+        open_by_key: Mapping[tuple[str, str], GapView],
+        numbers: _Numbers,
+    ) -> list[_TargetGroupLines] | None:
+        """The lines of every target group, in order, rendering only the changed ones; None when
+        the snapshot is not one this cache serves (its target groups then render as before)."""
+        entries: dict[str, _TargetGroupLines] = {}
+        rendered = 0
+        open_arns = {arn for arn, _ in open_by_key}
+        for tg in target_groups:
+            opened = (
+                tuple((tg.arn, flow) in open_by_key for flow in FLOW_KINDS)
+                if tg.arn in open_arns
+                else _NONE_OPEN
+            )
+            entry = self._entries.get(tg.arn)
+            if entry is None or entry.opened != opened or not (entry.view is tg or entry.view == tg):
+                entry = _render_target_group(tg, open_by_key, opened, numbers)
+                if entry is None:
+                    return None
+                rendered += 1
+            entries[tg.arn] = entry
+        self._entries, self.rendered = entries, rendered  # target groups no longer listed go
+        if len(entries) != len(target_groups):  # two with one ARN
+            return None
+        try:
+            if len({entry.identity for entry in entries.values()}) != len(entries):
+                return None  # two with one identity: the general path keeps the first series
+        except TypeError:  # an unhashable label value
+            return None
+        return list(entries.values())
+
+
+def _render_target_group(
+    tg: TargetGroupView,
+    open_by_key: Mapping[tuple[str, str], GapView],
+    opened: tuple[bool, ...],
+    numbers: _Numbers,
+) -> _TargetGroupLines | None:
+    """One target group's lines through the general path (None when it dropped a series)."""
+    out = _Render()
+    out.numbers, out.writable = numbers, frozenset(_TG_FAMILIES)
+    out.target_group(tg, open_by_key)
+    if out.dropped:
+        return None
+    return _TargetGroupLines(
+        view=tg,
+        opened=opened,
+        identity=tuple(tg.identity.items()),
+        lines=tuple("".join(out.families[name].lines) for name in _TG_FAMILIES),
+        gap_open_labels=tuple(out.families["sgchurn_rule_gap_open"].seen),
+    )
+
+
 class _Render:
     """One render of a snapshot: `_fill` written as text."""
 
@@ -929,16 +1027,28 @@ class _Render:
     # -- the column-wise passes -----------------------------------------------------------------
 
     def target_groups(
-        self, target_groups: Sequence[TargetGroupView], open_by_key: Mapping[tuple[str, str], GapView]
+        self,
+        target_groups: Sequence[TargetGroupView],
+        open_by_key: Mapping[tuple[str, str], GapView],
+        kept: TargetGroupLines | None = None,
     ) -> None:
         """The series of every target group, a family at a time (the general path when a target
-        group's identity is not IDENTITY, a label value is not a str, or two identities are equal).
+        group's identity is not IDENTITY, a label value is not a str, or two identities are equal),
+        or joined from the lines `kept` holds, rendering only the target groups that changed.
 
         The families written here have no series yet, and only sgchurn_rule_gap_open gets more
         later (open gaps of target groups no longer listed): its label strings go to `seen`.
         """
         rows = len(target_groups)
         if rows == 0:
+            return
+        entries = None if kept is None else kept.take(target_groups, open_by_key, self.numbers)
+        if entries is not None:
+            for i, name in enumerate(_TG_FAMILIES):
+                self.family(name).lines.append("".join([entry.lines[i] for entry in entries]))
+            seen = self.family("sgchurn_rule_gap_open").seen
+            for entry in entries:
+                seen.update(entry.gap_open_labels)
             return
         identities = list(map(_identity_of, target_groups))
         try:
@@ -1060,7 +1170,9 @@ _ratio = operator.attrgetter("ratio")
 _arn = operator.attrgetter("arn")
 
 
-def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Callable[[], object]]]:
+def _steps(
+    snapshot: Snapshot, out: _Render, kept: TargetGroupLines | None = None
+) -> list[tuple[frozenset[str], Callable[[], object]]]:
     """`_fill` as steps on `out`, in its order, each with the families it adds to (enforced by
     `_Render.family`), so a family is written out as soon as no later step adds to it."""
     open_by_key: dict[tuple[str, str], GapView] = {}
@@ -1138,26 +1250,37 @@ def _steps(snapshot: Snapshot, out: _Render) -> list[tuple[frozenset[str], Calla
         out.add("sgchurn_snapshot_timestamp_seconds", {}, snapshot.generated_at.timestamp())
         out.add("sgchurn_ready", {}, 1 if snapshot.ready else 0)
 
+    def kept_step(
+        name: str, key: object, families: frozenset[str], run: Callable[[], object]
+    ) -> tuple[frozenset[str], Callable[[], object]]:
+        """A step whose families only it writes, its lines kept while its input stays equal."""
+
+        def step() -> None:
+            hit = None if kept is None else kept.steps.get(name)
+            if hit is not None and hit[0] == key:
+                for family, lines in hit[1].items():
+                    out.family(family).lines.extend(lines)
+                out.dropped.extend(hit[2])
+                return
+            dropped = len(out.dropped)
+            run()
+            if kept is not None:
+                made = {family: list(out.family(family).lines) for family in families}
+                kept.steps[name] = (key, made, out.dropped[dropped:])
+
+        return families, step
+
     def counter(source: str, name: str) -> tuple[frozenset[str], Callable[[], object]]:
-        return frozenset({name}), lambda: out.counters(name, snapshot.counters.get(source, {}))
+        series = snapshot.counters.get(source, {})
+        return kept_step(name, series, frozenset({name}), lambda: out.counters(name, series))
 
     return [
-        (
-            frozenset(
-                {
-                    "sgchurn_target_group_info",
-                    "sgchurn_target_group_preserve_client_ip",
-                    "sgchurn_target_group_targets",
-                    "sgchurn_target_group_reachability_ratio",
-                    "sgchurn_target_group_unadmitted_targets",
-                    "sgchurn_target_group_not_evaluable_targets",
-                    "sgchurn_rule_gap_open",
-                }
-            ),
-            lambda: out.target_groups(snapshot.target_groups, open_by_key),
-        ),
+        (frozenset(_TG_FAMILIES), lambda: out.target_groups(snapshot.target_groups, open_by_key, kept)),
         (frozenset({"sgchurn_rule_gap_open", "sgchurn_rule_gap_open_since_timestamp_seconds"}), open_gaps),
-        (
+        # Last gaps and counters: the daemon reads them from its store at each publish, mostly unchanged.
+        kept_step(
+            "last_gaps",
+            snapshot.last_gaps,
             frozenset(
                 {
                     "sgchurn_rule_gap_last_duration_seconds",
@@ -1216,14 +1339,15 @@ class Exposition:
     the snapshot again; `dropped` lists the series the last one dropped.
     """
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, kept: TargetGroupLines | None = None) -> None:
         self.snapshot = snapshot
+        self.kept = kept  # the target groups' lines of an earlier render, reused where unchanged
         self.dropped: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def write(self, fmt: ExpositionFormat, sink: Callable[[list[bytes]], object]) -> None:
         """Render, passing `sink` the exposition in order, a run of complete families at a time."""
         out = _Render()
-        steps = _steps(self.snapshot, out)
+        steps = _steps(self.snapshot, out, self.kept)
         pending = collections.Counter(name for families, _ in steps for name in families)
         headers, written = _HEADERS[fmt], 0
         for families, run in steps:
@@ -1304,9 +1428,12 @@ class ExpositionCache:
         self._lock = threading.Lock()  # guards the dicts below, held for no render
         self._bodies: dict[tuple[ExpositionFormat, bool], tuple[Snapshot, bytes]] = {}
         self._rendering: dict[tuple[ExpositionFormat, bool], threading.Lock] = {}
+        #: per variant (used under its render lock): the target groups' lines of its last render
+        self._kept: dict[tuple[ExpositionFormat, bool], TargetGroupLines] = {}
         self._warned: set[tuple[str, tuple[str, ...]]] = set()
         self.renders = 0  # snapshots rendered so far
         self.stale_served = 0  # scrapes answered with the previous body while a render ran
+        self.target_groups_rendered = 0  # by the last render: the others' lines were kept
 
     def body(self, fmt: ExpositionFormat = "text", *, gzipped: bool = False) -> bytes:
         variant = (fmt, gzipped)
@@ -1338,10 +1465,12 @@ class ExpositionCache:
         # Only the variants asked for are kept (a Prometheus server asks for one: its format,
         # gzipped); another variant of the same snapshot renders it again.
         fmt, gzipped = variant
-        exposition = Exposition(snapshot)
+        kept = self._kept.setdefault(variant, TargetGroupLines())
+        exposition = Exposition(snapshot, kept)
         body = exposition.gzip(fmt) if gzipped else exposition.render(fmt)
         with self._lock:
             self.renders += 1
+            self.target_groups_rendered = kept.rendered
             self._warn(exposition.dropped)
             self._bodies[variant] = (snapshot, body)
         return body

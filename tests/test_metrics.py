@@ -797,3 +797,57 @@ def test_gap_durations_are_merged_per_account_region_and_flow() -> None:
         fleet_labels(checkout, "traffic"): histogram([3.0, 45.0, 700.0]),
         fleet_labels(checkout, "health_check"): histogram([12.0]),
     }
+
+
+# -- each target group's lines kept until it changes ----------------------------------------------
+
+
+def _changed_fleet(base: Snapshot) -> Snapshot:
+    """`base` with one target group changed (targets), one gone, one new, and a gap opened on another."""
+    groups = list(base.target_groups)
+    changed = dataclasses.replace(groups[3], targets=groups[3].targets + 1)
+    born = dataclasses.replace(groups[5], arn=groups[5].arn + "-new", name=groups[5].name + "-new")
+    opened = gap(groups[7], "health_check", NOW - timedelta(seconds=40), None, "requirement_change", "x")
+    return dataclasses.replace(
+        base,
+        target_groups=(*groups[:3], changed, *groups[4:9], born, *groups[10:]),  # groups[9] is gone
+        open_gaps=(*base.open_gaps, opened),
+    )
+
+
+def test_a_new_snapshot_renders_only_the_target_groups_that_changed() -> None:
+    """The first render makes every target group's lines; the next snapshot re-renders the changed,
+    the new and the one whose gap opened (3), reuses the others' lines (equal views, new objects
+    too), drops the one gone, and writes exactly prometheus_client's bytes."""
+    base = generated_snapshot()
+    holder = [base]
+    cache = ExpositionCache(lambda: holder[0])
+    assert cache.body("openmetrics") == render_exposition(base, "openmetrics")
+    assert cache.target_groups_rendered == len(base.target_groups)
+    holder[0] = dataclasses.replace(base)  # a new snapshot object, nothing changed
+    assert cache.body("openmetrics") == render_exposition(base, "openmetrics")
+    assert cache.target_groups_rendered == 0
+    rebuilt = [dataclasses.replace(tg) for tg in base.target_groups]  # equal views, new objects
+    holder[0] = dataclasses.replace(base, target_groups=tuple(rebuilt))
+    cache.body("openmetrics")
+    assert cache.target_groups_rendered == 0
+    holder[0] = _changed_fleet(base)
+    registry = build_registry(lambda: holder[0])
+    assert cache.body("openmetrics") == generate_openmetrics(registry)
+    assert cache.target_groups_rendered == 3
+    assert gzip.decompress(cache.body("text", gzipped=True)) == generate_latest(registry)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_snapshots(), _snapshots())
+def test_kept_lines_give_prometheus_clients_bytes_for_any_next_snapshot(
+    first: Snapshot, second: Snapshot
+) -> None:
+    """Whatever the snapshot before, the next one's body is what prometheus_client writes for it."""
+    holder = [first]
+    cache = ExpositionCache(lambda: holder[0])
+    assert cache.body("text") == generate_latest(build_registry(lambda: first))
+    holder[0] = second
+    assert cache.body("text") == generate_latest(build_registry(lambda: second))
+    holder[0] = dataclasses.replace(first, open_gaps=second.open_gaps)
+    assert cache.body("text") == generate_latest(build_registry(lambda: holder[0]))
