@@ -493,7 +493,7 @@ class _Adds(Protocol):
 
 def _attribute_changes(snapshot: Snapshot, out: _Adds) -> None:
     for change in snapshot.attribute_changes:
-        identity = {**change.identity(), "attribute": change.attribute}
+        identity = {**change.identity, "attribute": change.attribute}
         info = {**identity, "value": change.value, "actor": change.actor}
         out.add("sgchurn_target_group_attribute_last_change_info", info, 1)
         out.add(
@@ -555,12 +555,12 @@ def _fill(out: _Families, snapshot: Snapshot) -> None:
             out.add("sgchurn_target_group_not_evaluable_targets", {**identity, "reason": reason}, count)
     # Open gaps (also those of target groups no longer listed, e.g. just deleted).
     for gap in sorted(open_by_key.values(), key=lambda g: g.start):
-        with_flow = {**gap.identity(), "flow": gap.flow}
+        with_flow = {**gap.identity, "flow": gap.flow}
         out.add("sgchurn_rule_gap_open", with_flow, 1)
         if gap.start_exact:
             out.add("sgchurn_rule_gap_open_since_timestamp_seconds", with_flow, gap.start.timestamp())
     for gap in snapshot.last_gaps:
-        with_flow = {**gap.identity(), "flow": gap.flow}
+        with_flow = {**gap.identity, "flow": gap.flow}
         duration = gap.duration_seconds
         if duration is not None:
             out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)
@@ -1183,14 +1183,14 @@ def _steps(
 
     def open_gaps() -> None:  # also those of target groups no longer listed, e.g. just deleted
         for gap in sorted(open_by_key.values(), key=lambda g: g.start):
-            with_flow = {**gap.identity(), "flow": gap.flow}
+            with_flow = {**gap.identity, "flow": gap.flow}
             out.add("sgchurn_rule_gap_open", with_flow, 1)
             if gap.start_exact:  # an unknown start is not exported as if it were one
                 out.add("sgchurn_rule_gap_open_since_timestamp_seconds", with_flow, gap.start.timestamp())
 
     def last_gaps() -> None:
         for gap in snapshot.last_gaps:
-            with_flow = {**gap.identity(), "flow": gap.flow}
+            with_flow = {**gap.identity, "flow": gap.flow}
             duration = gap.duration_seconds
             if duration is not None:
                 out.add("sgchurn_rule_gap_last_duration_seconds", with_flow, duration)

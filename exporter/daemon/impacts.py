@@ -106,10 +106,10 @@ class ImpactChecker:
                 final = is_final(result) or now - gap.end >= GIVE_UP
                 store.set_gap_impact(db, gap.key, self.monitor.key, now.timestamp(), final, result.to_dict())
                 if (result.impact != "unknown" or final) and store.count_once(db, "gap_impact", gap.key):
-                    labels = labels_of(**gap.identity(), flow=gap.flow, impact=result.impact)
+                    labels = labels_of(**gap.identity, flow=gap.flow, impact=result.impact)
                     store.increment(db, IMPACT_FAMILY, labels)
                     if result.impact == "confirmed":
-                        flow_labels = labels_of(**gap.identity(), flow=gap.flow)
+                        flow_labels = labels_of(**gap.identity, flow=gap.flow)
                         store.raise_to(db, IMPACT_CONFIRMED_LAST, flow_labels, now.timestamp())
                     counted.append(replace(gap, impact=result))
         return counted

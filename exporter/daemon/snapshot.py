@@ -136,7 +136,9 @@ class GapView:
     def duration_seconds(self) -> float | None:
         return None if self.end is None else (self.end - self.start).total_seconds()
 
+    @cached_property
     def identity(self) -> dict[str, str]:
+        """The labels every per-target-group series carries (made once per view)."""
         return TargetGroupIdentity.of(self).labels_dict()
 
 
@@ -154,7 +156,9 @@ class AttributeChangeView:
     actor: str  # role/session (or principal), "unknown" when CloudTrail did not say
     time: datetime
 
+    @cached_property
     def identity(self) -> dict[str, str]:
+        """The labels every per-target-group series carries (made once per view)."""
         return TargetGroupIdentity.of(self).labels_dict()
 
 

@@ -219,7 +219,7 @@ class GapTracker:
                 self.store.upsert_gap(db, stored)
             return False
         self.store.upsert_gap(db, stored)
-        ident = view.identity()
+        ident = view.identity
         labels = labels_of(**ident, flow=view.flow)
         self.store.increment(db, GAPS_FAMILY, labels_of(**ident, flow=view.flow, cause=view.cause))
         duration = view.duration_seconds or 0.0
