@@ -410,21 +410,27 @@ def _description(entry: Range | RuleEntry) -> str | None:
     return _shared(value[:255])
 
 
+def _protocol_ports(fields: Permission | RuleEntry, where: str) -> tuple[str, int, int]:
+    """The protocol and port range of a permission or of a rule in the one-source form."""
+    protocol = _protocol(
+        (fields.ipProtocol if fields.ipProtocol is not UNSET else _or_none(fields.IpProtocol)), where
+    )
+    low, high = _ports(
+        protocol,
+        (fields.fromPort if fields.fromPort is not UNSET else _or_none(fields.FromPort)),
+        (fields.toPort if fields.toPort is not UNSET else _or_none(fields.ToPort)),
+        where,
+    )
+    return protocol, low, high
+
+
 def _permission_rules(
     permission: Any, where: str, ids: dict[FlatKey, str] | None = None
 ) -> list[tuple[FlatKey, Rule]]:
     """One IpPermission (request form) to one Rule per source, each with its flat key; `ids`
     gives rule ids by key."""
     perm = _entry(permission, Permission, where)
-    protocol = _protocol(
-        (perm.ipProtocol if perm.ipProtocol is not UNSET else _or_none(perm.IpProtocol)), where
-    )
-    low, high = _ports(
-        protocol,
-        (perm.fromPort if perm.fromPort is not UNSET else _or_none(perm.FromPort)),
-        (perm.toPort if perm.toPort is not UNSET else _or_none(perm.ToPort)),
-        where,
-    )
+    protocol, low, high = _protocol_ports(perm, where)
     rules: list[tuple[FlatKey, Rule]] = []
     for kind, value, pascal, suffix in (
         (0, perm.ipRanges, perm.IpRanges, ".ipRanges"),
@@ -469,15 +475,7 @@ def _permission_rules(
 
 def _flat_key(fields: RuleEntry, where: str) -> RuleKey:
     """The rule key of the one-source form of SecurityGroupRule / securityGroupRuleSet entries."""
-    protocol = _protocol(
-        (fields.ipProtocol if fields.ipProtocol is not UNSET else _or_none(fields.IpProtocol)), where
-    )
-    low, high = _ports(
-        protocol,
-        (fields.fromPort if fields.fromPort is not UNSET else _or_none(fields.FromPort)),
-        (fields.toPort if fields.toPort is not UNSET else _or_none(fields.ToPort)),
-        where,
-    )
+    protocol, low, high = _protocol_ports(fields, where)
     if (
         value := (fields.cidrIpv4 if fields.cidrIpv4 is not UNSET else _or_none(fields.CidrIpv4))
     ) is not None or (
@@ -1133,6 +1131,17 @@ _TYPED_SHARE = 8
 _TYPED_MAX_BRACKETS = 200
 
 
+def is_utf8(data: bytes) -> bool:
+    """True when the bytes are valid UTF-8."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def decode_record(text: bytes | str, *, max_record_bytes: int = MAX_RECORD_BYTES) -> Record | None:
     """JSON text of one object decoded straight into the Record shape; None when the text is not
     an object, or is one the caller must decode in full (too large or deep for the typed decode
@@ -1148,11 +1157,8 @@ def decode_record(text: bytes | str, *, max_record_bytes: int = MAX_RECORD_BYTES
             return None
         if text.count(b"{") + text.count(b"[") > _TYPED_MAX_BRACKETS:
             return None
-        if not text.isascii():
-            try:
-                text.decode("utf-8")  # msgspec does not check the UTF-8 of what it skips
-            except UnicodeDecodeError:
-                return None
+        if not is_utf8(text):  # msgspec does not check the UTF-8 of what it skips
+            return None
     try:
         return RECORD_DECODER.decode(text)
     except (msgspec.DecodeError, RecursionError, ValueError):

@@ -42,6 +42,7 @@ from exporter.engine.records import (
     JsonObject,
     ParseResult,
     decode_record,
+    is_utf8,
     make_rejection,
     parse_decoded,
     parse_record,
@@ -219,11 +220,8 @@ class _Walker:
         None when the document is not one (or the skim is unsure), for the full decode to handle."""
         if depth + 1 > _MAX_WRAPPER_DEPTH or sys.getrecursionlimit() > _SKIM_RECURSION_LIMIT:
             return None
-        if not document.isascii():
-            try:
-                document.decode("utf-8")  # msgspec does not check the UTF-8 of what it skips
-            except UnicodeDecodeError:
-                return None
+        if not is_utf8(document):  # msgspec does not check the UTF-8 of what it skips
+            return None
         try:
             trail = _TRAIL_DECODER.decode(document)
         except (msgspec.DecodeError, RecursionError):
@@ -239,37 +237,18 @@ class _Walker:
             return None
         if self.lazy:
             return self._skim_lazily(trail.Records, depth)
-        items: list[_Item] = []
-        skipped = 0
-        decode_head = _HEAD_DECODER.decode
-        for raw in trail.Records:
-            try:
-                head = decode_head(raw)
-            except (msgspec.DecodeError, RecursionError):
-                pass  # not an object, or eventName not a string: decoded in full below
-            else:
-                name = head.eventName
-                if name is not unset and name not in WATCHED_EVENT_NAMES and head.detail_type is unset:
-                    skipped += 1
-                    continue
-            try:
-                value = orjson.loads(memoryview(raw))
-            except orjson.JSONDecodeError:
-                return None  # the full decode rejects the whole document
-            if skipped:
-                items.append(skipped)
-                skipped = 0
-            items.extend(self.value(value, depth + 1))
-        if skipped:
-            items.append(skipped)
-        return items
+        try:
+            return list(self._skim_lazily(trail.Records, depth))
+        except _SkimRestart:
+            return None  # the full decode rejects the whole document
 
     def _skim_lazily(self, records: list[msgspec.Raw], depth: int) -> Iterator[_Item]:
         """skim_trail's items one record at a time: memory for one decoded record, not all.
 
         msgspec has checked the document's syntax; orjson refuses a record msgspec skipped only
         for a number out of a double's range, and then the full decode rejects the whole document:
-        _SkimRestart tells parse_payload (the only lazy caller) to start over with the full decode.
+        _SkimRestart tells the caller (skim_trail, or parse_payload when lazy) to leave the document
+        to the full decode.
         """
         skipped = 0
         decode_head = _HEAD_DECODER.decode
@@ -297,37 +276,27 @@ class _Walker:
 
     def lines(self, lines: list[bytes | str], depth: int) -> Iterator[_Item]:
         for number, line in enumerate(lines, start=1):
-            if self.watched_only and not _contains_watched_name(line):
-                yield 1
-            elif len(line) > self.max_record_bytes:
-                yield make_rejection(
-                    "too_large", f"line {number} is over the {self.max_record_bytes} byte limit"
-                )
-            elif self.typed and (record := self.decoded(line, depth + 1)) is not None:
-                yield from self.typed_record(record)
-            else:
-                try:
-                    document = orjson.loads(line)
-                except orjson.JSONDecodeError as error:
-                    yield make_rejection("not_json", f"line {number}: {_json_error(error)}")
-                    continue
-                yield from self.value(document, depth + 1)
+            yield from self.record_text(line, depth, f"line {number}", f"line {number}: ")
 
     def embedded(self, text: str, depth: int) -> Iterator[_Item]:
         """A record held as a JSON string (CloudTrailEvent)."""
+        yield from self.record_text(text, depth, "embedded record", "CloudTrailEvent ")
+
+    def record_text(self, text: bytes | str, depth: int, name: str, prefix: str) -> Iterator[_Item]:
+        """One record's own JSON text (a JSON line, a CloudTrailEvent): skipped unparsed when it
+        names no watched event, refused over the record limit; `name` and `prefix` place it in a
+        rejection's detail."""
         if self.watched_only and not _contains_watched_name(text):
             yield 1
         elif len(text) > self.max_record_bytes:
-            yield make_rejection(
-                "too_large", f"embedded record is over the {self.max_record_bytes} byte limit"
-            )
+            yield make_rejection("too_large", f"{name} is over the {self.max_record_bytes} byte limit")
         elif self.typed and (record := self.decoded(text, depth + 1)) is not None:
             yield from self.typed_record(record)
         else:
             try:
                 document = orjson.loads(text)
             except orjson.JSONDecodeError as error:
-                yield make_rejection("not_json", f"CloudTrailEvent {_json_error(error)}")
+                yield make_rejection("not_json", f"{prefix}{_json_error(error)}")
                 return
             yield from self.value(document, depth + 1)
 
