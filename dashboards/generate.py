@@ -578,7 +578,7 @@ def overview() -> Spec:
             tbl(
                 "Rejected flows in the last gap",
                 "VPC Flow Log REJECTs to the targets on their port during the last closed gap of each target "
-                "group and flow (with impact.flow_logs.log_group).",
+                "group and flow (with impact.flow_logs.log_group or s3_uri).",
                 "none",
                 LAST_REJECTED.format(sel=sel),
             )
@@ -839,7 +839,7 @@ def target_group() -> Spec:
             ts(
                 "Rejected flows in the last gap",
                 "VPC Flow Log REJECTs to the targets on their port during the last closed gap per flow "
-                "(with impact.flow_logs.log_group).",
+                "(with impact.flow_logs.log_group or s3_uri).",
                 "none",
                 [
                     q(

@@ -143,6 +143,14 @@ def read_flow_logs(
             truncated = True
         kwargs["nextToken"] = token
     parsed = parse_lines(lines, fmt)
+    return evidence_of(parsed, request, truncated=truncated, now=now), parsed
+
+
+def evidence_of(
+    parsed: ParsedFlowLogs, request: FlowLogRequest, *, truncated: bool, now: datetime
+) -> FlowLogEvidence | None:
+    """The REJECTs among the records read that match the request; None when the bounded read was
+    cut short (`truncated`) and found none: what was not read may have held some."""
     rejected = count_rejects(
         parsed.records,
         addresses=request.addresses,
@@ -152,5 +160,5 @@ def read_flow_logs(
         end=request.end,
     )
     if truncated and not rejected:
-        return None, parsed
-    return FlowLogEvidence(rejected_flows=rejected, records_read=len(parsed.records), read_until=now), parsed
+        return None
+    return FlowLogEvidence(rejected_flows=rejected, records_read=len(parsed.records), read_until=now)

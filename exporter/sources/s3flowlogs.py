@@ -23,12 +23,11 @@ from exporter.engine.flowlogs import (
     FormatError,
     ParsedFlowLogs,
     S3Location,
-    count_rejects,
     parse_lines,
 )
 from exporter.engine.impact import FLOW_LOG_DELIVERY_LAG, FlowLogEvidence
 from exporter.sources.envelopes import MAX_PAYLOAD_BYTES, PayloadRefused, gunzip
-from exporter.sources.impact import FlowLogRequest
+from exporter.sources.impact import FlowLogRequest, evidence_of
 from exporter.sources.s3trail import days_between
 
 #: Flow-log files read per gap at most: a window of ~20 minutes is 4-5 files per flow log and
@@ -114,14 +113,4 @@ def read_flow_logs_s3(
         parsed.records.extend(one.records)
         parsed.rejected.update(one.rejected)
         parsed.skipped_no_data += one.skipped_no_data
-    rejected = count_rejects(
-        parsed.records,
-        addresses=request.addresses,
-        interfaces=request.interfaces,
-        ports=request.ports,
-        start=request.start,
-        end=request.end,
-    )
-    if truncated and not rejected:
-        return None, parsed
-    return FlowLogEvidence(rejected_flows=rejected, records_read=len(parsed.records), read_until=now), parsed
+    return evidence_of(parsed, request, truncated=truncated, now=now), parsed
