@@ -5,6 +5,7 @@ objects are counted by reason; bad S3 settings exit 2 naming the field."""
 from __future__ import annotations
 
 import gzip
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,17 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from exporter.cli import main
 from exporter.config import ConfigError, load_settings
 from exporter.engine.flowlogs import S3Location, S3UriError
 from exporter.sources.s3flowlogs import file_time, header_format
+from tests import cloudtrail_samples as ct
 from tests.awsworld import NODE_PORT, IncidentWorld, MotoServer
+from tests.engine_world import T0, incident_inventory
 from tests.test_daemon_impact import impact_calls, make_gap, seed_metrics, setup
+from tests.test_replay_cli import _incident_records
+from tests.test_replay_impact import flow_line, replay
+from tests.test_replay_impact import seed_metrics as replay_metrics
 
 BUCKET = "flow-log-bucket"
 ACCOUNT = "123456789012"  # moto's account
@@ -162,3 +169,41 @@ def test_bad_s3_settings_name_the_field(flow_logs: dict[str, Any], field: str) -
             overrides={"impact": {"flow_logs": {"s3_uri": "s3://flow-log-bucket/vpc"}}},
         )
     assert off.value.field == "impact.enabled"
+
+
+def test_replay_reads_the_flow_logs_from_s3(
+    clean_moto: MotoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = incident_inventory()
+    files = (tmp_path / "inventory.json", tmp_path / "trail.json")
+    files_ready(files, inventory)
+    replay_metrics(clean_moto, unhealthy_at_1201=0)
+    lines = [DEFAULT_HEADER, *[flow_line(T0 + timedelta(seconds=30), "REJECT")] * 2]
+    folder = f"AWSLogs/{inventory.account_id}/vpcflowlogs/{inventory.region}/{T0:%Y/%m/%d}"
+    name = f"{inventory.account_id}_vpcflowlogs_{inventory.region}_fl-1_{T0 + timedelta(minutes=5):%Y%m%dT%H%MZ}_ab.log.gz"
+    clean_moto.client("s3").create_bucket(Bucket=BUCKET)
+    clean_moto.client("s3").put_object(
+        Bucket=BUCKET, Key=f"{folder}/{name}", Body=gzip.compress("\n".join(lines).encode())
+    )
+    gaps, _ = replay(capsys, files, "--flow-log-s3-uri", f"s3://{BUCKET}")
+    assert [(g["impact"], g["impact_reasons"], g["rejected_flows"]) for g in gaps] == [
+        ("confirmed", ["flows_rejected"], 2)
+    ] * 2
+    inventory_file, trail = files
+    code = main(
+        [
+            "replay",
+            "--inventory",
+            str(inventory_file),
+            "--impact",
+            "--flow-log-s3-uri",
+            "s3://Bad_Bucket",
+            str(trail),
+        ]
+    )
+    assert code == 2 and "--flow-log-s3-uri: not an S3 bucket name" in capsys.readouterr().err
+
+
+def files_ready(files: tuple[Path, Path], inventory: Any) -> None:
+    files[0].write_text(json.dumps(inventory.to_dict()))
+    files[1].write_bytes(ct.json_lines(_incident_records()))

@@ -62,7 +62,7 @@ def test_explain_bad_impact_option_exits_2_naming_it(
     files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = explain(capsys, files, "--flow-log-group", GROUP)
-    assert code == 2 and "--flow-log-group/--flow-log-format: only with --impact" in err
+    assert code == 2 and "--flow-log-group/--flow-log-s3-uri/--flow-log-format: only with --impact" in err
 
 
 def test_pages_and_api_show_a_checked_gaps_impact() -> None:

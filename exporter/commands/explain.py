@@ -45,7 +45,7 @@ from exporter.engine.explain import (
     state_at,
     with_intents,
 )
-from exporter.engine.flowlogs import FlowLogFormat
+from exporter.engine.flowlogs import FlowLogFormat, S3Location
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
@@ -265,12 +265,13 @@ def execute(args: argparse.Namespace) -> int:
 @dataclass(frozen=True)
 class ImpactOptions:
     flow_log_group: str | None
+    flow_log_s3: S3Location | None
     fmt: FlowLogFormat
 
 
 def impact_options(args: argparse.Namespace, fmt: FlowLogFormat | None) -> ImpactOptions | None:
     """--impact's options (None without --impact: no CloudWatch or CloudWatch Logs call)."""
-    return None if fmt is None else ImpactOptions(args.flow_log_group, fmt)
+    return None if fmt is None else ImpactOptions(args.flow_log_group, impact_check.flow_log_s3(args), fmt)
 
 
 def gaps_by_target_group(
@@ -290,6 +291,7 @@ def gaps_by_target_group(
             shown,
             impact_check.clients_for(world.inventory),
             flow_log_group=impact.flow_log_group,
+            flow_log_s3=impact.flow_log_s3,
             fmt=impact.fmt,
             warn=lambda line: print(f"explain: {printable(line)}", file=sys.stderr),
         )

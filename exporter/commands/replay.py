@@ -76,6 +76,7 @@ def execute(args: argparse.Namespace) -> int:
             analysis.gaps,
             clients,
             flow_log_group=args.flow_log_group,
+            flow_log_s3=impact_check.flow_log_s3(args),
             fmt=fmt,
             warn=lambda line: print(f"replay: {printable(line)}", file=sys.stderr),
         )
