@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import resource
 import subprocess
 import sys
 import zlib
@@ -153,11 +152,15 @@ def test_replay_of_half_a_million_invalid_records_stays_small(tmp_path: Path) ->
     trail.write_bytes(bad_trail_gzip(count))
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps(incident_inventory().to_dict()))
+    # The peak is the process's own VmHWM: ru_maxrss survives execve on Linux and would report the
+    # pytest worker's resident size the child inherited through vfork (404 MiB in a full run where
+    # the replay itself peaked at 179 MiB).
     script = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from exporter.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print('peak_kib', re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1), file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
     done = subprocess.run(
@@ -174,8 +177,7 @@ def test_replay_of_half_a_million_invalid_records_stays_small(tmp_path: Path) ->
     assert lines[0] == f"replay: warning: {trail}: {count} rejected (wrong_type={count}), 0 used"
     assert "no usable CloudTrail record" in done.stderr and "Traceback" not in done.stderr
     peak_mib = int(lines[-1].split()[1]) / 1024
-    assert peak_mib < 400, f"replay peaked at {peak_mib:.0f} MiB"
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+    assert 50 < peak_mib < 300, f"replay peaked at {peak_mib:.0f} MiB"
 
 
 # --- values from CloudTrail in text outputs -------------------------------------------------------

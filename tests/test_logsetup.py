@@ -117,7 +117,10 @@ def test_a_running_daemon_writes_only_json_lines(clean_moto: MotoServer, tmp_pat
     assert code == 0
     lines = _json_lines(daemon.log_text())
     events = [e["event"] for e in lines]
-    assert "serving" in events and events[-1] == "stopped", events
+    # On a loaded machine a poll can still be running at SIGTERM: run.py then ends with its warning
+    # variant of the stop line. Either is the last line, and a JSON one.
+    stops = ("stopped", "stopped with a job still running; leaving it")
+    assert "serving" in events and events[-1] in stops, events
     off = [e for e in lines if e["event"].startswith("kubernetes correlation off")]
     assert len(off) == 1, events
     assert off[0]["logger"] == "exporter.sources.kubernetes" and off[0]["level"] == "warning"
