@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -505,6 +506,19 @@ def test_the_fast_writer_writes_prometheus_clients_bytes(case: str) -> None:
     assert render_exposition(snapshot, "openmetrics") == openmetrics
     assert gzip.decompress(Exposition(snapshot).gzip("openmetrics")) == openmetrics
     assert gzip.decompress(Exposition(snapshot).gzip("text")) == text
+
+
+def test_the_gzip_body_is_one_member_any_gzip_reader_inflates_to_the_exact_bytes() -> None:
+    """Exposition.gzip deflates with zlib-ng in a second thread, piece by piece: a body of several
+    MiB (many pieces) is one gzip member that CPython's zlib inflates to the rendered bytes."""
+    snapshot = build_snapshot(2_000)
+    for fmt in ("text", "openmetrics"):
+        body = render_exposition(snapshot, fmt)
+        zipped = Exposition(snapshot).gzip(fmt)
+        assert len(body) > 2_000_000 and len(zipped) < len(body) // 4
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member, nothing after it
+        assert inflater.decompress(zipped) == body and inflater.eof and inflater.unused_data == b""
+        assert gzip.decompress(zipped) == body
 
 
 @pytest.mark.parametrize("case", ["rich sample", "hostile names", "empty", "generated 300 target groups"])
