@@ -13,6 +13,8 @@ import re
 from collections.abc import MutableMapping
 from typing import Any
 
+import msgspec
+
 #: C0 and C1 controls, DEL, line/paragraph separators and the bidirectional overrides and
 #: isolates ("Trojan Source", CVE-2021-42574) that reorder what a terminal shows.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -43,10 +45,15 @@ def printable_lines(text: str) -> str:
 
 
 def printable_fields(value: Any) -> Any:
-    """A copy of a report object (dataclasses, tuples, lists, dicts) with every string made
-    printable, so a value cannot break the lines of the text rendered from it."""
+    """A copy of a report object (dataclasses, msgspec Structs, tuples, lists, dicts) with every
+    string made printable, so a value cannot break the lines of the text rendered from it."""
     if isinstance(value, str):
         return printable(value) if _UNSAFE.search(value) else value
+    if isinstance(value, msgspec.Struct):
+        fields = value.__struct_fields__
+        return msgspec.structs.replace(
+            value, **{name: printable_fields(getattr(value, name)) for name in fields}
+        )
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         changes = {
             f.name: printable_fields(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init

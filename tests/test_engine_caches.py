@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import ipaddress
 
 import pytest
 
-from exporter.engine.changes import RuleChange, RuleModification
+from exporter.engine.changes import Rejection, RuleChange, RuleModification
 from exporter.engine.flows import AdmissionChecker, requirements, target_admissions
 from exporter.engine.inventory import NetworkInterface, SecurityGroup, Target
 from exporter.engine.records import parse_record
@@ -174,3 +175,19 @@ def test_revokes_by_permission_and_by_id_in_the_timeline() -> None:
     by_id = RuleChange(meta("r2", T0, "RevokeSecurityGroupIngress"), "sg-node", "revoke", (), ("sgr-keep",))
     state.apply(by_id)
     assert state.group_rules("sg-node") == []
+
+
+def test_parsed_changes_are_not_walked_by_the_garbage_collector() -> None:
+    """Changes are held in bulk (a week of a trail): their objects hold no cycles and are not
+    tracked by the cyclic collector, so its walks do not grow with the changes held."""
+    changes = [
+        parse_record(samples.authorize_record(rule_ids=["sgr-a"])),
+        parse_record(samples.revoke_record()),
+        parse_record(samples.modify_tg_attributes_record()),
+        parse_record(samples.modify_rules_record(modifications=[samples.rule_update("sgr-a", 443)])),
+    ]
+    for change in changes:
+        assert change is not None and not isinstance(change, Rejection)
+        assert not gc.is_tracked(change)
+        assert not gc.is_tracked(change.meta)
+        assert not gc.is_tracked(change.meta.actor)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
+
 from exporter.engine.changes import Change
 from exporter.engine.gaps import analyze, find_replacements, required_ports
 from exporter.engine.plan import controller_evidence
@@ -16,7 +18,7 @@ from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServ
 from tests.engine_world import CONTROLLER, NODE_PORT, T0, authorize, incident_inventory, revoke, seconds
 from tests.test_daemon_e2e import _daemon, _metrics, _sample
 
-NEW_CONTROLLER = replace(CONTROLLER, user_agent="elbv2.k8s.aws/v2.13.0 aws-sdk-go-v2/1.32.2")
+NEW_CONTROLLER = msgspec.structs.replace(CONTROLLER, user_agent="elbv2.k8s.aws/v2.13.0 aws-sdk-go-v2/1.32.2")
 BACKEND = Source.group("sg-nlb")
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from exporter.cli import main
@@ -173,7 +174,7 @@ def test_true_to_false_with_the_world_rule_has_no_attribute_first_gap() -> None:
 
 # --- the controller's replacement order, from the events ----------------------------------------
 
-NEW_CONTROLLER = dataclasses.replace(CONTROLLER, user_agent="elbv2.k8s.aws/v2.13.0 aws-sdk-go-v2/1.30.0")
+NEW_CONTROLLER = msgspec.structs.replace(CONTROLLER, user_agent="elbv2.k8s.aws/v2.13.0 aws-sdk-go-v2/1.30.0")
 OTHER = "sg-other"  # replacements seen elsewhere: evidence of behaviour, not of this group's rules
 
 

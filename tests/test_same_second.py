@@ -4,10 +4,10 @@ do (the controller's version, a quota refusal), never by file order; `unknown` o
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from exporter.cli import main
 from exporter.engine.changes import Actor, Change

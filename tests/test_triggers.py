@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from exporter.engine.changes import Actor
 from exporter.engine.gaps import analyze
@@ -64,11 +64,13 @@ def test_no_trigger_when_the_change_is_too_old_after_the_gap_or_failed_or_on_ano
     too_old = flip_then_replace(TRIGGER_WINDOW.total_seconds() + 1)
     after = flip_then_replace(-5)  # the flip after the revoke did not trigger it
     failed = flip_then_replace(2)
-    failed[0] = dataclasses.replace(
-        failed[0], meta=dataclasses.replace(failed[0].meta, error_code="AccessDenied")
+    failed[0] = msgspec.structs.replace(
+        failed[0], meta=msgspec.structs.replace(failed[0].meta, error_code="AccessDenied")
     )
     other = flip_then_replace(2)
-    other[0] = dataclasses.replace(other[0], target_group_arn=TG_ARN.replace("k8s-shop-web-abc", "k8s-other"))
+    other[0] = msgspec.structs.replace(
+        other[0], target_group_arn=TG_ARN.replace("k8s-shop-web-abc", "k8s-other")
+    )
     for changes in (too_old, after, failed, other):
         analysis = analyze(incident_inventory(), changes)
         assert analysis.gaps

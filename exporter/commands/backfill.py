@@ -78,7 +78,7 @@ def change_line(change: Change, touched: set[str] | None) -> dict[str, Any]:
         subject = change.target_group_arn
     elif isinstance(change, INVENTORY_CHANGES):
         line["kind"] = "inventory"
-        fields = {name: getattr(change, name) for name in change.__slots__ if name != "meta"}
+        fields = {name: getattr(change, name) for name in change.__struct_fields__ if name != "meta"}
         line.update({k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()})
         subject = str(
             getattr(change, "target_group_arn", None)

@@ -2,13 +2,19 @@
 
 These are the only facts the timeline consumes. A change whose `meta.error_code` is set is a
 failed call: it is counted but changes nothing.
+
+Changes are held in bulk (a backfill holds a week of them), so they are frozen msgspec Structs
+that the cyclic garbage collector does not track (``gc=False``: they hold no reference cycles);
+its walks then do not grow with the changes held.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+
+import msgspec
 
 from exporter.engine.rules import Rule
 
@@ -41,8 +47,7 @@ RejectionReason = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
+class Actor(msgspec.Struct, frozen=True, gc=False):
     """Who made the call, as CloudTrail attributes it."""
 
     principal_arn: str | None = None
@@ -79,15 +84,14 @@ class Actor:
         return f"{self.label}/{session}" if session and self.issuer else self.label
 
 
-@dataclass(frozen=True, slots=True)
-class EventMeta:
+class EventMeta(msgspec.Struct, frozen=True, gc=False):
     event_id: str
     event_time: datetime
     event_name: str
     event_source: str = ""
     account_id: str | None = None
     region: str | None = None
-    actor: Actor = field(default_factory=Actor)
+    actor: Actor = msgspec.field(default_factory=Actor)
     error_code: str | None = None
     error_message: str | None = None
 
@@ -96,8 +100,7 @@ class EventMeta:
         return self.error_code is not None
 
 
-@dataclass(frozen=True, slots=True)
-class RuleChange:
+class RuleChange(msgspec.Struct, frozen=True, gc=False):
     """AuthorizeSecurityGroupIngress or RevokeSecurityGroupIngress on one group.
 
     `rules` holds the permissions given as IpPermissions (one Rule per source) and, for an
@@ -113,8 +116,7 @@ class RuleChange:
     rule_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RuleModification:
+class RuleModification(msgspec.Struct, frozen=True, gc=False):
     """ModifySecurityGroupRules: each rule id gets a new definition."""
 
     meta: EventMeta
@@ -122,14 +124,12 @@ class RuleModification:
     modifications: tuple[tuple[str, Rule], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class GroupDeletion:
+class GroupDeletion(msgspec.Struct, frozen=True, gc=False):
     meta: EventMeta
     group_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class AttributeChange:
+class AttributeChange(msgspec.Struct, frozen=True, gc=False):
     """ModifyTargetGroupAttributes: only the attributes this project watches are kept."""
 
     meta: EventMeta
@@ -137,8 +137,7 @@ class AttributeChange:
     attributes: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class HealthCheckChange:
+class HealthCheckChange(msgspec.Struct, frozen=True, gc=False):
     """ModifyTargetGroup: the health-check port and protocol the request set (None: not set).
 
     The request carries only what changed; the record never carries the old values, so undoing
@@ -151,8 +150,7 @@ class HealthCheckChange:
     protocol: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class InterfaceGroupsChange:
+class InterfaceGroupsChange(msgspec.Struct, frozen=True, gc=False):
     """ModifyNetworkInterfaceAttribute with groupSet: the whole new set of groups on one ENI.
 
     The old set is not in the record (see HealthCheckChange for how undo treats that).
@@ -163,8 +161,7 @@ class InterfaceGroupsChange:
     group_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class LoadBalancerGroupsChange:
+class LoadBalancerGroupsChange(msgspec.Struct, frozen=True, gc=False):
     """SetSecurityGroups on a load balancer: its whole new set of security groups (the old one is
     not in the record)."""
 
@@ -173,8 +170,7 @@ class LoadBalancerGroupsChange:
     group_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class LoadBalancerSubnetsChange:
+class LoadBalancerSubnetsChange(msgspec.Struct, frozen=True, gc=False):
     """SetSubnets on a load balancer: its whole new set of subnets (the old one is not in the
     record). Health checks, and unpreserved traffic, come from these subnets."""
 
@@ -183,8 +179,7 @@ class LoadBalancerSubnetsChange:
     subnet_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TargetsChange:
+class TargetsChange(msgspec.Struct, frozen=True, gc=False):
     """RegisterTargets / DeregisterTargets: (target id, port or None for the group's port)."""
 
     meta: EventMeta

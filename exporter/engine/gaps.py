@@ -246,6 +246,7 @@ def _pick(
         return tg_arn in (touches or {}).get(change.meta.event_id, ())
 
     candidates = [c for c in batch if relevant(c) and not c.meta.failed] or batch
+    rank: dict[type[Change], int]
     if opening:
         rank = {GroupDeletion: 0, RuleModification: 1, RuleChange: 2, InterfaceGroupsChange: 3}
         action = "revoke"
