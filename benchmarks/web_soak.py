@@ -66,6 +66,7 @@ def serve(target_groups: int, publish_every: float) -> None:
                 "timed_out": limiter.timed_out,
                 "displaced": limiter.displaced,
                 "refused": limiter.refused,
+                "too_large": limiter.too_large,
                 "page_busy": web.pages.busy,
                 "landing_renders": web.landing.renders,
                 "json_renders": web.snapshot_json.renders,

@@ -16,8 +16,10 @@ Optional TLS (cert/key PEM files) and basic auth (user -> bcrypt hash or sha256 
 the password, exporter/web_auth.py). Access logs go to the `exporter.web` logger at DEBUG;
 nothing is printed per request.
 
-Under load (exporter/web_limits.py): a listen backlog of 128, at most 64 connections, 10 s for
-a request head, pages rendered once per snapshot by at most 2 workers; /metrics never waits on a page.
+Under load (exporter/web_limits.py, exporter/web_heads.py): a listen backlog of 128; request heads
+read on one selector thread (at most 512 at once, 16 KiB and 10 s each), so a slow client holds no
+thread; at most 64 requests answered at once, a thread each; pages rendered once per snapshot by at
+most 2 workers; /metrics never waits on a page.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import base64
 import binascii
 import contextlib
 import gzip
+import io
 import logging
 import socket
 import ssl
@@ -41,6 +44,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from exporter.daemon.snapshot import Snapshot
 from exporter.metrics import GZIP_LEVEL, ExpositionCache, ExpositionFormat, build_registry
 from exporter.web_auth import BasicAuth
+from exporter.web_heads import HeadReader
 from exporter.web_json import snapshot_json_body
 from exporter.web_limits import (
     LISTEN_BACKLOG,
@@ -104,30 +108,34 @@ def exposition_format(content_type: str) -> ExpositionFormat | None:
 
 
 class _Server(ThreadingHTTPServer):
+    """Binds and listens, and answers complete requests in threads; the accept loop and the
+    request heads are HeadReader's (serve_forever is not used)."""
+
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
     app: WebServer
-    ssl_context: ssl.SSLContext | None = None
     limiter: ConnectionLimiter
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.limiter.admit(request):
-            log.debug("connection from %s refused: every slot busy", client_address)
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._heads: dict[Any, bytes] = {}
+
+    def hand_over(self, request: socket.socket, client_address: Any, head: bytes) -> None:
+        """A connection whose head HeadReader has read, holding an answering slot: a thread answers."""
+        self._heads[request] = head
+        try:
+            self.process_request(request, client_address)
+        except BaseException:
+            self._heads.pop(request, None)
+            raise
+
+    def take_head(self, request: Any) -> bytes:
+        return self._heads.pop(request, b"")
 
     def shutdown_request(self, request: Any) -> None:
         self.limiter.release(request)
+        self._heads.pop(request, None)
         super().shutdown_request(request)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        if self.ssl_context is not None:
-            # The handshake runs in the request's own thread (_Handler.setup), so a slow or
-            # silent client cannot stall the accept loop.
-            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Resets, TLS handshake failures, timeouts: not worth a traceback on stderr.
@@ -145,15 +153,11 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # seconds a connection may idle (socket timeout)
 
     def setup(self) -> None:
-        self.request.settimeout(self.timeout)
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()
         super().setup()
-
-    def parse_request(self) -> bool:
-        parsed = super().parse_request()  # reads the headers
-        self.server.limiter.head_read(self.request)  # the request head is in: no deadline now
-        return parsed
+        # The head was read by HeadReader (TLS handshake included); one request per connection
+        # (HTTP/1.0 answers), so nothing past the head is read from the socket.
+        self.rfile.close()
+        self.rfile = io.BytesIO(self.server.take_head(self.request))
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -349,8 +353,8 @@ class WebServer:
             context.load_cert_chain(tls_cert_file, tls_key_file)
             self._ssl_context = context
         self._server: _Server | None = None
+        self._heads: HeadReader | None = None
         self._thread: threading.Thread | None = None
-        self._reaper: threading.Thread | None = None
 
     @property
     def tls(self) -> bool:
@@ -390,31 +394,25 @@ class WebServer:
         server_class = _Server6 if ":" in self.host else _Server
         server = server_class((self.host, self.requested_port), _Handler)
         server.app = self
-        server.ssl_context = self._ssl_context
         server.limiter = self.limiter
         self._server = server
-        self._reaper = threading.Thread(target=self.limiter.reap_forever, name="web-reaper", daemon=True)
-        self._reaper.start()
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web", daemon=True
-        )
+        self._heads = HeadReader(server.socket, self.limiter, server.hand_over, self._ssl_context)
+        self._thread = threading.Thread(target=self._heads.serve_forever, name="web", daemon=True)
         self._thread.start()
         log.info("serving on %s", self.url)
 
     def stop(self) -> None:
-        """Stop accepting, close the socket and wait for the serving thread."""
-        server, thread = self._server, self._thread
+        """Stop accepting, wait for the serving thread and close the socket."""
+        server, heads, thread = self._server, self._heads, self._thread
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        self.limiter.stop()
+        if heads is not None:
+            heads.stop()
         if thread is not None:
             thread.join(timeout=10)
-        if self._reaper is not None:
-            self._reaper.join(timeout=10)
-            self._reaper = None
+        server.server_close()
         self._server = None
+        self._heads = None
         self._thread = None
 
     def __enter__(self) -> WebServer:

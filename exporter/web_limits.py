@@ -1,10 +1,13 @@
 """What keeps the HTTP server answering /metrics under load: limits and per-snapshot caches.
 
-- `ConnectionLimiter`: at most `max_connections` connections at once, and a total deadline for a
-  connection to send its request head (TLS handshake, request line and headers). A client that
-  dribbles its headers (slowloris) is cut off at the deadline, whatever its pace; when every slot
-  is taken, a new connection displaces the one that has been reading its head the longest (a
-  real client sends its head in milliseconds), or is closed if none is.
+- `ConnectionLimiter`: the policy of exporter/web_heads.py's head reader. A connection first
+  reads its request head (TLS handshake, request line and headers) on the one selector thread,
+  holding no thread: at most `max_heads` at once, at most `HEAD_LIMIT_BYTES` each, and a total
+  deadline for the whole head, so a client that dribbles its headers (slowloris) is cut off at
+  the deadline whatever its pace; when `max_heads` are reading, a new connection displaces the
+  one that has been reading the longest (a real client sends its head in milliseconds). Only a
+  complete head takes one of `max_connections` answering slots (a thread each), or is answered
+  503 at once when none is free.
 - `PagePool`: at most `workers` page renders at once (landing page, target-group pages,
   snapshot.json); /metrics, /healthz and /readyz never wait for one.
 - `SnapshotCache`: a body rendered once per snapshot (and variant), like /metrics' cache.
@@ -16,10 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import heapq
-import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -29,8 +31,12 @@ T = TypeVar("T")
 
 #: socketserver's default backlog of 5 made 2 of 10 simultaneous connects wait a second (SYN retry).
 LISTEN_BACKLOG = 128
-#: Connections handled at once (each has a thread).
+#: Connections answered at once (each has a thread).
 MAX_CONNECTIONS = 64
+#: Connections reading their request head at once (no thread each: a socket and its head so far).
+MAX_HEADS = 512
+#: The longest request head read; a longer one is answered 431. Prometheus sends well under 1 KiB.
+HEAD_LIMIT_BYTES = 16 * 1024
 #: Seconds a connection has to deliver its whole request head, TLS handshake included.
 HEADER_DEADLINE_SECONDS = 10.0
 #: Page renders at once, and how long a page request waits for a turn before a 503.
@@ -38,90 +44,103 @@ PAGE_WORKERS = 2
 PAGE_WAIT_SECONDS = 10.0
 
 
-def _cut(sock: Any) -> None:
-    """Shut a socket down under a thread blocked reading it (the read returns at once).
-
-    The plain socket's shutdown, also for a TLS socket: SSLSocket.shutdown would drop the TLS
-    object the blocked thread is using.
-    """
-    with contextlib.suppress(OSError, ValueError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
 class ConnectionLimiter:
-    """Connection slots and the request-head deadline, shared by the accept loop and handlers."""
+    """Head readers (oldest first, with their deadlines) and answering slots, with their counts.
+
+    The head-reader calls (`reading`, `head_done`, `expired`, `next_deadline`) come from the head
+    reader's one thread; `admit` too; `release` from the answering threads.
+    """
 
     def __init__(
         self,
         max_connections: int = MAX_CONNECTIONS,
         header_deadline: float = HEADER_DEADLINE_SECONDS,
+        max_heads: int = MAX_HEADS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_connections = max_connections
         self.header_deadline = header_deadline
+        self.max_heads = max_heads
+        self.head_limit = HEAD_LIMIT_BYTES
         self._clock = clock
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._open: set[Any] = set()
-        self._reading: dict[Any, float] = {}  # connection -> when it must have sent its head
-        self._due: list[tuple[float, int, Any]] = []  # heap of (deadline, seq, connection)
-        self._seq = 0
-        self._stopped = False
-        self.refused = 0  # connections closed at once: every slot busy answering
+        self._answering: set[Any] = set()
+        #: connection -> when it must have sent its head; insertion order is age and deadline order
+        self._reading: OrderedDict[Any, float] = OrderedDict()
+        self.refused = 0  # complete heads answered 503: every answering slot busy
         self.displaced = 0  # connections still reading their head, cut for a newer one
         self.timed_out = 0  # connections cut at the head deadline
+        self.too_large = 0  # heads over `head_limit`, answered 431
 
     @property
     def open_connections(self) -> int:
+        """Connections being answered (each holding a thread)."""
         with self._lock:
-            return len(self._open)
+            return len(self._answering)
 
-    def admit(self, conn: Any) -> bool:
-        """Take a slot for a new connection; False when none can be had (close it)."""
+    @property
+    def heads_reading(self) -> int:
         with self._lock:
-            if len(self._open) >= self.max_connections:
-                if not self._reading:
-                    self.refused += 1
-                    return False
-                oldest = min(self._reading, key=self._reading.__getitem__)
-                del self._reading[oldest]
+            return len(self._reading)
+
+    # -- head readers ------------------------------------------------------------------------
+
+    def reading(self, conn: Any) -> Any | None:
+        """A new connection starts reading its head; returns the oldest reader it displaces
+        (the caller closes it) when `max_heads` are already reading."""
+        with self._lock:
+            displaced = None
+            if len(self._reading) >= self.max_heads:
+                displaced, _deadline = self._reading.popitem(last=False)
                 self.displaced += 1
-                _cut(oldest)  # its thread ends and gives the slot back; the new one goes ahead
-            deadline = self._clock() + self.header_deadline
-            self._open.add(conn)
-            self._reading[conn] = deadline
-            self._seq += 1
-            heapq.heappush(self._due, (deadline, self._seq, conn))
-            self._wake.notify()
-            return True
+            self._reading[conn] = self._clock() + self.header_deadline
+            return displaced
 
-    def head_read(self, conn: Any) -> None:
-        """The connection delivered its request head: the deadline no longer applies."""
+    def head_done(self, conn: Any) -> None:
+        """The connection delivered its head, or went away: the deadline no longer applies."""
         with self._lock:
             self._reading.pop(conn, None)
+
+    def expired(self) -> list[Any]:
+        """The readers past their deadline, forgotten and counted (the caller closes them)."""
+        now = self._clock()
+        out = []
+        with self._lock:
+            while self._reading:
+                conn, deadline = next(iter(self._reading.items()))
+                if deadline > now:
+                    break
+                del self._reading[conn]
+                out.append(conn)
+            self.timed_out += len(out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """Seconds until the oldest reader's deadline (0 when past), None when none is reading."""
+        with self._lock:
+            if not self._reading:
+                return None
+            return max(0.0, next(iter(self._reading.values())) - self._clock())
+
+    def oversized(self) -> None:
+        with self._lock:
+            self.too_large += 1
+
+    # -- answering slots ---------------------------------------------------------------------
+
+    def admit(self, conn: Any) -> bool:
+        """Take an answering slot for a connection whose head is complete; False when none is free."""
+        with self._lock:
+            if len(self._answering) >= self.max_connections:
+                self.refused += 1
+                return False
+            self._answering.add(conn)
+            return True
 
     def release(self, conn: Any) -> None:
         with self._lock:
-            self._open.discard(conn)
+            self._answering.discard(conn)
             self._reading.pop(conn, None)
-
-    def reap_forever(self) -> None:
-        """Cut connections past their head deadline until `stop()`; runs in its own thread."""
-        with self._lock:
-            while not self._stopped:
-                now = self._clock()
-                while self._due and self._due[0][0] <= now:
-                    _deadline, _seq, conn = heapq.heappop(self._due)
-                    if self._reading.pop(conn, None) is not None:
-                        self.timed_out += 1
-                        _cut(conn)
-                wait = self._due[0][0] - now if self._due else None
-                self._wake.wait(timeout=wait)
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            self._wake.notify()
 
 
 class PageBusy(Exception):

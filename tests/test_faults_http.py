@@ -1,5 +1,5 @@
-"""Fault tests for the HTTP server: page floods, slow and idle clients, a full connection table,
-the listen backlog, and basic auth with bcrypt hashes.
+"""Fault tests for the HTTP server: page floods, slow and idle clients, full tables of request heads
+and of answering slots, oversized heads, the listen backlog, and basic auth with bcrypt hashes.
 
 Every wait here is a hang guard, not a performance figure; the soak with figures is
 benchmarks/web_soak.py.
@@ -19,11 +19,14 @@ from typing import Any
 import bcrypt
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.config import ConfigError, load_settings
 from exporter.daemon.snapshot import Snapshot
 from exporter.web import WebServer
-from exporter.web_limits import LISTEN_BACKLOG, ConnectionLimiter, PagePool
+from exporter.web_heads import head_complete
+from exporter.web_limits import HEAD_LIMIT_BYTES, LISTEN_BACKLOG, ConnectionLimiter, PagePool
 from tests.snapshot_samples import CHECKOUT_TG, sample_snapshot
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -161,7 +164,7 @@ def test_slowloris_is_cut_at_the_header_deadline_whatever_its_pace(holder: Holde
         assert _closed_by_server(sock)
         assert time.monotonic() - started < GUARD
         assert web.limiter.timed_out == 1
-        _wait(lambda: web.limiter.open_connections == 0, "the slot to be given back")
+        _wait(lambda: web.limiter.heads_reading == 0, "the head reader to forget it")
         assert _get(web, "/metrics").status_code == 200
         sock.close()
     finally:
@@ -169,10 +172,48 @@ def test_slowloris_is_cut_at_the_header_deadline_whatever_its_pace(holder: Holde
         web.stop()
 
 
-def test_two_hundred_slow_clients_hold_a_bounded_number_of_threads_and_metrics_answers(
+def _handler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("Thread-") and "process_request" in t.name]
+
+
+def test_two_hundred_slow_clients_hold_no_thread_and_metrics_answers_before_their_deadline(
     holder: Holder,
 ) -> None:
-    web = _serve(holder, limiter=ConnectionLimiter(max_connections=16, header_deadline=60))
+    """Slow clients wait for their heads on the one selector thread: none is cut while there is
+    room, none holds an answering thread, and /metrics answers meanwhile, each scrape well before
+    the head deadline (the bound is that deadline, not a performance figure: see figure 8)."""
+    deadline = 20.0
+    web = _serve(holder, limiter=ConnectionLimiter(max_connections=4, header_deadline=deadline))
+    stop = threading.Event()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            socks.append(_slow_client(web.port, stop, pace=0.5))
+        _wait(lambda: web.limiter.heads_reading == 200, "the 200 slow clients to be reading their heads")
+        assert len(_handler_threads()) == 0
+        for _ in range(10):
+            started = time.monotonic()
+            scrape = _get(web, "/metrics")
+            assert scrape.status_code == 200 and "sgchurn_up" in scrape.text
+            assert time.monotonic() - started < deadline
+        limiter = web.limiter
+        assert (limiter.heads_reading, limiter.displaced, limiter.timed_out, limiter.refused) == (
+            200,
+            0,
+            0,
+            0,
+        )
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
+        web.stop()
+
+
+def test_more_slow_clients_than_head_room_displace_the_oldest_and_metrics_answers(
+    holder: Holder,
+) -> None:
+    web = _serve(holder, limiter=ConnectionLimiter(max_connections=4, header_deadline=60, max_heads=16))
     stop = threading.Event()
     socks: list[socket.socket] = []
     before = threading.active_count()
@@ -180,11 +221,8 @@ def test_two_hundred_slow_clients_hold_a_bounded_number_of_threads_and_metrics_a
         for _ in range(200):
             socks.append(_slow_client(web.port, stop, pace=5))
         _wait(lambda: web.limiter.displaced >= 200 - 16, "the newest to displace the oldest slow clients")
-        handlers = [
-            t for t in threading.enumerate() if t.name.startswith("Thread-") and "process_request" in t.name
-        ]
-        assert len(handlers) <= 16 + 2
-        assert web.limiter.open_connections <= 16 + 2
+        assert web.limiter.heads_reading <= 16
+        assert len(_handler_threads()) == 0 and web.limiter.open_connections == 0
         for _ in range(5):
             scrape = _get(web, "/metrics")
             assert scrape.status_code == 200
@@ -196,15 +234,88 @@ def test_two_hundred_slow_clients_hold_a_bounded_number_of_threads_and_metrics_a
         web.stop()
 
 
-def test_a_full_table_of_busy_connections_refuses_new_ones() -> None:
+def test_a_full_table_of_answering_slots_refuses_new_requests() -> None:
     limiter = ConnectionLimiter(max_connections=2, header_deadline=60)
     a, b, c = object(), object(), object()
     assert limiter.admit(a) and limiter.admit(b)
-    limiter.head_read(a)
-    limiter.head_read(b)  # both answering: nothing to displace
     assert limiter.admit(c) is False and limiter.refused == 1
     limiter.release(a)
-    assert limiter.admit(c) is True
+    assert limiter.admit(c) is True and limiter.open_connections == 2
+
+
+def test_head_readers_are_displaced_oldest_first_and_expire_at_the_deadline() -> None:
+    now = [100.0]
+    limiter = ConnectionLimiter(header_deadline=10, max_heads=2, clock=lambda: now[0])
+    a, b, c = object(), object(), object()
+    assert limiter.reading(a) is None and limiter.next_deadline() == 10
+    now[0] = 104.0
+    assert limiter.reading(b) is None
+    assert limiter.reading(c) is a and limiter.displaced == 1  # the oldest makes room
+    limiter.head_done(b)  # its head is in: no deadline any more
+    assert limiter.next_deadline() == 10
+    now[0] = 113.9
+    assert limiter.expired() == []
+    now[0] = 114.0
+    assert limiter.expired() == [c] and limiter.timed_out == 1
+    assert limiter.heads_reading == 0 and limiter.next_deadline() is None
+
+
+def test_a_request_while_every_answering_slot_is_busy_gets_503_at_once(holder: Holder) -> None:
+    release = threading.Event()
+    rendering = threading.Event()
+
+    def slow_explain(snapshot: Snapshot, name: str) -> str:
+        rendering.set()
+        release.wait(GUARD)
+        return "explained"
+
+    web = _serve(holder, explain_provider=slow_explain, limiter=ConnectionLimiter(max_connections=1))
+    try:
+        first = threading.Thread(target=lambda: _get(web, f"/target-groups/{CHECKOUT_TG}"))
+        first.start()
+        _wait(rendering.is_set, "the page to hold the only answering slot")
+        busy = _get(web, "/metrics")
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+        assert web.limiter.refused == 1
+        release.set()
+        first.join(GUARD)
+        _wait(lambda: web.limiter.open_connections == 0, "the slot to be given back")
+        assert _get(web, "/metrics").status_code == 200
+    finally:
+        release.set()
+        web.stop()
+
+
+def test_a_request_head_over_the_limit_is_answered_431(web: WebServer) -> None:
+    start = b"GET /metrics HTTP/1.1\r\nX-Big: "
+    with socket.create_connection(("127.0.0.1", web.port), timeout=GUARD) as sock:
+        # One byte over the limit and no end of head: the server reads it all, answers, closes.
+        sock.sendall(start + b"a" * (HEAD_LIMIT_BYTES + 1 - len(start)))
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 431 ")
+    assert web.limiter.too_large == 1
+    assert _get(web, "/metrics").status_code == 200
+
+
+@given(
+    headers=st.lists(st.from_regex(r"X-[a-z]{1,8}: [ -~]{0,20}", fullmatch=True), max_size=5),
+    cuts=st.lists(st.integers(min_value=1, max_value=200), max_size=10),
+    newline=st.sampled_from([b"\r\n", b"\n"]),
+)
+def test_a_head_is_complete_exactly_at_its_empty_line_however_it_is_cut(
+    headers: list[str], cuts: list[int], newline: bytes
+) -> None:
+    head = newline.join([b"GET /metrics HTTP/1.1", *(h.encode() for h in headers), b"", b""])
+    buf = bytearray()
+    points = sorted({c for c in cuts if c < len(head)} | {len(head)})
+    previous = 0
+    for point in points:
+        searched = max(0, len(buf) - 2)  # as HeadReader searches only the new bytes and two before
+        buf += head[previous:point]
+        previous = point
+        assert head_complete(buf, searched) is (point == len(head)), (bytes(buf), point)
 
 
 def _hashes(password: str) -> dict[str, str]:
