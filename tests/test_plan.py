@@ -16,7 +16,7 @@ from exporter.cli import main
 from exporter.engine.changes import Actor, Change
 from exporter.engine.explain import current_state
 from exporter.engine.gaps import analyze
-from exporter.engine.inventory import Inventory, PrefixList
+from exporter.engine.inventory import Inventory, PrefixList, Target
 from exporter.engine.plan import (
     LBC_DESCRIPTION,
     Plan,
@@ -25,7 +25,14 @@ from exporter.engine.plan import (
     plan_attribute_change,
 )
 from exporter.engine.rules import Rule, Source
-from exporter.reports.plan import commands, plan_text, recommendation
+from exporter.reports.plan import (
+    commands,
+    edit_group_text,
+    notes_text,
+    plan_text,
+    recommendation,
+    risk_detail,
+)
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -101,7 +108,7 @@ def test_true_to_false_adds_the_subnet_rules_first_and_removes_the_world_rule_af
     assert [[f.describe() for f in alt] for alt in plan.required_after["traffic"]] == [
         [f"tcp/{NODE_PORT} from {c}" for c in SUBNETS]
     ]
-    assert plan.edit_groups[0][0] == "sg-node" and plan.safe_in_place
+    assert plan.edit_groups[0].group_id == "sg-node" and plan.safe_in_place
 
 
 def test_the_ip_permissions_argument_is_one_shell_word() -> None:
@@ -144,11 +151,11 @@ def false_world() -> Inventory:
 
 def test_false_to_true_authorizes_the_world_rule_and_keeps_the_health_check_rules() -> None:
     plan = plan_for(false_world(), preserve=True)
-    assert [(e.rule.source.value, e.purpose) for e in plan.authorize] == [("0.0.0.0/0", "traffic")]
+    assert [(e.rule.source.value, e.flows) for e in plan.authorize] == [("0.0.0.0/0", ("traffic",))]
     assert plan.revoke == ()  # the subnet rules still admit the health checks
     first = risk(plan, "attribute_first")
     assert (first.level, first.flows, first.max_seconds) == ("gap", ("traffic",), None)
-    assert "unknown" in first.detail
+    assert first.basis == "lag_not_seen" and "how long is unknown" in risk_detail(first)
     text = plan_text(plan)
     assert "attribute_first: GAP" in text and "does not want tcp/31080 from 0.0.0.0/0" in text
 
@@ -208,7 +215,7 @@ def test_break_before_make_risk_is_judged_from_the_events(
     assert (bbm.level, bbm.max_seconds) == (level, longest)
     if level != "none":
         assert bbm.flows == ("traffic", "health_check")
-    assert "PR #3952" in bbm.detail  # issue 13: plan cites the controller's fix by its PR
+    assert "PR #3952" in risk_detail(bbm)  # issue 13: plan cites the controller's fix by its PR
     assert plan.safe_in_place  # the printed order is safe whatever the controller does
 
 
@@ -231,7 +238,8 @@ def test_sg_mode_needs_no_rule_change_and_has_no_gap() -> None:
         assert [s.action for s in plan.steps] == ["modify_attribute"]
         assert all(r.level == "none" for r in plan.risks)
         assert plan.safe_in_place and "no rule change" in recommendation(plan)
-        assert any(note.startswith("SG mode") for note in plan.notes)
+        assert "sg_mode" in [note.kind for note in plan.notes]
+        assert any(note.startswith("SG mode") for note in notes_text(plan))
 
 
 def test_sg_mode_targets_admitted_by_cidr_are_planned_as_in_legacy_mode() -> None:
@@ -243,8 +251,10 @@ def test_sg_mode_targets_admitted_by_cidr_are_planned_as_in_legacy_mode() -> Non
     assert [(e.group_id, e.rule.source.value) for e in plan.authorize] == [("sg-node", c) for c in SUBNETS]
     assert [s.action for s in plan.steps][:2] == ["authorize", "modify_attribute"]
     assert "no rule change" not in recommendation(plan)
-    assert not any(note.startswith("SG mode: node rules reference") for note in plan.notes)
-    assert any("not admitted by a rule referencing the NLB's security groups" in n for n in plan.notes)
+    assert not any(note.startswith("SG mode: node rules reference") for note in notes_text(plan))
+    cidr = next(note for note in plan.notes if note.kind == "cidr_targets_in_sg_mode")
+    assert cidr.names == ("i-1", "i-2")
+    assert any("not admitted by a rule referencing the NLB's security groups" in n for n in notes_text(plan))
     first = risk(plan, "attribute_first")
     assert first.level == "none"  # 0.0.0.0/0 admits the subnets too: the attribute may go first
     back = plan_for(
@@ -260,7 +270,8 @@ def test_two_groups_on_the_eni_pick_the_cluster_tagged_one_else_block() -> None:
     plan = plan_for(inventory, preserve=False)
     blocker = risk(plan, "edit_group_unknown")
     assert blocker.level == "blocker" and not plan.safe_in_place
-    assert "2 groups on eni-1 and 0 of them tagged kubernetes.io/cluster/" in blocker.detail
+    assert [(u.eni_id, u.groups, u.tagged) for u in blocker.undecided] == [("eni-1", 2, 0), ("eni-2", 2, 0)]
+    assert "2 groups on eni-1 and 0 of them tagged kubernetes.io/cluster/" in risk_detail(blocker)
     assert "No safe in-place order" in recommendation(plan) and "blue/green" in recommendation(plan)
     assert "weighted DNS" in recommendation(plan)
 
@@ -272,7 +283,13 @@ def test_two_groups_on_the_eni_pick_the_cluster_tagged_one_else_block() -> None:
     )
     plan = plan_for(inventory, preserve=False)
     assert plan.safe_in_place
-    assert [g for g, _ in plan.edit_groups] == ["sg-extra"]
+    assert [(g.group_id, g.reason, g.tag) for g in plan.edit_groups] == [
+        ("sg-extra", "cluster_tag", "kubernetes.io/cluster/demo")
+    ]
+    assert (
+        edit_group_text(plan.edit_groups[0])
+        == "tagged kubernetes.io/cluster/demo among 2 groups on the ENI: eni-1, eni-2"
+    )
     assert {(e.group_id, e.rule.source.value) for e in plan.authorize} == {("sg-extra", c) for c in SUBNETS}
     assert [(e.group_id, e.rule.rule_id) for e in plan.revoke] == [("sg-extra", "sgr-0world")]
 
@@ -283,7 +300,7 @@ def test_rules_on_a_group_the_controller_does_not_edit_stay() -> None:
     node = dataclasses.replace(inventory.security_groups["sg-node"], tags={"kubernetes.io/cluster/demo": ""})
     inventory = dataclasses.replace(inventory, security_groups={**inventory.security_groups, "sg-node": node})
     plan = plan_for(inventory, preserve=False)
-    assert [g for g, _ in plan.edit_groups] == ["sg-node"]
+    assert [g.group_id for g in plan.edit_groups] == ["sg-node"]
     assert (plan.authorize, plan.revoke) == ((), ())  # 0.0.0.0/0 on sg-extra keeps admitting the subnets
     assert [s.action for s in plan.steps] == ["modify_attribute"]
 
@@ -292,7 +309,10 @@ def test_a_group_near_the_rule_quota_blocks_the_in_place_order() -> None:
     filler = tuple(tcp(1000 + i, "192.168.0.0/16", f"sgr-f{i}") for i in range(58))
     plan = plan_for(incident_inventory(node_rules=(WORLD, *filler)), preserve=False)
     quota = risk(plan, "rule_quota")
-    assert quota.level == "blocker" and "61 IPv4 inbound rules" in quota.detail
+    assert quota.level == "blocker" and [(o.group_id, o.rules, o.family) for o in quota.over_quota] == [
+        ("sg-node", 61, "IPv4")
+    ]
+    assert "sg-node would hold 61 IPv4 inbound rules" in risk_detail(quota)
     assert not plan.safe_in_place and "blue/green" in recommendation(plan)
     roomy = plan_for(incident_inventory(node_rules=(WORLD, *filler[:57])), preserve=False)
     assert roomy.safe_in_place
@@ -305,7 +325,7 @@ def test_a_prefix_list_reference_counts_as_its_max_entries_against_the_quota() -
     big = PrefixList("pl-office", "office", "IPv4", 58, ("192.0.2.0/24",))
     plan = plan_for(dataclasses.replace(inventory, prefix_lists={"pl-office": big}), preserve=False)
     quota = risk(plan, "rule_quota")
-    assert quota.level == "blocker" and "61 IPv4 inbound rules" in quota.detail  # 1 + 58 + 2 subnets
+    assert quota.level == "blocker" and "61 IPv4 inbound rules" in risk_detail(quota)  # 1 + 58 + 2 subnets
     small = dataclasses.replace(big, max_entries=57)
     assert plan_for(
         dataclasses.replace(inventory, prefix_lists={"pl-office": small}), preserve=False
@@ -316,7 +336,8 @@ def test_rules_the_controller_does_not_manage_are_left_alone() -> None:
     manual = Rule("tcp", NODE_PORT, NODE_PORT, Source.cidr("0.0.0.0/0"), "sgr-0manual", "opened by hand")
     plan = plan_for(incident_inventory(node_rules=(manual,)), preserve=False)
     assert plan.revoke == ()
-    assert any("sgr-0manual" in note and "left alone" in note for note in plan.notes)
+    assert [(n.group_id, n.rules) for n in plan.notes if n.kind == "not_managed"] == [("sg-node", (manual,))]
+    assert any("sgr-0manual" in note and "left alone" in note for note in notes_text(plan))
 
 
 def test_a_rule_another_target_group_relies_on_is_kept() -> None:
@@ -326,9 +347,31 @@ def test_a_rule_another_target_group_relies_on_is_kept() -> None:
     plan = plan_for(inventory, preserve=False)
     # 0.0.0.0/0 stays for the other group, and it keeps admitting the subnets: no rule edits.
     assert (plan.authorize, plan.revoke) == ((), ())
-    assert any("k8s-shop-other rely on it" in note for note in plan.notes)
+    assert [n.names for n in plan.notes if n.kind == "kept_for_others"] == [("k8s-shop-other",)]
+    assert any("k8s-shop-other rely on it" in note for note in notes_text(plan))
     alone = plan_for(incident_inventory(), preserve=False)
     assert [e.rule.rule_id for e in alone.revoke] == ["sgr-0world"]
+
+
+def test_a_target_without_a_known_eni_blocks_and_the_notes_name_what_the_plan_cannot_check() -> None:
+    inventory = incident_inventory()
+    tg = inventory.target_groups[TG_ARN]
+    lost = dataclasses.replace(tg, targets=(*tg.targets, Target("i-9", NODE_PORT, "eni-9", "healthy")))
+    plan = plan_for(dataclasses.replace(inventory, target_groups={TG_ARN: lost}), preserve=False)
+    blocker = risk(plan, "target_eni_unknown")
+    assert (blocker.level, blocker.basis, blocker.targets) == ("blocker", "eni_not_found", ("i-9",))
+    assert (
+        risk_detail(blocker) == "no network interface known for target(s) i-9: their rules cannot be planned"
+    )
+    assert not plan.safe_in_place and plan.advice == "blue_green"
+
+    udp = dataclasses.replace(tg, protocol="UDP", targets=())
+    plan = plan_for(dataclasses.replace(inventory, target_groups={TG_ARN: udp}), preserve=False)
+    assert [n.kind for n in plan.notes] == ["always_preserving", "no_targets", "new_connections_only"]
+    assert notes_text(plan)[:2] == [
+        "client IP preservation is always on for UDP target groups: the attribute does not change it",
+        "the target group has no registered targets: no rules could be checked",
+    ]
 
 
 def test_nothing_to_do_when_the_value_is_already_set() -> None:

@@ -1,7 +1,9 @@
 """A read-only plan for flipping preserve_client_ip on one target group, in make-before-break order.
 
 Pure: works on an inventory, the current `RuleState` and the changes seen; no I/O, no clock.
-Nothing here is ever applied: the plan is shown as AWS CLI text a person reviews.
+Nothing here is ever applied: the plan is shown as AWS CLI text a person reviews. The plan holds
+facts only (codes from the Literal vocabularies below, with the ids, ports and counts involved);
+every sentence about it is exporter/reports/plan.py's.
 
 What the plan holds (DOMAIN.md):
 - the flows required after the change, and the rules to authorize BEFORE the attribute change
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from exporter.engine import ordering
@@ -59,6 +61,9 @@ TARGET_GROUP_ATTRIBUTES_ANNOTATION = "service.beta.kubernetes.io/aws-load-balanc
 _ALWAYS_PRESERVING = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})
 _VERSION = re.compile(r"elbv2\.k8s\.aws/v?(\d+)\.(\d+)(?:\.(\d+))?")
 
+#: Why a group is the one the controller edits on an ENI: the only group on it, or the one group
+#: among several tagged kubernetes.io/cluster/<name> (DOMAIN.md).
+EditGroupReason = Literal["only_group", "cluster_tag"]
 RiskKind = Literal[
     "attribute_first",
     "break_before_make",
@@ -69,20 +74,91 @@ RiskKind = Literal[
 #: none: no gap; gap: a gap is expected (seen); likely_gap: expected from the controller version,
 #: duration not seen; unknown: cannot judge; blocker: the in-place order itself cannot be done safely.
 RiskLevel = Literal["none", "gap", "likely_gap", "unknown", "blocker"]
+#: What a risk's level rests on. attribute_first: admitted_already (the rules admit the new flows
+#: now), lag_seen / lag_not_seen (attribute change -> controller authorize in the events or not).
+#: break_before_make: admitted_by_kept_rules (the rules that stay admit them), revoke_first_seen /
+#: authorize_first_seen (replacements by the controller in the events), version_revokes_first /
+#: version_authorizes_first (the controller version seen, against MAKE_BEFORE_BREAK_SINCE),
+#: no_evidence. Blockers: eni_not_found, group_undecided, over_quota.
+RiskBasis = Literal[
+    "admitted_already",
+    "lag_seen",
+    "lag_not_seen",
+    "admitted_by_kept_rules",
+    "revoke_first_seen",
+    "authorize_first_seen",
+    "version_revokes_first",
+    "version_authorizes_first",
+    "no_evidence",
+    "eni_not_found",
+    "group_undecided",
+    "over_quota",
+]
 StepAction = Literal["authorize", "modify_attribute", "revoke"]
 #: nothing: the value is set and the rules admit it; repair: no attribute change, but rules to
 #: authorize; in_place_no_rule_change: SG mode, the rules do not depend on the attribute;
 #: in_place: make-before-break in a maintenance window; blue_green: no safe in-place order.
 Advice = Literal["nothing", "repair", "in_place_no_rule_change", "in_place", "blue_green"]
+#: What the reader should know beside the steps: the protocol always preserves; the attribute is
+#: already the value wanted; SG mode; the target group is the controller's (change its annotation);
+#: rules authorized early that the controller does not want yet; rules not controller-managed, left
+#: alone; rules kept because other target groups rely on them; no registered targets; new
+#: connections only; SG-mode targets admitted by CIDR rules (planned as in legacy mode).
+NoteKind = Literal[
+    "always_preserving",
+    "attribute_already_set",
+    "sg_mode",
+    "controller_managed",
+    "early_rules",
+    "not_managed",
+    "kept_for_others",
+    "no_targets",
+    "new_connections_only",
+    "cidr_targets_in_sg_mode",
+]
 
 
 @dataclass(frozen=True)
 class RuleEdit:
-    """One rule to authorize or revoke on one group, and why (flow kinds, or what it admitted)."""
+    """One rule to authorize or revoke on one group, and the flow kinds it is for (authorize) or
+    admitted before (revoke), in the order found."""
 
     group_id: str
     rule: Rule
-    purpose: str
+    flows: tuple[FlowKind, ...]
+
+
+@dataclass(frozen=True)
+class EditGroup:
+    """A group the controller edits, why (`tag`: the cluster tag found; `groups_on_eni`: how many
+    groups the first ENI holds), and the ENIs it is chosen on."""
+
+    group_id: str
+    reason: EditGroupReason
+    groups_on_eni: int = 1
+    tag: str | None = None
+    enis: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UndecidedEni:
+    """An ENI on which the group the controller edits cannot be told: `groups` on it, `tagged` of
+    them with the cluster tag (`cluster`: the cluster's name, None when unknown)."""
+
+    eni_id: str
+    groups: int
+    tagged: int
+    cluster: str | None
+
+
+@dataclass(frozen=True)
+class QuotaExcess:
+    """A group that would hold `rules` inbound rules of one IP family, over `quota`."""
+
+    group_id: str
+    rules: int
+    family: str
+    quota: int
 
 
 @dataclass(frozen=True)
@@ -98,11 +174,33 @@ class Step:
 
 @dataclass(frozen=True)
 class Risk:
+    """One risk and what its level rests on: `flows` not admitted in the gap, `max_seconds` the
+    longest seen, `seen` how many replacements in that order, `version` the controller version
+    judged by; blockers name `targets` without an ENI, `undecided` ENIs or groups `over_quota`."""
+
     kind: RiskKind
     level: RiskLevel
-    detail: str
+    basis: RiskBasis
     flows: tuple[FlowKind, ...] = ()
     max_seconds: float | None = None
+    seen: int = 0
+    version: str | None = None
+    targets: tuple[str, ...] = ()
+    undecided: tuple[UndecidedEni, ...] = ()
+    over_quota: tuple[QuotaExcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class Note:
+    """One note of the plan: `protocol` (always_preserving), `group_id` and `rules` (early_rules,
+    not_managed, kept_for_others), `names` (kept_for_others: target groups; cidr_targets_in_sg_mode:
+    targets)."""
+
+    kind: NoteKind
+    protocol: str = ""
+    group_id: str = ""
+    rules: tuple[Rule, ...] = ()
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,7 +231,7 @@ class Plan:
     current: bool
     desired: bool
     required_after: Mapping[FlowKind, tuple[tuple[Flow, ...], ...]]  # alternatives over all targets' ports
-    edit_groups: tuple[tuple[str, str], ...]  # (group id, why this group: the ENIs it is chosen on)
+    edit_groups: tuple[EditGroup, ...]
     authorize: tuple[RuleEdit, ...]
     revoke: tuple[RuleEdit, ...]
     steps: tuple[Step, ...]
@@ -141,7 +239,7 @@ class Plan:
     evidence: ControllerEvidence
     safe_in_place: bool
     advice: Advice  # what to do: reports/plan.py words it
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[Note, ...] = field(default=())
 
     @property
     def changes_attribute(self) -> bool:
@@ -225,13 +323,13 @@ def cluster_name(inventory: Inventory, target_group: TargetGroup) -> str | None:
     return target_group.tags.get("elbv2.k8s.aws/cluster") or None
 
 
-def edit_group(inventory: Inventory, eni: NetworkInterface, cluster: str | None) -> tuple[str | None, str]:
-    """The group the controller edits on this ENI (DOMAIN.md), and why; (None, why not)."""
+def edit_group(inventory: Inventory, eni: NetworkInterface, cluster: str | None) -> EditGroup | UndecidedEni:
+    """The group the controller edits on this ENI (DOMAIN.md) and why, else why it cannot be told."""
     groups = tuple(eni.security_group_ids)
     if len(groups) == 1:
-        return groups[0], "the only security group on the ENI"
+        return EditGroup(groups[0], "only_group")
     if not groups:
-        return None, f"{eni.eni_id} has no security groups"
+        return UndecidedEni(eni.eni_id, 0, 0, cluster)
     tagged: list[tuple[str, str]] = []
     for group_id in groups:
         sg = inventory.security_groups.get(group_id)
@@ -242,9 +340,8 @@ def edit_group(inventory: Inventory, eni: NetworkInterface, cluster: str | None)
                 tagged.append((group_id, key))
                 break
     if len(tagged) == 1:
-        return tagged[0][0], f"tagged {tagged[0][1]} among {len(groups)} groups on the ENI"
-    wanted = CLUSTER_TAG_PREFIX + (cluster or "<name>")
-    return None, f"{len(groups)} groups on {eni.eni_id} and {len(tagged)} of them tagged {wanted}"
+        return EditGroup(tagged[0][0], "cluster_tag", len(groups), tagged[0][1])
+    return UndecidedEni(eni.eni_id, len(groups), len(tagged), cluster)
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -294,26 +391,26 @@ def plan_attribute_change(
     after = requirements(inventory, tg, lb, attrs_after)
     rules_by_group = state.rules_by_group()
     evidence = controller_evidence(inventory, changes)
-    notes: list[str] = []
     blockers: list[Risk] = []
 
     # Targets, their ENIs and the group the controller edits on each.
     cluster = cluster_name(inventory, tg)
     targets: list[_Target] = []
-    edit_groups: dict[str, tuple[str, list[str]]] = {}
+    edit_groups: dict[str, tuple[EditGroup, list[str]]] = {}
     unknown_eni = [
         t.target_id for t in tg.targets if inventory.network_interfaces.get(t.eni_id or "") is None
     ]
-    undecided: list[str] = []
+    undecided: set[UndecidedEni] = set()
     for target in tg.targets:
         eni = inventory.network_interfaces.get(target.eni_id or "")
         if eni is None:
             continue
-        group, why = edit_group(inventory, eni, cluster)
-        if group is None:
-            undecided.append(why)
+        choice = edit_group(inventory, eni, cluster)
+        if isinstance(choice, UndecidedEni):
+            undecided.add(choice)
             continue
-        enis = edit_groups.setdefault(group, (why, []))[1]
+        group = choice.group_id
+        enis = edit_groups.setdefault(group, (choice, []))[1]
         if eni.eni_id not in enis:
             enis.append(eni.eni_id)
         ports: dict[FlowKind, int] = {
@@ -323,19 +420,15 @@ def plan_attribute_change(
         targets.append(_Target(target.target_id, eni, group, ports))
     if unknown_eni:
         blockers.append(
-            Risk(
-                "target_eni_unknown",
-                "blocker",
-                f"no network interface known for target(s) {', '.join(sorted(unknown_eni))}: "
-                "their rules cannot be planned",
-            )
+            Risk("target_eni_unknown", "blocker", "eni_not_found", targets=tuple(sorted(unknown_eni)))
         )
     if undecided:
         blockers.append(
             Risk(
                 "edit_group_unknown",
                 "blocker",
-                "cannot tell which security group the controller edits: " + "; ".join(sorted(set(undecided))),
+                "group_undecided",
+                undecided=tuple(sorted(undecided, key=lambda u: (u.eni_id, u.groups, u.tagged))),
             )
         )
 
@@ -397,15 +490,15 @@ def plan_attribute_change(
                             protected[key] = others[key]
                             continue
                         found = revoke.get(key)
-                        kinds = found.purpose.split(", ") if found else []
+                        kinds = found.flows if found else ()
                         if kind not in kinds:
-                            kinds.append(kind)
-                        revoke[key] = RuleEdit(t.group, rule, ", ".join(kinds))
+                            kinds = (*kinds, kind)
+                        revoke[key] = RuleEdit(t.group, rule, kinds)
     revoked = set(revoke)
 
     # Authorize: flows required after that the rules left after the revokes do not admit.
     authorize: dict[tuple[str, RuleKey], RuleEdit] = {}
-    purposes: dict[tuple[str, RuleKey], list[str]] = {}
+    purposes: dict[tuple[str, RuleKey], list[FlowKind]] = {}
     for t in targets:
         remaining = union(t.eni, revoked)
         for kind in FLOW_KINDS:
@@ -415,12 +508,11 @@ def plan_attribute_change(
             for flow in chosen(alternatives, t)[0]:
                 if uncovered(remaining, flow):
                     wanted = (t.group, _flow_key(flow))
-                    authorize.setdefault(wanted, RuleEdit(t.group, _rule_for(flow), ""))
+                    authorize.setdefault(wanted, RuleEdit(t.group, _rule_for(flow), ()))
                     if kind not in purposes.setdefault(wanted, []):
                         purposes[wanted].append(kind)
     authorize = {
-        key: RuleEdit(edit.group_id, edit.rule, " and ".join(purposes[key]))
-        for key, edit in authorize.items()
+        key: RuleEdit(edit.group_id, edit.rule, tuple(purposes[key])) for key, edit in authorize.items()
     }
 
     # Risks if the controller applies the change itself (legacy mode; SG mode needs no rule change).
@@ -439,15 +531,9 @@ def plan_attribute_change(
     safe = not blockers
 
     steps = _steps(current != desired, desired, authorize, revoke)
-    _notes(notes, inventory, tg, mode, current, desired, authorize, desired_before, left_alone, protected)
+    notes = _notes(inventory, tg, mode, current, desired, authorize, desired_before, left_alone, protected)
     if by_cidr:
-        notes.append(
-            "SG mode, but target(s) "
-            + ", ".join(by_cidr)
-            + " are not admitted by a rule referencing the NLB's security groups: their CIDR rules "
-            "admit under the legacy semantics (client sources with preservation on, the NLB subnets "
-            "with it off), so the flip needs their rules changed as in legacy mode"
-        )
+        notes.append(Note("cidr_targets_in_sg_mode", names=tuple(by_cidr)))
     required_after = {
         kind: _required(after[kind].flows, [t.ports[kind] for t in targets]) for kind in FLOW_KINDS
     }
@@ -463,7 +549,7 @@ def plan_attribute_change(
         desired=desired,
         required_after=required_after,
         edit_groups=tuple(
-            (group, f"{why}: {', '.join(sorted(enis))}") for group, (why, enis) in sorted(edit_groups.items())
+            replace(choice, enis=tuple(sorted(enis))) for _, (choice, enis) in sorted(edit_groups.items())
         ),
         authorize=tuple(sorted(authorize.values(), key=_edit_order)),
         revoke=tuple(sorted(revoke.values(), key=_edit_order)),
@@ -550,35 +636,14 @@ def _not_admitted_kinds(
     return kinds
 
 
-def seconds_text(value: float) -> str:
-    return f"{value:g} s"
-
-
 def _attribute_first_risk(
     targets: Sequence[_Target], after: Mapping[FlowKind, Any], union: Any, evidence: ControllerEvidence
 ) -> Risk | None:
     kinds = _not_admitted_kinds(targets, after, union, set())
     if not kinds:
-        return Risk(
-            "attribute_first",
-            "none",
-            "the current rules already admit every flow required after the change, so changing the "
-            "attribute before the rules opens no gap",
-        )
+        return Risk("attribute_first", "none", "admitted_already")
     lag = evidence.longest_attribute_lag_seconds
-    how_long = (
-        f"the longest the controller took from an attribute change to its authorize in the events: {seconds_text(lag)}"
-        if lag is not None
-        else "how long is unknown: no attribute change followed by a controller authorize in the events"
-    )
-    return Risk(
-        "attribute_first",
-        "gap",
-        f"the controller changes the attribute first and the rules later: {' and '.join(kinds)} "
-        f"not admitted from the attribute change until it authorizes the new sources; {how_long}",
-        tuple(kinds),
-        lag,
-    )
+    return Risk("attribute_first", "gap", "lag_not_seen" if lag is None else "lag_seen", tuple(kinds), lag)
 
 
 def _break_before_make_risk(
@@ -592,57 +657,31 @@ def _break_before_make_risk(
         return None
     kinds = tuple(_not_admitted_kinds(targets, after, union, revoked))
     if not kinds:
-        return Risk(
-            "break_before_make",
-            "none",
-            "even if the old rules go first, the rules that stay admit every flow required after the change",
-        )
-    flows = " and ".join(kinds)
+        return Risk("break_before_make", "none", "admitted_by_kept_rules")
     if evidence.break_before_make:
         return Risk(
             "break_before_make",
             "gap",
-            f"the controller was seen revoking before authorizing ({evidence.break_before_make} time(s): "
-            f"its order before v2.12.0, PR #3952, or at the rule quota); "
-            f"{flows} not admitted between its revoke and its authorize; longest exposure seen: "
-            f"{seconds_text(evidence.longest_exposure_seconds or 0.0)}",
+            "revoke_first_seen",
             kinds,
             evidence.longest_exposure_seconds,
+            seen=evidence.break_before_make,
         )
     if evidence.make_before_break:
         return Risk(
-            "break_before_make",
-            "none",
-            f"the controller was seen authorizing before revoking ({evidence.make_before_break} time(s); its "
-            "order since v2.12.0, PR #3952); it still revokes first when the group is at its rule quota "
-            "(RulesPerSecurityGroupLimitExceeded)",
-            kinds,
+            "break_before_make", "none", "authorize_first_seen", kinds, seen=evidence.make_before_break
         )
     version = evidence.latest_version
-    if version is not None and version < MAKE_BEFORE_BREAK_SINCE:
-        return Risk(
-            "break_before_make",
-            "likely_gap",
-            f"no replacement by the controller in the events, but its version {evidence.versions[-1]} revokes "
-            f"before it authorizes (fixed in v2.12.0 by PR #3952): {flows} not admitted in between; how long is unknown "
-            "(about a minute in the reported incidents)",
-            kinds,
-        )
     if version is not None:
+        revokes_first = version < MAKE_BEFORE_BREAK_SINCE
         return Risk(
             "break_before_make",
-            "none",
-            f"no replacement by the controller in the events; its version {evidence.versions[-1]} authorizes "
-            "before it revokes (since v2.12.0, PR #3952), except at the rule quota",
+            "likely_gap" if revokes_first else "none",
+            "version_revokes_first" if revokes_first else "version_authorizes_first",
             kinds,
+            version=evidence.versions[-1],
         )
-    return Risk(
-        "break_before_make",
-        "unknown",
-        f"no replacement by the controller and no controller version in the events: if it revokes first "
-        f"(before v2.12.0, PR #3952), {flows} are not admitted until it authorizes; how long is unknown",
-        kinds,
-    )
+    return Risk("break_before_make", "unknown", "no_evidence", kinds)
 
 
 def rule_weight(rule: Rule, prefix_lists: Mapping[str, PrefixList]) -> tuple[str, int]:
@@ -667,7 +706,7 @@ def _quota_risk(
     for edit in added:
         family, weight = rule_weight(edit.rule, lists)
         extra[(edit.group_id, family)] = extra.get((edit.group_id, family), 0) + weight
-    over: list[str] = []
+    over: list[QuotaExcess] = []
     for (group_id, family), count in sorted(extra.items()):
         existing = 0
         for r in rules_by_group.get(group_id, []):
@@ -675,16 +714,10 @@ def _quota_risk(
             if rule_family == family:
                 existing += weight
         if existing + count > DEFAULT_RULES_PER_GROUP:
-            over.append(f"{group_id} would hold {existing + count} {family} inbound rules")
+            over.append(QuotaExcess(group_id, existing + count, family, DEFAULT_RULES_PER_GROUP))
     if not over:
         return None
-    return Risk(
-        "rule_quota",
-        "blocker",
-        f"authorizing before revoking needs room: {'; '.join(over)}, over the default quota of "
-        f"{DEFAULT_RULES_PER_GROUP} (unless the account's quota was raised, the authorize fails and "
-        "the controller falls back to revoking first)",
-    )
+    return Risk("rule_quota", "blocker", "over_quota", over_quota=tuple(over))
 
 
 def _by_call(edits: Iterable[RuleEdit]) -> list[tuple[RuleEdit, ...]]:
@@ -710,7 +743,6 @@ def _steps(
 
 
 def _notes(
-    notes: list[str],
     inventory: Inventory,
     tg: TargetGroup,
     mode: str,
@@ -720,49 +752,31 @@ def _notes(
     desired_before: Mapping[str, set[RuleKey]],
     left_alone: Mapping[tuple[str, RuleKey], Rule],
     protected: Mapping[tuple[str, RuleKey], list[str]],
-) -> None:
-    value = "true" if desired else "false"
+) -> list[Note]:
+    notes: list[Note] = []
     if tg.protocol.upper() in _ALWAYS_PRESERVING:
-        notes.append(
-            f"client IP preservation is always on for {tg.protocol} target groups: the attribute does not change it"
-        )
+        notes.append(Note("always_preserving", protocol=tg.protocol))
     elif current == desired:
-        notes.append(f"{PRESERVE_CLIENT_IP} is already {value}: no attribute change")
+        notes.append(Note("attribute_already_set"))
     if mode == "sg":
-        notes.append(
-            "SG mode: node rules reference the NLB's security groups whatever the attribute, so no rule "
-            "changes and no rule gap; client CIDRs are enforced on the NLB's own security group"
-        )
+        notes.append(Note("sg_mode"))
     managed = tg.arn in inventory.services or any(
         key in tg.tags
         for key in ("elbv2.k8s.aws/cluster", "service.k8s.aws/stack", "service.k8s.aws/resource")
     )
     if managed and current != desired:
-        notes.append(
-            "this target group is managed by the AWS Load Balancer Controller: make the attribute change in "
-            f"the Service annotation {TARGET_GROUP_ATTRIBUTES_ANNOTATION}: {PRESERVE_CLIENT_IP}={value} "
-            "after the authorize step (at its next reconcile the controller sets the attribute back to what "
-            "the annotation says)"
-        )
+        notes.append(Note("controller_managed"))
     early = [e for key, e in authorize.items() if key[1] not in desired_before.get(e.group_id, set())]
     if early:
-        notes.append(
-            "the controller owns rules described "
-            f"{LBC_DESCRIPTION} and does not want "
-            + ", ".join(e.rule.describe() for e in sorted(early, key=_edit_order))
-            + " until the attribute changes: a reconcile between the authorize step and the change may "
-            "revoke them, so make the change right after the authorize step and check with `explain`"
-        )
+        notes.append(Note("early_rules", rules=tuple(e.rule for e in sorted(early, key=_edit_order))))
     for (group_id, _key), rule in sorted(left_alone.items(), key=lambda item: (item[0][0], item[1])):
-        notes.append(
-            f"{group_id} {rule.rule_id or ''} {rule.describe()} is not controller-managed (description "
-            f"{rule.description!r}); it is left alone".replace("  ", " ")
-        )
+        notes.append(Note("not_managed", group_id=group_id, rules=(rule,)))
     for (group_id, _key), names in sorted(protected.items(), key=lambda item: (item[0][0], str(item[0][1]))):
-        notes.append(f"a rule on {group_id} is kept: target group(s) {', '.join(sorted(names))} rely on it")
+        notes.append(Note("kept_for_others", group_id=group_id, names=tuple(sorted(names))))
     if not tg.targets:
-        notes.append("the target group has no registered targets: no rules could be checked")
-    notes.append("client IP preservation changes apply to new connections only")
+        notes.append(Note("no_targets"))
+    notes.append(Note("new_connections_only"))
+    return notes
 
 
 def _advice(mode: str, current: bool, desired: bool, safe: bool, has_authorize: bool) -> Advice:

@@ -1,6 +1,7 @@
 """A `Plan` (engine/plan.py) as AWS CLI command lines, as text for people and as JSON for tools.
 
-Nothing here runs anything: the commands are text a person reviews (`plan` prints them).
+Nothing here runs anything: the commands are text a person reviews (`plan` prints them). Every
+sentence of a plan is here: the engine hands over codes and the facts they rest on.
 """
 
 from __future__ import annotations
@@ -11,9 +12,178 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.engine.flows import PRESERVE_CLIENT_IP
-from exporter.engine.plan import ControllerEvidence, Plan, Risk, RuleEdit, Step, StepAction, seconds_text
+from exporter.engine.plan import (
+    CLUSTER_TAG_PREFIX,
+    LBC_DESCRIPTION,
+    TARGET_GROUP_ATTRIBUTES_ANNOTATION,
+    ControllerEvidence,
+    EditGroup,
+    Note,
+    Plan,
+    Risk,
+    RuleEdit,
+    Step,
+    StepAction,
+    UndecidedEni,
+)
 from exporter.engine.rules import ALL_PROTOCOLS, Rule
 from exporter.reports.rules import rule_fields
+
+# --- the plan's facts in words ---------------------------------------------------------------------
+
+
+def seconds_text(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _value(preserve: bool) -> str:
+    return "true" if preserve else "false"
+
+
+def purpose_text(edit: RuleEdit, action: StepAction) -> str:
+    """The flow kinds an authorize is for ("traffic and health_check") or a revoke admitted
+    ("traffic, health_check")."""
+    return (" and " if action == "authorize" else ", ").join(edit.flows)
+
+
+def edit_group_text(group: EditGroup) -> str:
+    """Why the controller edits this group, and the ENIs it is chosen on."""
+    if group.reason == "only_group":
+        why = "the only security group on the ENI"
+    else:
+        why = f"tagged {group.tag} among {group.groups_on_eni} groups on the ENI"
+    return f"{why}: {', '.join(group.enis)}"
+
+
+def _undecided_text(eni: UndecidedEni) -> str:
+    if eni.groups == 0:
+        return f"{eni.eni_id} has no security groups"
+    wanted = CLUSTER_TAG_PREFIX + (eni.cluster or "<name>")
+    return f"{eni.groups} groups on {eni.eni_id} and {eni.tagged} of them tagged {wanted}"
+
+
+def risk_detail(risk: Risk) -> str:
+    """What a risk's level rests on, in words (the controller's fix cited by its PR, #3952)."""
+    flows = " and ".join(risk.flows)
+    basis = risk.basis
+    if basis == "admitted_already":
+        return (
+            "the current rules already admit every flow required after the change, so changing the "
+            "attribute before the rules opens no gap"
+        )
+    if basis in ("lag_seen", "lag_not_seen"):
+        how_long = (
+            "the longest the controller took from an attribute change to its authorize in the events: "
+            f"{seconds_text(risk.max_seconds or 0.0)}"
+            if basis == "lag_seen"
+            else "how long is unknown: no attribute change followed by a controller authorize in the events"
+        )
+        return (
+            f"the controller changes the attribute first and the rules later: {flows} "
+            f"not admitted from the attribute change until it authorizes the new sources; {how_long}"
+        )
+    if basis == "admitted_by_kept_rules":
+        return (
+            "even if the old rules go first, the rules that stay admit every flow required after the change"
+        )
+    if basis == "revoke_first_seen":
+        return (
+            f"the controller was seen revoking before authorizing ({risk.seen} time(s): "
+            f"its order before v2.12.0, PR #3952, or at the rule quota); "
+            f"{flows} not admitted between its revoke and its authorize; longest exposure seen: "
+            f"{seconds_text(risk.max_seconds or 0.0)}"
+        )
+    if basis == "authorize_first_seen":
+        return (
+            f"the controller was seen authorizing before revoking ({risk.seen} time(s); its "
+            "order since v2.12.0, PR #3952); it still revokes first when the group is at its rule quota "
+            "(RulesPerSecurityGroupLimitExceeded)"
+        )
+    if basis == "version_revokes_first":
+        return (
+            f"no replacement by the controller in the events, but its version {risk.version} revokes "
+            f"before it authorizes (fixed in v2.12.0 by PR #3952): {flows} not admitted in between; how long "
+            "is unknown (about a minute in the reported incidents)"
+        )
+    if basis == "version_authorizes_first":
+        return (
+            f"no replacement by the controller in the events; its version {risk.version} authorizes "
+            "before it revokes (since v2.12.0, PR #3952), except at the rule quota"
+        )
+    if basis == "no_evidence":
+        return (
+            "no replacement by the controller and no controller version in the events: if it revokes first "
+            f"(before v2.12.0, PR #3952), {flows} are not admitted until it authorizes; how long is unknown"
+        )
+    if basis == "eni_not_found":
+        return (
+            f"no network interface known for target(s) {', '.join(risk.targets)}: "
+            "their rules cannot be planned"
+        )
+    if basis == "group_undecided":
+        return "cannot tell which security group the controller edits: " + "; ".join(
+            sorted({_undecided_text(eni) for eni in risk.undecided})
+        )
+    over = "; ".join(f"{o.group_id} would hold {o.rules} {o.family} inbound rules" for o in risk.over_quota)
+    quota = risk.over_quota[0].quota if risk.over_quota else 0
+    return (
+        f"authorizing before revoking needs room: {over}, over the default quota of "
+        f"{quota} (unless the account's quota was raised, the authorize fails and "
+        "the controller falls back to revoking first)"
+    )
+
+
+def note_text(plan: Plan, note: Note) -> str:
+    """One note of the plan in words."""
+    value = _value(plan.desired)
+    kind = note.kind
+    if kind == "always_preserving":
+        return f"client IP preservation is always on for {note.protocol} target groups: the attribute does not change it"
+    if kind == "attribute_already_set":
+        return f"{PRESERVE_CLIENT_IP} is already {value}: no attribute change"
+    if kind == "sg_mode":
+        return (
+            "SG mode: node rules reference the NLB's security groups whatever the attribute, so no rule "
+            "changes and no rule gap; client CIDRs are enforced on the NLB's own security group"
+        )
+    if kind == "controller_managed":
+        return (
+            "this target group is managed by the AWS Load Balancer Controller: make the attribute change in "
+            f"the Service annotation {TARGET_GROUP_ATTRIBUTES_ANNOTATION}: {PRESERVE_CLIENT_IP}={value} "
+            "after the authorize step (at its next reconcile the controller sets the attribute back to what "
+            "the annotation says)"
+        )
+    if kind == "early_rules":
+        return (
+            f"the controller owns rules described {LBC_DESCRIPTION} and does not want "
+            + ", ".join(rule.describe() for rule in note.rules)
+            + " until the attribute changes: a reconcile between the authorize step and the change may "
+            "revoke them, so make the change right after the authorize step and check with `explain`"
+        )
+    if kind == "not_managed":
+        rule = note.rules[0]
+        return (
+            f"{note.group_id} {rule.rule_id or ''} {rule.describe()} is not controller-managed (description "
+            f"{rule.description!r}); it is left alone".replace("  ", " ")
+        )
+    if kind == "kept_for_others":
+        return f"a rule on {note.group_id} is kept: target group(s) {', '.join(note.names)} rely on it"
+    if kind == "no_targets":
+        return "the target group has no registered targets: no rules could be checked"
+    if kind == "new_connections_only":
+        return "client IP preservation changes apply to new connections only"
+    return (
+        "SG mode, but target(s) "
+        + ", ".join(note.names)
+        + " are not admitted by a rule referencing the NLB's security groups: their CIDR rules "
+        "admit under the legacy semantics (client sources with preservation on, the NLB subnets "
+        "with it off), so the flip needs their rules changed as in legacy mode"
+    )
+
+
+def notes_text(plan: Plan) -> list[str]:
+    return [note_text(plan, note) for note in plan.notes]
+
 
 # --- AWS CLI command lines ------------------------------------------------------------------------
 
@@ -75,10 +245,10 @@ def command(plan: Plan, step: Step) -> Command:
         f"--ip-permissions {shlex.quote(permission)}"
     )
     if authorize:
-        what = "; ".join(f"{e.rule.describe()} for {e.purpose}" for e in step.edits)
+        what = "; ".join(f"{e.rule.describe()} for {purpose_text(e, step.action)}" for e in step.edits)
         return Command(step.action, line, f"before the change: {what}")
     what = "; ".join(
-        f"{e.rule.rule_id or 'rule id unknown'}: {e.rule.describe()} (admitted {e.purpose} before)"
+        f"{e.rule.rule_id or 'rule id unknown'}: {e.rule.describe()} (admitted {purpose_text(e, step.action)} before)"
         for e in step.edits
     )
     return Command(step.action, line, f"after the change, no longer needed: {what}")
@@ -96,7 +266,7 @@ def recommendation(plan: Plan) -> str:
         "with weighted DNS, then delete the old Service"
     )
     if plan.advice == "blue_green":
-        why = "; ".join(r.detail for r in plan.risks if r.level == "blocker")
+        why = "; ".join(risk_detail(r) for r in plan.risks if r.level == "blocker")
         return f"No safe in-place order: {why}. Use {blue_green}."
     if plan.advice == "nothing":
         return "Nothing to do."
@@ -122,12 +292,12 @@ def recommendation(plan: Plan) -> str:
 # --- JSON -----------------------------------------------------------------------------------------
 
 
-def _edit_json(edit: RuleEdit) -> dict[str, Any]:
+def _edit_json(edit: RuleEdit, action: StepAction) -> dict[str, Any]:
     return {
         "security_group": edit.group_id,
         "rule_id": edit.rule.rule_id,
         **rule_fields(edit.rule),
-        "purpose": edit.purpose,
+        "purpose": purpose_text(edit, action),
     }
 
 
@@ -137,7 +307,7 @@ def _risk_json(risk: Risk) -> dict[str, Any]:
         "level": risk.level,
         "flows": list(risk.flows),
         "max_seconds": risk.max_seconds,
-        "detail": risk.detail,
+        "detail": risk_detail(risk),
     }
 
 
@@ -169,15 +339,15 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "required_after": {
             k: [[f.describe() for f in alt] for alt in v] for k, v in plan.required_after.items()
         },
-        "edit_groups": [{"security_group": g, "why": why} for g, why in plan.edit_groups],
-        "authorize": [_edit_json(e) for e in plan.authorize],
-        "revoke": [_edit_json(e) for e in plan.revoke],
+        "edit_groups": [{"security_group": g.group_id, "why": edit_group_text(g)} for g in plan.edit_groups],
+        "authorize": [_edit_json(e, "authorize") for e in plan.authorize],
+        "revoke": [_edit_json(e, "revoke") for e in plan.revoke],
         "steps": [{"action": c.action, "command": c.command, "comment": c.comment} for c in commands(plan)],
         "risks": [_risk_json(r) for r in plan.risks],
         "controller_evidence": evidence_json(plan.evidence),
         "safe_in_place": plan.safe_in_place,
         "recommendation": recommendation(plan),
-        "notes": list(plan.notes),
+        "notes": notes_text(plan),
     }
 
 
@@ -195,8 +365,8 @@ def plan_text(plan: Plan) -> str:
         f"  target group   {p.target_group_arn}",
         f"  load balancer  {p.load_balancer} ({p.scheme}; {mode})",
     ]
-    for group_id, why in p.edit_groups:
-        lines.append(f"  edit group     {group_id} ({why})")
+    for group in p.edit_groups:
+        lines.append(f"  edit group     {group.group_id} ({edit_group_text(group)})")
     lines += ["", "Required after the change:"]
     for kind, alternatives in p.required_after.items():
         text = " | or | ".join(", ".join(f.describe() for f in alt) for alt in alternatives) or "nothing"
@@ -215,11 +385,11 @@ def plan_text(plan: Plan) -> str:
         lines.append("  no rule change, no gap")
     for risk in controller:
         bound = "" if risk.max_seconds is None else f", up to {seconds_text(risk.max_seconds)} seen"
-        lines.append(f"  {risk.kind}: {risk.level.upper()}{bound} - {risk.detail}")
+        lines.append(f"  {risk.kind}: {risk.level.upper()}{bound} - {risk_detail(risk)}")
     blockers = [r for r in p.risks if r.level == "blocker"]
     if blockers:
         lines += ["", "Blocks the in-place order:"]
-        lines.extend(f"  {r.kind}: {r.detail}" for r in blockers)
+        lines.extend(f"  {r.kind}: {risk_detail(r)}" for r in blockers)
     ev = p.evidence
     lines += [
         "",
@@ -229,7 +399,7 @@ def plan_text(plan: Plan) -> str:
     ]
     if p.notes:
         lines += ["", "Notes:"]
-        lines.extend(f"  - {note}" for note in p.notes)
+        lines.extend(f"  - {note}" for note in notes_text(p))
     lines += [
         "",
         f"Verdict: {'safe in place' if p.safe_in_place else 'NO safe in-place order'}",
