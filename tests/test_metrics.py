@@ -28,8 +28,6 @@ from prometheus_client.samples import Sample
 
 from benchmarks.synth_snapshot import build_snapshot
 from exporter.daemon.snapshot import (
-    GAP_DURATION_BUCKETS,
-    JOB_DURATION_BUCKETS,
     HistogramState,
     JobStats,
     Snapshot,
@@ -40,16 +38,17 @@ from exporter.daemon.snapshot import (
 from exporter.engine.flows import FLOW_KINDS, REASONS, FlowKind, FlowStatus
 from exporter.metrics import (
     COUNTER_SOURCES,
+    GROUPS,
     SPECS,
     SPECS_BY_NAME,
     Exposition,
     ExpositionCache,
     SnapshotCollector,
-    _Render,
     build_registry,
     render_exposition,
     render_markdown,
 )
+from exporter.metrics.samples import open_gaps_by_key
 from tests.snapshot_samples import (
     ACCOUNT,
     CHECKOUT_TG,
@@ -123,6 +122,21 @@ def test_specs_follow_the_naming_conventions() -> None:
         for unit in ("_ms", "_milliseconds", "_minutes", "_hours", "_percent"):
             assert unit not in spec.name, f"{spec.name}: use base units"
     assert set(COUNTER_SOURCES.values()) <= {s.name for s in SPECS if s.type == "counter"}
+
+
+def test_every_family_is_declared_by_the_family_group_that_yields_it() -> None:
+    """samples.GROUPS is the one source of samples: every spec family belongs to a group (only
+    sgchurn_rule_gap_open to two: target groups, then open gaps of unlisted ones), and a group
+    yields samples of its own families only (the writer refuses any other: RuntimeError)."""
+    declared = [name for group in GROUPS for name in group.families]
+    assert set(declared) == set(SPECS_BY_NAME)
+    assert sorted(name for name in set(declared) if declared.count(name) > 1) == ["sgchurn_rule_gap_open"]
+    snapshot = sample_snapshot(NOW)
+    open_gaps = open_gaps_by_key(snapshot)
+    yielded = {group.name: {name for name, _, _ in group.samples(snapshot, open_gaps)} for group in GROUPS}
+    for group in GROUPS:
+        assert yielded[group.name] <= set(group.families), group.name
+    assert set().union(*yielded.values()) == set(SPECS_BY_NAME)  # the rich sample has them all
 
 
 def test_docs_metrics_md_is_the_generator_output() -> None:
@@ -707,29 +721,30 @@ def test_the_cache_warns_once_about_dropped_series(caplog: pytest.LogCaptureFixt
     assert cache.renders == 2 and len(warnings) == len(set(warnings)) == len(set(dropped.dropped)) == 4
 
 
-def test_histograms_in_one_block_equal_histograms_one_at_a_time() -> None:
-    """The block path with `le` before every label (job histograms: `task`, which `_fill` adds one
-    at a time, and no other family has) and after them (gap durations)."""
-    job_series = {
-        labels_of(task=name): HistogramState((0, 1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5), 7.5, 5) for name in "ab"
-    }
-    checkout = sample_snapshot(NOW).target_groups[0]
-    gap_series = {fleet_labels(checkout, flow): histogram_of(flow) for flow in FLOW_KINDS}
-    for name, series, bounds in (
-        ("sgchurn_job_duration_seconds", job_series, JOB_DURATION_BUCKETS),
-        ("sgchurn_rule_gap_duration_seconds", gap_series, GAP_DURATION_BUCKETS),
-    ):
-        block, single = _Render(), _Render()
-        block.writable = single.writable = frozenset({name})
-        block.histograms(name, series, bounds)
-        for labels, hist in series.items():
-            single.add_histogram(name, dict(labels), bounds, hist.buckets, hist.total)
-        assert len(block.families[name].lines) == 1  # one block
-        assert "".join(block.families[name].lines) == "".join(single.families[name].lines)
-
-
 def histogram_of(flow: str) -> HistogramState:
     return HistogramState((0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 3), 99.5 if flow == "traffic" else -0.0, 3)
+
+
+def test_histograms_put_le_among_their_labels_as_prometheus_client_does() -> None:
+    """`le` sorts before every label of the job histograms (`task`) and after those of the gap
+    durations; a -0.0 sum is written as such (not as the memoized 0.0)."""
+    base = sample_snapshot(NOW)
+    checkout = base.target_groups[0]
+    jobs = tuple(
+        JobStats(
+            name, 5, 0, 0.2, NOW, None, (0, 1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5), 7.5 if name == "a" else -0.0
+        )
+        for name in "ab"
+    )
+    durations = {fleet_labels(checkout, flow): histogram_of(flow) for flow in FLOW_KINDS}
+    snapshot = dataclasses.replace(base, jobs=jobs, gap_durations=durations)
+    registry = build_registry(lambda: snapshot)
+    assert render_exposition(snapshot) == generate_latest(registry)
+    assert render_exposition(snapshot, "openmetrics") == generate_openmetrics(registry)
+    text = render_exposition(snapshot).decode()
+    assert 'sgchurn_job_duration_seconds_bucket{le="0.01",task="a"} 0.0' in text
+    assert 'sgchurn_job_duration_seconds_sum{task="b"} -0.0' in text
+    assert 'sgchurn_rule_gap_duration_seconds_sum{aws_account_id="' in text
 
 
 def _warm_blocked_on(
