@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -101,7 +102,7 @@ def test_a_prefix_list_rule_admits_its_entries_and_its_revoke_is_a_gap() -> None
     assert analyze(inventory, []).gaps == []
     changes = [
         revoke("e1", T0 + seconds(10), listed),
-        dataclasses.replace(revoke("e2", T0 + seconds(30), listed), action="authorize"),
+        msgspec.structs.replace(revoke("e2", T0 + seconds(30), listed), action="authorize"),
     ]
     found = analyze(dataclasses.replace(inventory, taken_at=T0 + seconds(60)), changes).gaps
     assert [(g.flow, g.duration_seconds, g.cause) for g in found] == [

@@ -11,6 +11,8 @@ import copy
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from exporter.engine.bindings import bind_services
 from exporter.engine.changes import Actor, AttributeChange, EventMeta, RuleChange
 from exporter.engine.flows import requirements
@@ -203,9 +205,9 @@ def test_the_field_manager_that_wrote_the_service_is_the_trigger_of_the_controll
     )
     # Made by a person instead of the controller, the CloudTrail call itself is the trigger.
     by_person = [
-        dataclasses.replace(
+        msgspec.structs.replace(
             changes[0],
-            meta=dataclasses.replace(
+            meta=msgspec.structs.replace(
                 flip_meta,
                 actor=Actor(
                     principal_arn="arn:aws:sts::111122223333:assumed-role/platform-admin/alice",
