@@ -25,7 +25,7 @@ from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding, Target
 from exporter.engine.records import WATCHED_EVENT_NAMES
 from exporter.engine.timeutil import format_time
-from exporter.reports.explain import explanation_json, explanation_text, required_text
+from exporter.reports.explain import explanation_json, explanation_record, explanation_text, required_text
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -219,7 +219,7 @@ def test_find_target_groups_by_arn_name_and_service() -> None:
 def test_json_form_is_plain_data() -> None:
     inventory = split_world_after_the_revoke()
     at = T0 + seconds(61)
-    data = explanation_json(
+    data = explanation_record(
         explain_target_group(inventory, TG_ARN, state_at(inventory, split_changes(), at), at=at)
     )
     assert json.loads(json.dumps(data)) == data
@@ -563,7 +563,7 @@ def test_explain_names_the_intent_and_why_a_target_is_not_evaluable() -> None:
     assert "client intent  managed_rules, the rules the controller manages on the port" in text
     assert "2/3 targets admitted (1 not evaluable)" in text
     assert "NOT EVALUABLE [target_outside_vpc]  192.168.100.10" in text and "never a gap" in text
-    assert explanation_json(explanation)["intent"] == "managed_rules"
+    assert explanation_json(explanation).intent == "managed_rules"
 
     bound = split_world_after_the_revoke()
     assert explain_target_group(bound, TG_ARN, current_state(bound, [])).intent == "binding"

@@ -1,15 +1,18 @@
 """The key order of the explain and plan JSON objects, pinned: tools and people diff these
-documents, and msgspec encodes a Struct's fields in declaration order."""
+documents, and msgspec encodes a Struct's fields in declaration order. The plain-data form the
+commands print (`*_record`) and msgspec's own JSON encoding of the declared shape read the same."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import msgspec
+
 from exporter.engine.explain import current_state, explain_target_group, state_at
 from exporter.engine.plan import plan_attribute_change
-from exporter.reports.explain import explanation_json
-from exporter.reports.plan import plan_json
+from exporter.reports.explain import explanation_json, explanation_record
+from exporter.reports.plan import plan_json, plan_record
 from tests.engine_world import (
     CONTROLLER,
     NODE_PORT,
@@ -32,19 +35,23 @@ def roundtrip(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
 
+def same_document(record: dict[str, Any], shape: msgspec.Struct) -> None:
+    """The printed plain data and msgspec's JSON of the shape: equal, keys in the same order."""
+    encoded = json.loads(msgspec.json.encode(shape))
+    assert json.dumps(encoded) == json.dumps(record)
+
+
 def test_plan_json_keys_in_order() -> None:
     inventory = incident_inventory()
     changes = [  # a break-before-make replacement by the controller: evidence and a risk with seconds
         revoke("r1", T0 - seconds(600), tcp(30000, "10.9.0.0/16"), group="sg-other", actor=CONTROLLER),
         authorize("a1", T0 - seconds(540), tcp(30000, "192.168.0.0/16"), group="sg-other", actor=CONTROLLER),
     ]
-    plan = roundtrip(
-        plan_json(
-            plan_attribute_change(
-                inventory, TG_ARN, current_state(inventory, changes), changes, preserve=False
-            )
-        )
+    planned = plan_attribute_change(
+        inventory, TG_ARN, current_state(inventory, changes), changes, preserve=False
     )
+    plan = roundtrip(plan_record(planned))
+    same_document(plan, plan_json(planned))
 
     assert list(plan) == [
         "target_group_arn",
@@ -95,16 +102,13 @@ def test_explanation_json_keys_in_order() -> None:
         authorize("e-auth", T0, tcp(NODE_PORT, "0.0.0.0/0"), actor=OPERATOR),
         revoke("e-revoke", T0 + seconds(60), tcp(NODE_PORT, "0.0.0.0/0")),
     ]
-    at = T0 + seconds(30)
-    admitted = roundtrip(
-        explanation_json(explain_target_group(inventory, TG_ARN, state_at(inventory, changes, at), at=at))
-    )
-    later = T0 + seconds(90)
-    refused = roundtrip(
-        explanation_json(
-            explain_target_group(inventory, TG_ARN, state_at(inventory, changes, later), at=later)
-        )
-    )
+    explained = [
+        explain_target_group(inventory, TG_ARN, state_at(inventory, changes, at), at=at)
+        for at in (T0 + seconds(30), T0 + seconds(90))  # admitted by 0.0.0.0/0, then not
+    ]
+    for explanation in explained:
+        same_document(roundtrip(explanation_record(explanation)), explanation_json(explanation))
+    admitted, refused = (roundtrip(explanation_record(e)) for e in explained)
 
     assert list(admitted) == [
         "target_group_arn",

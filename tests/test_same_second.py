@@ -167,7 +167,7 @@ def test_plan_evidence_counts_an_unknown_order_as_neither_kind() -> None:
     ]
     evidence = controller_evidence(incident_inventory(preserve="false"), changes)
     assert (evidence.make_before_break, evidence.break_before_make, evidence.unknown_order) == (0, 0, 1)
-    assert evidence_json(evidence)["unknown_order_seen"] == 1
+    assert evidence_json(evidence).unknown_order_seen == 1
     known = controller_evidence(incident_inventory(preserve="false"), pair(CONTROLLER)[::-1])
     assert (known.make_before_break, known.break_before_make, known.unknown_order) == (0, 1, 0)
 

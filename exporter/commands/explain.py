@@ -50,7 +50,7 @@ from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
 from exporter.engine.triggers import triggers_for
-from exporter.reports.explain import explanation_json, explanation_text
+from exporter.reports.explain import explanation_record, explanation_text
 from exporter.reports.gaps import gap_record, gaps_text
 from exporter.textsafe import printable, printable_fields, printable_lines
 
@@ -246,7 +246,7 @@ def execute(args: argparse.Namespace) -> int:
             "events": len(world.changes),
             "cloudtrail": world.events.to_dict(),
             "target_groups": [
-                {**explanation_json(e), "gaps": gaps.get(e.target_group_arn, [])} for e in explanations
+                {**explanation_record(e), "gaps": gaps.get(e.target_group_arn, [])} for e in explanations
             ],
         }
         print(json.dumps(document, indent=2))

@@ -20,7 +20,7 @@ from exporter.commands.plan_guardrail import check_guardrail, render_guardrail
 from exporter.engine.explain import current_state, with_intents
 from exporter.engine.plan import plan_attribute_change
 from exporter.engine.timeutil import format_time
-from exporter.reports.plan import plan_json, plan_text
+from exporter.reports.plan import plan_record, plan_text
 from exporter.textsafe import printable_fields, printable_lines
 
 SETTABLE = ("preserve_client_ip", "preserve_client_ip.enabled")
@@ -83,7 +83,7 @@ def execute(args: argparse.Namespace) -> int:
             "events": len(world.changes),
             "cloudtrail": world.events.to_dict(),
             "read_only": True,
-            "plans": [plan_json(p) for p in plans],
+            "plans": [plan_record(p) for p in plans],
             "guardrail": None if guardrail is None else guardrail.to_dict(),
         }
         print(json.dumps(document, indent=2))

@@ -6,12 +6,15 @@ The text is what `explain` prints and what the landing page shows per target gro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 from exporter.engine.changes import EventMeta
-from exporter.engine.explain import Explanation, FlowResult, RuleRef, TargetResult
-from exporter.engine.flows import transport_protocols
+from exporter.engine.explain import Explanation, FlowResult, PreserveOrigin, RuleRef, TargetResult
+from exporter.engine.flows import FlowKind, Reason, transport_protocols
 from exporter.engine.inventory import LoadBalancer
+from exporter.engine.rules import SourceKind
 from exporter.engine.timeutil import format_time
 from exporter.reports.rules import rule_fields
 
@@ -22,78 +25,155 @@ def required_text(flow: FlowResult) -> tuple[tuple[str, ...], ...]:
 
 
 # --- JSON -----------------------------------------------------------------------------------------
+# One declared shape per object, encoded by msgspec in the fields' declaration order.
 
 
-def event_json(meta: EventMeta) -> dict[str, Any]:
-    return {
-        "event": meta.event_name,
-        "event_id": meta.event_id,
-        "time": format_time(meta.event_time),
-        "actor": meta.actor.label,
-        "actor_arn": meta.actor.principal_arn,
-        "user_agent": meta.actor.user_agent,
-        "controller": meta.actor.is_controller,
-    }
+class EventJson(msgspec.Struct, frozen=True):
+    """The last recorded change to a rule: which event, when, and who made it."""
+
+    event: str
+    event_id: str
+    time: str
+    actor: str
+    actor_arn: str | None
+    user_agent: str | None
+    controller: bool
 
 
-def rule_ref_json(ref: RuleRef) -> dict[str, Any]:
+class RuleRefJson(msgspec.Struct, frozen=True):
+    """One rule in one group (its fields: reports/rules.py), with its last recorded change."""
+
+    security_group: str
+    rule_id: str | None
+    rule: str
+    protocol: str
+    from_port: int
+    to_port: int
+    source: str
+    source_kind: SourceKind
+    description: str | None
+    last_change: EventJson | None
+
+
+class TargetJson(msgspec.Struct, frozen=True):
+    not_evaluable: str | None
+    target: str
+    port: int
+    eni: str | None
+    security_groups: list[str]
+    admitted: bool
+    reason: Reason | None
+    flow: str | None
+    uncovered: list[str]
+    rules: list[RuleRefJson]
+    port_rules: list[RuleRefJson]
+
+
+class FlowJson(msgspec.Struct, frozen=True):
+    flow: FlowKind
+    required: list[list[str]]
+    targets_total: int
+    targets_admitted: int
+    targets_not_evaluable: int
+    targets: list[TargetJson]
+
+
+class ExplanationJson(msgspec.Struct, frozen=True):
+    """`explain --format json`'s per-target-group object (the command adds its gaps)."""
+
+    target_group_arn: str
+    target_group: str
+    service: str | None
+    load_balancer_arn: str
+    load_balancer: str
+    scheme: str
+    mode: str
+    target_type: str
+    protocol: str
+    preserve_client_ip: bool
+    preserve_client_ip_from: PreserveOrigin
+    intent: str
+    intent_sources: list[str]
+    at: str | None
+    admitted: bool
+    flows: list[FlowJson]
+
+
+def event_json(meta: EventMeta) -> EventJson:
+    return EventJson(
+        event=meta.event_name,
+        event_id=meta.event_id,
+        time=format_time(meta.event_time),
+        actor=meta.actor.label,
+        actor_arn=meta.actor.principal_arn,
+        user_agent=meta.actor.user_agent,
+        controller=meta.actor.is_controller,
+    )
+
+
+def rule_ref_json(ref: RuleRef) -> RuleRefJson:
     change = ref.last_change
-    return {
-        "security_group": ref.group_id,
-        "rule_id": ref.rule.rule_id,
-        "rule": ref.rule.describe(),
+    return RuleRefJson(
+        security_group=ref.group_id,
+        rule_id=ref.rule.rule_id,
+        rule=ref.rule.describe(),
         **rule_fields(ref.rule),
-        "last_change": None if change is None else event_json(change),
-    }
+        last_change=None if change is None else event_json(change),
+    )
 
 
-def target_json(result: TargetResult) -> dict[str, Any]:
-    return {
-        "not_evaluable": result.not_evaluable,
-        "target": result.target_id,
-        "port": result.port,
-        "eni": result.eni_id,
-        "security_groups": list(result.security_groups),
-        "admitted": result.admitted,
-        "reason": result.reason,
-        "flow": None if result.flow is None else result.flow.describe(),
-        "uncovered": list(result.uncovered),
-        "rules": [rule_ref_json(r) for r in result.rules],
-        "port_rules": [rule_ref_json(r) for r in result.port_rules],
-    }
+def target_json(result: TargetResult) -> TargetJson:
+    return TargetJson(
+        not_evaluable=result.not_evaluable,
+        target=result.target_id,
+        port=result.port,
+        eni=result.eni_id,
+        security_groups=list(result.security_groups),
+        admitted=result.admitted,
+        reason=result.reason,
+        flow=None if result.flow is None else result.flow.describe(),
+        uncovered=list(result.uncovered),
+        rules=[rule_ref_json(r) for r in result.rules],
+        port_rules=[rule_ref_json(r) for r in result.port_rules],
+    )
 
 
-def flow_json(flow: FlowResult) -> dict[str, Any]:
-    return {
-        "flow": flow.kind,
-        "required": [list(alt) for alt in required_text(flow)],
-        "targets_total": len(flow.targets),
-        "targets_admitted": flow.admitted,
-        "targets_not_evaluable": flow.not_evaluable,
-        "targets": [target_json(t) for t in flow.targets],
-    }
+def flow_json(flow: FlowResult) -> FlowJson:
+    return FlowJson(
+        flow=flow.kind,
+        required=[list(alt) for alt in required_text(flow)],
+        targets_total=len(flow.targets),
+        targets_admitted=flow.admitted,
+        targets_not_evaluable=flow.not_evaluable,
+        targets=[target_json(t) for t in flow.targets],
+    )
 
 
-def explanation_json(e: Explanation) -> dict[str, Any]:
-    """The JSON-able form, for tools."""
-    return {
-        "target_group_arn": e.target_group_arn,
-        "target_group": e.target_group,
-        "service": e.service,
-        "load_balancer_arn": e.load_balancer_arn,
-        "load_balancer": e.load_balancer,
-        "scheme": e.scheme,
-        "mode": e.mode,
-        "target_type": e.target_type,
-        "protocol": e.protocol,
-        "preserve_client_ip": e.preserve_client_ip,
-        "preserve_client_ip_from": e.preserve_origin,
-        "intent": e.intent,
-        "intent_sources": list(e.intent_sources),
-        "at": None if e.at is None else format_time(e.at),
-        "admitted": e.fully_admitted,
-        "flows": [flow_json(f) for f in e.flows],
-    }
+def explanation_json(e: Explanation) -> ExplanationJson:
+    """The declared JSON shape, for tools."""
+    return ExplanationJson(
+        target_group_arn=e.target_group_arn,
+        target_group=e.target_group,
+        service=e.service,
+        load_balancer_arn=e.load_balancer_arn,
+        load_balancer=e.load_balancer,
+        scheme=e.scheme,
+        mode=e.mode,
+        target_type=e.target_type,
+        protocol=e.protocol,
+        preserve_client_ip=e.preserve_client_ip,
+        preserve_client_ip_from=e.preserve_origin,
+        intent=e.intent,
+        intent_sources=list(e.intent_sources),
+        at=None if e.at is None else format_time(e.at),
+        admitted=e.fully_admitted,
+        flows=[flow_json(f) for f in e.flows],
+    )
+
+
+def explanation_record(e: Explanation) -> dict[str, Any]:
+    """`explanation_json` as plain data (a JSON object; its keys in the declared order)."""
+    return cast(dict[str, Any], msgspec.to_builtins(explanation_json(e)))
 
 
 # --- text -----------------------------------------------------------------------------------------

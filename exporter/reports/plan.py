@@ -9,9 +9,11 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from exporter.engine.flows import PRESERVE_CLIENT_IP
+import msgspec
+
+from exporter.engine.flows import PRESERVE_CLIENT_IP, FlowKind
 from exporter.engine.plan import (
     CLUSTER_TAG_PREFIX,
     LBC_DESCRIPTION,
@@ -21,12 +23,14 @@ from exporter.engine.plan import (
     Note,
     Plan,
     Risk,
+    RiskKind,
+    RiskLevel,
     RuleEdit,
     Step,
     StepAction,
     UndecidedEni,
 )
-from exporter.engine.rules import ALL_PROTOCOLS, Rule
+from exporter.engine.rules import ALL_PROTOCOLS, Rule, SourceKind
 from exporter.reports.rules import rule_fields
 
 # --- the plan's facts in words ---------------------------------------------------------------------
@@ -290,65 +294,139 @@ def recommendation(plan: Plan) -> str:
 
 
 # --- JSON -----------------------------------------------------------------------------------------
+# One declared shape per object, encoded by msgspec in the fields' declaration order.
 
 
-def _edit_json(edit: RuleEdit, action: StepAction) -> dict[str, Any]:
-    return {
-        "security_group": edit.group_id,
-        "rule_id": edit.rule.rule_id,
+class EditGroupJson(msgspec.Struct, frozen=True):
+    security_group: str
+    why: str
+
+
+class RuleEditJson(msgspec.Struct, frozen=True):
+    """One rule to authorize or revoke (its fields: reports/rules.py) and what it is for."""
+
+    security_group: str
+    rule_id: str | None
+    protocol: str
+    from_port: int
+    to_port: int
+    source: str
+    source_kind: SourceKind
+    description: str | None
+    purpose: str
+
+
+class StepJson(msgspec.Struct, frozen=True):
+    action: StepAction
+    command: str
+    comment: str
+
+
+class RiskJson(msgspec.Struct, frozen=True):
+    kind: RiskKind
+    level: RiskLevel
+    flows: list[FlowKind]
+    max_seconds: float | None
+    detail: str
+
+
+class EvidenceJson(msgspec.Struct, frozen=True):
+    versions: list[str]
+    make_before_break_seen: int
+    break_before_make_seen: int
+    unknown_order_seen: int
+    longest_exposure_seconds: float | None
+    longest_attribute_lag_seconds: float | None
+
+
+class PlanJson(msgspec.Struct, frozen=True):
+    """`plan --format json`'s per-target-group object."""
+
+    target_group_arn: str
+    target_group: str
+    service: str | None
+    load_balancer: str
+    scheme: str
+    mode: str
+    region: str
+    attribute: str
+    current: bool
+    desired: bool
+    changes_attribute: bool
+    required_after: dict[FlowKind, list[list[str]]]
+    edit_groups: list[EditGroupJson]
+    authorize: list[RuleEditJson]
+    revoke: list[RuleEditJson]
+    steps: list[StepJson]
+    risks: list[RiskJson]
+    controller_evidence: EvidenceJson
+    safe_in_place: bool
+    recommendation: str
+    notes: list[str]
+
+
+def _edit_json(edit: RuleEdit, action: StepAction) -> RuleEditJson:
+    return RuleEditJson(
+        security_group=edit.group_id,
+        rule_id=edit.rule.rule_id,
         **rule_fields(edit.rule),
-        "purpose": purpose_text(edit, action),
-    }
+        purpose=purpose_text(edit, action),
+    )
 
 
-def _risk_json(risk: Risk) -> dict[str, Any]:
-    return {
-        "kind": risk.kind,
-        "level": risk.level,
-        "flows": list(risk.flows),
-        "max_seconds": risk.max_seconds,
-        "detail": risk_detail(risk),
-    }
+def _risk_json(risk: Risk) -> RiskJson:
+    return RiskJson(
+        kind=risk.kind,
+        level=risk.level,
+        flows=list(risk.flows),
+        max_seconds=risk.max_seconds,
+        detail=risk_detail(risk),
+    )
 
 
-def evidence_json(evidence: ControllerEvidence) -> dict[str, Any]:
-    return {
-        "versions": list(evidence.versions),
-        "make_before_break_seen": evidence.make_before_break,
-        "break_before_make_seen": evidence.break_before_make,
-        "unknown_order_seen": evidence.unknown_order,
-        "longest_exposure_seconds": evidence.longest_exposure_seconds,
-        "longest_attribute_lag_seconds": evidence.longest_attribute_lag_seconds,
-    }
+def evidence_json(evidence: ControllerEvidence) -> EvidenceJson:
+    return EvidenceJson(
+        versions=list(evidence.versions),
+        make_before_break_seen=evidence.make_before_break,
+        break_before_make_seen=evidence.break_before_make,
+        unknown_order_seen=evidence.unknown_order,
+        longest_exposure_seconds=evidence.longest_exposure_seconds,
+        longest_attribute_lag_seconds=evidence.longest_attribute_lag_seconds,
+    )
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """The JSON-able form, for tools (`plan --format json`)."""
-    return {
-        "target_group_arn": plan.target_group_arn,
-        "target_group": plan.target_group,
-        "service": plan.service,
-        "load_balancer": plan.load_balancer,
-        "scheme": plan.scheme,
-        "mode": plan.mode,
-        "region": plan.region,
-        "attribute": PRESERVE_CLIENT_IP,
-        "current": plan.current,
-        "desired": plan.desired,
-        "changes_attribute": plan.changes_attribute,
-        "required_after": {
+def plan_json(plan: Plan) -> PlanJson:
+    """The declared JSON shape, for tools (`plan --format json`)."""
+    return PlanJson(
+        target_group_arn=plan.target_group_arn,
+        target_group=plan.target_group,
+        service=plan.service,
+        load_balancer=plan.load_balancer,
+        scheme=plan.scheme,
+        mode=plan.mode,
+        region=plan.region,
+        attribute=PRESERVE_CLIENT_IP,
+        current=plan.current,
+        desired=plan.desired,
+        changes_attribute=plan.changes_attribute,
+        required_after={
             k: [[f.describe() for f in alt] for alt in v] for k, v in plan.required_after.items()
         },
-        "edit_groups": [{"security_group": g.group_id, "why": edit_group_text(g)} for g in plan.edit_groups],
-        "authorize": [_edit_json(e, "authorize") for e in plan.authorize],
-        "revoke": [_edit_json(e, "revoke") for e in plan.revoke],
-        "steps": [{"action": c.action, "command": c.command, "comment": c.comment} for c in commands(plan)],
-        "risks": [_risk_json(r) for r in plan.risks],
-        "controller_evidence": evidence_json(plan.evidence),
-        "safe_in_place": plan.safe_in_place,
-        "recommendation": recommendation(plan),
-        "notes": notes_text(plan),
-    }
+        edit_groups=[EditGroupJson(g.group_id, edit_group_text(g)) for g in plan.edit_groups],
+        authorize=[_edit_json(e, "authorize") for e in plan.authorize],
+        revoke=[_edit_json(e, "revoke") for e in plan.revoke],
+        steps=[StepJson(c.action, c.command, c.comment) for c in commands(plan)],
+        risks=[_risk_json(r) for r in plan.risks],
+        controller_evidence=evidence_json(plan.evidence),
+        safe_in_place=plan.safe_in_place,
+        recommendation=recommendation(plan),
+        notes=notes_text(plan),
+    )
+
+
+def plan_record(plan: Plan) -> dict[str, Any]:
+    """`plan_json` as plain data (a JSON object; its keys in the declared order)."""
+    return cast(dict[str, Any], msgspec.to_builtins(plan_json(plan)))
 
 
 # --- text -----------------------------------------------------------------------------------------
