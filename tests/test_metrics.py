@@ -867,6 +867,47 @@ def test_a_new_snapshot_renders_only_the_target_groups_that_changed() -> None:
     assert gzip.decompress(cache.body("text", gzipped=True)) == generate_latest(registry)
 
 
+def test_kept_lines_follow_publishes_that_keep_the_target_groups_in_place() -> None:
+    """The daemon's publishes keep the target groups in place (unchanged views the same objects):
+    each render looks only at the views that are new objects and at those with a gap open now or
+    before. A changed view, a gap opening and closing, a renamed target group (its identity
+    changed), two target groups with one identity (served series by series) and the way back:
+    each body is what prometheus_client writes, rendering only what changed."""
+    base = generated_snapshot()
+    groups = base.target_groups
+    holder = [base]
+    cache = ExpositionCache(lambda: holder[0])
+    opened = gap(groups[7], "traffic", NOW - timedelta(seconds=30), None, "requirement_change", "x")
+    twin = dataclasses.replace(groups[6], name=groups[8].name, namespace=groups[8].namespace)
+    twin = dataclasses.replace(
+        twin,
+        service=groups[8].service,
+        aws_account_id=groups[8].aws_account_id,
+        aws_region=groups[8].aws_region,
+    )
+    with_targets = dataclasses.replace(groups[3], targets=groups[3].targets + 1)
+    steps: list[tuple[Snapshot, int]] = [
+        (base, len(groups)),
+        (dataclasses.replace(base, target_groups=(*groups[:3], with_targets, *groups[4:])), 1),
+        (dataclasses.replace(base, target_groups=(*groups[:3], with_targets, *groups[4:])), 0),
+        (dataclasses.replace(base, open_gaps=(*base.open_gaps, opened)), 2),  # groups[3] back; 7 opened
+        (dataclasses.replace(base, open_gaps=(*base.open_gaps, opened)), 0),
+        (base, 1),  # the gap closed
+        (
+            dataclasses.replace(
+                base, target_groups=(*groups[:5], dataclasses.replace(groups[5], name="renamed"), *groups[6:])
+            ),
+            1,
+        ),
+        (dataclasses.replace(base, target_groups=(*groups[:6], twin, *groups[7:])), 2),  # groups[5] back
+        (base, 1),  # groups[6] back: the rest was kept through the series-by-series render
+    ]
+    for i, (snapshot, rendered) in enumerate(steps):
+        holder[0] = snapshot
+        assert cache.body("openmetrics") == generate_openmetrics(build_registry(lambda s=snapshot: s)), i
+        assert cache.target_groups_rendered == rendered, i
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_snapshots(), _snapshots())
 def test_kept_lines_give_prometheus_clients_bytes_for_any_next_snapshot(

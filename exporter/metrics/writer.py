@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import math
+import operator
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,9 +113,10 @@ class _Numbers(dict[float, str]):
 class _Family:
     """The sample lines of one family in one render."""
 
-    __slots__ = ("lines", "names", "seen", "sorted_names")
+    __slots__ = ("encoded", "lines", "names", "seen", "sorted_names")
 
     def __init__(self, name: str) -> None:
+        self.encoded = b""  # lines already encoded (the target groups' kept lines), before `lines`
         self.lines: list[str] = []
         self.seen: set[str] = set()  # the label strings of its series
         self.names, self.sorted_names = _LABELS[name]
@@ -184,17 +187,14 @@ class _Render:
         later (open gaps of target groups no longer listed): its label strings go to `seen`.
         """
         target_groups = snapshot.target_groups
-        entries = kept.take(target_groups, open_gaps, self.numbers) if target_groups else []
-        if entries is None:
+        if not kept.take(target_groups, open_gaps, self.numbers):
             for tg in target_groups:
                 for name, labels, value in target_group_samples(tg, open_gaps):
                     self.add(name, labels, value)
             return
-        for i, name in enumerate(TARGET_GROUP_FAMILIES):
-            self.family(name).lines.append("".join([entry.lines[i] for entry in entries]))
-        seen = self.family("sgchurn_rule_gap_open").seen
-        for entry in entries:
-            seen.update(entry.gap_open_labels)
+        for name, column in zip(TARGET_GROUP_FAMILIES, kept.columns, strict=True):
+            self.family(name).encoded = b"".join(column)
+        self.family("sgchurn_rule_gap_open").seen = set(kept.gap_open_labels)  # a copy: open gaps add
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +204,7 @@ class _TargetGroupLines:
     view: TargetGroupView
     opened: tuple[bool, ...]  # a gap open, per flow of FLOW_KINDS
     identity: tuple[tuple[str, object], ...]  # its identity labels, to check they are distinct
-    lines: tuple[str, ...]
+    lines: tuple[bytes, ...]  # encoded: they are written as they are
     gap_open_labels: tuple[str, ...]  # label strings of its sgchurn_rule_gap_open series
 
 
@@ -217,47 +217,114 @@ class TargetGroupLines:
     renders only the target groups that changed, and the families are joined from the kept lines.
     It also keeps the lines of the groups with `kept_while` (`steps`).
 
+    `columns` holds, per family, every target group's lines in the order of the last snapshot
+    served, so a snapshot with the same target groups in the same order (the daemon's publishes:
+    the unchanged views are the same objects) costs a look at the views that are other objects
+    and at those with a gap open now or before, and one bytes join per family.
+
     Used by one render at a time (ExpositionCache keeps one per variant, under its render lock).
     Only snapshots whose target groups have distinct ARNs and identities and no dropped series are
     rendered this way (the others series by series).
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, _TargetGroupLines] = {}
+        self._entries: dict[str, _TargetGroupLines] = {}  # by ARN
+        self._views: list[TargetGroupView] = []  # of the last snapshot served, in order (else [])
+        self._positions: dict[str, int] = {}  # ARN -> its place in `_views`
+        self._opened: set[str] = set()  # ARNs of `_views` with a gap open on some flow
+        #: per family of TARGET_GROUP_FAMILIES, the lines of `_views`, in order
+        self.columns: tuple[list[bytes], ...] = ()
+        self.gap_open_labels: set[str] = set()  # the label strings of their sgchurn_rule_gap_open series
         self.rendered = 0  # target groups rendered (not reused) by the last render
         #: group name -> (its input, its families' lines, what it dropped) of the last render
         self.steps: dict[str, tuple[object, dict[str, list[str]], list[Dropped]]] = {}
 
-    def take(
-        self, target_groups: Sequence[TargetGroupView], open_gaps: OpenGaps, numbers: _Numbers
-    ) -> list[_TargetGroupLines] | None:
-        """The lines of every target group, in order, rendering only the changed ones; None when
-        the snapshot is not one this cache serves."""
-        entries: dict[str, _TargetGroupLines] = {}
-        rendered = 0
+    def take(self, target_groups: Sequence[TargetGroupView], open_gaps: OpenGaps, numbers: _Numbers) -> bool:
+        """Whether `columns` now hold the lines of `target_groups`, rendering only the changed
+        ones; False when the snapshot is not one this cache serves."""
+        self.rendered = 0
         open_arns = {arn for arn, _ in open_gaps}
+        same_places = bool(self._views) and len(self._views) == len(target_groups)
+        if same_places and self._update(target_groups, open_gaps, open_arns, numbers):
+            return True
+        return self._rebuild(target_groups, open_gaps, open_arns, numbers)
+
+    def _update(
+        self,
+        target_groups: Sequence[TargetGroupView],
+        open_gaps: OpenGaps,
+        open_arns: set[str],
+        numbers: _Numbers,
+    ) -> bool:
+        """The same target groups in the same places: look at the views that are other objects and
+        at those with a gap open now or at the last render. False: a rebuild is needed."""
+        views = self._views
+        changed = set(itertools.compress(range(len(views)), map(operator.is_not, target_groups, views)))
+        changed.update(self._positions[arn] for arn in open_arns | self._opened if arn in self._positions)
+        if any(target_groups[i].arn != views[i].arn for i in changed):
+            return False  # moved, gone or new: a rebuild
+        for i in sorted(changed):
+            tg = target_groups[i]
+            old = self._entries[tg.arn]
+            opened = _opened(tg, open_gaps, open_arns)
+            if old.opened == opened and (old.view is tg or old.view == tg):
+                views[i] = tg
+                continue
+            entry = _render_target_group(tg, open_gaps, opened, numbers)
+            if entry is None or entry.identity != old.identity:
+                return False  # a rebuild renders it again, or checks the identities are distinct
+            self.rendered += 1
+            self._entries[tg.arn], views[i] = entry, tg
+            for column, lines in zip(self.columns, entry.lines, strict=True):
+                column[i] = lines
+            self.gap_open_labels.difference_update(old.gap_open_labels)
+            self.gap_open_labels.update(entry.gap_open_labels)
+            if opened == _NONE_OPEN:
+                self._opened.discard(tg.arn)
+            else:
+                self._opened.add(tg.arn)
+        return True
+
+    def _rebuild(
+        self,
+        target_groups: Sequence[TargetGroupView],
+        open_gaps: OpenGaps,
+        open_arns: set[str],
+        numbers: _Numbers,
+    ) -> bool:
+        self._views = []
+        entries: dict[str, _TargetGroupLines] = {}
         for tg in target_groups:
-            opened = (
-                tuple((tg.arn, flow) in open_gaps for flow in FLOW_KINDS)
-                if tg.arn in open_arns
-                else _NONE_OPEN
-            )
+            opened = _opened(tg, open_gaps, open_arns)
             entry = self._entries.get(tg.arn)
             if entry is None or entry.opened != opened or not (entry.view is tg or entry.view == tg):
                 entry = _render_target_group(tg, open_gaps, opened, numbers)
                 if entry is None:
-                    return None
-                rendered += 1
+                    return False
+                self.rendered += 1
             entries[tg.arn] = entry
-        self._entries, self.rendered = entries, rendered  # target groups no longer listed go
+        self._entries = entries  # target groups no longer listed go
         if len(entries) != len(target_groups):  # two with one ARN
-            return None
+            return False
         try:
             if len({entry.identity for entry in entries.values()}) != len(entries):
-                return None  # two with one identity: series by series keeps the first series
+                return False  # two with one identity: series by series keeps the first series
         except TypeError:  # an unhashable label value
-            return None
-        return list(entries.values())
+            return False
+        ordered = list(entries.values())  # in the order of target_groups (distinct ARNs)
+        self.columns = tuple([entry.lines[i] for entry in ordered] for i in range(len(TARGET_GROUP_FAMILIES)))
+        self.gap_open_labels = set(itertools.chain.from_iterable(entry.gap_open_labels for entry in ordered))
+        self._opened = {arn for arn, entry in entries.items() if entry.opened != _NONE_OPEN}
+        self._positions = {arn: i for i, arn in enumerate(entries)}
+        self._views = list(target_groups)
+        return True
+
+
+def _opened(tg: TargetGroupView, open_gaps: OpenGaps, open_arns: set[str]) -> tuple[bool, ...]:
+    """Whether a gap is open, per flow of FLOW_KINDS."""
+    if tg.arn not in open_arns:
+        return _NONE_OPEN
+    return tuple((tg.arn, flow) in open_gaps for flow in FLOW_KINDS)
 
 
 def _render_target_group(
@@ -274,7 +341,7 @@ def _render_target_group(
         view=tg,
         opened=opened,
         identity=tuple(tg.identity.items()),
-        lines=tuple("".join(out.families[name].lines) for name in TARGET_GROUP_FAMILIES),
+        lines=tuple("".join(out.families[name].lines).encode() for name in TARGET_GROUP_FAMILIES),
         gap_open_labels=tuple(out.families["sgchurn_rule_gap_open"].seen),
     )
 
@@ -349,9 +416,11 @@ class Exposition:
             while written < len(SPECS) and pending[SPECS[written].name] <= 0:
                 family = out.families[SPECS[written].name]
                 pieces.append(headers[written])
+                if family.encoded:
+                    pieces.append(family.encoded)
                 if family.lines:
                     pieces.append("".join(family.lines).encode())
-                    family.lines, family.seen = [], set()  # let the text go as soon as it is written
+                family.lines, family.seen, family.encoded = [], set(), b""  # let the text go
                 written += 1
             if pieces:
                 sink(pieces)
