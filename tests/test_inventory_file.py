@@ -49,6 +49,33 @@ def test_the_file_form_reads_back_equal_through_json() -> None:
         "rule_id": "sgr-1",
         "description": 'quoted "description"',
     }
+    # one declaration of a rule's fields for this file and the reports (engine/rule_fields.py)
+    assert list(rule) == [
+        "protocol",
+        "from_port",
+        "to_port",
+        "source",
+        "source_kind",
+        "description",
+        "rule_id",
+    ]
+
+
+def test_a_file_written_with_the_earlier_rule_key_order_reads_the_same() -> None:
+    """Before engine/rule_fields.py, rules were written source_kind before source and rule_id before
+    description, and a hand-written file may leave out rule_id and description: all read alike."""
+    inventory = full_inventory()
+    data: dict[str, Any] = json.loads(json.dumps(inventory.to_dict()))
+    earlier = ["protocol", "from_port", "to_port", "source_kind", "source", "rule_id", "description"]
+    for group in data["security_groups"]:
+        group["rules"] = [{key: rule[key] for key in earlier} for rule in group["rules"]]
+    for service in data["services"]:
+        service["ingress_rules"] = [{key: rule[key] for key in earlier} for rule in service["ingress_rules"]]
+    assert list(data["services"][0]["ingress_rules"][0]) == earlier
+    assert Inventory.from_dict(json.loads(json.dumps(data))) == inventory
+    bare = data["services"][0]["ingress_rules"][2]
+    assert (bare.pop("rule_id"), bare.pop("description")) == (None, None)
+    assert Inventory.from_dict(data) == inventory
 
 
 def _broken(change: Any) -> dict[str, Any]:

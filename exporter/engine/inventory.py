@@ -14,7 +14,8 @@ from typing import Any, Literal, cast, get_args
 
 import msgspec
 
-from exporter.engine.rules import Rule, Source, SourceKind
+from exporter.engine.rule_fields import RuleFields, rule_fields
+from exporter.engine.rules import Rule, Source
 from exporter.engine.timeutil import format_time, parse_time
 
 FORMAT = "sg-churn-exporter/inventory"
@@ -221,14 +222,12 @@ class Inventory:
 # are; rules, groups and services have a file shape of their own, declared here.
 
 
-class _RuleEntry(msgspec.Struct, frozen=True):
-    protocol: str
-    from_port: int
-    to_port: int
-    source_kind: SourceKind
-    source: str
+class _RuleEntry(RuleFields, frozen=True, kw_only=True):
+    """A rule in the file: its fields (engine/rule_fields.py, as the reports show them), then its id.
+    (Files written before this order put source_kind before source and rule_id before
+    description; keys are read by name, so they read the same.)"""
+
     rule_id: str | None = None
-    description: str | None = None
 
 
 class _GroupEntry(msgspec.Struct, frozen=True):
@@ -265,15 +264,7 @@ class _File(msgspec.Struct, frozen=True):
 
 
 def _rule_entry(rule: Rule) -> _RuleEntry:
-    return _RuleEntry(
-        rule.protocol,
-        rule.from_port,
-        rule.to_port,
-        rule.source.kind,
-        rule.source.value,
-        rule.rule_id,
-        rule.description,
-    )
+    return _RuleEntry(**rule_fields(rule), rule_id=rule.rule_id)
 
 
 def _rule(entry: _RuleEntry, where: str) -> Rule:

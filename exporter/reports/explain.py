@@ -14,9 +14,8 @@ from exporter.engine.changes import EventMeta
 from exporter.engine.explain import Explanation, FlowResult, PreserveOrigin, RuleRef, TargetResult
 from exporter.engine.flows import FlowKind, Reason, transport_protocols
 from exporter.engine.inventory import LoadBalancer
-from exporter.engine.rules import SourceKind
+from exporter.engine.rule_fields import RuleFields, rule_fields
 from exporter.engine.timeutil import format_time
-from exporter.reports.rules import rule_fields
 
 
 def required_text(flow: FlowResult) -> tuple[tuple[str, ...], ...]:
@@ -40,18 +39,16 @@ class EventJson(msgspec.Struct, frozen=True):
     controller: bool
 
 
-class RuleRefJson(msgspec.Struct, frozen=True):
-    """One rule in one group (its fields: reports/rules.py), with its last recorded change."""
-
+class _RuleRefHead(RuleFields, frozen=True):
     security_group: str
     rule_id: str | None
     rule: str
-    protocol: str
-    from_port: int
-    to_port: int
-    source: str
-    source_kind: SourceKind
-    description: str | None
+
+
+class RuleRefJson(_RuleRefHead, frozen=True, kw_only=True):
+    """One rule in one group: where, its text, its fields (engine/rule_fields.py, keyword-only:
+    they encode after the positional head), then its last recorded change."""
+
     last_change: EventJson | None
 
 
@@ -114,9 +111,9 @@ def event_json(meta: EventMeta) -> EventJson:
 def rule_ref_json(ref: RuleRef) -> RuleRefJson:
     change = ref.last_change
     return RuleRefJson(
-        security_group=ref.group_id,
-        rule_id=ref.rule.rule_id,
-        rule=ref.rule.describe(),
+        ref.group_id,
+        ref.rule.rule_id,
+        ref.rule.describe(),
         **rule_fields(ref.rule),
         last_change=None if change is None else event_json(change),
     )

@@ -30,8 +30,8 @@ from exporter.engine.plan import (
     StepAction,
     UndecidedEni,
 )
-from exporter.engine.rules import ALL_PROTOCOLS, Rule, SourceKind
-from exporter.reports.rules import rule_fields
+from exporter.engine.rule_fields import RuleFields, rule_fields
+from exporter.engine.rules import ALL_PROTOCOLS, Rule
 
 # --- the plan's facts in words ---------------------------------------------------------------------
 
@@ -302,17 +302,15 @@ class EditGroupJson(msgspec.Struct, frozen=True):
     why: str
 
 
-class RuleEditJson(msgspec.Struct, frozen=True):
-    """One rule to authorize or revoke (its fields: reports/rules.py) and what it is for."""
-
+class _RuleEditHead(RuleFields, frozen=True):
     security_group: str
     rule_id: str | None
-    protocol: str
-    from_port: int
-    to_port: int
-    source: str
-    source_kind: SourceKind
-    description: str | None
+
+
+class RuleEditJson(_RuleEditHead, frozen=True, kw_only=True):
+    """One rule to authorize or revoke: where, its fields (engine/rule_fields.py, keyword-only:
+    they encode after the positional head), then what it is for."""
+
     purpose: str
 
 
@@ -367,8 +365,8 @@ class PlanJson(msgspec.Struct, frozen=True):
 
 def _edit_json(edit: RuleEdit, action: StepAction) -> RuleEditJson:
     return RuleEditJson(
-        security_group=edit.group_id,
-        rule_id=edit.rule.rule_id,
+        edit.group_id,
+        edit.rule.rule_id,
         **rule_fields(edit.rule),
         purpose=purpose_text(edit, action),
     )
