@@ -19,7 +19,8 @@ nothing is printed per request.
 Under load (exporter/web_limits.py, exporter/web_heads.py): a listen backlog of 128; request heads
 read on one selector thread (at most 512 at once, 16 KiB and 10 s each), so a slow client holds no
 thread; at most 64 requests answered at once, a thread each; pages rendered once per snapshot by at
-most 2 workers; /metrics never waits on a page.
+most 2 workers, the landing page in a niced worker process (exporter/web_render.py); /metrics never
+waits on a page.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ from exporter.web_limits import (
     SnapshotCache,
 )
 from exporter.web_links import PageLinks
-from exporter.web_page import render_landing, render_not_found, render_target_group
+from exporter.web_page import render_not_found, render_target_group
+from exporter.web_render import PageWorker
 
 log = logging.getLogger(__name__)
 
@@ -334,8 +336,10 @@ class WebServer:
         self.limiter = limiter if limiter is not None else ConnectionLimiter()
         self.pages = pages if pages is not None else PagePool()
         #: the landing page and /api/snapshot.json, rendered once per snapshot like /metrics
+        #: renders the landing page in a worker process, off this process' GIL (web_render.py)
+        self.page_worker = PageWorker()
         self.landing = SnapshotCache(
-            lambda snapshot: render_landing(snapshot, self.clock(), self.links).encode()
+            lambda snapshot: self.page_worker.landing(snapshot, self.clock(), self.links)
         )
         self.snapshot_json = SnapshotCache(snapshot_json_body)
         self.explain_provider = explain_provider
@@ -411,6 +415,8 @@ class WebServer:
         if thread is not None:
             thread.join(timeout=10)
         server.server_close()
+        self.page_worker.close()
+        self.page_worker = PageWorker()  # a new one, should the server be started again
         self._server = None
         self._heads = None
         self._thread = None

@@ -8,8 +8,11 @@ benchmarks/web_soak.py.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from exporter.daemon.snapshot import Snapshot
 from exporter.web import WebServer
 from exporter.web_heads import head_complete
 from exporter.web_limits import HEAD_LIMIT_BYTES, LISTEN_BACKLOG, ConnectionLimiter, PagePool
+from exporter.web_render import WORKER_NICENESS, landing_bytes
 from tests.snapshot_samples import CHECKOUT_TG, sample_snapshot
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -127,6 +131,69 @@ def test_a_page_flood_never_makes_metrics_wait(holder: Holder) -> None:
     finally:
         release.set()
         web.stop()
+
+
+def test_the_landing_page_renders_in_a_nicer_worker_process_and_survives_its_death(holder: Holder) -> None:
+    """The landing page (seconds of CPU at thousands of target groups) is rendered in another
+    process, niced, so it never holds the GIL the /metrics threads need; a dead worker costs
+    one render in the server's process, then a new worker takes over."""
+    web = _serve(holder)
+    try:
+        page = _get(web, "/")
+        assert page.status_code == 200 and page.content == landing_bytes(holder.snapshot, NOW, web.links)
+        pid = web.page_worker.run(os.getpid)
+        assert pid != os.getpid() and web.page_worker.failures == 0
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, nice + WORKER_NICENESS)
+        os.kill(pid, signal.SIGKILL)
+        holder.snapshot = sample_snapshot(NOW, ready=True)  # a new snapshot: the page renders again
+        page = _get(web, "/")
+        assert page.status_code == 200 and page.content == landing_bytes(holder.snapshot, NOW, web.links)
+        assert web.page_worker.failures == 1
+        holder.snapshot = sample_snapshot(NOW)
+        assert _get(web, "/").status_code == 200
+        assert web.page_worker.run(os.getpid) not in (pid, os.getpid())
+        assert web.page_worker.failures == 1
+    finally:
+        web.stop()
+
+
+_KILLED_SERVER = """
+import os, sys, requests
+from datetime import UTC, datetime
+from exporter.web import WebServer
+from tests.snapshot_samples import sample_snapshot
+snapshot = sample_snapshot(datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC))
+web = WebServer(lambda: snapshot, "127.0.0.1", 0)
+web.start()
+assert requests.get(web.url + "/", timeout=30).status_code == 200
+print(web.page_worker.run(os.getpid), flush=True)
+sys.stdin.read()
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # ended, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def test_the_page_worker_ends_when_the_server_is_killed() -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        worker = int(server.stdout.readline())
+        assert not _gone(worker)
+        server.kill()  # -9: no shutdown, no atexit
+        server.wait(GUARD)
+        _wait(lambda: _gone(worker), "the orphaned page worker to end")
+    finally:
+        server.kill()
+        server.wait(GUARD)
 
 
 def _slow_client(port: int, stop: threading.Event, pace: float) -> socket.socket:
