@@ -1,4 +1,4 @@
-"""Figure 7: /metrics latency while the pages and slow clients are hammered (a bounded soak).
+"""Figure 8: /metrics latency while the pages and slow clients are hammered (a bounded soak).
 
 Three processes, all on 127.0.0.1: the exporter's `WebServer` holding a synthetic snapshot of N
 target groups (benchmarks/synth_snapshot.py), with a publisher thread that swaps in a new
@@ -60,22 +60,20 @@ def serve(target_groups: int, publish_every: float) -> None:
     print("PORT", web.port, flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     limiter = web.limiter
-    print(
-        json.dumps(
-            {
-                "timed_out": limiter.timed_out,
-                "displaced": limiter.displaced,
-                "refused": limiter.refused,
-                "too_large": limiter.too_large,
-                "page_busy": web.pages.busy,
-                "landing_renders": web.landing.renders,
-                "json_renders": web.snapshot_json.renders,
-                "metrics_renders": web.exposition.renders,
-                "metrics_stale_served": web.exposition.stale_served,
-            }
-        ),
-        flush=True,
-    )
+    counts = {
+        "timed_out": limiter.timed_out,
+        "displaced": limiter.displaced,
+        "refused": limiter.refused,
+        "too_large": limiter.too_large,
+        "page_busy": web.pages.busy,
+        "page_worker_failures": web.page_worker.failures,
+        "landing_renders": web.landing.renders,
+        "json_renders": web.snapshot_json.renders,
+        "metrics_renders": web.exposition.renders,
+        "metrics_stale_served": web.exposition.stale_served,
+    }
+    web.stop()  # the page worker too, before this process exits
+    print(json.dumps(counts), flush=True)
 
 
 # --- the load -----------------------------------------------------------------------------------
@@ -241,6 +239,7 @@ def measure(target_groups: int, seconds: float, publish_every: float = 5.0, pace
         loader.wait(timeout=120)
         server.stdin.close()
         server_counts = json.loads(server.stdout.readline() or "{}")
+        server.wait(timeout=30)
     finally:
         if server.poll() is None:
             server.kill()
