@@ -921,3 +921,28 @@ def test_kept_lines_give_prometheus_clients_bytes_for_any_next_snapshot(
     assert cache.body("text") == generate_latest(build_registry(lambda: second))
     holder[0] = dataclasses.replace(first, open_gaps=second.open_gaps)
     assert cache.body("text") == generate_latest(build_registry(lambda: holder[0]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_snapshots(), _snapshots(), st.lists(st.booleans(), min_size=5, max_size=5))
+def test_kept_lines_give_prometheus_clients_bytes_for_target_groups_changed_in_place(
+    first: Snapshot, second: Snapshot, take_second: list[bool]
+) -> None:
+    """Publishes that keep the target groups in place (the same ARNs in the same order, some views
+    the same objects, others changed, gaps opening and closing): each body is prometheus_client's."""
+    second_groups = second.target_groups
+    mixed = tuple(
+        second_groups[i] if i < len(second_groups) and take_second[i] else tg
+        for i, tg in enumerate(first.target_groups)
+    )
+    holder = [first]
+    cache = ExpositionCache(lambda: holder[0])
+    for snapshot in (
+        first,
+        dataclasses.replace(first, target_groups=mixed),
+        dataclasses.replace(first, target_groups=mixed, open_gaps=second.open_gaps),
+        first,
+        dataclasses.replace(first, open_gaps=second.open_gaps),
+    ):
+        holder[0] = snapshot
+        assert cache.body("text") == generate_latest(build_registry(lambda s=snapshot: s))
