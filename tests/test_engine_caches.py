@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import ipaddress
 
+import msgspec
 import pytest
 
 from exporter.engine.changes import Rejection, RuleChange, RuleModification
@@ -79,19 +80,20 @@ def test_rule_key_is_cached_per_instance_and_fresh_after_replace() -> None:
     rule = Rule("tcp", 80, 80, Source.cidr("10.0.0.0/8"), "sgr-1", "web")
     assert rule.key == ("tcp", 80, 80, Source("cidr4", "10.0.0.0/8"))
     assert rule.key is rule.key
-    moved = dataclasses.replace(rule, from_port=81, to_port=81)
+    moved = msgspec.structs.replace(rule, from_port=81, to_port=81)
     assert moved.key == ("tcp", 81, 81, Source("cidr4", "10.0.0.0/8"))
-    twin = Rule("tcp", 80, 80, Source.cidr("10.0.0.0/8"), "sgr-1", "web")
-    assert twin == rule and hash(twin) == hash(rule)  # the cached key is not a field
+    forged = Rule(
+        "tcp", 80, 80, Source.cidr("10.0.0.0/8"), "sgr-1", "web", ("udp", 1, 1, Source.group("sg-x"))
+    )
+    assert forged.key == rule.key  # derived from the fields, whatever was given
+    twin = Rule("TCP", 80, 80, Source.cidr("10.0.0.0/8"), "sgr-1", "web")
+    assert twin == rule and hash(twin) == hash(rule)
     assert sorted([moved, rule]) == [rule, moved]
-    assert dataclasses.asdict(rule).keys() == {
-        "protocol",
-        "from_port",
-        "to_port",
-        "source",
-        "rule_id",
-        "description",
-    }
+    decoded = msgspec.convert(
+        {"protocol": "6", "from_port": 80, "to_port": 80, "source": {"kind": "cidr4", "value": "10.0.0.0/8"}},
+        Rule,
+    )
+    assert decoded.key == rule.key
 
 
 def test_targets_sharing_a_port_and_groups_share_an_admission_and_others_do_not() -> None:
@@ -191,3 +193,7 @@ def test_parsed_changes_are_not_walked_by_the_garbage_collector() -> None:
         assert not gc.is_tracked(change)
         assert not gc.is_tracked(change.meta)
         assert not gc.is_tracked(change.meta.actor)
+    rules = [rule for change in changes for rule in getattr(change, "rules", ())]
+    rules += [rule for change in changes for _, rule in getattr(change, "modifications", ())]
+    assert len(rules) == 3
+    assert not any(gc.is_tracked(rule) or gc.is_tracked(rule.source) for rule in rules)

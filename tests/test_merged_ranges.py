@@ -5,7 +5,6 @@ a wider one from the same source: a replacement, counted with its order."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -87,7 +86,7 @@ def test_a_range_that_misses_the_required_port_or_the_same_range_again_is_no_rep
     restore: list[Change] = [revoke("e1", T0, OLD), authorize("e2", T0 + seconds(5), OLD)]
     other_protocol: list[Change] = [
         revoke("e1", T0, OLD),
-        authorize("e2", T0 + seconds(5), replace(WIDER, protocol="udp")),
+        authorize("e2", T0 + seconds(5), msgspec.structs.replace(WIDER, protocol="udp")),
     ]
     for changes in (misses, restore, other_protocol):
         assert find_replacements(changes, required=required) == []

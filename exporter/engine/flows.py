@@ -24,8 +24,10 @@ Follows the AWS Load Balancer Controller (LBC) and AWS's NLB behaviour (docs/flo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, get_args
+
+import msgspec
 
 from exporter.engine.inventory import Inventory, LoadBalancer, PrefixList, TargetGroup
 from exporter.engine.rules import Flow, IPNetwork, Rule, Source, uncovered
@@ -300,15 +302,18 @@ class AdmissionChecker:
         return found
 
 
-@dataclass(frozen=True)
-class FlowStatus:
-    """One flow kind of one target group at one moment."""
+class FlowStatus(msgspec.Struct, frozen=True, gc=False):
+    """One flow kind of one target group at one moment.
+
+    Made for every target group at every evaluation: a Struct the cyclic garbage collector does
+    not track (``gc=False``; it holds counts by reason, no cycles).
+    """
 
     kind: FlowKind
     targets: int
     admitted: int
     unadmitted_by_reason: Mapping[str, int]
-    not_evaluable_by_reason: Mapping[str, int] = field(default_factory=dict)
+    not_evaluable_by_reason: Mapping[str, int] = msgspec.field(default_factory=dict)
 
     @property
     def not_evaluable(self) -> int:

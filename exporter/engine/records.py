@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -766,7 +766,7 @@ def _modification(record: Record, meta: EventMeta) -> RuleModification:
         if definition is None:
             raise _Reject("missing_field", f"SecurityGroupRule {i}: rule definition is missing")
         rule = _flat_rule(_shape(definition, RuleEntry, f"SecurityGroupRule {i}"), f"SecurityGroupRule {i}")
-        modifications.append((rule_id, replace(rule, rule_id=rule_id)))
+        modifications.append((rule_id, msgspec.structs.replace(rule, rule_id=rule_id)))
     if not modifications:
         raise _Reject("no_rule", f"{meta.event_name} on {group_id} lists no rule")
     return RuleModification(meta, group_id, tuple(modifications))

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SourceKind = Literal["cidr4", "cidr6", "sg", "prefix_list"]
@@ -52,8 +53,7 @@ def _span(value: str) -> tuple[int, int]:
     return int(network.network_address), int(network.broadcast_address)
 
 
-@dataclass(frozen=True, order=True)
-class Source:
+class Source(msgspec.Struct, frozen=True, order=True, gc=False):
     """Where traffic comes from: a CIDR (v4/v6), a security group id, or a prefix list id."""
 
     kind: SourceKind
@@ -80,12 +80,17 @@ class Source:
         return self.value
 
 
-@dataclass(frozen=True, order=True)
-class Rule:
+RuleKey = tuple[str, int, int, Source]
+
+
+class Rule(msgspec.Struct, frozen=True, order=True, gc=False):
     """One ingress permission. `from_port`/`to_port` are -1 for all ports (protocol -1 or icmp).
 
     The protocol is stored normalized ("6" and "TCP" become "tcp"), so `key`, equality and
     `matches_port` agree whatever spelling the caller used.
+
+    Rules are held in bulk (every group's rules, every change's), so they are frozen msgspec
+    Structs the cyclic garbage collector does not track (``gc=False``; they hold no cycles).
     """
 
     protocol: str
@@ -94,19 +99,16 @@ class Rule:
     source: Source
     rule_id: str | None = None
     description: str | None = None
+    #: Identity in EC2: the same protocol, ports and source cannot be authorized twice. Always
+    #: computed from the fields above (a value given is replaced): rule states keyed by it share
+    #: the rule's own tuple. Derived, so equality, order and hashing mean what the fields mean.
+    key: RuleKey = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         protocol = normalize_protocol(self.protocol)
         if protocol is not self.protocol:
-            object.__setattr__(self, "protocol", protocol)
-        # Built once (not a field): rule states keyed by it share the rule's own tuple.
-        object.__setattr__(self, "_key", (protocol, self.from_port, self.to_port, self.source))
-
-    @property
-    def key(self) -> tuple[str, int, int, Source]:
-        """Identity in EC2: the same protocol, ports and source cannot be authorized twice."""
-        key: tuple[str, int, int, Source] = self.__dict__["_key"]
-        return key
+            msgspec.structs.force_setattr(self, "protocol", protocol)
+        msgspec.structs.force_setattr(self, "key", (protocol, self.from_port, self.to_port, self.source))
 
     def matches_port(self, protocol: str, port: int) -> bool:
         """True when this rule's protocol and port range include (protocol, port)."""
@@ -123,9 +125,12 @@ class Rule:
         return f"{self.protocol}/{ports} from {self.source}"
 
 
-@dataclass(frozen=True, order=True)
-class Flow:
-    """A flow a target must admit: protocol (stored normalized), destination port and one source."""
+class Flow(msgspec.Struct, frozen=True, order=True, gc=False):
+    """A flow a target must admit: protocol (stored normalized), destination port and one source.
+
+    Made in bulk by every evaluation (each target group's required flows): not tracked by the
+    cyclic garbage collector (``gc=False``; no cycles).
+    """
 
     protocol: str
     port: int
@@ -134,7 +139,7 @@ class Flow:
     def __post_init__(self) -> None:
         protocol = normalize_protocol(self.protocol)
         if protocol is not self.protocol:
-            object.__setattr__(self, "protocol", protocol)
+            msgspec.structs.force_setattr(self, "protocol", protocol)
 
     def describe(self) -> str:
         return f"{self.protocol}/{self.port} from {self.source}"
