@@ -137,6 +137,17 @@ class ParseResult:
             self.rejected.update(r.reason for r in self.rejections)
             del self.rejections[MAX_KEPT_REJECTIONS:]
 
+    @classmethod
+    def empty(cls) -> ParseResult:
+        """A new empty result, made without the dataclass __init__ (about 1 us of Python): one
+        is made per payload, and a LookupEvents stream is one payload per record."""
+        result = cls.__new__(cls)
+        result.changes = []
+        result.rejections = []
+        result.ignored = 0
+        result.rejected = _counter()
+        return result
+
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
@@ -293,6 +304,10 @@ def _shared(text: str) -> str:
 
 def _shared_optional_str(value: Any, limit: int = _MAX_MESSAGE_CHARS) -> str | None:
     """_optional_str, the value shared."""
+    if type(value) is str and value and len(value) <= limit:
+        found = _SHARED_TEXT.get(value)
+        if found is not None:
+            return found
     text = _optional_str(value, limit)
     return None if text is None else _shared(text)
 
@@ -405,6 +420,10 @@ FlatKey = tuple[str, int, int, SourceKind, str]
 
 def _description(entry: Range | RuleEntry) -> str | None:
     value = entry.description if entry.description is not UNSET else _or_none(entry.Description)
+    if type(value) is str and value and len(value) <= 255:
+        found = _SHARED_TEXT.get(value)
+        if found is not None:
+            return found
     if not isinstance(value, str) or not value:
         return None
     return _shared(value[:255])
@@ -412,15 +431,20 @@ def _description(entry: Range | RuleEntry) -> str | None:
 
 def _protocol_ports(fields: Permission | RuleEntry, where: str) -> tuple[str, int, int]:
     """The protocol and port range of a permission or of a rule in the one-source form."""
-    protocol = _protocol(
-        (fields.ipProtocol if fields.ipProtocol is not UNSET else _or_none(fields.IpProtocol)), where
-    )
-    low, high = _ports(
-        protocol,
-        (fields.fromPort if fields.fromPort is not UNSET else _or_none(fields.FromPort)),
-        (fields.toPort if fields.toPort is not UNSET else _or_none(fields.ToPort)),
-        where,
-    )
+    raw = fields.ipProtocol if fields.ipProtocol is not UNSET else _or_none(fields.IpProtocol)
+    low = fields.fromPort if fields.fromPort is not UNSET else _or_none(fields.FromPort)
+    high = fields.toPort if fields.toPort is not UNSET else _or_none(fields.ToPort)
+    # The common case first, as _ports reads it: tcp or udp over a valid range of int ports.
+    if (
+        type(raw) is str
+        and (raw == "tcp" or raw == "udp")
+        and type(low) is int
+        and type(high) is int
+        and 0 <= low <= high <= 65535
+    ):
+        return _PROTOCOL_NAMES[raw], _PORTS.setdefault(low, low), _PORTS.setdefault(high, high)
+    protocol = _protocol(raw, where)
+    low, high = _ports(protocol, low, high, where)
     return protocol, low, high
 
 
@@ -429,7 +453,7 @@ def _permission_rules(
 ) -> list[tuple[FlatKey, Rule]]:
     """One IpPermission (request form) to one Rule per source, each with its flat key; `ids`
     gives rule ids by key."""
-    perm = _entry(permission, Permission, where)
+    perm = permission if type(permission) is Permission else _entry(permission, Permission, where)
     protocol, low, high = _protocol_ports(perm, where)
     rules: list[tuple[FlatKey, Rule]] = []
     for kind, value, pascal, suffix in (
@@ -443,11 +467,10 @@ def _permission_rules(
         if value is None or value == _EMPTY_RANGE:  # absent, null or {}: no source of this kind
             continue
         for item in _items(value, Range, where, suffix):
-            fields = _entry(item, Range, where, suffix)
+            fields = item if type(item) is Range else _entry(item, Range, where, suffix)
             if kind == 0:
-                source = _cidr(
-                    (fields.cidrIp if fields.cidrIp is not UNSET else _or_none(fields.CidrIp)), where
-                )
+                text = fields.cidrIp if fields.cidrIp is not UNSET else _or_none(fields.CidrIp)
+                source = (_CIDR_SOURCES.get(text) if type(text) is str else None) or _cidr(text, where)
             elif kind == 1:
                 source = _cidr(
                     (fields.cidrIpv6 if fields.cidrIpv6 is not UNSET else _or_none(fields.CidrIpv6)), where
@@ -469,13 +492,21 @@ def _permission_rules(
                 )
             flat = (protocol, low, high, source.kind, source.value)
             rule_id = ids.get(flat) if ids else None
-            rules.append((flat, Rule(protocol, low, high, source, rule_id, _description(fields))))
+            description = fields.description
+            if type(description) is not str or not 0 < len(description) <= 255:
+                description = _description(fields)
+            else:
+                description = _SHARED_TEXT.get(description) or _description(fields)
+            rules.append((flat, Rule(protocol, low, high, source, rule_id, description)))
     return rules
 
 
 def _flat_key(fields: RuleEntry, where: str) -> RuleKey:
     """The rule key of the one-source form of SecurityGroupRule / securityGroupRuleSet entries."""
     protocol, low, high = _protocol_ports(fields, where)
+    value = fields.cidrIpv4
+    if type(value) is str and (source := _CIDR_SOURCES.get(value)) is not None:  # as _cidr reads it
+        return protocol, low, high, source
     if (
         value := (fields.cidrIpv4 if fields.cidrIpv4 is not UNSET else _or_none(fields.CidrIpv4))
     ) is not None or (
@@ -688,6 +719,10 @@ def _unique(rules: list[tuple[FlatKey, Rule]]) -> tuple[Rule, ...]:
     return tuple(by_key.values())
 
 
+_WHERES = 16
+_WHERE = tuple(f"permission {i}" for i in range(_WHERES))
+
+
 def _rule_change(record: Record, meta: EventMeta) -> RuleChange:
     action: Literal["authorize", "revoke"] = "authorize" if meta.event_name == AUTHORIZE else "revoke"
     params = _request(record, meta.event_name)
@@ -719,7 +754,7 @@ def _rule_change(record: Record, meta: EventMeta) -> RuleChange:
     ids = {(p, low, high, src.kind, src.value): rule_id for (p, low, high, src), rule_id, _ in known}
     rules: list[tuple[FlatKey, Rule]] = []
     for i, permission in enumerate(permissions or ()):
-        rules.extend(_permission_rules(permission, f"permission {i}", ids))
+        rules.extend(_permission_rules(permission, _WHERE[i] if i < _WHERES else f"permission {i}", ids))
     if not rules and not rule_ids:
         # The request named no rule this parser can read (a source group by name, a permission
         # without a source): the response's rule set says what the call added or removed.
@@ -1078,6 +1113,17 @@ def _event_time(raw_time: Any) -> datetime:
     return event_time
 
 
+def _shared_field(value: Any, pascal: Any) -> str | None:
+    """A record's optional text field (camelCase value, else the PascalCase one), shared."""
+    if value is UNSET:
+        value = pascal
+    if type(value) is str:
+        found = _SHARED_TEXT.get(value)
+        if found is not None:
+            return found
+    return _shared_optional_str(_or_none(value))
+
+
 def _meta(record: Record, event_name: str) -> EventMeta:
     event_id = _required_str(
         (record.eventID if record.eventID is not UNSET else _or_none(record.EventID)), "eventID", ""
@@ -1087,11 +1133,7 @@ def _meta(record: Record, event_name: str) -> EventMeta:
         raise _Reject("missing_field", "eventTime is missing")
     event_time = _event_time(raw_time)
     identity = record.userIdentity
-    account = _shared_optional_str(
-        record.recipientAccountId
-        if record.recipientAccountId is not UNSET
-        else _or_none(record.RecipientAccountId)
-    )
+    account = _shared_field(record.recipientAccountId, record.RecipientAccountId)
     if account is None and isinstance(identity, Identity):
         account = _shared_optional_str(
             identity.accountId if identity.accountId is not UNSET else _or_none(identity.AccountId)
@@ -1100,18 +1142,11 @@ def _meta(record: Record, event_name: str) -> EventMeta:
         event_id,
         event_time,
         _EVENT_NAMES.get(event_name, event_name),
-        _shared_optional_str(
-            record.eventSource if record.eventSource is not UNSET else _or_none(record.EventSource)
-        )
-        or "",
+        _shared_field(record.eventSource, record.EventSource) or "",
         account,
-        _shared_optional_str(
-            record.awsRegion if record.awsRegion is not UNSET else _or_none(record.AwsRegion)
-        ),
+        _shared_field(record.awsRegion, record.AwsRegion),
         _actor(record),
-        _shared_optional_str(
-            record.errorCode if record.errorCode is not UNSET else _or_none(record.ErrorCode)
-        ),
+        _shared_field(record.errorCode, record.ErrorCode),
         _optional_str(
             record.errorMessage if record.errorMessage is not UNSET else _or_none(record.ErrorMessage)
         ),

@@ -81,6 +81,7 @@ class Source(msgspec.Struct, frozen=True, order=True, gc=False):
 
 
 RuleKey = tuple[str, int, int, Source]
+_force_setattr = msgspec.structs.force_setattr
 
 
 class Rule(msgspec.Struct, frozen=True, order=True, gc=False):
@@ -105,10 +106,12 @@ class Rule(msgspec.Struct, frozen=True, order=True, gc=False):
     key: RuleKey = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        protocol = normalize_protocol(self.protocol)
-        if protocol is not self.protocol:
-            msgspec.structs.force_setattr(self, "protocol", protocol)
-        msgspec.structs.force_setattr(self, "key", (protocol, self.from_port, self.to_port, self.source))
+        protocol = self.protocol
+        if type(protocol) is not str or protocol not in _CANONICAL_PROTOCOLS:
+            protocol = normalize_protocol(protocol)
+            if protocol is not self.protocol:
+                _force_setattr(self, "protocol", protocol)
+        _force_setattr(self, "key", (protocol, self.from_port, self.to_port, self.source))
 
     def matches_port(self, protocol: str, port: int) -> bool:
         """True when this rule's protocol and port range include (protocol, port)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 from exporter.engine.changes import (
     INVENTORY_CHANGES,
@@ -27,6 +28,7 @@ from exporter.engine.overlay import InventoryOverlay, PriorKey, priors
 from exporter.engine.rules import Rule
 
 RuleKey = tuple[str, int, int, object]
+_EVENT_TIME = attrgetter("meta.event_time")
 
 
 def ordered_changes(changes: Iterable[Change]) -> list[Change]:
@@ -34,11 +36,12 @@ def ordered_changes(changes: Iterable[Change]) -> list[Change]:
     seen: set[str] = set()
     unique: list[Change] = []
     for change in changes:
-        if change.meta.event_id in seen:
+        event_id = change.meta.event_id
+        if event_id in seen:
             continue
-        seen.add(change.meta.event_id)
+        seen.add(event_id)
         unique.append(change)
-    unique.sort(key=lambda c: c.meta.event_time)
+    unique.sort(key=_EVENT_TIME)
     return unique
 
 
@@ -104,7 +107,25 @@ class RuleState:
 
     def apply(self, change: Change) -> None:
         """Apply a change forward. Failed calls change nothing."""
-        if change.meta.failed:
+        meta = change.meta
+        if meta.error_code is not None:  # meta.failed
+            return
+        if type(change) is RuleChange and change.action == "authorize":
+            # The most common change first (the same steps as below).
+            group_id = change.group_id
+            if self.watched_groups is not None and group_id not in self.watched_groups:
+                return
+            rules = self.rules.get(group_id)
+            if rules is None:
+                rules = self.rules[group_id] = {}
+            last_change = self.last_change
+            for rule in change.rules:
+                key = rule.key
+                known = rules.get(key)
+                if known is not None and rule.rule_id is None:
+                    rule = known
+                rules[key] = rule
+                last_change[(group_id, key)] = meta
             return
         if isinstance(change, AttributeChange):
             self.attributes.setdefault(change.target_group_arn, {}).update(dict(change.attributes))

@@ -462,7 +462,7 @@ def parse_payload(
     max_payload_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> ParseResult:
     """Every record in a payload of any wrapper, parsed; unwatched records counted as ignored."""
-    result = ParseResult()
+    result = ParseResult.empty()
     items: Iterator[_Item] | None = None
     if isinstance(data, str):
         # The common case first: one record as JSON text (a CloudTrailEvent, a message body).
@@ -500,7 +500,7 @@ def parse_payload(
     try:
         _collect(result, items, max_record_bytes)
     except _SkimRestart:
-        result = ParseResult()
+        result = ParseResult.empty()
         _collect(result, _walk(data, True, max_record_bytes, max_payload_bytes, typed=True), max_record_bytes)
     return result
 
