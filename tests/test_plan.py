@@ -7,7 +7,7 @@ import json
 import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import pytest
@@ -19,8 +19,13 @@ from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, PrefixList, Target
 from exporter.engine.plan import (
     LBC_DESCRIPTION,
+    Note,
+    NoteKind,
     Plan,
+    QuotaExcess,
     Risk,
+    RiskBasis,
+    UndecidedEni,
     controller_version,
     plan_attribute_change,
 )
@@ -28,6 +33,7 @@ from exporter.engine.rules import Rule, Source
 from exporter.reports.plan import (
     commands,
     edit_group_text,
+    note_text,
     notes_text,
     plan_text,
     recommendation,
@@ -372,6 +378,37 @@ def test_a_target_without_a_known_eni_blocks_and_the_notes_name_what_the_plan_ca
         "client IP preservation is always on for UDP target groups: the attribute does not change it",
         "the target group has no registered targets: no rules could be checked",
     ]
+
+
+def test_every_risk_basis_and_note_kind_has_words_of_its_own() -> None:
+    """The engine's vocabularies (RiskBasis, NoteKind) each worded by reports/plan.py: a code added
+    without words fails mypy (assert_never) and this test."""
+    excess = QuotaExcess("sg-node", 61, "IPv4", 60)
+    undecided = UndecidedEni("eni-1", 2, 0, None)
+    details = {
+        basis: risk_detail(
+            Risk(
+                "rule_quota",
+                "blocker",
+                basis,
+                ("traffic",),
+                30.0,
+                seen=2,
+                version="v2.7.1",
+                targets=("i-9",),
+                undecided=(undecided,),
+                over_quota=(excess,),
+            )
+        )
+        for basis in get_args(RiskBasis)
+    }
+    assert all(details.values()) and len(set(details.values())) == len(details)
+    plan = plan_for(incident_inventory(), preserve=False)
+    notes = {
+        kind: note_text(plan, Note(kind, "UDP", "sg-node", (WORLD,), ("k8s-other",)))
+        for kind in get_args(NoteKind)
+    }
+    assert all(notes.values()) and len(set(notes.values())) == len(notes)
 
 
 def test_nothing_to_do_when_the_value_is_already_set() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, assert_never, cast
 
 import msgspec
 
@@ -75,7 +75,7 @@ def risk_detail(risk: Risk) -> str:
             "the current rules already admit every flow required after the change, so changing the "
             "attribute before the rules opens no gap"
         )
-    if basis in ("lag_seen", "lag_not_seen"):
+    if basis == "lag_seen" or basis == "lag_not_seen":  # (mypy narrows ==, not in)
         how_long = (
             "the longest the controller took from an attribute change to its authorize in the events: "
             f"{seconds_text(risk.max_seconds or 0.0)}"
@@ -128,13 +128,17 @@ def risk_detail(risk: Risk) -> str:
         return "cannot tell which security group the controller edits: " + "; ".join(
             sorted({_undecided_text(eni) for eni in risk.undecided})
         )
-    over = "; ".join(f"{o.group_id} would hold {o.rules} {o.family} inbound rules" for o in risk.over_quota)
-    quota = risk.over_quota[0].quota if risk.over_quota else 0
-    return (
-        f"authorizing before revoking needs room: {over}, over the default quota of "
-        f"{quota} (unless the account's quota was raised, the authorize fails and "
-        "the controller falls back to revoking first)"
-    )
+    if basis == "over_quota":
+        over = "; ".join(
+            f"{o.group_id} would hold {o.rules} {o.family} inbound rules" for o in risk.over_quota
+        )
+        quota = risk.over_quota[0].quota if risk.over_quota else 0
+        return (
+            f"authorizing before revoking needs room: {over}, over the default quota of "
+            f"{quota} (unless the account's quota was raised, the authorize fails and "
+            "the controller falls back to revoking first)"
+        )
+    assert_never(basis)
 
 
 def note_text(plan: Plan, note: Note) -> str:
@@ -176,13 +180,15 @@ def note_text(plan: Plan, note: Note) -> str:
         return "the target group has no registered targets: no rules could be checked"
     if kind == "new_connections_only":
         return "client IP preservation changes apply to new connections only"
-    return (
-        "SG mode, but target(s) "
-        + ", ".join(note.names)
-        + " are not admitted by a rule referencing the NLB's security groups: their CIDR rules "
-        "admit under the legacy semantics (client sources with preservation on, the NLB subnets "
-        "with it off), so the flip needs their rules changed as in legacy mode"
-    )
+    if kind == "cidr_targets_in_sg_mode":
+        return (
+            "SG mode, but target(s) "
+            + ", ".join(note.names)
+            + " are not admitted by a rule referencing the NLB's security groups: their CIDR rules "
+            "admit under the legacy semantics (client sources with preservation on, the NLB subnets "
+            "with it off), so the flip needs their rules changed as in legacy mode"
+        )
+    assert_never(kind)
 
 
 def notes_text(plan: Plan) -> list[str]:
