@@ -39,6 +39,7 @@ from exporter.reports.plan import (
     recommendation,
     risk_detail,
 )
+from exporter.textsafe import printable_fields
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -344,6 +345,14 @@ def test_rules_the_controller_does_not_manage_are_left_alone() -> None:
     assert plan.revoke == ()
     assert [(n.group_id, n.rules) for n in plan.notes if n.kind == "not_managed"] == [("sg-node", (manual,))]
     assert any("sgr-0manual" in note and "left alone" in note for note in notes_text(plan))
+    assert (
+        "sg-node sgr-0manual tcp/31080 from 0.0.0.0/0 is not controller-managed (description 'opened by hand')"
+        in plan_text(plan)
+    )
+    # a description from outside is escaped once for the terminal (exporter/textsafe.py), not again
+    hostile = msgspec.structs.replace(manual, description="opened \x1b[31m by 'hand'\u202e")
+    shown = plan_text(printable_fields(plan_for(incident_inventory(node_rules=(hostile,)), preserve=False)))
+    assert "(description \"opened \\x1b[31m by 'hand'\\u202e\"); it is left alone" in shown
 
 
 def test_a_rule_another_target_group_relies_on_is_kept() -> None:

@@ -44,6 +44,15 @@ def _value(preserve: bool) -> str:
     return "true" if preserve else "false"
 
 
+def _quoted(text: str | None) -> str:
+    """A value in quotes as repr() quotes it, but not escaped again: the text outputs escape values
+    before they are rendered (exporter/textsafe.py), and JSON escapes its own."""
+    if text is None:
+        return "None"
+    quote = '"' if "'" in text and '"' not in text else "'"
+    return quote + text + quote
+
+
 def purpose_text(edit: RuleEdit, action: StepAction) -> str:
     """The flow kinds an authorize is for ("traffic and health_check") or a revoke admitted
     ("traffic, health_check")."""
@@ -172,7 +181,7 @@ def note_text(plan: Plan, note: Note) -> str:
         rule = note.rules[0]
         return (
             f"{note.group_id} {rule.rule_id or ''} {rule.describe()} is not controller-managed (description "
-            f"{rule.description!r}); it is left alone".replace("  ", " ")
+            f"{_quoted(rule.description)}); it is left alone".replace("  ", " ")
         )
     if kind == "kept_for_others":
         return f"a rule on {note.group_id} is kept: target group(s) {', '.join(note.names)} rely on it"
