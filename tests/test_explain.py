@@ -277,7 +277,28 @@ def test_cli_names_the_rule_and_its_authorizer_before_the_revoke(
     assert code == 0, err
     document = json.loads(out)
     assert document["at"] == at_text(30) and document["events"] == 2
+    assert list(document) == [  # the document's keys in order (its objects: test_report_shapes.py)
+        "query",
+        "source",
+        "inventory_taken_at",
+        "at",
+        "events",
+        "cloudtrail",
+        "target_groups",
+    ]
+    assert list(document["cloudtrail"]) == [
+        "source",
+        "records",
+        "changes",
+        "rejected",
+        "complete",
+        "start",
+        "end",
+        "requests",
+        "errors",
+    ]
     [explanation] = document["target_groups"]
+    assert list(explanation)[-2:] == ["flows", "gaps"]
     traffic = explanation["flows"][0]
     assert traffic["targets_admitted"] == 2
     rules = traffic["targets"][0]["rules"]

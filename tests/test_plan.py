@@ -475,6 +475,27 @@ def test_cli_plan_from_trail_files(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 0, err
     document = json.loads(out)
     assert document["read_only"] is True and document["events"] == 3
+    assert list(document) == [  # the document's keys in order (its objects: test_report_shapes.py)
+        "query",
+        "source",
+        "inventory_taken_at",
+        "events",
+        "cloudtrail",
+        "read_only",
+        "plans",
+        "guardrail",
+    ]
+    assert list(document["cloudtrail"]) == [
+        "source",
+        "records",
+        "changes",
+        "rejected",
+        "complete",
+        "start",
+        "end",
+        "requests",
+        "errors",
+    ]
     [plan] = document["plans"]
     assert [s["action"] for s in plan["steps"]] == ["authorize", "modify_attribute", "revoke"]
     assert [(e["security_group"], e["source"]) for e in plan["authorize"]] == [

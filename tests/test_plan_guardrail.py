@@ -64,6 +64,9 @@ def test_installed_policy_prints_the_bypass_steps(tmp_path: Path, capsys: pytest
     assert out.index("aws ec2 revoke-security-group-ingress") < out.index(on)
     guardrail = json.loads(json_out)["guardrail"]
     assert guardrail["state"] == "installed"
+    assert list(guardrail) == ["state", "detail", "policies"]  # keys in order, as printed
+    assert [list(p) for p in guardrail["policies"]] == [["policy", "bypass_annotation", "bindings", "denies"]]
+    assert [list(b) for b in guardrail["policies"][0]["bindings"]] == [["name", "validation_actions"]]
     assert guardrail["policies"] == [
         {
             "policy": name,
