@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from exporter.cli import main
@@ -25,7 +26,7 @@ from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding, Target
 from exporter.engine.records import WATCHED_EVENT_NAMES
 from exporter.engine.timeutil import format_time
-from exporter.reports.explain import explanation_json, explanation_record, explanation_text, required_text
+from exporter.reports.explain import explanation_json, explanation_text, required_text
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
 from tests.engine_world import (
@@ -219,8 +220,10 @@ def test_find_target_groups_by_arn_name_and_service() -> None:
 def test_json_form_is_plain_data() -> None:
     inventory = split_world_after_the_revoke()
     at = T0 + seconds(61)
-    data = explanation_record(
-        explain_target_group(inventory, TG_ARN, state_at(inventory, split_changes(), at), at=at)
+    data = msgspec.to_builtins(
+        explanation_json(
+            explain_target_group(inventory, TG_ARN, state_at(inventory, split_changes(), at), at=at)
+        )
     )
     assert json.loads(json.dumps(data)) == data
     assert data["at"] == format_time(at) and data["mode"] == "legacy" and data["admitted"] is False

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from exporter.commands import impact_check
 from exporter.commands.common import (
     UsageError,
@@ -31,6 +33,7 @@ from exporter.commands.common import (
 )
 from exporter.commands.trail_input import (
     EventsRead,
+    EventsReadJson,
     NoUsableRecords,
     read_files,
     read_lookup_events,
@@ -50,12 +53,24 @@ from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
 from exporter.engine.triggers import triggers_for
-from exporter.reports.explain import explanation_record, explanation_text
+from exporter.reports.explain import ExplanationJson, explanation_json, explanation_text
 from exporter.reports.gaps import gap_record, gaps_text
 from exporter.textsafe import printable, printable_fields, printable_lines
 
 #: What explain and plan report as bad input (exit 2), beside commands.common's UsageError.
 USAGE_ERRORS: tuple[type[Exception], ...] = (TargetNotFound, NotExplainable, NoUsableRecords, InventoryError)
+
+
+class ExplainDocument(msgspec.Struct, frozen=True):
+    """What `explain --format json` prints (its objects: reports/explain.py)."""
+
+    query: str
+    source: str  # "live" | the inventory path
+    inventory_taken_at: str
+    at: str | None
+    events: int
+    cloudtrail: EventsReadJson
+    target_groups: list[ExplanationJson]
 
 
 @dataclass
@@ -238,18 +253,16 @@ def execute(args: argparse.Namespace) -> int:
     explanations = [explain_target_group(intended, tg.arn, state, at=at) for tg in target_groups]
     gaps = gaps_by_target_group(world, at, impact_options(args, fmt))
     if args.format == "json":
-        document = {
-            "query": args.target,
-            "source": world.source,
-            "inventory_taken_at": format_time(world.inventory.taken_at),
-            "at": None if at is None else format_time(at),
-            "events": len(world.changes),
-            "cloudtrail": world.events.to_dict(),
-            "target_groups": [
-                {**explanation_record(e), "gaps": gaps.get(e.target_group_arn, [])} for e in explanations
-            ],
-        }
-        print(json.dumps(document, indent=2))
+        document = ExplainDocument(
+            query=args.target,
+            source=world.source,
+            inventory_taken_at=format_time(world.inventory.taken_at),
+            at=None if at is None else format_time(at),
+            events=len(world.changes),
+            cloudtrail=world.events.to_json(),
+            target_groups=[explanation_json(e, gaps.get(e.target_group_arn, [])) for e in explanations],
+        )
+        print(json.dumps(msgspec.to_builtins(document), indent=2))
     else:
         # values from AWS and CloudTrail shown, never obeyed by the terminal (exporter/textsafe.py)
         print(printable_lines(world.events.summary()))

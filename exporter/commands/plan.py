@@ -14,16 +14,32 @@ import argparse
 import json
 from typing import Any
 
+import msgspec
+
 from exporter.commands.common import UsageError, guarded
 from exporter.commands.explain import USAGE_ERRORS, add_source_arguments, resolve
-from exporter.commands.plan_guardrail import check_guardrail, render_guardrail
+from exporter.commands.plan_guardrail import GuardrailJson, check_guardrail, guardrail_json, render_guardrail
+from exporter.commands.trail_input import EventsReadJson
 from exporter.engine.explain import current_state, with_intents
 from exporter.engine.plan import plan_attribute_change
 from exporter.engine.timeutil import format_time
-from exporter.reports.plan import plan_record, plan_text
+from exporter.reports.plan import PlanJson, plan_json, plan_text
 from exporter.textsafe import printable_fields, printable_lines
 
 SETTABLE = ("preserve_client_ip", "preserve_client_ip.enabled")
+
+
+class PlanDocument(msgspec.Struct, frozen=True):
+    """What `plan --format json` prints (its plans: reports/plan.py; read_only is always true)."""
+
+    query: str
+    source: str  # "live" | the inventory path
+    inventory_taken_at: str
+    events: int
+    cloudtrail: EventsReadJson
+    read_only: bool
+    plans: list[PlanJson]
+    guardrail: GuardrailJson | None
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -76,17 +92,17 @@ def execute(args: argparse.Namespace) -> int:
     wanted = world.source == "live" or args.kubeconfig is not None
     guardrail = check_guardrail(args.kubeconfig) if wanted else None
     if args.format == "json":
-        document = {
-            "query": args.target,
-            "source": world.source,
-            "inventory_taken_at": format_time(world.inventory.taken_at),
-            "events": len(world.changes),
-            "cloudtrail": world.events.to_dict(),
-            "read_only": True,
-            "plans": [plan_record(p) for p in plans],
-            "guardrail": None if guardrail is None else guardrail.to_dict(),
-        }
-        print(json.dumps(document, indent=2))
+        document = PlanDocument(
+            query=args.target,
+            source=world.source,
+            inventory_taken_at=format_time(world.inventory.taken_at),
+            events=len(world.changes),
+            cloudtrail=world.events.to_json(),
+            read_only=True,
+            plans=[plan_json(p) for p in plans],
+            guardrail=None if guardrail is None else guardrail_json(guardrail),
+        )
+        print(json.dumps(msgspec.to_builtins(document), indent=2))
     else:
         # values from AWS and CloudTrail shown, never obeyed by the terminal (exporter/textsafe.py)
         print(printable_lines(world.events.summary()))

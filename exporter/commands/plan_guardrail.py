@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from exporter.engine.plan import PRESERVE_CLIENT_IP, TARGET_GROUP_ATTRIBUTES_ANNOTATION, Plan
 
 State = Literal["installed", "absent", "unknown"]
@@ -23,12 +25,41 @@ class GuardrailStatus:
     detail: str
     guardrails: tuple[Any, ...] = field(default=())  # exporter.sources.guardrail.Guardrail
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "detail": self.detail,
-            "policies": [g.to_dict() for g in self.guardrails],
-        }
+
+class BindingJson(msgspec.Struct, frozen=True):
+    name: str
+    validation_actions: list[str]
+
+
+class PolicyJson(msgspec.Struct, frozen=True):
+    policy: str
+    bypass_annotation: str
+    bindings: list[BindingJson]
+    denies: bool
+
+
+class GuardrailJson(msgspec.Struct, frozen=True):
+    """The `guardrail` object of the plan JSON document."""
+
+    state: State
+    detail: str
+    policies: list[PolicyJson]
+
+
+def guardrail_json(status: GuardrailStatus) -> GuardrailJson:
+    return GuardrailJson(
+        state=status.state,
+        detail=status.detail,
+        policies=[
+            PolicyJson(
+                policy=g.policy,
+                bypass_annotation=g.bypass_annotation,
+                bindings=[BindingJson(name, list(actions)) for name, actions in g.bindings],
+                denies=g.denies,
+            )
+            for g in status.guardrails
+        ],
+    )
 
 
 def check_guardrail(kubeconfig: str | None) -> GuardrailStatus:

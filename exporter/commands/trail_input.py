@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+import msgspec
+
 from exporter.engine.changes import Change, Rejection
 from exporter.engine.timeutil import format_time
 
@@ -41,11 +43,28 @@ class NoUsableRecords(Exception):
     """Events were asked for but not one record could be used: no verdict (exit 2)."""
 
 
+EventsKind = Literal["files", "lookup_events", "none"]
+
+
+class EventsReadJson(msgspec.Struct, frozen=True):
+    """The `cloudtrail` object of the explain and plan JSON documents."""
+
+    source: EventsKind
+    records: int
+    changes: int
+    rejected: int
+    complete: bool
+    start: str | None
+    end: str | None
+    requests: int
+    errors: list[str]
+
+
 @dataclass
 class EventsRead:
     """The changes a command uses and where they came from."""
 
-    kind: Literal["files", "lookup_events", "none"]
+    kind: EventsKind
     changes: list[Change] = field(default_factory=list)
     records: int = 0  # usable records: changes plus well-formed records of other events
     rejected: int = 0
@@ -76,18 +95,18 @@ class EventsRead:
             line += "; INCOMPLETE (" + "; ".join(self.errors) + "): last changes may be missing"
         return line
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.kind,
-            "records": self.records,
-            "changes": len(self.changes),
-            "rejected": self.rejected,
-            "complete": self.complete,
-            "start": format_time(self.start) if self.start else None,
-            "end": format_time(self.end) if self.end else None,
-            "requests": self.requests,
-            "errors": list(self.errors),
-        }
+    def to_json(self) -> EventsReadJson:
+        return EventsReadJson(
+            source=self.kind,
+            records=self.records,
+            changes=len(self.changes),
+            rejected=self.rejected,
+            complete=self.complete,
+            start=format_time(self.start) if self.start else None,
+            end=format_time(self.end) if self.end else None,
+            requests=self.requests,
+            errors=list(self.errors),
+        )
 
 
 def _reasons(counts: Counter[str]) -> str:

@@ -6,7 +6,8 @@ The text is what `explain` prints and what the landing page shows per target gro
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -76,7 +77,8 @@ class FlowJson(msgspec.Struct, frozen=True):
 
 
 class ExplanationJson(msgspec.Struct, frozen=True):
-    """`explain --format json`'s per-target-group object (the command adds its gaps)."""
+    """`explain --format json`'s per-target-group object: the explanation, then the rule gaps in
+    the events (reports/gaps.py lines, with their impact when asked for)."""
 
     target_group_arn: str
     target_group: str
@@ -94,6 +96,7 @@ class ExplanationJson(msgspec.Struct, frozen=True):
     at: str | None
     admitted: bool
     flows: list[FlowJson]
+    gaps: list[dict[str, Any]]
 
 
 def event_json(meta: EventMeta) -> EventJson:
@@ -146,8 +149,8 @@ def flow_json(flow: FlowResult) -> FlowJson:
     )
 
 
-def explanation_json(e: Explanation) -> ExplanationJson:
-    """The declared JSON shape, for tools."""
+def explanation_json(e: Explanation, gaps: Sequence[dict[str, Any]] = ()) -> ExplanationJson:
+    """The declared JSON shape, for tools; `gaps`: the target group's gap lines."""
     return ExplanationJson(
         target_group_arn=e.target_group_arn,
         target_group=e.target_group,
@@ -165,12 +168,8 @@ def explanation_json(e: Explanation) -> ExplanationJson:
         at=None if e.at is None else format_time(e.at),
         admitted=e.fully_admitted,
         flows=[flow_json(f) for f in e.flows],
+        gaps=list(gaps),
     )
-
-
-def explanation_record(e: Explanation) -> dict[str, Any]:
-    """`explanation_json` as plain data (a JSON object; its keys in the declared order)."""
-    return cast(dict[str, Any], msgspec.to_builtins(explanation_json(e)))
 
 
 # --- text -----------------------------------------------------------------------------------------

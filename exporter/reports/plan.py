@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, assert_never, cast
+from typing import assert_never
 
 import msgspec
 
@@ -435,11 +435,6 @@ def plan_json(plan: Plan) -> PlanJson:
         recommendation=recommendation(plan),
         notes=notes_text(plan),
     )
-
-
-def plan_record(plan: Plan) -> dict[str, Any]:
-    """`plan_json` as plain data (a JSON object; its keys in the declared order)."""
-    return cast(dict[str, Any], msgspec.to_builtins(plan_json(plan)))
 
 
 # --- text -----------------------------------------------------------------------------------------

@@ -47,14 +47,6 @@ class Guardrail:
     def denies(self) -> bool:
         return "Deny" in self.actions
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy,
-            "bypass_annotation": self.bypass_annotation,
-            "bindings": [{"name": n, "validation_actions": list(a)} for n, a in self.bindings],
-            "denies": self.denies,
-        }
-
 
 @dataclass(frozen=True)
 class GuardrailScan:
