@@ -101,7 +101,11 @@ class HeadReader:
                     if key.data is None:
                         self._accept()
                     elif isinstance(key.data, _Head):
-                        self._progress(key.data)
+                        try:
+                            self._progress(key.data)
+                        except Exception:  # a bug here must cost one connection, not the server
+                            log.exception("reading a request head from %s failed", key.data.address)
+                            self._close(key.data)
                 for head in self._limiter.expired():
                     self._close(head)
         finally:
@@ -123,9 +127,16 @@ class HeadReader:
             except OSError:  # out of descriptors, or the client reset before we got to it
                 log.debug("accept failed", exc_info=True)
                 return
-            sock.setblocking(False)
-            if self._ssl_context is not None:
-                sock = self._ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            try:
+                sock.setblocking(False)
+                if self._ssl_context is not None:
+                    sock = self._ssl_context.wrap_socket(
+                        sock, server_side=True, do_handshake_on_connect=False
+                    )
+            except OSError:  # reset before we got to it
+                log.debug("connection from %s failed at accept", address, exc_info=True)
+                sock.close()
+                continue
             head = _Head(sock, address)
             displaced = self._limiter.reading(head)
             if displaced is not None:

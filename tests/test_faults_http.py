@@ -98,16 +98,23 @@ def test_landing_page_and_snapshot_json_are_rendered_once_per_snapshot(
     assert (web.landing.renders, web.snapshot_json.renders) == (2, 2)
 
 
-def test_a_page_flood_never_makes_metrics_wait(holder: Holder) -> None:
-    """Renders are held open (explain blocks): /metrics answers meanwhile; extra pages get 503."""
-    release = threading.Event()
-    rendering = threading.Event()
+class _BlockingExplain:
+    """An explain provider that holds its page's render until `release` is set."""
 
-    def slow_explain(snapshot: Snapshot, name: str) -> str:
-        rendering.set()
-        release.wait(GUARD)
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.rendering = threading.Event()
+
+    def __call__(self, snapshot: Snapshot, name: str) -> str:
+        self.rendering.set()
+        self.release.wait(GUARD)
         return "explained"
 
+
+def test_a_page_flood_never_makes_metrics_wait(holder: Holder) -> None:
+    """Renders are held open (explain blocks): /metrics answers meanwhile; extra pages get 503."""
+    slow_explain = _BlockingExplain()
+    release, rendering = slow_explain.release, slow_explain.rendering
     web = _serve(holder, explain_provider=slow_explain, pages=PagePool(workers=1, wait=0.2))
     try:
         results: list[int] = []
@@ -328,14 +335,8 @@ def test_head_readers_are_displaced_oldest_first_and_expire_at_the_deadline() ->
 
 
 def test_a_request_while_every_answering_slot_is_busy_gets_503_at_once(holder: Holder) -> None:
-    release = threading.Event()
-    rendering = threading.Event()
-
-    def slow_explain(snapshot: Snapshot, name: str) -> str:
-        rendering.set()
-        release.wait(GUARD)
-        return "explained"
-
+    slow_explain = _BlockingExplain()
+    release, rendering = slow_explain.release, slow_explain.rendering
     web = _serve(holder, explain_provider=slow_explain, limiter=ConnectionLimiter(max_connections=1))
     try:
         first = threading.Thread(target=lambda: _get(web, f"/target-groups/{CHECKOUT_TG}"))
