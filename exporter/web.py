@@ -8,7 +8,8 @@ Routes:
                          once per snapshot by exporter.metrics.ExpositionCache
   /healthz               200 "ok" while the process serves (never behind basic auth)
   /readyz                200 when Snapshot.ready, else 503 with a short reason (never behind basic auth)
-  /                      the landing page (exporter/web_page.py)
+  /                      the landing page (exporter/web_page.py); `?page=N&q=text` pages and filters
+                         its target groups (exporter/web_landing.py), 400 on a bad query
   /target-groups/<name>  one target group's page, with an optional explanation
   /api/snapshot.json     the snapshot as JSON, for tools
 
@@ -47,12 +48,14 @@ from exporter.metrics import GZIP_LEVEL, ExpositionCache, ExpositionFormat, buil
 from exporter.web_auth import BasicAuth
 from exporter.web_heads import HeadReader
 from exporter.web_json import snapshot_json_body
+from exporter.web_landing import BadQuery, LandingQuery, parse_query
 from exporter.web_limits import (
     LISTEN_BACKLOG,
     ConnectionLimiter,
     PageBusy,
     PagePool,
     PerSnapshot,
+    RecentPerSnapshot,
     SnapshotCache,
 )
 from exporter.web_links import PageLinks
@@ -66,7 +69,7 @@ ExplainProvider = Callable[[Snapshot, str], str | None]
 #: Pages have no scripts: forbid them outright, allow only inline styles and inline SVG.
 _HTML_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
@@ -264,7 +267,12 @@ class _Handler(BaseHTTPRequestHandler):
         snapshot = app.get_snapshot()
         now = app.clock()
         if path in ("/", "/index.html"):
-            landing = app.landing.body(snapshot)  # rendered once per snapshot
+            try:
+                query = parse_query(urlsplit(self.path).query)
+            except BadQuery as exc:  # the message never repeats the value
+                self._text(400, f"bad request: {exc}\n", head=head)
+                return
+            landing = app.landing_page(snapshot, query)
             self._send(200, landing, "text/html; charset=utf-8", head=head, headers=_HTML_HEADERS)
         elif path == "/api/snapshot.json":
             gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
@@ -341,6 +349,10 @@ class WebServer:
         self.landing = SnapshotCache(
             lambda snapshot: self.page_worker.landing(snapshot, self.clock(), self.links)
         )
+        #: other pages of it and filtered ones (?page=N&q=text): the most recent few per snapshot
+        self.landing_queries: RecentPerSnapshot[LandingQuery, bytes] = RecentPerSnapshot(
+            lambda snapshot, query: self.page_worker.landing(snapshot, self.clock(), self.links, query)
+        )
         self.snapshot_json = SnapshotCache(snapshot_json_body)
         self.explain_provider = explain_provider
         self.explanations: PerSnapshot[str | None] = PerSnapshot(self._explain)
@@ -377,6 +389,12 @@ class WebServer:
         if host in ("0.0.0.0", "[::]", ""):
             host = "127.0.0.1"
         return f"{scheme}://{host}:{self.port}"
+
+    def landing_page(self, snapshot: Snapshot, query: LandingQuery) -> bytes:
+        """The landing page for `query`: `/` once per snapshot, other queries from a bounded cache."""
+        if query.default:
+            return self.landing.body(snapshot)
+        return self.landing_queries.get(snapshot, query)
 
     def explain(self, snapshot: Snapshot, name: str) -> str | None:
         """The explanation of target group `name` as of `snapshot`, built once per snapshot."""

@@ -19,6 +19,7 @@ from markupsafe import Markup, escape
 
 from exporter.daemon.snapshot import GapView, Snapshot, TargetGroupView
 from exporter.engine.flows import FLOW_KINDS, FlowKind, FlowStatus
+from exporter.web_landing import MAX_QUERY_CHARS, LandingQuery, listing
 from exporter.web_links import (
     JOB_FAILING,
     RULE_GAP_CLOSED_RECENTLY,
@@ -188,6 +189,7 @@ _ENV.filters.update(labelled=_labelled, breakable=_breakable)
 _ENV.globals.update(
     REFRESH_SECONDS=REFRESH_SECONDS,
     ZOOM_ANCHOR=ZOOM_ANCHOR,
+    MAX_QUERY_CHARS=MAX_QUERY_CHARS,
     JOB_FAILING=JOB_FAILING,
     RULE_GAP_CLOSED_RECENTLY=RULE_GAP_CLOSED_RECENTLY,
     RULE_GAP_OPEN=RULE_GAP_OPEN,
@@ -195,6 +197,7 @@ _ENV.globals.update(
     TARGET_GROUP_UNREACHABLE=TARGET_GROUP_UNREACHABLE,
     actor=_actor,
     closed_newest_first=_closed_newest_first,
+    count=lambda n: f"{n:,}",
     duration=format_duration,
     flow_label=lambda flow: _FLOW_LABELS.get(flow, flow),
     flow_rows=_flow_rows,
@@ -222,18 +225,18 @@ def _render(template: str, snapshot: Snapshot, now: datetime, links: PageLinks |
     )
 
 
-def render_landing(snapshot: Snapshot, now: datetime, links: PageLinks | None = None) -> str:
-    """The landing page: open gaps first, then target groups, recent gaps, sources and jobs."""
-    open_arns = {g.target_group_arn for g in snapshot.open_gaps}
+def render_landing(
+    snapshot: Snapshot, now: datetime, links: PageLinks | None = None, query: LandingQuery | None = None
+) -> str:
+    """The landing page: open gaps first, a summary line, one page of target groups (problems
+    first, filtered by `query.q`; exporter/web_landing.py), recent gaps, sources and jobs."""
     return _render(
         "landing.html",
         snapshot,
         now,
         links,
-        open_arns=open_arns,
-        target_groups=sorted(
-            snapshot.target_groups, key=lambda t: (t.arn not in open_arns, t.namespace, t.service, t.name)
-        ),
+        open_arns={g.target_group_arn for g in snapshot.open_gaps},
+        listing=listing(snapshot, query or LandingQuery()),
         recent_gaps=sorted(snapshot.recent_gaps, key=lambda g: g.start, reverse=True),
         sources=sorted(snapshot.sources, key=lambda s: (s.up, s.source, s.aws_account_id, s.aws_region)),
     )

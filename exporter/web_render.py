@@ -1,7 +1,7 @@
 """The landing page rendered in a worker process at a lower CPU priority, off the server's GIL.
 
-Why (docs/benchmarks.md, figure 8): at 5,000 target groups the landing page is 18.7 MB of HTML
-and 1.4 s of CPU per snapshot. Rendered in the server's process it held the GIL for seconds at a
+Why (docs/benchmarks.md, figure 8): at 5,000 target groups the landing page was 18.7 MB of HTML
+and 1.4 s of CPU per snapshot before it was paged (100 target groups a page, web_landing.py). Rendered in the server's process it held the GIL for seconds at a
 time against the threads answering /metrics: every scrape over 100 ms in the soak overlapped one.
 
 One worker per WebServer, started on the first render: `forkserver` (a fresh interpreter, not a
@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from exporter.daemon.snapshot import Snapshot
+from exporter.web_landing import LandingQuery
 from exporter.web_links import PageLinks
 from exporter.web_page import render_landing
 
@@ -60,9 +61,11 @@ def _start_worker(server_pid: int) -> None:
     threading.Thread(target=watch, name="orphan-check", daemon=True).start()
 
 
-def landing_bytes(snapshot: Snapshot, now: datetime, links: PageLinks) -> bytes:
+def landing_bytes(
+    snapshot: Snapshot, now: datetime, links: PageLinks, query: LandingQuery | None = None
+) -> bytes:
     """The landing page as sent (in the worker, or here when it failed)."""
-    return render_landing(snapshot, now, links).encode()
+    return render_landing(snapshot, now, links, query).encode()
 
 
 class PageWorker:
@@ -74,8 +77,10 @@ class PageWorker:
         self._closed = False
         self.failures = 0  # renders done here because the worker could not be had or died
 
-    def landing(self, snapshot: Snapshot, now: datetime, links: PageLinks) -> bytes:
-        return self.run(landing_bytes, snapshot, now, links)
+    def landing(
+        self, snapshot: Snapshot, now: datetime, links: PageLinks, query: LandingQuery | None = None
+    ) -> bytes:
+        return self.run(landing_bytes, snapshot, now, links, query)
 
     def run(self, fn: Callable[..., T], *args: object) -> T:
         """fn(*args) in the worker; in this process when the worker cannot run it. An exception

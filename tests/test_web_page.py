@@ -19,6 +19,8 @@ import pytest
 import requests
 import yaml
 
+from benchmarks.synth_snapshot import NOW as SYNTH_NOW
+from benchmarks.synth_snapshot import build_snapshot
 from exporter.config import ConfigError, load_settings
 from exporter.daemon.snapshot import Snapshot
 from exporter.web import WebServer
@@ -224,6 +226,12 @@ window.addEventListener("load", function () {
     out.texts += 1;
     if (ratio < (large ? 3 : 4.5)) out.contrast.push(node.textContent.trim().slice(0, 40) + " " + ratio.toFixed(2));
   }
+  out.controls = 0; out.unlabelled = [];
+  document.querySelectorAll("input, select, textarea, button").forEach(function (el) {
+    out.controls += 1; var r = el.getBoundingClientRect();
+    if (el.tagName !== "BUTTON" && !(el.labels && el.labels.length)) out.unlabelled.push(el.outerHTML.slice(0, 80));
+    if (r.width < 24 || r.height < 20 || r.right > innerWidth + 0.5) out.unlabelled.push("too small or off screen: " + el.outerHTML.slice(0, 80));
+  });
   out.tl6 = Array.prototype.map.call(document.querySelectorAll("svg.tl-6h"), function (e) { return getComputedStyle(e).display; });
   out.tl1 = Array.prototype.map.call(document.querySelectorAll("svg.tl-1h"), function (e) { return getComputedStyle(e).display; });
   var pre = document.createElement("pre"); pre.id = "measure"; pre.textContent = JSON.stringify(out);
@@ -291,8 +299,43 @@ def test_in_chromium_every_column_fits_and_all_text_has_aa_contrast(
     assert result["overflow"] == [], result["overflow"]
     assert result["cells"] > 10 and result["hiddenCells"] == 0
     assert result["texts"] > 40 and result["contrast"] == [], result["contrast"]
+    assert result["unlabelled"] == [], result["unlabelled"]
     # The 6 h strips show and the last-hour ones wait for the zoom.
     assert result["tl6"] and set(result["tl6"]) == {"block"} and set(result["tl1"]) == {"none"}
+
+
+@pytest.fixture
+def fleet_server() -> Iterator[WebServer]:
+    """250 target groups: the landing page has three pages, the filter and the pager."""
+    snap = build_snapshot(250)
+    web = WebServer(lambda: snap, "127.0.0.1", 0, clock=lambda: SYNTH_NOW, links=PageLinks(RUNBOOKS, GRAFANA))
+    web.start()
+    yield web
+    web.stop()
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_in_chromium_the_filter_and_pager_fit_are_labelled_and_have_aa_contrast(
+    fleet_server: WebServer, tmp_path: Path, width: int
+) -> None:
+    path = "/?q=TEAM&page=2"
+    html = requests.get(fleet_server.url + path, timeout=TIMEOUT).text
+    assert 'value="TEAM"' in html and html.count('<nav class="pager"') == 2
+    result = measure(fleet_server, tmp_path, path, width)
+    assert result["scrollWidth"] <= width and result["overflow"] == [], result["overflow"]
+    assert result["cells"] > 100 and result["hiddenCells"] == 0
+    assert result["texts"] > 40 and result["contrast"] == [], result["contrast"]
+    assert result["controls"] == 2 and result["unlabelled"] == [], result["unlabelled"]
+    screenshot = tmp_path / f"landing-page2-{width}.png"
+    done = chromium(
+        tmp_path,
+        f"profile-p{width}",
+        f"--screenshot={screenshot}",
+        f"--window-size={width},1000",
+        fleet_server.url + path,
+    )
+    print(f"landing page 2, filtered, at {width} px: {screenshot}")
+    assert done.returncode == 0 and screenshot.stat().st_size > 10_000, done.stderr[-2000:]
 
 
 def test_in_chromium_the_zoom_shows_the_last_hour(server: WebServer, tmp_path: Path) -> None:
