@@ -18,6 +18,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -42,9 +43,14 @@ ORPHAN_CHECK_SECONDS = 1.0
 
 
 def _start_worker(server_pid: int) -> None:
-    """In the worker: lower its priority, and end it when the server's process is gone (killed
-    with -9, the worker would otherwise wait on its queue for ever: it holds the queue's writing
-    end itself)."""
+    """In the worker: lower its priority, ignore Ctrl-C, and end it when the server's process is
+    gone (killed with -9, the worker would otherwise wait on its queue for ever: it holds the
+    queue's writing end itself).
+
+    A terminal's Ctrl-C reaches the whole process group, the worker too (the fork server ignores
+    SIGINT, but restores the default handler in the processes it forks): the server stops on it
+    and ends its worker, which would otherwise die first with a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
 

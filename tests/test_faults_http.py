@@ -165,6 +165,47 @@ def test_the_landing_page_renders_in_a_nicer_worker_process_and_survives_its_dea
         web.stop()
 
 
+_CTRL_C_SERVER = """
+import os, signal, sys
+from exporter.web import WebServer
+# As a terminal's shell leaves it (a background job of a script ignores SIGINT, and so would the
+# worker: the test would pass whatever the worker does); `exporter run` installs its own handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+web = WebServer(lambda: None, "127.0.0.1", 0)  # not read: no page is asked for
+web.start()
+print(web.page_worker.run(os.getpid), flush=True)
+sys.stdin.readline()
+print(web.page_worker.run(os.getpid), web.page_worker.failures, flush=True)
+web.stop()
+"""
+
+
+def test_the_page_worker_leaves_ctrl_c_to_its_server() -> None:
+    """A terminal's Ctrl-C reaches every process of its group: the worker ignores it (no
+    KeyboardInterrupt traceback on the terminal, no broken pool); it ends when its server stops."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", _CTRL_C_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdin is not None and server.stdout is not None
+        worker = int(server.stdout.readline())
+        os.kill(worker, signal.SIGINT)
+        time.sleep(0.5)  # time for a default handler to raise in the worker's queue read
+        server.stdin.write("\n")
+        server.stdin.flush()
+        assert server.stdout.readline().split() == [str(worker), "0"]  # the same worker, no failure
+        _, stderr = server.communicate(timeout=GUARD)
+        assert server.returncode == 0 and "KeyboardInterrupt" not in stderr, stderr
+        _wait(lambda: _gone(worker), "the page worker to end with its server")
+    finally:
+        server.kill()
+        server.wait(GUARD)
+
+
 _KILLED_SERVER = """
 import os, sys, requests
 from datetime import UTC, datetime
