@@ -42,6 +42,7 @@ from tests.engine_world import (
     set_preserve,
     tcp,
 )
+from tests.test_report_shapes import CLOUDTRAIL_KEYS
 
 LOW_HALF = tcp(NODE_PORT, "0.0.0.0/1", "sgr-0low")
 HIGH_HALF = tcp(NODE_PORT, "128.0.0.0/1", "sgr-0high")
@@ -289,17 +290,7 @@ def test_cli_names_the_rule_and_its_authorizer_before_the_revoke(
         "cloudtrail",
         "target_groups",
     ]
-    assert list(document["cloudtrail"]) == [
-        "source",
-        "records",
-        "changes",
-        "rejected",
-        "complete",
-        "start",
-        "end",
-        "requests",
-        "errors",
-    ]
+    assert list(document["cloudtrail"]) == CLOUDTRAIL_KEYS
     [explanation] = document["target_groups"]
     assert list(explanation)[-2:] == ["flows", "gaps"]
     traffic = explanation["flows"][0]

@@ -55,6 +55,7 @@ from tests.engine_world import (
     set_preserve,
     tcp,
 )
+from tests.test_report_shapes import CLOUDTRAIL_KEYS
 
 WORLD = tcp(NODE_PORT, "0.0.0.0/0", "sgr-0world")
 SUBNET_RULES = tuple(tcp(NODE_PORT, c, f"sgr-0sub{i}") for i, c in enumerate(SUBNETS))
@@ -485,17 +486,7 @@ def test_cli_plan_from_trail_files(tmp_path: Path, capsys: pytest.CaptureFixture
         "plans",
         "guardrail",
     ]
-    assert list(document["cloudtrail"]) == [
-        "source",
-        "records",
-        "changes",
-        "rejected",
-        "complete",
-        "start",
-        "end",
-        "requests",
-        "errors",
-    ]
+    assert list(document["cloudtrail"]) == CLOUDTRAIL_KEYS
     [plan] = document["plans"]
     assert [s["action"] for s in plan["steps"]] == ["authorize", "modify_attribute", "revoke"]
     assert [(e["security_group"], e["source"]) for e in plan["authorize"]] == [

@@ -28,6 +28,18 @@ from tests.engine_world import (
 
 RULE_FIELDS = ["protocol", "from_port", "to_port", "source", "source_kind", "description"]
 EDIT_KEYS = ["security_group", "rule_id", *RULE_FIELDS, "purpose"]
+#: the `cloudtrail` object of the explain and plan documents (checked in test_explain, test_plan)
+CLOUDTRAIL_KEYS = [
+    "source",
+    "records",
+    "changes",
+    "rejected",
+    "complete",
+    "start",
+    "end",
+    "requests",
+    "errors",
+]
 
 
 def roundtrip(data: Any) -> Any:
