@@ -39,6 +39,7 @@ from exporter.reports.plan import (
     recommendation,
     risk_detail,
 )
+from exporter.reports.words import flow_text
 from exporter.textsafe import printable_fields
 from tests import cloudtrail_samples as samples
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
@@ -113,7 +114,7 @@ def test_true_to_false_adds_the_subnet_rules_first_and_removes_the_world_rule_af
         f"--target-group-arn {TG_ARN} --attributes Key=preserve_client_ip.enabled,Value=false"
     )
     assert rev.startswith("aws ec2 revoke-security-group-ingress") and "CidrIp=0.0.0.0/0" in rev
-    assert [[f.describe() for f in alt] for alt in plan.required_after["traffic"]] == [
+    assert [[flow_text(f) for f in alt] for alt in plan.required_after["traffic"]] == [
         [f"tcp/{NODE_PORT} from {c}" for c in SUBNETS]
     ]
     assert plan.edit_groups[0].group_id == "sg-node" and plan.safe_in_place

@@ -37,6 +37,7 @@ from exporter.engine.changes import (
 )
 from exporter.engine.inventory import InventoryError
 from exporter.engine.timeutil import format_time
+from exporter.reports.words import rule_text
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -92,7 +93,7 @@ def change_line(change: Change, touched: set[str] | None) -> dict[str, Any]:
         line["group_id"] = change.group_id
         if isinstance(change, RuleChange):
             line["action"] = change.action
-            line["rules"] = [r.describe() for r in change.rules]
+            line["rules"] = [rule_text(r) for r in change.rules]
         subject = change.group_id
     if touched is not None:
         line["in_inventory"] = subject in touched

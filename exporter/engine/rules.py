@@ -117,16 +117,6 @@ class Rule(msgspec.Struct, frozen=True, order=True, gc=False):
         """True when this rule's protocol and port range include (protocol, port)."""
         return _matches(self, normalize_protocol(protocol), port)
 
-    def describe(self) -> str:
-        ports = (
-            "all"
-            if self.protocol == ALL_PROTOCOLS or self.from_port == -1
-            else (
-                str(self.from_port) if self.from_port == self.to_port else f"{self.from_port}-{self.to_port}"
-            )
-        )
-        return f"{self.protocol}/{ports} from {self.source}"
-
 
 class Flow(msgspec.Struct, frozen=True, order=True, gc=False):
     """A flow a target must admit: protocol (stored normalized), destination port and one source.
@@ -143,9 +133,6 @@ class Flow(msgspec.Struct, frozen=True, order=True, gc=False):
         protocol = normalize_protocol(self.protocol)
         if protocol is not self.protocol:
             msgspec.structs.force_setattr(self, "protocol", protocol)
-
-    def describe(self) -> str:
-        return f"{self.protocol}/{self.port} from {self.source}"
 
 
 def _matches(rule: Rule, protocol: str, port: int) -> bool:

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from exporter.engine.changes import AttributeChange, Change
 from exporter.engine.gaps import REPLACEMENT_WINDOW, Gap
 from exporter.engine.inventory import ServiceBinding
-from exporter.engine.timeutil import format_time
 
 #: How long before a gap an attribute change on its target group still counts as its trigger:
 #: the controller reconciles within seconds; the replacement window bounds a slow reconcile.
@@ -53,11 +52,6 @@ class Trigger:
         if self.source == "kubernetes":
             return f"{self.event_name}: {changed}" if changed else self.event_name
         return changed
-
-    def describe(self) -> str:
-        changed = ", ".join(f"{k}={v}" for k, v in self.attributes)
-        what = f"{self.event_name} ({changed})" if changed else self.event_name
-        return f"{what} by {self.who} at {format_time(self.time)}"
 
 
 def trigger_of(change: AttributeChange) -> Trigger:

@@ -17,6 +17,7 @@ from exporter.engine.flows import FlowKind, Reason, transport_protocols
 from exporter.engine.inventory import LoadBalancer
 from exporter.engine.rule_fields import RuleFields, rule_fields
 from exporter.engine.timeutil import format_time
+from exporter.reports.words import flow_text, rule_text
 
 
 def required_text(flow: FlowResult) -> tuple[tuple[str, ...], ...]:
@@ -116,7 +117,7 @@ def rule_ref_json(ref: RuleRef) -> RuleRefJson:
     return RuleRefJson(
         ref.group_id,
         ref.rule.rule_id,
-        ref.rule.describe(),
+        rule_text(ref.rule),
         **rule_fields(ref.rule),
         last_change=None if change is None else event_json(change),
     )
@@ -131,7 +132,7 @@ def target_json(result: TargetResult) -> TargetJson:
         security_groups=list(result.security_groups),
         admitted=result.admitted,
         reason=result.reason,
-        flow=None if result.flow is None else result.flow.describe(),
+        flow=None if result.flow is None else flow_text(result.flow),
         uncovered=list(result.uncovered),
         rules=[rule_ref_json(r) for r in result.rules],
         port_rules=[rule_ref_json(r) for r in result.port_rules],
@@ -181,7 +182,7 @@ def mode_text(lb: LoadBalancer | Explanation) -> str:
 
 def rule_line(ref: RuleRef, events_read: bool = True) -> str:
     rule = ref.rule
-    parts = [f"{ref.group_id} {rule.rule_id or '(rule id unknown)'}: {rule.describe()}"]
+    parts = [f"{ref.group_id} {rule.rule_id or '(rule id unknown)'}: {rule_text(rule)}"]
     if rule.description:
         parts.append(f'"{rule.description}"')
     change = ref.last_change
@@ -217,7 +218,7 @@ def _target_label(result: TargetResult) -> str:
 
 
 def _reason_text(result: TargetResult) -> str:
-    flow = result.flow.describe() if result.flow is not None else "the flow"
+    flow = flow_text(result.flow) if result.flow is not None else "the flow"
     reason = result.reason
     if reason == "target_eni_not_found":
         return "no network interface is known for the target"

@@ -32,6 +32,7 @@ from exporter.engine.plan import (
 )
 from exporter.engine.rule_fields import RuleFields, rule_fields
 from exporter.engine.rules import ALL_PROTOCOLS, Rule
+from exporter.reports.words import flow_text, rule_text
 
 # --- the plan's facts in words ---------------------------------------------------------------------
 
@@ -173,14 +174,14 @@ def note_text(plan: Plan, note: Note) -> str:
     if kind == "early_rules":
         return (
             f"the controller owns rules described {LBC_DESCRIPTION} and does not want "
-            + ", ".join(rule.describe() for rule in note.rules)
+            + ", ".join(rule_text(rule) for rule in note.rules)
             + " until the attribute changes: a reconcile between the authorize step and the change may "
             "revoke them, so make the change right after the authorize step and check with `explain`"
         )
     if kind == "not_managed":
         rule = note.rules[0]
         return (
-            f"{note.group_id} {rule.rule_id or ''} {rule.describe()} is not controller-managed (description "
+            f"{note.group_id} {rule.rule_id or ''} {rule_text(rule)} is not controller-managed (description "
             f"{_quoted(rule.description)}); it is left alone".replace("  ", " ")
         )
     if kind == "kept_for_others":
@@ -264,10 +265,10 @@ def command(plan: Plan, step: Step) -> Command:
         f"--ip-permissions {shlex.quote(permission)}"
     )
     if authorize:
-        what = "; ".join(f"{e.rule.describe()} for {purpose_text(e, step.action)}" for e in step.edits)
+        what = "; ".join(f"{rule_text(e.rule)} for {purpose_text(e, step.action)}" for e in step.edits)
         return Command(step.action, line, f"before the change: {what}")
     what = "; ".join(
-        f"{e.rule.rule_id or 'rule id unknown'}: {e.rule.describe()} (admitted {purpose_text(e, step.action)} before)"
+        f"{e.rule.rule_id or 'rule id unknown'}: {rule_text(e.rule)} (admitted {purpose_text(e, step.action)} before)"
         for e in step.edits
     )
     return Command(step.action, line, f"after the change, no longer needed: {what}")
@@ -423,7 +424,7 @@ def plan_json(plan: Plan) -> PlanJson:
         desired=plan.desired,
         changes_attribute=plan.changes_attribute,
         required_after={
-            k: [[f.describe() for f in alt] for alt in v] for k, v in plan.required_after.items()
+            k: [[flow_text(f) for f in alt] for alt in v] for k, v in plan.required_after.items()
         },
         edit_groups=[EditGroupJson(g.group_id, edit_group_text(g)) for g in plan.edit_groups],
         authorize=[_edit_json(e, "authorize") for e in plan.authorize],
@@ -455,7 +456,7 @@ def plan_text(plan: Plan) -> str:
         lines.append(f"  edit group     {group.group_id} ({edit_group_text(group)})")
     lines += ["", "Required after the change:"]
     for kind, alternatives in p.required_after.items():
-        text = " | or | ".join(", ".join(f.describe() for f in alt) for alt in alternatives) or "nothing"
+        text = " | or | ".join(", ".join(flow_text(f) for f in alt) for alt in alternatives) or "nothing"
         lines.append(f"  {kind:<13} {text}")
     lines += ["", "Commands, make-before-break (read-only: nothing has been run; review first):"]
     if not p.steps:
