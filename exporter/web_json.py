@@ -12,6 +12,7 @@ import msgspec
 
 from exporter.daemon.snapshot import GapView, Snapshot, TargetGroupView
 from exporter.engine.timeutil import format_time
+from exporter.reports.impact import ImpactJson, impact_json
 
 
 class FlowJson(msgspec.Struct, frozen=True):
@@ -58,7 +59,7 @@ class GapJson(msgspec.Struct, frozen=True):
     explained: bool
     start_exact: bool
     note: str | None  # why the start is not exact (GapView.note), else null
-    impact: dict[str, Any] | None = None  # a checked gap's impact: the fields of `replay --impact`
+    impact: ImpactJson | None = None  # a checked gap's impact: the fields of `replay --impact`
 
 
 class SeriesJson(msgspec.Struct, frozen=True):
@@ -161,7 +162,7 @@ def _gap(gap: GapView) -> GapJson:
         gap.explained,
         gap.start_exact,
         gap.note or None,
-        None if gap.impact is None else gap.impact.to_dict(),
+        None if gap.impact is None else impact_json(gap.impact),
     )
 
 

@@ -23,6 +23,7 @@ from exporter.engine.impact import (
     assess,
     window_for,
 )
+from exporter.reports.impact import impact_record
 
 T0 = datetime(2026, 11, 20, 3, 0, 12, tzinfo=UTC)
 HEALTH = HealthCheck(healthy_threshold=3, unhealthy_threshold=2, interval_seconds=10)
@@ -74,7 +75,7 @@ def test_unhealthy_hosts_rising_in_the_window_confirm_with_the_numbers() -> None
     assert result.impact == "confirmed" and result.reasons == ("unhealthy_hosts_rose",)
     assert result.peak_unhealthy_hosts == 2 and result.baseline_unhealthy_hosts == 0
     assert result.new_flows_during == 40 * 3 and result.new_flows_before == 40 * 3
-    assert result.to_dict()["impact"] == "confirmed"
+    assert impact_record(result)["impact"] == "confirmed"
 
 
 def test_quiet_metrics_and_no_rejects_are_none_seen_only_when_everything_was_read() -> None:

@@ -55,6 +55,7 @@ from exporter.engine.timeutil import format_time, parse_time
 from exporter.engine.triggers import triggers_for
 from exporter.reports.explain import ExplanationJson, explanation_json, explanation_text
 from exporter.reports.gaps import gap_record, gaps_text
+from exporter.reports.impact import impact_record
 from exporter.textsafe import printable, printable_fields, printable_lines
 
 #: What explain and plan report as bad input (exit 2), beside commands.common's UsageError.
@@ -312,9 +313,6 @@ def gaps_by_target_group(
     for gap in shown:
         record = gap_record(gap, triggers, analysis.end)
         if impact is not None:  # an open gap's impact is not known yet
-            result = impacts.get(gap.key)
-            record.update(
-                result.to_dict() if result else {"impact": "unknown", "impact_missing": ["gap_open"]}
-            )
+            record.update(impact_record(impacts.get(gap.key)))
         found.setdefault(gap.target_group_arn, []).append(record)
     return found

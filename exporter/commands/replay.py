@@ -23,6 +23,7 @@ from exporter.engine.impact import ImpactResult
 from exporter.engine.inventory import InventoryError
 from exporter.engine.triggers import Trigger, triggers_for
 from exporter.reports.gaps import gap_record
+from exporter.reports.impact import impact_record
 from exporter.textsafe import printable
 
 TABLE_COLUMNS = ("start", "end", "duration_seconds", "target_group", "flow", "cause", "actor")
@@ -98,8 +99,7 @@ def print_json_lines(
     for gap in analysis.gaps:
         record = gap_record(gap, triggers or {}, analysis.end)
         if impacts is not None:  # --impact: every gap says; an open gap's impact is not known yet
-            found = impacts.get(gap.key)
-            record.update(found.to_dict() if found else {"impact": "unknown", "impact_missing": ["gap_open"]})
+            record.update(impact_record(impacts.get(gap.key)))
         print(json.dumps(record, sort_keys=False))
     if with_replacements:
         for rep in analysis.replacements:

@@ -23,6 +23,7 @@ from exporter.daemon.snapshot import IMPACT_CONFIRMED_LAST, GapView, labels_of
 from exporter.daemon.tracker import view_from_stored
 from exporter.engine.flowlogs import FlowLogFormat, S3Location
 from exporter.engine.impact import ImpactResult
+from exporter.reports.impact import impact_record
 from exporter.sources.aws import AwsClients
 from exporter.sources.gap_impact import check_gaps, health_for
 
@@ -104,7 +105,9 @@ class ImpactChecker:
                 result = results[gap.key]
                 assert gap.end is not None
                 final = is_final(result) or now - gap.end >= GIVE_UP
-                store.set_gap_impact(db, gap.key, self.monitor.key, now.timestamp(), final, result.to_dict())
+                store.set_gap_impact(
+                    db, gap.key, self.monitor.key, now.timestamp(), final, impact_record(result)
+                )
                 if (result.impact != "unknown" or final) and store.count_once(db, "gap_impact", gap.key):
                     labels = labels_of(**gap.identity, flow=gap.flow, impact=result.impact)
                     store.increment(db, IMPACT_FAMILY, labels)

@@ -39,6 +39,7 @@ from exporter.daemon.state import StateStore, StoredGap
 from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
 from exporter.engine.flows import FlowKind
 from exporter.engine.impact import ImpactResult
+from exporter.reports.impact import read_impact
 from exporter.sources.feed import EventFeed
 
 log = structlog.get_logger("sg-churn-exporter")
@@ -481,7 +482,7 @@ class Daemon:
         if not self.impact_checkers:
             return {}
         stored = self.store.gap_impacts(g.key for g in gaps)
-        return {key: ImpactResult.from_dict(found.data) for key, found in stored.items()}
+        return {key: read_impact(found.data) for key, found in stored.items()}
 
     def _log_transitions(self, open_gaps: tuple[GapView, ...], recent: tuple[GapView, ...]) -> None:
         """One log line when a gap opens, and one when it is closed with its final facts.

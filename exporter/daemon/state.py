@@ -108,7 +108,7 @@ class StoredGap:
 class StoredImpact:
     checked_at: float
     final: bool  # no further check will change it (every source read, or given up)
-    data: dict[str, Any]  # ImpactResult.to_dict()
+    data: dict[str, Any]  # reports/impact.py: ImpactJson, read by read_impact
 
 
 def _labels_text(labels: Labels) -> str:

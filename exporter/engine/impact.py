@@ -13,12 +13,10 @@ HealthCheckIntervalSeconds (AWS ELB docs, "Health checks for Network Load Balanc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
-
-from exporter.engine.timeutil import format_time, parse_time
 
 Impact = Literal["confirmed", "none_seen", "unknown"]
 IMPACTS: tuple[Impact, ...] = get_args(Impact)
@@ -120,58 +118,6 @@ class ImpactResult:
     window_start: datetime | None = None
     window_end: datetime | None = None
     reasons: tuple[str, ...] = field(default=())  # why confirmed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "impact": self.impact,
-            "impact_missing": list(self.missing),
-            "impact_reasons": list(self.reasons),
-            "peak_unhealthy_hosts": self.peak_unhealthy_hosts,
-            "baseline_unhealthy_hosts": self.baseline_unhealthy_hosts,
-            "min_healthy_hosts": self.min_healthy_hosts,
-            "target_resets": self.target_resets,
-            "new_flows_during": self.new_flows_during,
-            "new_flows_before": self.new_flows_before,
-            "rejected_flows": self.rejected_flows,
-            "impact_window_start": None if self.window_start is None else format_time(self.window_start),
-            "impact_window_end": None if self.window_end is None else format_time(self.window_end),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ImpactResult:
-        """The inverse of `to_dict` (the daemon keeps results in its state file); a stored value of
-        the wrong kind reads as absent, an unknown impact as `unknown`."""
-        impact = data.get("impact")
-
-        def number(name: str) -> float | None:
-            value = data.get(name)
-            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-        def moment(name: str) -> datetime | None:
-            try:
-                return parse_time(data.get(name))
-            except ValueError:
-                return None
-
-        def texts(name: str) -> tuple[str, ...]:
-            value = data.get(name)
-            return tuple(str(v) for v in value) if isinstance(value, list) else ()
-
-        rejected = data.get("rejected_flows")
-        return cls(
-            impact=impact if impact in IMPACTS else "unknown",
-            missing=texts("impact_missing"),
-            reasons=texts("impact_reasons"),
-            peak_unhealthy_hosts=number("peak_unhealthy_hosts"),
-            baseline_unhealthy_hosts=number("baseline_unhealthy_hosts"),
-            min_healthy_hosts=number("min_healthy_hosts"),
-            target_resets=number("target_resets"),
-            new_flows_during=number("new_flows_during"),
-            new_flows_before=number("new_flows_before"),
-            rejected_flows=rejected if isinstance(rejected, int) and not isinstance(rejected, bool) else None,
-            window_start=moment("impact_window_start"),
-            window_end=moment("impact_window_end"),
-        )
 
     def summary(self) -> str:
         """One line for pages and reports: `confirmed: peak 2 unhealthy hosts, 3 rejected flows,

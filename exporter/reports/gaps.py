@@ -11,9 +11,9 @@ from typing import Any, cast
 import msgspec
 
 from exporter.engine.gaps import Gap
-from exporter.engine.impact import ImpactResult
 from exporter.engine.timeutil import format_time
 from exporter.engine.triggers import Trigger
+from exporter.reports.impact import read_impact
 
 
 class TriggerJson(msgspec.Struct, frozen=True):
@@ -127,6 +127,6 @@ def gaps_text(records: list[dict[str, Any]]) -> str:
             changed = ", ".join(f"{k}={v}" for k, v in trigger["attributes"].items())
             line += f"; triggered by {trigger['who']} ({trigger['event']} {changed}) at {trigger['time']}"
         if "impact" in r:  # explain --impact (commands/impact_check.py)
-            line += f"; impact {ImpactResult.from_dict(r).summary()}"
+            line += f"; impact {read_impact(r).summary()}"
         lines.append(line)
     return "\n".join(lines) + "\n"
