@@ -203,6 +203,9 @@ def test_run_serves_the_gap_of_a_scripted_revoke(
         landing = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert landing.status_code == 200 and "open rule gap" in landing.text, landing.text[-2000:]
         assert "<style>\n:root" in landing.text  # the page's stylesheet, templates/page.css
+        # ...rendered by the page worker (forkserver: its socket in TMPDIR, the /tmp volume under
+        # the read-only root), not by the fallback in the server's process.
+        assert "page worker unavailable" not in log.read_text(), log.read_text()[-3000:]
         # The image's own HEALTHCHECK command, run in the image beside the exporter, passes.
         healthcheck = inspect_image(box.image)["Docker"]["config"]["Healthcheck"]["Test"]
         assert healthcheck[0] == "CMD"
