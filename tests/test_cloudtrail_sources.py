@@ -128,8 +128,8 @@ def test_poller_reads_every_page_once_and_rereads_the_overlap(clean_moto: MotoSe
         clients.client("cloudtrail"),
         TokenBucket(LOOKUP_EVENTS_RATE),
         event_names=[AUTHORIZE, REVOKE],
-        cursor=LookupCursor.from_dict(json.loads(json.dumps(poller.cursor.to_dict()))),
-        seen=SeenEvents.from_dict(json.loads(json.dumps(poller.seen.to_dict()))),
+        cursor=LookupCursor.decode(poller.cursor.encode()),
+        seen=SeenEvents.decode(poller.seen.encode()),
     )
     second = restored.poll(later)
     assert ids(second.records) == ids(late.records)
@@ -142,7 +142,7 @@ def test_poller_reads_every_page_once_and_rereads_the_overlap(clean_moto: MotoSe
         clients.client("cloudtrail"),
         TokenBucket(LOOKUP_EVENTS_RATE),
         event_names=[AUTHORIZE, REVOKE],
-        cursor=LookupCursor.from_dict(poller.cursor.to_dict()),
+        cursor=LookupCursor.decode(poller.cursor.encode()),
     )
     assert len(forgetful.poll(later).records) == len(in_overlap) + 1
 
@@ -277,10 +277,35 @@ def test_seen_events_expire_by_ttl_and_size_and_persist() -> None:
     assert [e for e, _ in seen.items()] == ["b", "c", "d"]  # "a" went: over max_size
     seen.expire(T0 + timedelta(minutes=11))
     assert [e for e, _ in seen.items()] == ["c", "d"]
-    copy = SeenEvents.from_dict(json.loads(json.dumps(seen.to_dict())))
-    assert copy.items() == seen.items() and copy.ttl == seen.ttl
+    copy = SeenEvents.decode(seen.encode())
+    assert copy.items() == seen.items() and (copy.ttl, copy.max_size) == (seen.ttl, seen.max_size)
     with pytest.raises(ValueError):
         LookupEventsPoller(object(), TokenBucket(1.0), seen=SeenEvents(ttl=timedelta(minutes=1)))
+
+
+def test_a_cursor_and_seen_ids_written_by_the_version_before_read_as_they_were_meant() -> None:
+    # Exactly what the daemon stored before the declared shapes: json.dumps(to_dict(), sort_keys=True).
+    cursor = LookupCursor.decode(
+        '{"newest_event_time": "2026-11-25T12:00:12Z", "positions": {"AuthorizeSecurityGroupIngress": '
+        '"2026-11-25T12:01:00.250000Z", "RevokeSecurityGroupIngress": "2026-11-25T12:01:00Z"}}'
+    )
+    assert cursor == LookupCursor(
+        {AUTHORIZE: T0 + timedelta(seconds=60.25), REVOKE: T0 + timedelta(seconds=60)},
+        T0 + timedelta(seconds=12),
+    )
+    assert LookupCursor.decode('{"newest_event_time": null, "positions": {}}') == LookupCursor()
+    seen = SeenEvents.decode(
+        '{"ttl_seconds": 600.0, "max_size": 3, "events": [["a", "2026-11-25T12:00:00Z"], ["b", "2026-11-25T12:05:00Z"]]}'
+    )
+    assert (seen.ttl, seen.max_size) == (timedelta(minutes=10), 3)
+    assert seen.items() == [("a", T0), ("b", T0 + timedelta(minutes=5))]
+    for bad in (
+        '{"positions": {"x": "soon"}}',
+        '{"newest_event_time": "2026-11-25T12:00:00"}',
+        '{"positions": []}',
+    ):
+        with pytest.raises(ValueError, match=r"\$\.(positions|newest_event_time)"):
+            LookupCursor.decode(bad)
 
 
 # --- EventBridge -> SQS ----------------------------------------------------------------------

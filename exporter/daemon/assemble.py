@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -159,7 +158,7 @@ def _lookup_feed(
 ) -> Feed:
     cursor_key = f"cursor:lookup_events:{key}"
     saved = store.get_meta(cursor_key)
-    cursor = LookupCursor.from_dict(json.loads(saved)) if saved else None
+    cursor = LookupCursor.decode(saved) if saved else None
     overlap = timedelta(seconds=settings.cloudtrail.overlap_seconds)
     ttl = max(overlap * 2, timedelta(seconds=settings.state.seen_event_ttl_seconds))
     poller = LookupEventsPoller(
@@ -170,7 +169,7 @@ def _lookup_feed(
         cursor=cursor,
         seen=SeenEvents(ttl=ttl),
     )
-    return Feed(monitor, poller, cursor_key, lambda: json.dumps(poller.cursor.to_dict(), sort_keys=True))
+    return Feed(monitor, poller, cursor_key, poller.cursor.encode)
 
 
 def _sqs_feed(settings: Settings, monitor: Monitor, clients: AwsClients) -> Feed:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+
+#: A moment in a declared JSON shape: ISO 8601 with its zone (msgspec writes UTC with a `Z`, as
+#: format_time does), a time without a zone refused.
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 def parse_time(value: object) -> datetime:

@@ -16,15 +16,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
 from exporter.engine.changes import Rejection
 from exporter.engine.records import WATCHED_EVENT_NAMES
-from exporter.engine.timeutil import format_time, parse_time
+from exporter.engine.timeutil import AwareTime, parse_time
 from exporter.sources.envelopes import iter_raw_records
 from exporter.sources.eventbridge import SqsConsumer
 from exporter.sources.feed import EventFeed, FeedBatch
@@ -44,26 +44,24 @@ class _GaveUp(Exception):
     """Throttled more times than allowed; the event name is read again next poll."""
 
 
-@dataclass
-class LookupCursor:
-    """Per event name: everything up to this time was read. Plus the newest eventTime seen."""
+class LookupCursor(msgspec.Struct):
+    """Per event name: everything up to this time was read. Plus the newest eventTime seen.
 
-    positions: dict[str, datetime] = field(default_factory=dict)
-    newest_event_time: datetime | None = None
+    The state store keeps it as its JSON (`encode`/`decode`, meta `cursor:lookup_events:<target>`):
+    `{"newest_event_time": ..., "positions": {event name: time}}`, keys sorted.
+    """
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "positions": {name: format_time(at) for name, at in sorted(self.positions.items())},
-            "newest_event_time": format_time(self.newest_event_time) if self.newest_event_time else None,
-        }
+    positions: dict[str, AwareTime] = msgspec.field(default_factory=dict)
+    newest_event_time: AwareTime | None = None
+
+    def encode(self) -> str:
+        return msgspec.json.encode(self, order="sorted").decode()
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> LookupCursor:
-        newest = data.get("newest_event_time")
-        return LookupCursor(
-            positions={str(k): parse_time(v) for k, v in (data.get("positions") or {}).items()},
-            newest_event_time=parse_time(newest) if newest else None,
-        )
+    def decode(text: str | bytes) -> LookupCursor:
+        """What `encode` wrote, or the same object spaced as json.dumps wrote it before; raises
+        ValueError (msgspec.ValidationError) naming the field that is not what it should be."""
+        return msgspec.json.decode(text, type=LookupCursor)
 
 
 def _aware(value: Any) -> datetime | None:

@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
-from exporter.engine.timeutil import format_time, parse_time
+import msgspec
+
+from exporter.engine.timeutil import AwareTime
+
+
+class SeenEventsJson(msgspec.Struct, frozen=True):
+    """SeenEvents as JSON: its limits and each (event id, first seen)."""
+
+    ttl_seconds: float
+    max_size: int = 200_000
+    events: list[tuple[str, AwareTime]] = []
 
 
 class SeenEvents:
@@ -45,16 +54,17 @@ class SeenEvents:
         """(event id, first seen), oldest first: what a state store persists."""
         return list(self._seen.items())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ttl_seconds": self.ttl.total_seconds(),
-            "max_size": self.max_size,
-            "events": [[event_id, format_time(at)] for event_id, at in self._seen.items()],
-        }
+    def encode(self) -> str:
+        return msgspec.json.encode(
+            SeenEventsJson(self.ttl.total_seconds(), self.max_size, self.items())
+        ).decode()
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> SeenEvents:
-        seen = SeenEvents(timedelta(seconds=float(data["ttl_seconds"])), int(data.get("max_size", 200_000)))
-        for event_id, at in sorted(data.get("events", []), key=lambda item: parse_time(item[1])):
-            seen._seen[str(event_id)] = parse_time(at)
+    def decode(text: str | bytes) -> SeenEvents:
+        """What `encode` wrote (the object `to_dict` wrote before, the same fields); raises ValueError
+        (msgspec.ValidationError) naming the field that is not what it should be."""
+        data = msgspec.json.decode(text, type=SeenEventsJson)
+        seen = SeenEvents(timedelta(seconds=data.ttl_seconds), data.max_size)
+        for event_id, at in sorted(data.events, key=lambda item: item[1]):
+            seen._seen[event_id] = at
         return seen
