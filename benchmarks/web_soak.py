@@ -3,7 +3,7 @@
 Three processes, all on 127.0.0.1: the exporter's `WebServer` holding a synthetic snapshot of N
 target groups (benchmarks/synth_snapshot.py), with a publisher thread that swaps in a new
 snapshot every few seconds and pre-renders /metrics as the daemon does; a load process with four
-clients looping on the landing page and /api/snapshot.json and 200 slowloris clients dribbling
+clients looping on the landing page, /api/snapshot.json and a filtered landing page and 200 slowloris clients dribbling
 request headers one line a second (reconnecting when cut); and this process, which scrapes
 /metrics the way Prometheus does (its Accept header, gzip, a new connection each) at a fixed
 pace. The baseline is the same scraping with no load, measured first in the same run.
@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_P99_MS = 250.0
 PAGE_CLIENTS = 4
 SLOW_CLIENTS = 200
+#: What the page clients loop on: the landing page, snapshot.json and a filtered page of the landing page.
+PAGE_PATHS = ("/", "/api/snapshot.json", "/?q=team1&page=2")
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -68,6 +70,7 @@ def serve(target_groups: int, publish_every: float) -> None:
         "page_busy": web.pages.busy,
         "page_worker_failures": web.page_worker.failures,
         "landing_renders": web.landing.renders,
+        "landing_query_renders": web.landing_queries.builds,
         "json_renders": web.snapshot_json.renders,
         "metrics_renders": web.exposition.renders,
         "metrics_stale_served": web.exposition.stale_served,
@@ -86,10 +89,10 @@ def load(port: int, seconds: float, pages: int, slow: int) -> None:
     lock = threading.Lock()
 
     def page_client(index: int) -> None:
-        paths = ("/api/snapshot.json", "/") if index % 2 else ("/", "/api/snapshot.json")
+        paths = PAGE_PATHS[index % len(PAGE_PATHS) :] + PAGE_PATHS[: index % len(PAGE_PATHS)]
         n = 0
         while time.monotonic() < stop:
-            path = paths[n % 2]
+            path = paths[n % len(paths)]
             n += 1
             try:
                 connection = http.client.HTTPConnection(LOOPBACK, port, timeout=60)
@@ -247,8 +250,28 @@ def measure(target_groups: int, seconds: float, publish_every: float = 5.0, pace
     return SoakResult(target_groups, seconds, baseline, soaked, load_counts, server_counts)
 
 
+def landing_page_note(target_groups: int) -> str:
+    """The landing page's size and render CPU at `target_groups` (best of 3, in this process):
+    `/`, rendered once per snapshot, and a filtered second page, as a query renders it."""
+    from benchmarks.synth_snapshot import NOW, build_snapshot
+    from exporter.web_landing import LandingQuery
+    from exporter.web_page import render_landing
+
+    snapshot = build_snapshot(target_groups)
+    parts = []
+    for label, query in (("/", LandingQuery()), ("/?q=team1&page=2", LandingQuery(2, "team1"))):
+        cpu, size = [], 0
+        for _ in range(3):
+            started = time.process_time()
+            size = len(render_landing(snapshot, NOW, query=query).encode())
+            cpu.append(time.process_time() - started)
+        parts.append(f"{label} {size / 1e6:.2f} MB in {1000 * min(cpu):.0f} ms of CPU")
+    return f"landing page at {target_groups:,} TGs (best of 3, rendered in this process): " + "; ".join(parts)
+
+
 def figures(quick: bool) -> list[Figure]:
     target_groups, seconds = (1_000, 10.0) if quick else (5_000, 30.0)
+    page_note = landing_page_note(target_groups)
     result = measure(target_groups, seconds)
     soak_p99, base_p99 = _p99(result.soaked), _p99(result.baseline)
     pages = {k: v for k, v in result.load.items() if k.startswith("/")}
@@ -266,11 +289,12 @@ def figures(quick: bool) -> list[Figure]:
             notes=(
                 f"no load: {result.summary(result.baseline)}",
                 f"under load: {result.summary(result.soaked)}",
-                f"{PAGE_CLIENTS} page clients looping on / and /api/snapshot.json: {pages}",
+                f"{PAGE_CLIENTS} page clients looping on {', '.join(PAGE_PATHS)}: {pages}",
                 f"slow clients cut by the server: {result.load.get('slow clients cut by the server', 0)}; "
                 f"server counters: {result.server}",
                 f"a new snapshot every 5 s (pages and /metrics rendered once each per snapshot); "
                 f"scrapes every 0.1 s for {seconds:.0f} s each way, Prometheus' Accept header and gzip",
+                page_note,
             ),
         )
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from benchmarks.synth_inventory import build_fleet, handful_of_changes
 from benchmarks.synth_records import lookup_events_strings, trail_files
 from benchmarks.synth_snapshot import build_snapshot
 from benchmarks.trail_scan import measure_trail_scan
+from benchmarks.web_soak import landing_page_note
 from benchmarks.web_soak import measure as measure_soak
 from exporter.engine.gaps import analyze
 from exporter.engine.records import WATCHED_EVENT_NAMES
@@ -174,3 +176,12 @@ def test_web_soak_at_a_tiny_size() -> None:
     assert result.baseline and result.soaked and all(math.isfinite(v) and v > 0 for v in result.soaked)
     assert any(key.startswith("/") and key.endswith(" 200") for key in result.load), result.load
     assert result.server["landing_renders"] >= 1 and result.server["json_renders"] >= 1
+    assert result.server["landing_query_renders"] >= 1
+
+
+def test_the_landing_page_note_measures_both_pages() -> None:
+    note = landing_page_note(150)
+    assert re.fullmatch(
+        r"landing page at 150 TGs \(.*\): / 0\.\d\d MB in \d+ ms of CPU; /\?q=team1&page=2 0\.\d\d MB in \d+ ms of CPU",
+        note,
+    ), note
