@@ -1,15 +1,18 @@
-"""A gap's impact in JSON (reports/impact.py): the declared shape written, and the lenient reader
-of what the daemon's state file holds (values written by earlier versions included)."""
+"""A gap's impact in JSON (reports/impact.py): the declared shape written, the lenient reader of
+what the daemon's state file holds (values written by earlier versions included), and the impact
+on explain's gap lines (reports/gaps.py GapLine)."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.engine.impact import ImpactResult
+from exporter.reports.gaps import GapJson, GapLine, gaps_text
 from exporter.reports.impact import impact_record, read_impact
 
 START = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -100,3 +103,46 @@ texts = st.lists(st.text(max_size=8), max_size=3).map(tuple)
 )
 def test_what_is_written_reads_back_the_same(result: ImpactResult) -> None:
     assert read_impact(json.loads(json.dumps(impact_record(result)))) == result
+
+
+OPEN_GAP = GapJson(
+    target_group_arn="arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/k8s-shop-web/abc",
+    target_group="k8s-shop-web",
+    aws_account_id="111122223333",
+    aws_region="eu-west-1",
+    flow="traffic",
+    start="2026-11-20T03:00:00Z",
+    end=None,
+    duration_seconds=None,
+    under_one_second=False,
+    cause="revoke_before_authorize",
+    actor="aws-load-balancer-controller",
+    actor_arn=None,
+    user_agent=None,
+    controller=True,
+    opened_by_event="RevokeSecurityGroupIngress",
+    opened_by_event_id="e-1",
+    closed_by_event=None,
+    closed_by_event_id=None,
+    start_exact=True,
+    note=None,
+    actor_session="lbc",
+    trigger=None,
+)
+
+
+def test_explains_gap_lines_say_an_open_gaps_impact_is_not_known_yet_only_when_asked() -> None:
+    line = "  2026-11-20T03:00:00Z  still open  traffic  revoke_before_authorize  by aws-load-balancer-controller/lbc"
+    assert gaps_text([GapLine(OPEN_GAP)]).splitlines()[-1] == line
+    assert (
+        gaps_text([GapLine(OPEN_GAP, impact_asked=True)]).splitlines()[-1]
+        == line + "; impact unknown: gap_open"
+    )
+    assert GapLine(OPEN_GAP).record() == msgspec.to_builtins(OPEN_GAP)
+    assert GapLine(OPEN_GAP, impact_asked=True).record() == {
+        **msgspec.to_builtins(OPEN_GAP),
+        "impact": "unknown",
+        "impact_missing": ["gap_open"],
+    }
+    closed = GapLine(OPEN_GAP, impact_asked=True, impact=RESULT).record()
+    assert list(closed)[-12:] == list(impact_record(RESULT)) and read_impact(closed) == RESULT

@@ -54,8 +54,7 @@ from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
 from exporter.engine.timeutil import format_time, parse_time
 from exporter.engine.triggers import triggers_for
 from exporter.reports.explain import ExplanationJson, explanation_json, explanation_text
-from exporter.reports.gaps import gap_record, gaps_text
-from exporter.reports.impact import impact_record
+from exporter.reports.gaps import GapLine, gap_json, gaps_text
 from exporter.textsafe import printable, printable_fields, printable_lines
 
 #: What explain and plan report as bad input (exit 2), beside commands.common's UsageError.
@@ -261,7 +260,10 @@ def execute(args: argparse.Namespace) -> int:
             at=None if at is None else format_time(at),
             events=len(world.changes),
             cloudtrail=world.events.to_json(),
-            target_groups=[explanation_json(e, gaps.get(e.target_group_arn, [])) for e in explanations],
+            target_groups=[
+                explanation_json(e, [line.record() for line in gaps.get(e.target_group_arn, [])])
+                for e in explanations
+            ],
         )
         print(json.dumps(msgspec.to_builtins(document), indent=2))
     else:
@@ -290,7 +292,7 @@ def impact_options(args: argparse.Namespace, fmt: FlowLogFormat | None) -> Impac
 
 def gaps_by_target_group(
     world: World, at: datetime | None, impact: ImpactOptions | None = None
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, list[GapLine]]:
     """The rule gaps the events show (started by `at`), each with its trigger, per target group;
     with `impact`, each closed gap's impact read from AWS (commands/impact_check.py)."""
     if not world.changes:
@@ -309,10 +311,8 @@ def gaps_by_target_group(
             fmt=impact.fmt,
             warn=lambda line: print(f"explain: {printable(line)}", file=sys.stderr),
         )
-    found: dict[str, list[dict[str, Any]]] = {}
-    for gap in shown:
-        record = gap_record(gap, triggers, analysis.end)
-        if impact is not None:  # an open gap's impact is not known yet
-            record.update(impact_record(impacts.get(gap.key)))
-        found.setdefault(gap.target_group_arn, []).append(record)
+    found: dict[str, list[GapLine]] = {}
+    for gap in shown:  # an open gap's impact is not known yet (None)
+        line = GapLine(gap_json(gap, triggers, analysis.end), impact is not None, impacts.get(gap.key))
+        found.setdefault(gap.target_group_arn, []).append(line)
     return found

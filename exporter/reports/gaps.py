@@ -4,16 +4,18 @@ gap lines of `explain`'s text."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import msgspec
 
 from exporter.engine.gaps import Gap
+from exporter.engine.impact import ImpactResult
 from exporter.engine.timeutil import format_time
 from exporter.engine.triggers import Trigger
-from exporter.reports.impact import read_impact
+from exporter.reports.impact import OPEN_GAP_IMPACT, impact_record
 
 
 class TriggerJson(msgspec.Struct, frozen=True):
@@ -113,20 +115,38 @@ def gap_record(
     return cast(dict[str, Any], msgspec.to_builtins(gap_json(gap, triggers, as_of)))
 
 
-def gaps_text(records: list[dict[str, Any]]) -> str:
+@dataclass(frozen=True)
+class GapLine:
+    """A gap as `explain` lists it: its declared JSON and, when --impact asked for it, its impact
+    (None: the gap is still open, its impact not known yet)."""
+
+    gap: GapJson
+    impact_asked: bool = False
+    impact: ImpactResult | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The gap's JSON object; with --impact, ImpactJson's fields after the gap's."""
+        record = cast(dict[str, Any], msgspec.to_builtins(self.gap))
+        if self.impact_asked:
+            record.update(impact_record(self.impact))
+        return record
+
+
+def gaps_text(gaps: Sequence[GapLine]) -> str:
     """Rule gaps in the events, with who revoked (actor) and who triggered it (trigger)."""
-    if not records:
+    if not gaps:
         return ""
     lines = ["", "rule gaps in the events:"]
-    for r in records:
-        duration = "still open" if r["end"] is None else f"{r['duration_seconds']:g} s"
-        session = f"/{r['actor_session']}" if r.get("actor_session") else ""
-        line = f"  {r['start']}  {duration}  {r['flow']}  {r['cause']}  by {r['actor'] or 'unknown'}{session}"
-        trigger = r.get("trigger")
+    for item in gaps:
+        g = item.gap
+        duration = "still open" if g.end is None else f"{g.duration_seconds:g} s"
+        session = f"/{g.actor_session}" if g.actor_session else ""
+        line = f"  {g.start}  {duration}  {g.flow}  {g.cause}  by {g.actor or 'unknown'}{session}"
+        trigger = g.trigger
         if trigger:
-            changed = ", ".join(f"{k}={v}" for k, v in trigger["attributes"].items())
-            line += f"; triggered by {trigger['who']} ({trigger['event']} {changed}) at {trigger['time']}"
-        if "impact" in r:  # explain --impact (commands/impact_check.py)
-            line += f"; impact {read_impact(r).summary()}"
+            changed = ", ".join(f"{k}={v}" for k, v in trigger.attributes.items())
+            line += f"; triggered by {trigger.who} ({trigger.event} {changed}) at {trigger.time}"
+        if item.impact_asked:  # explain --impact (commands/impact_check.py)
+            line += f"; impact {(item.impact or OPEN_GAP_IMPACT).summary()}"
         lines.append(line)
     return "\n".join(lines) + "\n"

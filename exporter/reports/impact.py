@@ -29,6 +29,10 @@ class ImpactJson(msgspec.Struct, frozen=True):
     impact_window_end: str | None
 
 
+#: A gap still open: its impact is not known yet.
+OPEN_GAP_IMPACT = ImpactResult("unknown", ("gap_open",))
+
+
 def _time(moment: datetime | None) -> str | None:
     return None if moment is None else format_time(moment)
 
@@ -52,9 +56,9 @@ def impact_json(result: ImpactResult) -> ImpactJson:
 
 def impact_record(result: ImpactResult | None) -> dict[str, Any]:
     """`impact_json` as plain data (its keys in the declared order); None: a gap still open, whose
-    impact is not known yet."""
+    impact is not known yet (OPEN_GAP_IMPACT, its two facts only)."""
     if result is None:
-        return {"impact": "unknown", "impact_missing": ["gap_open"]}
+        return {"impact": OPEN_GAP_IMPACT.impact, "impact_missing": list(OPEN_GAP_IMPACT.missing)}
     return cast(dict[str, Any], msgspec.to_builtins(impact_json(result)))
 
 
