@@ -258,3 +258,19 @@ def test_inventory_round_trips_through_its_json_form() -> None:
 
     assert Inventory.from_dict(json.loads(json.dumps(inventory.to_dict()))) == inventory
     assert inventory.taken_at == T0
+
+
+def test_replacements_are_printed_as_their_declared_lines_after_the_gaps(
+    tmp_path: Path, inventory_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail = tmp_path / "trail.json"
+    trail.write_text(json.dumps({"Records": _incident_records()}))
+    code, out, _err = _replay(capsys, "--inventory", str(inventory_file), "--replacements", str(trail))
+    assert code == 0
+    lines = out.splitlines()
+    assert [json.loads(line)["flow"] for line in lines[:-1]] == ["health_check", "traffic"]
+    assert lines[-1] == (
+        '{"kind": "replacement", "security_group": "sg-node", "order": "break_before_make", '
+        '"time": "2026-11-20T12:00:20Z", "exposure_seconds": 60.0, "revoke_event_id": "e2", '
+        f'"authorize_event_id": "e3", "actor": "{ct.CONTROLLER_ROLE}"}}'
+    )

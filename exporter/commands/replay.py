@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from exporter.commands import impact_check
 from exporter.commands.common import UsageError, guarded, load_inventory
 from exporter.commands.trail_input import NoUsableRecords, read_files
@@ -22,7 +24,7 @@ from exporter.engine.gaps import Analysis, analyze
 from exporter.engine.impact import ImpactResult
 from exporter.engine.inventory import InventoryError
 from exporter.engine.triggers import Trigger, triggers_for
-from exporter.reports.gaps import gap_record
+from exporter.reports.gaps import gap_record, replacement_json
 from exporter.reports.impact import impact_record
 from exporter.textsafe import printable
 
@@ -103,20 +105,7 @@ def print_json_lines(
         print(json.dumps(record, sort_keys=False))
     if with_replacements:
         for rep in analysis.replacements:
-            print(
-                json.dumps(
-                    {
-                        "kind": "replacement",
-                        "security_group": rep.group_id,
-                        "order": rep.order,
-                        "time": rep.time.isoformat().replace("+00:00", "Z"),
-                        "exposure_seconds": rep.exposure_seconds,
-                        "revoke_event_id": rep.revoke.event_id,
-                        "authorize_event_id": rep.authorize.event_id,
-                        "actor": rep.revoke.actor.label,
-                    }
-                )
-            )
+            print(json.dumps(msgspec.to_builtins(replacement_json(rep))))
 
 
 def print_table(

@@ -1,18 +1,19 @@
 """A gap (engine/gaps.py) in JSON: the line `replay` and `backfill --gaps` print per gap and the
-gaps `explain --format json` lists. One declared shape (msgspec), with its trigger's; and the
-gap lines of `explain`'s text."""
+gaps `explain --format json` lists. One declared shape (msgspec), with its trigger's; the line
+`replay --replacements` prints per rule replacement; and the gap lines of `explain`'s text."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import msgspec
 
-from exporter.engine.gaps import Gap
+from exporter.engine.gaps import Gap, Replacement
 from exporter.engine.impact import ImpactResult
+from exporter.engine.ordering import Order
 from exporter.engine.timeutil import format_time
 from exporter.engine.triggers import Trigger
 from exporter.reports.impact import OPEN_GAP_IMPACT, impact_record
@@ -105,6 +106,32 @@ def gap_json(
         note=gap.note,
         actor_session=actor.session if actor else None,
         trigger=None if trigger is None else trigger_json(trigger),
+    )
+
+
+class ReplacementJson(msgspec.Struct, frozen=True):
+    """`replay --replacements`' line per rule replacement (engine/gaps.py Replacement)."""
+
+    kind: Literal["replacement"]
+    security_group: str
+    order: Order
+    time: str
+    exposure_seconds: float
+    revoke_event_id: str
+    authorize_event_id: str
+    actor: str  # who revoked
+
+
+def replacement_json(rep: Replacement) -> ReplacementJson:
+    return ReplacementJson(
+        kind="replacement",
+        security_group=rep.group_id,
+        order=rep.order,
+        time=format_time(rep.time),
+        exposure_seconds=rep.exposure_seconds,
+        revoke_event_id=rep.revoke.event_id,
+        authorize_event_id=rep.authorize.event_id,
+        actor=rep.revoke.actor.label,
     )
 
 
