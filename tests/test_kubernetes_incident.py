@@ -31,6 +31,7 @@ from exporter.engine.inventory import (
 from exporter.engine.rules import Rule, Source
 from exporter.engine.timeutil import format_time
 from exporter.engine.triggers import triggers_for
+from exporter.reports.words import trigger_detail
 from exporter.sources.kubernetes import read_cluster
 from tests.kube_emulator import KubeEmulator
 from tests.test_kubernetes_source import CLUSTER, TG_ARN, WEB_SERVICE, WEB_TGB, lbc_tags
@@ -201,7 +202,8 @@ def test_the_field_manager_that_wrote_the_service_is_the_trigger_of_the_controll
         written,
     )
     assert (
-        trigger.event_id == "ev-flip" and trigger.detail == "Service write: preserve_client_ip.enabled=true"
+        trigger.event_id == "ev-flip"
+        and trigger_detail(trigger) == "Service write: preserve_client_ip.enabled=true"
     )
     # Made by a person instead of the controller, the CloudTrail call itself is the trigger.
     by_person = [

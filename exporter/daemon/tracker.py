@@ -29,6 +29,7 @@ from exporter.engine.gaps import Analysis, Gap
 from exporter.engine.inventory import Inventory
 from exporter.engine.timeutil import format_time
 from exporter.engine.triggers import Trigger
+from exporter.reports.words import trigger_detail
 
 GAPS_FAMILY = "rule_gaps"
 #: Consecutive polls that must see a flow unadmitted before a poll-only gap is shown as open.
@@ -243,7 +244,7 @@ def _view_from_gap(
         trigger_who=trigger.who if trigger else "",
         trigger_time=trigger.time if trigger else None,
         trigger_event_id=trigger.event_id if trigger else "",
-        trigger_detail=trigger.detail if trigger else "",
+        trigger_detail=trigger_detail(trigger) if trigger else "",
         start_exact=gap.start_exact,
         note=gap.note or "",
     )

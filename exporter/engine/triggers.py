@@ -45,14 +45,6 @@ class Trigger:
     source: str = "cloudtrail"  # "cloudtrail" | "kubernetes" (a field manager's write)
     field_manager: str = ""
 
-    @property
-    def detail(self) -> str:
-        """What changed: the attributes (`k=v, ...`); a Kubernetes write also names what it wrote."""
-        changed = ", ".join(f"{k}={v}" for k, v in self.attributes)
-        if self.source == "kubernetes":
-            return f"{self.event_name}: {changed}" if changed else self.event_name
-        return changed
-
 
 def trigger_of(change: AttributeChange) -> Trigger:
     actor = change.meta.actor

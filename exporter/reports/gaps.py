@@ -17,6 +17,7 @@ from exporter.engine.ordering import Order
 from exporter.engine.timeutil import format_time
 from exporter.engine.triggers import Trigger
 from exporter.reports.impact import OPEN_GAP_IMPACT, impact_record
+from exporter.reports.words import attributes_text
 
 
 class TriggerJson(msgspec.Struct, frozen=True):
@@ -171,7 +172,7 @@ def gaps_text(gaps: Sequence[GapLine]) -> str:
         line = f"  {g.start}  {duration}  {g.flow}  {g.cause}  by {g.actor or 'unknown'}{session}"
         trigger = g.trigger
         if trigger:
-            changed = ", ".join(f"{k}={v}" for k, v in trigger.attributes.items())
+            changed = attributes_text(trigger.attributes.items())
             line += f"; triggered by {trigger.who} ({trigger.event} {changed}) at {trigger.time}"
         if item.impact_asked:  # explain --impact (commands/impact_check.py)
             line += f"; impact {(item.impact or OPEN_GAP_IMPACT).summary()}"
