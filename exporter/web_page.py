@@ -19,6 +19,7 @@ from markupsafe import Markup, escape
 
 from exporter.daemon.snapshot import GapView, Snapshot, TargetGroupView
 from exporter.engine.flows import FLOW_KINDS, FlowKind, FlowStatus
+from exporter.reports.impact import impact_text
 from exporter.web_landing import MAX_QUERY_CHARS, LandingQuery, listing
 from exporter.web_links import (
     JOB_FAILING,
@@ -202,6 +203,7 @@ _ENV.globals.update(
     flow_label=lambda flow: _FLOW_LABELS.get(flow, flow),
     flow_rows=_flow_rows,
     gaps_of=gaps_of,
+    impact_text=impact_text,
     moment=format_moment,
     reason_lines=_reason_lines,
     service=_service,

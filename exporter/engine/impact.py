@@ -119,22 +119,6 @@ class ImpactResult:
     window_end: datetime | None = None
     reasons: tuple[str, ...] = field(default=())  # why confirmed
 
-    def summary(self) -> str:
-        """One line for pages and reports: `confirmed: peak 2 unhealthy hosts, 3 rejected flows,
-        40 new flows (310 before)`; `unknown: flow_logs_not_configured`."""
-        facts: list[str] = []
-        if self.peak_unhealthy_hosts is not None:
-            facts.append(f"peak {self.peak_unhealthy_hosts:g} unhealthy hosts")
-        if self.rejected_flows is not None:
-            facts.append(f"{self.rejected_flows} rejected flows")
-        if self.new_flows_during is not None:
-            before = "no data" if self.new_flows_before is None else f"{self.new_flows_before:g}"
-            facts.append(f"{self.new_flows_during:g} new flows ({before} before)")
-        if self.impact == "unknown":
-            facts = [*self.missing, *facts]
-        label = self.impact.replace("_", " ")
-        return f"{label}: {', '.join(facts)}" if facts else label
-
 
 def _within(points: Sequence[Datapoint], start: datetime, end: datetime) -> list[float]:
     return [value for moment, value in points if start <= moment < end]

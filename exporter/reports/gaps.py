@@ -16,7 +16,7 @@ from exporter.engine.impact import ImpactResult
 from exporter.engine.ordering import Order
 from exporter.engine.timeutil import format_time
 from exporter.engine.triggers import Trigger
-from exporter.reports.impact import OPEN_GAP_IMPACT, impact_record
+from exporter.reports.impact import OPEN_GAP_IMPACT, impact_record, impact_text
 from exporter.reports.words import attributes_text
 
 
@@ -175,6 +175,6 @@ def gaps_text(gaps: Sequence[GapLine]) -> str:
             changed = attributes_text(trigger.attributes.items())
             line += f"; triggered by {trigger.who} ({trigger.event} {changed}) at {trigger.time}"
         if item.impact_asked:  # explain --impact (commands/impact_check.py)
-            line += f"; impact {(item.impact or OPEN_GAP_IMPACT).summary()}"
+            line += f"; impact {impact_text(item.impact or OPEN_GAP_IMPACT)}"
         lines.append(line)
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
-"""A gap's impact (engine/impact.py) in JSON: one declared shape (msgspec) for the daemon's state
-file, /api/snapshot.json and the fields `replay --impact` and `explain --impact` add to a gap's
-line; and its lenient reader."""
+"""A gap's impact (engine/impact.py) in words and in JSON: its one line for pages and reports; one
+declared shape (msgspec) for the daemon's state file, /api/snapshot.json and the fields
+`replay --impact` and `explain --impact` add to a gap's line; and its lenient reader."""
 
 from __future__ import annotations
 
@@ -31,6 +31,23 @@ class ImpactJson(msgspec.Struct, frozen=True):
 
 #: A gap still open: its impact is not known yet.
 OPEN_GAP_IMPACT = ImpactResult("unknown", ("gap_open",))
+
+
+def impact_text(result: ImpactResult) -> str:
+    """One line for pages and reports: `confirmed: peak 2 unhealthy hosts, 3 rejected flows,
+    40 new flows (310 before)`; `unknown: flow_logs_not_configured`."""
+    facts: list[str] = []
+    if result.peak_unhealthy_hosts is not None:
+        facts.append(f"peak {result.peak_unhealthy_hosts:g} unhealthy hosts")
+    if result.rejected_flows is not None:
+        facts.append(f"{result.rejected_flows} rejected flows")
+    if result.new_flows_during is not None:
+        before = "no data" if result.new_flows_before is None else f"{result.new_flows_before:g}"
+        facts.append(f"{result.new_flows_during:g} new flows ({before} before)")
+    if result.impact == "unknown":
+        facts = [*result.missing, *facts]
+    label = result.impact.replace("_", " ")
+    return f"{label}: {', '.join(facts)}" if facts else label
 
 
 def _time(moment: datetime | None) -> str | None:
