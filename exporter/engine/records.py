@@ -492,12 +492,7 @@ def _permission_rules(
                 )
             flat = (protocol, low, high, source.kind, source.value)
             rule_id = ids.get(flat) if ids else None
-            description = fields.description
-            if type(description) is not str or not 0 < len(description) <= 255:
-                description = _description(fields)
-            else:
-                description = _SHARED_TEXT.get(description) or _description(fields)
-            rules.append((flat, Rule(protocol, low, high, source, rule_id, description)))
+            rules.append((flat, Rule(protocol, low, high, source, rule_id, _description(fields))))
     return rules
 
 
@@ -1115,13 +1110,7 @@ def _event_time(raw_time: Any) -> datetime:
 
 def _shared_field(value: Any, pascal: Any) -> str | None:
     """A record's optional text field (camelCase value, else the PascalCase one), shared."""
-    if value is UNSET:
-        value = pascal
-    if type(value) is str:
-        found = _SHARED_TEXT.get(value)
-        if found is not None:
-            return found
-    return _shared_optional_str(_or_none(value))
+    return _shared_optional_str(_or_none(pascal if value is UNSET else value))
 
 
 def _meta(record: Record, event_name: str) -> EventMeta:
