@@ -5,13 +5,12 @@ Times are ISO 8601 UTC strings, label sets objects; the document's keys are in t
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, cast
 
 import msgspec
 
 from exporter.daemon.snapshot import GapView, Snapshot, TargetGroupView
-from exporter.engine.timeutil import format_time
+from exporter.engine.timeutil import format_optional_time, format_time
 from exporter.reports.impact import ImpactJson, impact_json
 
 
@@ -139,10 +138,6 @@ class SnapshotJson(msgspec.Struct, frozen=True):
     owned_targets: list[OwnedTargetJson]
 
 
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
-
-
 def _gap(gap: GapView) -> GapJson:
     return GapJson(
         gap.key,
@@ -154,7 +149,7 @@ def _gap(gap: GapView) -> GapJson:
         gap.service,
         gap.flow,
         format_time(gap.start),
-        _time(gap.end),
+        format_optional_time(gap.end),
         gap.duration_seconds,
         gap.cause,
         gap.actor,
@@ -211,7 +206,14 @@ def snapshot_document(snapshot: Snapshot) -> SnapshotJson:
             for labels, hist in snapshot.gap_durations.items()
         ],
         sources=[
-            SourceJson(s.source, s.aws_account_id, s.aws_region, s.up, _time(s.last_success), s.last_error)
+            SourceJson(
+                s.source,
+                s.aws_account_id,
+                s.aws_region,
+                s.up,
+                format_optional_time(s.last_success),
+                s.last_error,
+            )
             for s in snapshot.sources
         ],
         jobs=[
@@ -220,7 +222,7 @@ def snapshot_document(snapshot: Snapshot) -> SnapshotJson:
                 j.runs,
                 j.skipped,
                 j.last_duration_seconds,
-                _time(j.last_success),
+                format_optional_time(j.last_success),
                 j.last_error,
                 list(j.duration_buckets),
                 j.duration_sum,
@@ -233,7 +235,7 @@ def snapshot_document(snapshot: Snapshot) -> SnapshotJson:
             LagJson(account, region, lag)
             for (account, region), lag in snapshot.cloudtrail_lag_seconds.items()
         ],
-        watched_since=_time(snapshot.watched_since),
+        watched_since=format_optional_time(snapshot.watched_since),
         owned_targets=[OwnedTargetJson(account, region) for account, region in snapshot.owned_targets],
     )
 

@@ -51,7 +51,7 @@ from exporter.engine.explain import (
 from exporter.engine.flowlogs import FlowLogFormat, S3Location
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, InventoryError, TargetGroup
-from exporter.engine.timeutil import format_time, parse_time
+from exporter.engine.timeutil import format_optional_time, format_time, parse_time
 from exporter.engine.triggers import triggers_for
 from exporter.reports.explain import ExplanationJson, explanation_json, explanation_text
 from exporter.reports.gaps import GapLine, gap_json, gaps_text
@@ -257,7 +257,7 @@ def execute(args: argparse.Namespace) -> int:
             query=args.target,
             source=world.source,
             inventory_taken_at=format_time(world.inventory.taken_at),
-            at=None if at is None else format_time(at),
+            at=format_optional_time(at),
             events=len(world.changes),
             cloudtrail=world.events.to_json(),
             target_groups=[

@@ -35,3 +35,8 @@ def format_time(moment: datetime) -> str:
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_optional_time(moment: datetime | None) -> str | None:
+    """format_time, or None for no moment."""
+    return None if moment is None else format_time(moment)

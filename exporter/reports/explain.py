@@ -16,7 +16,7 @@ from exporter.engine.explain import Explanation, FlowResult, PreserveOrigin, Rul
 from exporter.engine.flows import FlowKind, Reason, transport_protocols
 from exporter.engine.inventory import LoadBalancer
 from exporter.engine.rule_fields import RuleFields, rule_fields
-from exporter.engine.timeutil import format_time
+from exporter.engine.timeutil import format_optional_time, format_time
 from exporter.reports.words import flow_text, rule_text
 
 
@@ -166,7 +166,7 @@ def explanation_json(e: Explanation, gaps: Sequence[dict[str, Any]] = ()) -> Exp
         preserve_client_ip_from=e.preserve_origin,
         intent=e.intent,
         intent_sources=list(e.intent_sources),
-        at=None if e.at is None else format_time(e.at),
+        at=format_optional_time(e.at),
         admitted=e.fully_admitted,
         flows=[flow_json(f) for f in e.flows],
         gaps=list(gaps),

@@ -14,7 +14,7 @@ import msgspec
 from exporter.engine.gaps import Gap, Replacement
 from exporter.engine.impact import ImpactResult
 from exporter.engine.ordering import Order
-from exporter.engine.timeutil import format_time
+from exporter.engine.timeutil import format_optional_time, format_time
 from exporter.engine.triggers import Trigger
 from exporter.reports.impact import OPEN_GAP_IMPACT, impact_record, impact_text
 from exporter.reports.words import attributes_text
@@ -91,7 +91,7 @@ def gap_json(
         aws_region=gap.aws_region,
         flow=gap.flow,
         start=format_time(gap.start),
-        end=None if gap.end is None else format_time(gap.end),
+        end=format_optional_time(gap.end),
         duration_seconds=gap.duration_seconds,
         under_one_second=gap.under_one_second,
         cause=gap.cause if as_of is None else gap.cause_at(as_of),

@@ -11,7 +11,7 @@ from typing import Any, cast
 import msgspec
 
 from exporter.engine.impact import IMPACTS, Impact, ImpactResult
-from exporter.engine.timeutil import format_time, parse_time
+from exporter.engine.timeutil import format_optional_time, parse_time
 
 
 class ImpactJson(msgspec.Struct, frozen=True):
@@ -50,10 +50,6 @@ def impact_text(result: ImpactResult) -> str:
     return f"{label}: {', '.join(facts)}" if facts else label
 
 
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
-
-
 def impact_json(result: ImpactResult) -> ImpactJson:
     return ImpactJson(
         impact=result.impact,
@@ -66,8 +62,8 @@ def impact_json(result: ImpactResult) -> ImpactJson:
         new_flows_during=result.new_flows_during,
         new_flows_before=result.new_flows_before,
         rejected_flows=result.rejected_flows,
-        impact_window_start=_time(result.window_start),
-        impact_window_end=_time(result.window_end),
+        impact_window_start=format_optional_time(result.window_start),
+        impact_window_end=format_optional_time(result.window_end),
     )
 
 
