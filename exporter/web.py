@@ -55,7 +55,6 @@ from exporter.web_limits import (
     PageBusy,
     PagePool,
     PerSnapshot,
-    RecentPerSnapshot,
     SnapshotCache,
 )
 from exporter.web_links import PageLinks
@@ -350,12 +349,12 @@ class WebServer:
             lambda snapshot: self.page_worker.landing(snapshot, self.clock(), self.links)
         )
         #: other pages of it and filtered ones (?page=N&q=text): the most recent few per snapshot
-        self.landing_queries: RecentPerSnapshot[LandingQuery, bytes] = RecentPerSnapshot(
+        self.landing_queries: PerSnapshot[LandingQuery, bytes] = PerSnapshot(
             lambda snapshot, query: self.page_worker.landing(snapshot, self.clock(), self.links, query)
         )
         self.snapshot_json = SnapshotCache(snapshot_json_body)
         self.explain_provider = explain_provider
-        self.explanations: PerSnapshot[str | None] = PerSnapshot(self._explain)
+        self.explanations: PerSnapshot[str, str | None] = PerSnapshot(self._explain)
         self.clock = clock
         self.links = links or PageLinks()  # runbook and Grafana bases the pages link to
         #: /metrics: our writer, rendering each snapshot once (text and OpenMetrics 1.0).

@@ -11,10 +11,9 @@
 - `PagePool`: at most `workers` page renders at once (landing page, target-group pages,
   snapshot.json); /metrics, /healthz and /readyz never wait for one.
 - `SnapshotCache`: a body rendered once per snapshot (and variant), like /metrics' cache.
-- `PerSnapshot`: values built from a snapshot, each key at most once per snapshot (the
-  target-group explanations).
-- `RecentPerSnapshot`: the same for keys clients choose freely (the landing page's `?page=&q=`),
-  keeping only the most recently used few, so no query string grows it.
+- `PerSnapshot`: values built from a snapshot, each key at most once per snapshot, for keys
+  clients choose freely (the target-group explanations, the landing page's `?page=&q=`): only
+  the most recently used few are kept, so no URL grows it.
 """
 
 from __future__ import annotations
@@ -194,41 +193,21 @@ class SnapshotCache:
             return body
 
 
-class PerSnapshot(Generic[T]):
-    """Values built from one snapshot, each key at most once, forgotten when the snapshot changes
-    (by identity). A key is built under the lock: two requests for it wait for one build."""
-
-    def __init__(self, build: Callable[[Snapshot, str], T]) -> None:
-        self._build = build
-        self._lock = threading.Lock()
-        self._snapshot: Snapshot | None = None
-        self._values: dict[str, T] = {}
-        self.builds = 0
-
-    def get(self, snapshot: Snapshot, key: str) -> T:
-        with self._lock:
-            if snapshot is not self._snapshot:
-                self._snapshot, self._values = snapshot, {}
-            if key not in self._values:
-                self._values[key] = self._build(snapshot, key)
-                self.builds += 1
-            return self._values[key]
-
-
-#: Landing-page queries (other than `/`) kept per snapshot: 32 pages of 100 target groups are
-#: about 12 MB at most.
+#: Values kept per snapshot by a PerSnapshot: 32 landing pages of 100 target groups are about
+#: 12 MB at most; 32 explanations are a few hundred KB.
 RECENT_QUERIES = 32
 
 
-class RecentPerSnapshot(Generic[K, T]):
+class PerSnapshot(Generic[K, T]):
     """Values built from one snapshot for the `size` most recently used keys (the least recently
-    used forgotten first), all forgotten when the snapshot changes (by identity). For keys a
-    client chooses: however many distinct ones arrive, at most `size` values are held. A key is
-    built under the lock, like PerSnapshot."""
+    used forgotten first), all forgotten when the snapshot changes (by identity). The keys come
+    from clients (a target group's name in a URL, the landing page's `?page=&q=`): however many
+    distinct ones arrive, at most `size` values are held. A key is built under the lock: two
+    requests for it wait for one build."""
 
     def __init__(self, build: Callable[[Snapshot, K], T], size: int = RECENT_QUERIES) -> None:
         if size < 1:
-            raise ValueError("RecentPerSnapshot needs a size of at least 1")
+            raise ValueError("PerSnapshot needs a size of at least 1")
         self._build = build
         self.size = size
         self._lock = threading.Lock()

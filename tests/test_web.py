@@ -300,6 +300,19 @@ def test_the_explanation_is_built_once_per_snapshot(holder: Holder) -> None:
     assert f"explained as of {format_time(second.generated_at)}" in later
 
 
+def test_names_in_urls_do_not_grow_the_explanation_cache(holder: Holder) -> None:
+    """Any /target-groups/<name> asks for an explanation; only the most recent few are kept."""
+    with WebServer(
+        holder.get, "127.0.0.1", 0, explain_provider=lambda _, name: name, clock=lambda: NOW
+    ) as web:
+        kept = web.explanations.size
+        for i in range(kept + 20):
+            assert get(web, f"/target-groups/hostile-{i}").status_code == 404
+        assert len(web.explanations) == kept and web.explanations.builds == kept + 20
+        assert "checkout" in get(web, "/target-groups/" + quote(CHECKOUT_TG)).text
+        assert len(web.explanations) == kept
+
+
 def test_a_failing_explain_provider_does_not_break_the_page(holder: Holder) -> None:
     def explode(snapshot: Snapshot, name: str) -> str | None:
         raise RuntimeError("boom")

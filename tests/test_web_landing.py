@@ -28,7 +28,7 @@ from exporter.web_landing import (
     parse_query,
     rank,
 )
-from exporter.web_limits import RecentPerSnapshot
+from exporter.web_limits import PerSnapshot
 from exporter.web_page import render_landing
 from tests.snapshot_samples import gap, target_group
 
@@ -267,9 +267,7 @@ def test_any_query_string_is_parsed_or_refused_never_crashes(raw: str) -> None:
 
 def test_recent_per_snapshot_keeps_the_most_recently_used_few_and_forgets_on_a_new_snapshot() -> None:
     built: list[str] = []
-    cache: RecentPerSnapshot[str, str] = RecentPerSnapshot(
-        lambda _s, key: built.append(key) or key.upper(), size=3
-    )
+    cache: PerSnapshot[str, str] = PerSnapshot(lambda _s, key: built.append(key) or key.upper(), size=3)
     one, two = Snapshot(generated_at=NOW), Snapshot(generated_at=NOW)
     assert [cache.get(one, k) for k in "abc"] == ["A", "B", "C"]
     assert cache.get(one, "a") == "A" and built == ["a", "b", "c"]  # a hit, and now the newest
@@ -284,7 +282,7 @@ def test_recent_per_snapshot_keeps_the_most_recently_used_few_and_forgets_on_a_n
     cache.get(two, "a")  # a new snapshot starts afresh
     assert len(cache) == 1 and built[-1] == "a"
     with pytest.raises(ValueError, match="size"):
-        RecentPerSnapshot(lambda _s, key: key, size=0)
+        PerSnapshot(lambda _s, key: key, size=0)
 
 
 @pytest.fixture
