@@ -21,6 +21,9 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
 
 from exporter.daemon.snapshot import GapView, TargetGroupIdentity, labels_of
 from exporter.daemon.state import StateStore, StoredGap
@@ -286,7 +289,65 @@ def undetermined_view(
     )
 
 
+#: 9999-12-31T23:59:59Z in epoch seconds: a stored time past it (a corrupt file) reads as absent.
+_LAST_SECOND = 253_402_300_799
+
+
+class GapData(msgspec.Struct, frozen=True, kw_only=True):
+    """A gap's facts beside the state file's columns: its JSON `data` (declared once, for the
+    writer and the reader)."""
+
+    aws_account_id: str = ""
+    aws_region: str = ""
+    target_group: str = ""
+    namespace: str = ""
+    service: str = ""
+    actor: str = ""
+    actor_arn: str = ""
+    actor_session: str = ""
+    trigger_who: str = ""
+    trigger_time: Annotated[float, msgspec.Meta(ge=0, le=_LAST_SECOND)] | None = None  # epoch seconds
+    trigger_event_id: str = ""
+    trigger_detail: str = ""
+    start_exact: bool = True
+    note: str = ""
+
+
+def read_gap_data(data: Mapping[str, Any]) -> GapData:
+    """The stored `data` as GapData, field by field: a value of the wrong kind (a corrupt or
+    hand-edited state file) reads as that field's default, and the other fields still read; keys
+    it does not know are ignored. Values written by earlier versions read as they were meant."""
+    try:
+        return msgspec.convert(data, GapData)
+    except msgspec.ValidationError:
+        pass
+    fields: dict[str, Any] = {}
+    for spec in msgspec.structs.fields(GapData):
+        if spec.name in data:
+            try:
+                fields[spec.name] = msgspec.convert(data[spec.name], spec.type)
+            except msgspec.ValidationError:
+                continue
+    return GapData(**fields)
+
+
 def _stored_from_view(target: str, view: GapView) -> StoredGap:
+    data = GapData(
+        aws_account_id=view.aws_account_id,
+        aws_region=view.aws_region,
+        target_group=view.target_group,
+        namespace=view.namespace,
+        service=view.service,
+        actor=view.actor,
+        actor_arn=view.actor_arn,
+        actor_session=view.actor_session,
+        trigger_who=view.trigger_who,
+        trigger_time=None if view.trigger_time is None else _ts(view.trigger_time),
+        trigger_event_id=view.trigger_event_id,
+        trigger_detail=view.trigger_detail,
+        start_exact=view.start_exact,
+        note=view.note,
+    )
     return StoredGap(
         key=view.key,
         target=target,
@@ -296,51 +357,32 @@ def _stored_from_view(target: str, view: GapView) -> StoredGap:
         end=None if view.end is None else _ts(view.end),
         cause=view.cause,
         explained=view.explained,
-        data={
-            "aws_account_id": view.aws_account_id,
-            "aws_region": view.aws_region,
-            "target_group": view.target_group,
-            "namespace": view.namespace,
-            "service": view.service,
-            "actor": view.actor,
-            "actor_arn": view.actor_arn,
-            "actor_session": view.actor_session,
-            "trigger_who": view.trigger_who,
-            "trigger_time": None if view.trigger_time is None else _ts(view.trigger_time),
-            "trigger_event_id": view.trigger_event_id,
-            "trigger_detail": view.trigger_detail,
-            "start_exact": view.start_exact,
-            "note": view.note,
-        },
+        data=msgspec.to_builtins(data),
     )
 
 
 def view_from_stored(gap: StoredGap) -> GapView:
-    data = gap.data
+    data = read_gap_data(gap.data)
     return GapView(
         key=gap.key,
-        aws_account_id=str(data.get("aws_account_id", "")),
-        aws_region=str(data.get("aws_region", "")),
+        aws_account_id=data.aws_account_id,
+        aws_region=data.aws_region,
         target_group_arn=gap.tg_arn,
-        target_group=str(data.get("target_group", "")),
-        namespace=str(data.get("namespace", "")),
-        service=str(data.get("service", "")),
+        target_group=data.target_group,
+        namespace=data.namespace,
+        service=data.service,
         flow=gap.flow,  # type: ignore[arg-type]
         start=_dt(gap.start),
         end=None if gap.end is None else _dt(gap.end),
         cause=gap.cause,
-        actor=str(data.get("actor", "")),
-        actor_arn=str(data.get("actor_arn", "")),
+        actor=data.actor,
+        actor_arn=data.actor_arn,
         explained=gap.explained,
-        actor_session=str(data.get("actor_session", "")),
-        trigger_who=str(data.get("trigger_who", "")),
-        trigger_time=_optional_dt(data.get("trigger_time")),
-        trigger_event_id=str(data.get("trigger_event_id", "")),
-        trigger_detail=str(data.get("trigger_detail", "")),
-        start_exact=data.get("start_exact", True) is not False,
-        note=str(data.get("note") or ""),
+        actor_session=data.actor_session,
+        trigger_who=data.trigger_who,
+        trigger_time=None if data.trigger_time is None else _dt(data.trigger_time),
+        trigger_event_id=data.trigger_event_id,
+        trigger_detail=data.trigger_detail,
+        start_exact=data.start_exact,
+        note=data.note,
     )
-
-
-def _optional_dt(value: object) -> datetime | None:
-    return _dt(float(value)) if isinstance(value, int | float) else None
