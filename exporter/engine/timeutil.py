@@ -31,10 +31,10 @@ def parse_time(value: object) -> datetime:
 
 def format_time(moment: datetime) -> str:
     """Format as ISO 8601 UTC with a Z, to the second (sub-second kept when present)."""
+    # isoformat, not strftime: the C library's %Y writes the year 999 as "999", which
+    # fromisoformat cannot read back; isoformat always writes four digits.
     moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")[:-6] + "Z"
 
 
 def format_optional_time(moment: datetime | None) -> str | None:
