@@ -159,7 +159,8 @@ class HeadReader:
                 head.buf += chunk
                 if len(head.buf) > limit:  # whether its end is in or not
                     self._limiter.oversized()
-                    self._answer_and_close(head, _TOO_LARGE)
+                    self._forget(head)
+                    self._answer_and_close(head.sock, _TOO_LARGE)
                     return
                 if head_complete(head.buf, searched):
                     self._complete(head)
@@ -176,8 +177,7 @@ class HeadReader:
         self._forget(head)
         if not self._limiter.admit(head.sock):
             log.debug("request from %s answered 503: every answering slot busy", head.address)
-            self._answer(head.sock, _BUSY)
-            head.sock.close()
+            self._answer_and_close(head.sock, _BUSY)
             return
         try:
             head.sock.setblocking(True)
@@ -187,16 +187,13 @@ class HeadReader:
             self._limiter.release(head.sock)
             head.sock.close()
 
-    def _answer_and_close(self, head: _Head, response: bytes) -> None:
-        self._forget(head)
-        self._answer(head.sock, response)
-        head.sock.close()
-
     @staticmethod
-    def _answer(sock: socket.socket, response: bytes) -> None:
-        """A short answer, written without blocking: a client that does not read gets none."""
+    def _answer_and_close(sock: socket.socket, response: bytes) -> None:
+        """A short answer, written without blocking (a client that does not read gets none), then
+        the connection closed."""
         with contextlib.suppress(OSError):
             sock.send(response)
+        sock.close()
 
     def _forget(self, head: _Head) -> None:
         self._limiter.head_done(head)
