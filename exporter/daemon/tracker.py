@@ -331,22 +331,14 @@ def read_gap_data(data: Mapping[str, Any]) -> GapData:
     return GapData(**fields)
 
 
+#: The GapData fields a GapView holds under the same name and type (all but trigger_time).
+_SAME_FIELDS = tuple(name for name in GapData.__struct_fields__ if name != "trigger_time")
+
+
 def _stored_from_view(target: str, view: GapView) -> StoredGap:
     data = GapData(
-        aws_account_id=view.aws_account_id,
-        aws_region=view.aws_region,
-        target_group=view.target_group,
-        namespace=view.namespace,
-        service=view.service,
-        actor=view.actor,
-        actor_arn=view.actor_arn,
-        actor_session=view.actor_session,
-        trigger_who=view.trigger_who,
+        **{name: getattr(view, name) for name in _SAME_FIELDS},
         trigger_time=None if view.trigger_time is None else _ts(view.trigger_time),
-        trigger_event_id=view.trigger_event_id,
-        trigger_detail=view.trigger_detail,
-        start_exact=view.start_exact,
-        note=view.note,
     )
     return StoredGap(
         key=view.key,
@@ -365,24 +357,12 @@ def view_from_stored(gap: StoredGap) -> GapView:
     data = read_gap_data(gap.data)
     return GapView(
         key=gap.key,
-        aws_account_id=data.aws_account_id,
-        aws_region=data.aws_region,
         target_group_arn=gap.tg_arn,
-        target_group=data.target_group,
-        namespace=data.namespace,
-        service=data.service,
         flow=gap.flow,  # type: ignore[arg-type]
         start=_dt(gap.start),
         end=None if gap.end is None else _dt(gap.end),
         cause=gap.cause,
-        actor=data.actor,
-        actor_arn=data.actor_arn,
         explained=gap.explained,
-        actor_session=data.actor_session,
-        trigger_who=data.trigger_who,
         trigger_time=None if data.trigger_time is None else _dt(data.trigger_time),
-        trigger_event_id=data.trigger_event_id,
-        trigger_detail=data.trigger_detail,
-        start_exact=data.start_exact,
-        note=data.note,
+        **{name: getattr(data, name) for name in _SAME_FIELDS},
     )
