@@ -301,3 +301,50 @@ def test_wrappers_nested_in_themselves_stop() -> None:
     result = parse_payload(value)
     assert [r.reason for r in result.rejections] == ["not_a_record"]
     check_result(result)
+
+
+# --- the same payload as text and as bytes ---------------------------------------------------
+
+
+def outcome(result: ParseResult) -> tuple[Any, ...]:
+    return result.changes, dict(result.rejected), result.ignored, [r.detail for r in result.rejections]
+
+
+# Characters str.splitlines() and str.strip() treat as line breaks or spaces, bytes do not; JSON
+# allows the first three raw inside a string (a caller sets the userAgent of its own calls).
+UNICODE_BREAKS = ("\u2028", "\u2029", "\x85", "\x1c", "\x1d", "\x1e", "\xa0", "\u3000")
+
+
+def test_json_lines_as_text_are_split_only_at_line_breaks() -> None:
+    """Found by fuzzing: a JSON lines payload given as text was split with str.splitlines, which
+    cuts a line at a U+2028 inside a string: the whole payload was refused as not JSON (the
+    separator on line 1) or the record lost (on a later line); as bytes both records were read."""
+    for separator in UNICODE_BREAKS[:3]:
+        odd = authorize_record("ev-odd", permissions=[permission(cidrs=["10.0.0.0/8"])])
+        odd["userAgent"] = f"aws-cli/2{separator}x"
+        plain = revoke_record("ev-plain", permissions=[permission(cidrs=["10.0.0.0/8"])])
+        for records in ([odd, plain], [plain, odd]):
+            text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            as_text, as_bytes = parse_payload(text), parse_payload(text.encode())
+            assert outcome(as_text) == outcome(as_bytes)
+            assert [c.meta.event_id for c in as_text.changes] == [r["eventID"] for r in records]
+            assert as_text.changes[records.index(odd)].meta.actor.user_agent == odd["userAgent"]
+            assert outcome(parse_payload({"Body": text})) == outcome(as_text)  # an SQS body
+
+
+def test_text_and_bytes_strip_the_same_whitespace() -> None:
+    """Around a document, text drops what bytes drop (ASCII whitespace), not Unicode spaces."""
+    record = json.dumps(authorize_record("ev-space"), ensure_ascii=False)
+    for around in (*UNICODE_BREAKS, " \t\r\n\x0b\x0c"):
+        for text in (around + record, record + around, around + record + "\n" + record + around):
+            as_text, as_bytes = parse_payload(text), parse_payload(text.encode())
+            assert outcome(as_text) == outcome(as_bytes), repr(around)
+            check_result(as_text)
+
+
+@SETTINGS
+@given(st.lists(st.text(max_size=20) | st.sampled_from(UNICODE_BREAKS), max_size=6), st.data())
+def test_any_text_reads_as_its_bytes(pieces: list[str], data: st.DataObject) -> None:
+    line = json.dumps(data.draw(st.sampled_from(VALID_RECORDS)), ensure_ascii=False)
+    text = data.draw(st.sampled_from(["", "\n", "\r\n", "\r"])).join([line, *pieces, line])
+    assert outcome(parse_payload(text)) == outcome(parse_payload(text.encode()))

@@ -24,6 +24,7 @@ makes the whole file ``not_json`` (inside a record that is read, it still does).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -150,6 +151,24 @@ def _contains_watched_name(text: bytes | str) -> bool:
     return any(name in text for name in _WATCHED_NAMES_BYTES)
 
 
+#: What bytes.strip() removes (ASCII whitespace), for text too: str.strip() would also remove
+#: Unicode spaces and separators (U+2028, U+0085, U+001D...), which bytes keep.
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+#: Where bytes.splitlines() splits: str.splitlines() also splits at U+2028, U+0085, U+001D...,
+#: which JSON allows raw inside a string, so it would cut a record's line in two.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _strip(text: bytes | str) -> bytes | str:
+    """The text without leading and trailing ASCII whitespace, for bytes and str alike."""
+    return text.strip() if isinstance(text, bytes) else text.strip(_ASCII_SPACE)
+
+
+def _split_lines(text: bytes | str) -> list[bytes | str]:
+    """The lines of JSON lines, split at \\n, \\r and \\r\\n only, for bytes and str alike."""
+    return list(text.splitlines()) if isinstance(text, bytes) else _LINE_BREAK.split(text)
+
+
 def _json_error(error: Exception) -> str:
     return f"not JSON: {error}"
 
@@ -192,7 +211,7 @@ class _Walker:
 
     def text(self, text: bytes | str, depth: int) -> Iterator[_Item]:
         """A JSON document, or JSON lines when the whole does not parse but its first line does."""
-        stripped = text.strip()
+        stripped = _strip(text)
         if not stripped:
             return
         if self.skim and self.watched_only and isinstance(stripped, bytes) and stripped[:1] == b"{":
@@ -206,7 +225,7 @@ class _Walker:
         try:
             document = orjson.loads(stripped)
         except orjson.JSONDecodeError as error:
-            lines: list[bytes | str] = [line.strip() for line in stripped.splitlines()]
+            lines = [_strip(line) for line in _split_lines(stripped)]
             lines = [line for line in lines if line]
             if len(lines) > 1 and _parses(lines[0]):
                 yield from self.lines(lines, depth)
@@ -467,7 +486,7 @@ def parse_payload(
     if isinstance(data, str):
         # The common case first: one record as JSON text (a CloudTrailEvent, a message body).
         # The same steps as the walk (payload, text, value, mapping, record), without generators.
-        stripped = data.strip() if len(data) <= max_payload_bytes else ""
+        stripped = data.strip(_ASCII_SPACE) if len(data) <= max_payload_bytes else ""
         if stripped[:1] == "{" and (record := _typed_record(stripped, max_record_bytes)) is not None:
             name = record.eventName
             if isinstance(name, str) and name not in WATCHED_EVENT_NAMES:
