@@ -304,11 +304,7 @@ def _default_target(settings: Settings, environ: Mapping[str, str]) -> Settings:
 
 
 def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
-    for i, target in enumerate(settings.targets):
-        if not _REGION.match(target.region):
-            raise ConfigError(f"targets[{i}].region", f"not an AWS region: {target.region!r}")
-        if target.role_arn is not None and not _ROLE_ARN.match(target.role_arn):
-            raise ConfigError(f"targets[{i}].role_arn", f"not an IAM role ARN: {target.role_arn!r}")
+    _check_targets(settings.targets)
     if bool(settings.web.tls_cert_file) != bool(settings.web.tls_key_file):
         raise ConfigError("web.tls_key_file", "tls_cert_file and tls_key_file go together")
     _check_listen_address(settings.listen_address)
@@ -327,6 +323,8 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
                 "must be a bcrypt hash ($2a$, $2b$, $2y$) or the sha256 hex digest of the password",
             )
     _check_impact(settings.impact)
+    _check_sqs_queue_url(settings.cloudtrail.sqs_queue_url)
+    _check_kubeconfig(settings.kubernetes)
     sharding = settings.sharding
     if sharding.shard_from_hostname:
         hostname = environ.get("HOSTNAME", "")
@@ -342,6 +340,54 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
             "sharding.shard", f"must be < total_shards ({sharding.total_shards}), not {sharding.shard}"
         )
     return _default_target(settings, environ)
+
+
+def _check_targets(targets: tuple[AccountRegion, ...]) -> None:
+    """Each entry a region and, when given, a role ARN; no (role, region) twice: two entries with
+    the same credentials and region would watch one account-region twice, and the second's
+    sources never report (sgchurn_up 0, SGChurnSourceDown) without saying why."""
+    seen: dict[tuple[str | None, str], int] = {}
+    for i, target in enumerate(targets):
+        if not _REGION.match(target.region):
+            raise ConfigError(f"targets[{i}].region", f"not an AWS region: {target.region!r}")
+        if target.role_arn is not None and not _ROLE_ARN.match(target.role_arn):
+            raise ConfigError(f"targets[{i}].role_arn", f"not an IAM role ARN: {target.role_arn!r}")
+        first = seen.setdefault((target.role_arn, target.region), i)
+        if first != i:
+            who = f"role {target.role_arn}" if target.role_arn else "the ambient credentials"
+            raise ConfigError(
+                f"targets[{i}]",
+                f"the same region ({target.region}) with the same credentials ({who}) as "
+                f"targets[{first}]: list each once",
+            )
+
+
+def _check_sqs_queue_url(url: str | None) -> None:
+    """The queue's URL, as SQS names it (https://sqs.<region>.amazonaws.com/<account>/<name>)."""
+    if url is not None and not _HTTP_URL.match(url):
+        raise ConfigError(
+            "cloudtrail.sqs_queue_url",
+            f"must be the queue's URL (https://sqs.<region>.amazonaws.com/<account>/<name>), not {_show(url)}",
+        )
+
+
+def _check_kubeconfig(kubernetes: KubernetesSettings) -> None:
+    """An explicit kubeconfig is a file that can be read (else `run` turns correlation off with one
+    warning line, and every target group is mapped by tags only)."""
+    if kubernetes.kubeconfig is None or kubernetes.enabled == "false":
+        return
+    path = Path(kubernetes.kubeconfig).expanduser()
+    if path.is_dir():
+        raise ConfigError(
+            "kubernetes.kubeconfig", f"{kubernetes.kubeconfig} is a folder, not a kubeconfig file"
+        )
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            "kubernetes.kubeconfig", f"cannot read {kubernetes.kubeconfig}: {exc.strerror or exc}"
+        ) from None
 
 
 def _check_impact(impact: ImpactSettings) -> None:

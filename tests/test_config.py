@@ -225,3 +225,93 @@ def test_a_boolean_from_the_environment_reads_as_yaml_would(text: str, expected:
         None, environ={"AWS_REGION": "eu-west-1", "SGCHURN_CLOUDTRAIL__LOOKUP_EVENTS": text}
     )
     assert settings.cloudtrail.lookup_events is expected
+
+
+ROLE = "arn:aws:iam::111122223333:role/sg-churn-read"
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        (
+            [{"region": "us-east-1"}, {"region": "us-east-1"}],
+            "targets[1]: the same region (us-east-1) with the same credentials (the ambient "
+            "credentials) as targets[0]: list each once",
+        ),
+        (  # account_id is informative: both entries use the ambient credentials
+            [{"region": "eu-west-1"}, {"region": "us-east-1"}, {"region": "eu-west-1", "account_id": "1"}],
+            "targets[2]: the same region (eu-west-1) with the same credentials (the ambient credentials) as targets[0]",
+        ),
+        (
+            [
+                {"region": "eu-west-1", "role_arn": ROLE},
+                {"region": "eu-west-1", "role_arn": ROLE, "external_id": "x"},
+            ],
+            f"targets[1]: the same region (eu-west-1) with the same credentials (role {ROLE}) as targets[0]",
+        ),
+    ],
+)
+def test_a_target_listed_twice_is_refused(targets: list[dict[str, str]], message: str) -> None:
+    """Two entries with one (role, region) watched it twice, and the second's sources never
+    reported (sgchurn_up 0 for ever, SGChurnSourceDown) without a line saying why."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={}, overrides={"targets": targets})
+    assert str(caught.value).startswith(message)
+
+
+def test_the_same_region_through_other_credentials_is_two_targets() -> None:
+    targets = [
+        {"region": "eu-west-1"},
+        {"region": "eu-west-1", "role_arn": ROLE},
+        {"region": "us-east-1", "role_arn": ROLE},
+    ]
+    settings = load_settings(None, environ={}, overrides={"targets": targets})
+    assert [(t.region, t.role_arn) for t in settings.targets] == [
+        ("eu-west-1", None),
+        ("eu-west-1", ROLE),
+        ("us-east-1", ROLE),
+    ]
+
+
+@pytest.mark.parametrize("url", ["foo", "sqs.eu-west-1.amazonaws.com/111122223333/q", "https://"])
+def test_an_sqs_queue_url_that_is_no_url_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            None, environ={"AWS_REGION": "eu-west-1"}, overrides={"cloudtrail": {"sqs_queue_url": url}}
+        )
+    assert caught.value.field == "cloudtrail.sqs_queue_url"
+    assert f"not {url!r}" in str(caught.value)
+
+
+def test_an_sqs_queue_url_is_accepted() -> None:
+    url = "https://sqs.eu-west-1.amazonaws.com/111122223333/sgchurn-events"
+    settings = load_settings(
+        None, environ={"AWS_REGION": "eu-west-1"}, overrides={"cloudtrail": {"sqs_queue_url": url}}
+    )
+    assert settings.cloudtrail.sqs_queue_url == url
+
+
+def test_a_kubeconfig_that_cannot_be_read_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` turned Kubernetes correlation off with one warning line for a typo in the path."""
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    missing = tmp_path / "nope" / "kubeconfig"
+    for enabled in ("auto", "true"):
+        path = _file(tmp_path, f"kubernetes:\n  enabled: {enabled}\n  kubeconfig: {missing}\n")
+        assert main(["check-config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"kubernetes.kubeconfig: cannot read {missing}: No such file or directory" in err
+        assert len(err.strip().splitlines()) == 1
+    path = _file(tmp_path, f"kubernetes:\n  kubeconfig: {tmp_path}\n")
+    assert main(["check-config", str(path)]) == 2
+    assert f"kubernetes.kubeconfig: {tmp_path} is a folder" in capsys.readouterr().err
+    # off: the file is not read, so it need not exist
+    path = _file(tmp_path, f"kubernetes:\n  enabled: false\n  kubeconfig: {missing}\n")
+    assert main(["check-config", str(path)]) == 0
+    capsys.readouterr()
+    present = tmp_path / "kubeconfig"
+    present.write_text("apiVersion: v1\nkind: Config\n")
+    path = _file(tmp_path, f"kubernetes:\n  kubeconfig: {present}\n")
+    assert main(["check-config", str(path)]) == 0
+    assert f"kubernetes.kubeconfig = {present}" in capsys.readouterr().out
