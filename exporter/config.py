@@ -108,7 +108,7 @@ class WebSettings(_Schema, frozen=True):
 
 
 class FlowLogSettings(_Schema, frozen=True):
-    """Where the VPC Flow Logs of the targets' VPC go (docs/configuration.md#impact)."""
+    """Where the VPC Flow Logs of the targets' VPC go (docs/configuration.md, `impact.flow_logs`)."""
 
     log_group: str | None = None  # a CloudWatch Logs group (FilterLogEvents)
     s3_uri: str | None = None  # or an S3 location: s3://bucket[/prefix] (ListObjectsV2, GetObject)
