@@ -18,16 +18,23 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli import main
-from exporter.demo.timing import first_gap_text
+from exporter.demo.app import DemoOptions, demo_settings
+from exporter.demo.controller import ScriptedController
+from exporter.demo.motoworld import TRAIL, EmbeddedMoto
+from exporter.demo.timing import CLOUDTRAIL_INTERVAL, first_gap_after, first_gap_text
 from exporter.demo.trail import Permission, Principal, attributes_record, ingress_record
+from exporter.demo.world import REGION, seed
 from exporter.engine.changes import AttributeChange, RuleChange
-from exporter.engine.records import parse_record
+from exporter.engine.records import WATCHED_EVENT_NAMES, parse_record
 from exporter.engine.rules import Source
+from exporter.sources.ratelimit import LOOKUP_EVENTS_RATE
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 60.0
@@ -242,10 +249,68 @@ def test_ingress_record_refuses_an_unknown_action() -> None:
 def test_banner_help_and_readme_agree_on_the_timings(capsys: pytest.CaptureFixture[str]) -> None:
     """One sentence, from exporter/demo/timing.py, in `demo --help` and the README (the banner: above)."""
     sentence = first_gap_text()
-    assert "~4 s" in sentence and "20-40 s" in sentence
+    assert f"~{first_gap_after():.0f} s after the banner" in sentence and "20-40 s" in sentence
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert sentence in help_text
     readme = " ".join((REPO / "README.md").read_text().split())
     assert sentence in readme
+
+
+class _VirtualWaits(ScriptedController):
+    """The scripted controller, its calls to a real (embedded) moto as in the demo; only its
+    pauses pass on a virtual clock, which stamps its lines, and it stops after `until` seconds."""
+
+    def __init__(self, *args: Any, until: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.elapsed = 0.0
+        self.until = until
+
+    def _wait(self, seconds: float) -> None:
+        self.elapsed += seconds
+        if self.elapsed > self.until:
+            self.stop()
+        super()._wait(0)
+
+    def _stamp(self) -> str:
+        return f"[{self.elapsed:7.1f}s]"
+
+
+@pytest.mark.parametrize("speed", [1.0, 4.0])
+def test_the_first_gap_opens_when_the_banner_says(speed: float) -> None:
+    """The banner said '~4 s after start' while the demo's own lines stamped the revoke that
+    opens the gap 1.5 s after the flip (and counted the set-up before the banner too)."""
+    moto = EmbeddedMoto().start()
+    try:  # moto's backends are the process's: start from an empty account
+        urllib.request.urlopen(urllib.request.Request(f"{moto.endpoint_url}/moto-api/reset", method="POST"))
+        where: dict[str, Any] = {
+            "endpoint_url": moto.endpoint_url,
+            "region_name": REGION,
+            "aws_access_key_id": "demo",
+            "aws_secret_access_key": "demo",
+        }
+        ec2, elbv2 = boto3.client("ec2", **where), boto3.client("elbv2", **where)
+        world = seed(ec2, elbv2, str(boto3.client("sts", **where).get_caller_identity()["Account"]))
+        TRAIL.reset()
+        lines: list[str] = []
+        controller = _VirtualWaits(ec2, elbv2, world, TRAIL, speed=speed, say=lines.append, until=30.0)
+        controller.run()
+    finally:
+        moto.stop()
+        TRAIL.reset()
+    assert controller.error is None and controller.failures == 0, lines
+    revoke = next(line for line in lines if "RevokeSecurityGroupIngress" in line)
+    stamp = float(re.match(r"\[\s*([\d.]+)s\]", revoke).group(1))  # type: ignore[union-attr]
+    claimed = re.search(r"opens ~(\d+) s after the banner", first_gap_text(speed))
+    assert claimed is not None
+    assert abs(stamp - int(claimed.group(1))) <= 0.5, (first_gap_text(speed), lines)
+
+
+def test_the_demo_cloudtrail_poll_fits_in_its_interval() -> None:
+    """One LookupEvents poll asks for each watched event name at LOOKUP_EVENTS_RATE; at the
+    former 5 s interval every other demo poll was skipped (the page's Jobs table: as many
+    skipped as run)."""
+    poll = (len(WATCHED_EVENT_NAMES) - 1) / LOOKUP_EVENTS_RATE  # the first request needs no wait
+    settings = demo_settings(DemoOptions(), ":memory:", REGION)
+    assert settings.intervals.cloudtrail == CLOUDTRAIL_INTERVAL >= poll + 1.0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.config import Settings, load_settings
-from exporter.demo.timing import INVENTORY_INTERVAL
+from exporter.demo.timing import CLOUDTRAIL_INTERVAL, INVENTORY_INTERVAL
 
 DEFAULT_PORT = 9877
 
@@ -49,7 +49,7 @@ def demo_settings(options: DemoOptions, state_path: str, region: str) -> Setting
             "intervals": {
                 "inventory": INVENTORY_INTERVAL,
                 "rules": 2,
-                "cloudtrail": 5,
+                "cloudtrail": CLOUDTRAIL_INTERVAL,
                 "evaluate": 2,
                 "kubernetes": 60,
             },
@@ -122,7 +122,6 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     from exporter.logsetup import configure_logging
     from exporter.web import WebServer
 
-    started = time.monotonic()
     cleanup: list[Callable[[], None]] = []
     state_dir = options.state_dir
     if state_dir is None:
@@ -193,7 +192,6 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
                 speed=options.speed,
                 say=say,
                 rng=random.Random(options.seed),
-                started_at=started,
             )
             daemon.start()
             cleanup.append(lambda: daemon.stop(timeout=5.0))

@@ -33,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from exporter.daemon.state import GAP_MERGE_TOLERANCE_SECONDS
 from exporter.demo.motoworld import TrailStore
-from exporter.demo.timing import BREAK_PAUSE, FIRST_SCENE_AFTER, MIN_STEP
+from exporter.demo.timing import BREAK_PAUSE, FIRST_SCENE_AFTER, REVOKE_AFTER_FLIP, step
 from exporter.demo.trail import Permission, Principal, Record, attributes_record, ingress_record
 from exporter.demo.world import PRESERVE, SUBNET_CIDRS, VPC_CIDR, Service, World
 
@@ -140,7 +140,7 @@ class ScriptedController(threading.Thread):
 
     def _step(self, seconds: float) -> None:
         """A pause of `seconds` at speed 1 between two ordered calls."""
-        self._wait(max(seconds / self.speed, MIN_STEP))
+        self._wait(step(seconds, self.speed))
 
     def _stamp(self) -> str:
         return f"[{time.monotonic() - self._started_at:7.1f}s]"
@@ -154,10 +154,10 @@ class ScriptedController(threading.Thread):
         self.say(
             f"{self._stamp()} break-before-make flip of {web.key}: preserve_client_ip -> false, "
             f"revoke {everyone.text()} on {group}, authorize {subnets.text()} "
-            f"in {max(pause / self.speed, MIN_STEP):.0f} s (LBC v2.7.1: expect a gap)"
+            f"in {step(pause, self.speed):.0f} s (LBC v2.7.1: expect a gap)"
         )
         self.set_preserve(web, "false")
-        self._step(1.5)
+        self._step(REVOKE_AFTER_FLIP)
         self.revoke(group, everyone, self.old_controller)
         self._step(pause)
         self.authorize(group, subnets, self.old_controller)
@@ -184,7 +184,7 @@ class ScriptedController(threading.Thread):
         subnets = Permission("tcp", web.port, web.port, cidrs=SUBNET_CIDRS)
         self.say(
             f"{self._stamp()} make-before-break flip of {web.key}: preserve_client_ip -> true, "
-            f"authorize {everyone.text()} in {max(delay / self.speed, MIN_STEP):.0f} s, then revoke "
+            f"authorize {everyone.text()} in {step(delay, self.speed):.0f} s, then revoke "
             f"{subnets.text()} (the attribute changes first: expect a short gap)"
         )
         self.set_preserve(web, "true")
@@ -199,7 +199,7 @@ class ScriptedController(threading.Thread):
         vpc = Permission("tcp", ledger.port, ledger.port, cidrs=(VPC_CIDR,))
         self.say(
             f"{self._stamp()} flip of {ledger.key} (internal, ip targets): preserve_client_ip -> true, "
-            f"authorize {vpc.text()} in {max(delay / self.speed, MIN_STEP):.0f} s; the subnet rules stay "
+            f"authorize {vpc.text()} in {step(delay, self.speed):.0f} s; the subnet rules stay "
             "for health checks (expect a short gap)"
         )
         self.set_preserve(ledger, "true")
