@@ -18,7 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.admission_policy import AdmissionPolicy, compile_expression
-from tests.test_helm_chart import ALL_FEATURES, assert_kubernetes_valid, by_kind, one, render, template
+from tests.test_helm_chart import (
+    ALL_FEATURES,
+    CHART,
+    IMAGE,
+    assert_kubernetes_valid,
+    by_kind,
+    one,
+    render,
+    run_helm,
+    template,
+)
 
 ATTRS = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
 TARGET_TYPE = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"
@@ -132,6 +142,33 @@ def test_bad_values_fail(values: dict[str, Any], complaint: str, tmp_path: Path)
     proc = template({"guardrail": {"enabled": True, **values}}, tmp_path, check=False)
     assert proc.returncode != 0
     assert complaint in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("kube_version", "renders"),
+    [("1.29.8-eks-a737599", False), ("1.28.0", False), ("1.30.0", True), ("1.30.4-eks-a737599", True)],
+)
+def test_a_cluster_before_1_30_is_refused_with_a_clear_message(kube_version: str, renders: bool) -> None:
+    """The policy's API is admissionregistration.k8s.io/v1 from Kubernetes 1.30; the chart allows
+    1.25 and up, where the install failed with the API server's 'no matches for kind'."""
+    args = [
+        "template",
+        "rel",
+        str(CHART),
+        "--kube-version",
+        kube_version,
+        "--set",
+        f"image.repository={IMAGE}",
+    ]
+    proc = run_helm([*args, "--set", "guardrail.enabled=true"], check=False)
+    if renders:
+        assert proc.returncode == 0, proc.stderr
+        assert "kind: ValidatingAdmissionPolicy\n" in proc.stdout
+    else:
+        assert proc.returncode != 0
+        assert "guardrail.enabled needs Kubernetes >= 1.30" in proc.stderr
+        assert f"the cluster is v{kube_version}" in proc.stderr, proc.stderr
+        assert run_helm(args, check=False).returncode == 0  # the rest of the chart renders there
 
 
 def test_rendered_objects_pass_kubernetes_validate(tmp_path: Path) -> None:
