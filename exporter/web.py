@@ -166,11 +166,23 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
+    def version_string(self) -> str:
+        """The Server header: the name alone (no Python version, and no trailing space)."""
+        return self.server_version
+
     def do_GET(self) -> None:
         self._handle(head=False)
 
     def do_HEAD(self) -> None:
         self._handle(head=True)
+
+    def _not_allowed(self) -> None:
+        """Every resource here is read-only: a known method other than GET and HEAD is 405 with
+        Allow (RFC 9110, 15.5.6), not the 501 'Unsupported method' BaseHTTPRequestHandler answers."""
+        with contextlib.suppress(OSError):
+            self._text(405, "method not allowed: GET or HEAD\n", head=False, headers={"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _not_allowed
 
     # -- responses -------------------------------------------------------------------------
 

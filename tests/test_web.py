@@ -218,6 +218,20 @@ def test_a_gap_whose_start_is_unknown_says_so_in_the_json_and_the_page() -> None
     assert page.count("&lt;= ") == len(inexact.recent_gaps)  # the table of closed gaps
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/", "/metrics", "/healthz", "/nope"])
+def test_other_methods_are_405_with_allow(server: WebServer, method: str, path: str) -> None:
+    """Read-only resources: 405 and Allow, where the server used to answer 501 'Unsupported method'."""
+    response = requests.request(method, server.url + path, data=b"x=1", timeout=TIMEOUT)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.text == "method not allowed: GET or HEAD\n"
+
+
+def test_the_server_header_is_the_name_alone(server: WebServer) -> None:
+    assert get(server, "/healthz").headers["Server"] == "sg-churn-exporter"
+
+
 def test_unknown_paths_are_404(server: WebServer) -> None:
     assert get(server, "/nope").status_code == 404
     page = get(server, "/target-groups/" + quote("no-such-tg"))
