@@ -354,6 +354,36 @@ def test_existing_claim_is_used_as_is(tmp_path: Path) -> None:
     assert _volume_for_mount(docs, STATE_DIR)["persistentVolumeClaim"]["claimName"] == "my-state"
 
 
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (
+            {"replicaCount": 2, "persistence": {"enabled": True}},
+            "persistence.enabled with replicaCount 2: the replicas would share one SQLite state file",
+        ),
+        (
+            {"replicaCount": 3, "persistence": {"enabled": True, "existingClaim": "my-state"}},
+            "persistence.enabled with replicaCount 3",
+        ),
+        (
+            {"sharding": {"enabled": True}, "persistence": {"enabled": True, "existingClaim": "my-state"}},
+            "persistence.existingClaim is for the unsharded Deployment",
+        ),
+    ],
+)
+def test_one_state_file_per_exporter_process(values: dict[str, Any], complaint: str, tmp_path: Path) -> None:
+    """docs/operations.md: one file belongs to one exporter process. Two replicas on one claim
+    (a second pod stuck on the ReadWriteOnce attach, or both on one node and the file locked) and
+    a claim ignored under sharding rendered without a word."""
+    proc = template(values, tmp_path, check=False)
+    assert proc.returncode != 0
+    assert complaint in proc.stderr, proc.stderr
+    # without persistence (an emptyDir each) or with one replica, they render
+    render({**values, "persistence": {"enabled": False}}, tmp_path / "no-persistence")
+    if "replicaCount" in values:
+        render({**values, "replicaCount": 1}, tmp_path / "one-replica")
+
+
 def test_sharded_statefulset(rendered: dict[str, list[Doc]]) -> None:
     docs = rendered["sharded"]
     sts = one(docs, "StatefulSet")
