@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -315,3 +318,26 @@ def test_a_kubeconfig_that_cannot_be_read_is_refused(
     path = _file(tmp_path, f"kubernetes:\n  kubeconfig: {present}\n")
     assert main(["check-config", str(path)]) == 0
     assert f"kubernetes.kubeconfig = {present}" in capsys.readouterr().out
+
+
+def test_kubernetes_enabled_true_without_a_cluster_exits_2(tmp_path: Path) -> None:
+    """`true` is not `auto`: run used to log one warning and go on without Kubernetes, exporting no
+    sgchurn_up series for it (so no alert); now it stops at start naming the field, before it
+    opens the state file or the port. A subprocess: the old behaviour served until killed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "KUBECONFIG")}
+    env |= {"HOME": str(tmp_path), "AWS_REGION": "eu-west-1"}  # no ~/.kube/config
+    state = tmp_path / "state.sqlite3"
+    path = _file(tmp_path, f"kubernetes:\n  enabled: true\nstate:\n  path: {state}\nlisten_port: 0\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "run", "--config", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang guard, not a performance figure
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("config error: kubernetes.enabled: is true, but "), proc.stderr
+    assert "not in a cluster and no kubeconfig found" in proc.stderr and "set it to auto" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not state.exists()

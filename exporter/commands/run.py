@@ -80,7 +80,11 @@ def serve(settings: Settings, *, reset_state: bool = False, endpoint_url: str | 
     from exporter.web_links import PageLinks
 
     configure_logging(settings.log_format, settings.log_level)
-    assembly = build_daemon(settings, endpoint_url=endpoint_url, reset_state=reset_state)
+    try:
+        assembly = build_daemon(settings, endpoint_url=endpoint_url, reset_state=reset_state)
+    except ConfigError as exc:  # what only the environment at start shows (kubernetes.enabled: true)
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     daemon = assembly.daemon
     web = WebServer(
         daemon.snapshot,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import structlog
 
-from exporter.config import Settings
+from exporter.config import ConfigError, Settings
 from exporter.daemon.impacts import ImpactChecker
 from exporter.daemon.monitor import Monitor, ServiceBinder
 from exporter.daemon.service import Daemon, Feed, Health, utcnow
@@ -65,7 +65,10 @@ def build_daemon(
     clock: Callable[[], datetime] = utcnow,
     describe_override: Callable[[AwsClients, datetime], Inventory] | None = None,
 ) -> Assembly:
-    """Assemble monitors and feeds for the targets this shard owns."""
+    """Assemble monitors and feeds for the targets this shard owns.
+
+    ConfigError (before anything is opened) when `kubernetes.enabled: true` finds no cluster."""
+    kube_sync, binder = _kubernetes(settings)
     store, state_error = open_store(settings.state.path, reset=reset_state)
     counter = ApiCallCounter()
     queue_urls = [settings.cloudtrail.sqs_queue_url] if settings.cloudtrail.sqs_queue_url else []
@@ -115,7 +118,6 @@ def build_daemon(
             checkers.append(
                 ImpactChecker(monitor, clients, settings.impact, warn=partial(_impact_warning, key))
             )
-    kube_sync, binder = _kubernetes(settings)
     daemon = Daemon(
         monitors,
         feeds,
@@ -191,6 +193,13 @@ def _kubernetes(settings: Settings) -> tuple[Callable[[], ServiceBinder] | None,
     try:
         api_client = load_kube_client(settings.kubernetes.enabled, settings.kubernetes.kubeconfig)
     except Exception as exc:
+        if settings.kubernetes.enabled == "true":
+            # asked for, not found: a run without correlation would show no sgchurn_up series for
+            # it (no alert) and only this one line; auto is the setting that runs without it
+            raise ConfigError(
+                "kubernetes.enabled",
+                f"is true, but {str(exc)[:300]}; set it to auto to run without Kubernetes",
+            ) from None
         log.warning("kubernetes correlation off", error=str(exc)[:300])
         return None, tags_only
     if api_client is None:
