@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
+import gc
 import gzip
 import json
 import math
+import tracemalloc
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.engine.changes import REJECTION_REASONS, Rejection
+from exporter.engine.changes import REJECTION_REASONS, GroupDeletion, Rejection
 from exporter.engine.records import (
     MAX_DETAIL_CHARS,
     UNEXPECTED_DETAIL_PREFIX,
@@ -290,6 +292,28 @@ def test_huge_port_and_time_values_are_rejected() -> None:
         timed["eventTime"] = moment
         result = parse_record(timed)
         assert isinstance(result, Rejection) and result.reason == "bad_time", (moment, result)
+
+
+def test_long_caller_texts_are_not_kept_after_their_records() -> None:
+    """Found while fuzzing (the fuzzer's memory grew): the table that shares one Actor among a
+    caller's records kept each caller's texts whole as its key, up to 8192 keys of up to a
+    record's 256 KiB (2 GiB) after the records and their changes were dropped."""
+    record = delete_group_record("ev-long")
+    parse_payload(json.dumps(record))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(100):
+            agent = f"agent-{n:04d}-" + "x" * 100_000
+            result = parse_payload(json.dumps({**record, "eventID": f"ev-{n}", "userAgent": agent}))
+            (change,) = result.changes
+            assert isinstance(change, GroupDeletion) and change.meta.actor.user_agent == agent[:1000]
+            del result, change
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2_000_000, held  # 100 records of a 100 KB userAgent: 10 MB kept before
 
 
 def test_wrappers_nested_in_themselves_stop() -> None:

@@ -1015,6 +1015,10 @@ _TIMES: dict[str, datetime] = {}  # eventTime text -> parsed (changes of one sec
 _EVENT_NAMES = {name: name for name in WATCHED_EVENT_NAMES}
 
 _ACTORS_BY_TEXT: dict[tuple[Any, ...], Actor] = {}  # six attribution texts -> Actor
+#: An actor table keeps a key only when its texts add up to at most this many characters: the
+#: tables are bounded in entries, and this bounds each entry (a record's texts run to its
+#: 256 KiB limit; 8192 such keys held 2 GiB). A real caller's texts add up to a few hundred.
+_MAX_ACTOR_KEY_CHARS = 2048
 
 
 def _actor(record: Record) -> Actor:
@@ -1038,9 +1042,10 @@ def _actor(record: Record) -> Actor:
                 found = _ACTORS_BY_TEXT.get(texts)
                 if found is None:
                     found = _actor_of(record)
-                    if len(_ACTORS_BY_TEXT) >= _SHARED_SIZE:
-                        _ACTORS_BY_TEXT.clear()
-                    _ACTORS_BY_TEXT[texts] = found
+                    if len(a) + len(b) + len(c) + len(d) + len(e) + len(f) <= _MAX_ACTOR_KEY_CHARS:
+                        if len(_ACTORS_BY_TEXT) >= _SHARED_SIZE:
+                            _ACTORS_BY_TEXT.clear()
+                        _ACTORS_BY_TEXT[texts] = found
                 return found
     return _actor_of(record)
 
@@ -1071,9 +1076,11 @@ def _actor_of(record: Record) -> Actor:
     )
     found = _ACTORS.get(key)
     if found is None:
-        if len(_ACTORS) >= _SHARED_SIZE:
-            _ACTORS.clear()
-        found = _ACTORS[key] = Actor(*key)
+        found = Actor(*key)
+        if sum(len(text) for text in key if text) <= _MAX_ACTOR_KEY_CHARS:
+            if len(_ACTORS) >= _SHARED_SIZE:
+                _ACTORS.clear()
+            _ACTORS[key] = found
     return found
 
 
