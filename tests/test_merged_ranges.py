@@ -9,8 +9,9 @@ from pathlib import Path
 
 import msgspec
 
+from benchmarks.synth_inventory import build_fleet, handful_of_changes
 from exporter.engine.changes import Change
-from exporter.engine.gaps import analyze, find_replacements, required_ports
+from exporter.engine.gaps import analyze, find_replacements, groups_by_target_group, required_ports
 from exporter.engine.plan import controller_evidence
 from exporter.engine.rules import Rule, Source
 from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, MotoServer, build_incident_world
@@ -43,6 +44,38 @@ def summary(changes: list[Change]) -> tuple[list[str], list[tuple[object, ...]]]
 
 def test_required_ports_are_the_targets_traffic_and_health_check_ports_by_group() -> None:
     assert required_ports(sg_mode()) == {"sg-node": frozenset({("tcp", NODE_PORT)})}  # type: ignore[arg-type]
+
+
+def test_required_ports_of_some_groups_walk_only_their_target_groups_and_are_the_same() -> None:
+    fleet = build_fleet(150)  # three clusters: groups shared by a cluster's target groups
+    inventory = fleet.inventory
+    everything = required_ports(inventory)
+    tgs_of_group: dict[str, set[str]] = {}
+    for arn, groups in groups_by_target_group(inventory).items():
+        for group_id in groups:
+            tgs_of_group.setdefault(group_id, set()).add(arn)
+    asked = [*sorted(inventory.security_groups)[::3], "sg-nowhere"]
+    some = required_ports(inventory, {g: tgs_of_group.get(g, set()) for g in asked})
+    assert some == {g: everything[g] for g in asked if g in everything}
+    assert len(some) >= 5 and len(some) < len(everything)
+    # Only the target groups named are walked: none named, no ports found.
+    assert required_ports(inventory, dict.fromkeys(asked, frozenset[str]())) == {}
+    # analyze asks for the groups of its rule changes only: the same replacements as with every
+    # group's ports (a node group's rule for a required port widened, revoke first; and the fleet's flips).
+    group = fleet.node_groups[1]
+    merged = next(
+        r for r in inventory.security_groups[group].rules if (r.protocol, r.from_port) in everything[group]
+    )
+    wider = msgspec.structs.replace(merged, from_port=merged.from_port - 5, to_port=merged.to_port + 5)
+    at = inventory.taken_at - seconds(600)
+    changes = [
+        *handful_of_changes(fleet),
+        revoke("w1", at, merged, group=group),
+        authorize("w2", at + seconds(5), wider, group=group),
+    ]
+    replacements = find_replacements(changes, required=everything)
+    assert [r.group_id for r in replacements] == [group]
+    assert analyze(inventory, changes).replacements == replacements
 
 
 def test_widening_revoke_first_is_a_break_before_make_replacement_and_a_gap() -> None:
