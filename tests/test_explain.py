@@ -158,6 +158,33 @@ def test_source_not_covered_lists_the_rules_on_the_port() -> None:
     assert [r.last_change for r in target.port_rules] == [None, None]
 
 
+def test_every_required_source_not_admitted_is_named_not_only_the_first() -> None:
+    """Two source ranges revoked: adding a rule for the first alone would not end the gap, so the
+    explanation names the second too (in the result, the text and the JSON)."""
+    second = "198.51.100.0/24"
+    ranges = (tcp(NODE_PORT, CLIENTS, "sgr-0a"), tcp(NODE_PORT, second, "sgr-0b"))
+    inventory = incident_inventory(node_rules=(*ranges, *SUBNET_RULES), source_ranges=(CLIENTS, second))
+    assert explain_target_group(inventory, TG_ARN, current_state(inventory, [])).fully_admitted
+
+    one_left = current_state(inventory, [revoke("e1", T0 + seconds(5), ranges[0])])
+    target = explain_target_group(inventory, TG_ARN, one_left).flow("traffic").targets[0]
+    assert target.flow is not None and str(target.flow.source) == CLIENTS
+    assert target.also_not_admitted == ()  # the other range is still admitted
+
+    both_gone = current_state(inventory, [revoke("e1", T0 + seconds(5), *ranges)])
+    explanation = explain_target_group(inventory, TG_ARN, both_gone)
+    target = explanation.flow("traffic").targets[0]
+    assert target.reason == "source_not_covered"
+    assert {str(f.source) for f in (target.flow, *target.also_not_admitted) if f} == {CLIENTS, second}
+    assert [f.port for f in target.also_not_admitted] == [NODE_PORT]
+    text = explanation_text(explanation)
+    assert f"no rule admits tcp/{NODE_PORT} from " in text and f"; nor tcp/{NODE_PORT} from " in text
+    assert CLIENTS in text and second in text
+    data = msgspec.to_builtins(explanation_json(explanation))
+    (listed,) = data["flows"][0]["targets"][0]["also_not_admitted"]
+    assert listed.endswith(f"from {str(target.also_not_admitted[0].source)}")
+
+
 def test_missing_eni_and_missing_group_reasons() -> None:
     inventory = incident_inventory()
     no_eni = dataclasses.replace(inventory, network_interfaces={})

@@ -163,6 +163,7 @@ def test_explanation_json_keys_in_order() -> None:
             "reason",
             "flow",
             "uncovered",
+            "also_not_admitted",
             "rules",
             "port_rules",
         ]

@@ -176,6 +176,9 @@ class TargetResult:
     `rules`: when admitted, the rules that admit it; when not, the rules that admit part of the
     failing flow's source. `port_rules`: for source_not_covered, the rules on the port that admit
     other sources. `uncovered`: the CIDRs of the failing flow's source that nothing admits.
+    `also_not_admitted`: the other flows of the same requirement (other sources, other ports)
+    that are not admitted either; `flow` is the first, and adding a rule for it alone is not
+    enough while these remain.
     """
 
     target_id: str
@@ -188,7 +191,8 @@ class TargetResult:
     uncovered: tuple[str, ...] = ()
     rules: tuple[RuleRef, ...] = ()
     port_rules: tuple[RuleRef, ...] = ()
-    not_evaluable: str | None = None  # flows.NOT_EVALUABLE_REASONS: neither admitted nor a gap
+    not_evaluable: str | None = None
+    also_not_admitted: tuple[Flow, ...] = ()  # flows.NOT_EVALUABLE_REASONS: neither admitted nor a gap
 
 
 @dataclass(frozen=True)
@@ -336,7 +340,20 @@ def _explain_target(
         uncovered=tuple(str(n) for n in admission.uncovered) if cidr_flow else (),
         rules=partial,
         port_rules=others,
+        also_not_admitted=_also_not_admitted(checker, eni_id, alternatives, flow),
     )
+
+
+def _also_not_admitted(
+    checker: AdmissionChecker,
+    eni_id: str | None,
+    alternatives: tuple[tuple[Flow, ...], ...],
+    flow: Flow | None,
+) -> tuple[Flow, ...]:
+    """The flows of `flow`'s alternative, other than `flow`, that the target does not admit either
+    (checked as the admission was, prefix lists expanded)."""
+    alternative = next((alt for alt in alternatives if flow is not None and flow in alt), ())
+    return tuple(f for f in alternative if f != flow and not checker.check(eni_id, ((f,),)).admitted)
 
 
 def explain_target_group(

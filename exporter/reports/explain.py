@@ -64,6 +64,7 @@ class TargetJson(msgspec.Struct, frozen=True):
     reason: Reason | None
     flow: str | None
     uncovered: list[str]
+    also_not_admitted: list[str]  # the other flows of the requirement not admitted either
     rules: list[RuleRefJson]
     port_rules: list[RuleRefJson]
 
@@ -134,6 +135,7 @@ def target_json(result: TargetResult) -> TargetJson:
         reason=result.reason,
         flow=None if result.flow is None else flow_text(result.flow),
         uncovered=list(result.uncovered),
+        also_not_admitted=[flow_text(f) for f in result.also_not_admitted],
         rules=[rule_ref_json(r) for r in result.rules],
         port_rules=[rule_ref_json(r) for r in result.port_rules],
     )
@@ -206,6 +208,7 @@ def _outcome_key(result: TargetResult) -> tuple[object, ...]:
         result.reason,
         result.flow,
         result.uncovered,
+        result.also_not_admitted,
         tuple((r.group_id, r.rule, r.last_change) for r in result.rules),
         tuple((r.group_id, r.rule) for r in result.port_rules),
     )
@@ -218,6 +221,12 @@ def _target_label(result: TargetResult) -> str:
 
 
 def _reason_text(result: TargetResult) -> str:
+    also = result.also_not_admitted
+    text = _first_reason_text(result)
+    return f"{text}; nor {', '.join(flow_text(f) for f in also)}" if also else text
+
+
+def _first_reason_text(result: TargetResult) -> str:
     flow = flow_text(result.flow) if result.flow is not None else "the flow"
     reason = result.reason
     if reason == "target_eni_not_found":
