@@ -182,7 +182,7 @@ def test_every_required_source_not_admitted_is_named_not_only_the_first() -> Non
     assert CLIENTS in text and second in text
     data = msgspec.to_builtins(explanation_json(explanation))
     (listed,) = data["flows"][0]["targets"][0]["also_not_admitted"]
-    assert listed.endswith(f"from {str(target.also_not_admitted[0].source)}")
+    assert listed.endswith(f"from {target.also_not_admitted[0].source}")
 
 
 def test_missing_eni_and_missing_group_reasons() -> None:
