@@ -547,12 +547,14 @@ def load_settings(
 
 
 def explain(settings: Settings) -> str:
-    """The effective settings, one `field = value` per line (passwords hidden)."""
+    """The effective settings, one `field = value` per line (passwords hidden), each value in
+    JSON, which YAML reads too: written as the configuration file would spell it (null, true,
+    "text"), not as Python (None, True, 'text')."""
     lines = []
     for path, value in _flatten(settings).items():
         if path == "web.basic_auth_users":
             value = {user: "<hash>" for user in value}
         if path == "targets":
             value = [{k: v for k, v in msgspec.structs.asdict(t).items() if v is not None} for t in value]
-        lines.append(f"{path} = {value}")
+        lines.append(f"{path} = {msgspec.json.encode(value).decode()}")
     return "\n".join(lines)

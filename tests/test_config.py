@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.cli import main
 from exporter.config import ConfigError, load_settings
@@ -87,6 +88,22 @@ def test_check_config_exits_2_naming_the_field(
     assert "listen_port" in capsys.readouterr().err
     assert main(["check-config", str(_file(tmp_path, "listen_port: 9000\n"))]) == 0
     assert "listen_port = 9000" in capsys.readouterr().out
+
+
+def test_check_config_prints_each_value_as_the_file_would_spell_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every `field = value` line's value reads back (as JSON, which YAML reads too) as the setting
+    it shows: null and true, not Python's None and True."""
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    config = "cloudtrail:\n  lookup_events: true\ntargets:\n  - region: eu-west-1\n    role_arn: arn:aws:iam::111122223333:role/reader\n"
+    assert main(["check-config", str(_file(tmp_path, config))]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    shown = {path: yaml.safe_load(value) for path, value in (line.split(" = ", 1) for line in lines)}
+    assert shown["cloudtrail.lookup_events"] is True
+    assert shown["cloudtrail.sqs_queue_url"] is None
+    assert shown["targets"] == [{"region": "eu-west-1", "role_arn": "arn:aws:iam::111122223333:role/reader"}]
+    assert not any(word in line for line in lines for word in ("None", "True", "False"))
 
 
 def test_run_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -317,7 +334,7 @@ def test_a_kubeconfig_that_cannot_be_read_is_refused(
     present.write_text("apiVersion: v1\nkind: Config\n")
     path = _file(tmp_path, f"kubernetes:\n  kubeconfig: {present}\n")
     assert main(["check-config", str(path)]) == 0
-    assert f"kubernetes.kubeconfig = {present}" in capsys.readouterr().out
+    assert f'kubernetes.kubeconfig = "{present}"' in capsys.readouterr().out
 
 
 def test_kubernetes_enabled_true_without_a_cluster_exits_2(tmp_path: Path) -> None:
