@@ -485,10 +485,12 @@ def test_live_explain_names_the_admitting_rule(
         ]
         assert target["rules"][0]["description"] == samples.LBC_DESCRIPTION
 
-    code, out, _ = run_cli(capsys, "explain", world.tg_arn)
+    code, out, err = run_cli(capsys, "explain", world.tg_arn)
     assert code == 0 and world.node_rule_id in out and "all targets admitted" in out
-    # CloudTrail was read and held nothing for the rule: said so, with the window read.
+    # CloudTrail was read and held nothing for the rule: said so, with the window read, once
+    # (the report's line; stderr only says what is being read).
     assert "CloudTrail LookupEvents" in out and "no change to it in the events" in out
+    assert (out + err).count("CloudTrail LookupEvents 20") == 1, err
     # Only read-only calls reached AWS.
     calls = clean_moto.requests()[arranged:]
     assert calls and all(_read_only(r["operation"]) for r in calls), calls

@@ -232,5 +232,8 @@ def read_lookup_events(
             f"{prog}: warning: {events.rejected} records rejected ({_reasons(result.rejected)})",
             file=stream,
         )
-    print(f"{prog}: {events.summary()}", file=stream)
+    if not events.complete:
+        # The report carries the summary line (text at its top, JSON under "cloudtrail"); an
+        # incomplete read is also a warning here, where it is seen whatever the format.
+        print(f"{prog}: warning: {events.summary()}", file=stream)
     return events
