@@ -159,6 +159,8 @@ def test_incident_open_gap_then_explained_then_closed_survives_restart(
         {k: v for k, v in e.items() if k not in ("event", "log_level")}
         for e in sorted(closed_lines, key=lambda e: str(e["flow"]))
     ]  # one line per closed gap, its fields those of the gap
+    # Times in the project's one textual form (engine/timeutil.py), as the rest of the line's.
+    assert all(e["start"].endswith("Z") and e["trigger_time"].endswith("Z") for e in closed_lines)
     assert {(e["flow"], e["trigger_actor"], e["trigger"]) for e in closed_lines} == {
         ("traffic", "platform-admin/operator", "preserve_client_ip.enabled=true"),
         ("health_check", "platform-admin/operator", "preserve_client_ip.enabled=true"),

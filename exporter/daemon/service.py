@@ -39,6 +39,7 @@ from exporter.daemon.state import StateStore, StoredGap
 from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
 from exporter.engine.flows import FlowKind
 from exporter.engine.impact import ImpactResult
+from exporter.engine.timeutil import format_optional_time, format_time
 from exporter.reports.impact import read_impact
 from exporter.sources.feed import EventFeed
 
@@ -583,15 +584,15 @@ def gap_facts(gap: GapView) -> dict[str, object]:
         "aws_account_id": gap.aws_account_id,
         "aws_region": gap.aws_region,
         "flow": gap.flow,
-        "start": gap.start.isoformat(),
-        "end": gap.end.isoformat() if gap.end else None,
+        "start": format_time(gap.start),
+        "end": format_optional_time(gap.end),
         "duration_seconds": gap.duration_seconds,
         "cause": gap.cause,
         "actor": gap.actor or None,
         "actor_session": gap.actor_session or None,
         "explained": gap.explained,
         "trigger_actor": gap.trigger_who or None,
-        "trigger_time": gap.trigger_time.isoformat() if gap.trigger_time else None,
+        "trigger_time": format_optional_time(gap.trigger_time),
         "trigger": gap.trigger_detail or None,
         "trigger_event_id": gap.trigger_event_id or None,
         **({} if gap.impact is None else impact_facts(gap.impact)),
