@@ -191,8 +191,8 @@ class TargetResult:
     uncovered: tuple[str, ...] = ()
     rules: tuple[RuleRef, ...] = ()
     port_rules: tuple[RuleRef, ...] = ()
-    not_evaluable: str | None = None
-    also_not_admitted: tuple[Flow, ...] = ()  # flows.NOT_EVALUABLE_REASONS: neither admitted nor a gap
+    not_evaluable: str | None = None  # flows.NOT_EVALUABLE_REASONS: neither admitted nor a gap
+    also_not_admitted: tuple[Flow, ...] = ()
 
 
 @dataclass(frozen=True)
