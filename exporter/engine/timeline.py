@@ -110,8 +110,8 @@ class RuleState:
         meta = change.meta
         if meta.error_code is not None:  # meta.failed
             return
-        if type(change) is RuleChange and change.action == "authorize":
-            # The most common change first (the same steps as below).
+        if isinstance(change, RuleChange) and change.action == "authorize":
+            # The most common change, first (the only place an authorize is applied).
             group_id = change.group_id
             if self.watched_groups is not None and group_id not in self.watched_groups:
                 return
@@ -155,17 +155,10 @@ class RuleState:
                     if not missing:
                         del self.incomplete[group_id]
             return
-        if change.action == "authorize":
-            for rule in change.rules:
-                known = rules.get(rule.key)
-                if known is not None and rule.rule_id is None:
-                    rule = known
-                rules[rule.key] = rule
-                self.last_change[(group_id, rule.key)] = change.meta
-        else:
-            for rule in [*change.rules, *self._resolve_ids(group_id, change.rule_ids)]:
-                rules.pop(rule.key, None)
-                self.last_change[(group_id, rule.key)] = change.meta
+        # A revoke (an authorize was applied first, above).
+        for rule in [*change.rules, *self._resolve_ids(group_id, change.rule_ids)]:
+            rules.pop(rule.key, None)
+            self.last_change[(group_id, rule.key)] = change.meta
 
     def undo(
         self,
