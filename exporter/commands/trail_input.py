@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import msgspec
 
 from exporter.engine.changes import Change, Rejection
-from exporter.engine.timeutil import format_time
+from exporter.engine.timeutil import format_optional_time, format_time
 
 if TYPE_CHECKING:  # the parser is imported where it is used: keeps `--help` light
     from exporter.engine.records import ParseResult
@@ -102,8 +102,8 @@ class EventsRead:
             changes=len(self.changes),
             rejected=self.rejected,
             complete=self.complete,
-            start=format_time(self.start) if self.start else None,
-            end=format_time(self.end) if self.end else None,
+            start=format_optional_time(self.start),
+            end=format_optional_time(self.end),
             requests=self.requests,
             errors=list(self.errors),
         )
