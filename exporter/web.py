@@ -354,9 +354,9 @@ class WebServer:
         self.auth = BasicAuth(basic_auth_users)
         self.limiter = limiter if limiter is not None else ConnectionLimiter()
         self.pages = pages if pages is not None else PagePool()
-        #: the landing page and /api/snapshot.json, rendered once per snapshot like /metrics
         #: renders the landing page in a worker process, off this process' GIL (web_render.py)
         self.page_worker = PageWorker()
+        #: the landing page and /api/snapshot.json, rendered once per snapshot like /metrics
         self.landing = SnapshotCache(
             lambda snapshot: self.page_worker.landing(snapshot, self.clock(), self.links)
         )
