@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -21,6 +23,20 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 EVENT_LOGGER = "sg-churn-exporter"
 #: Libraries that speak at warning level about what the exporter reports itself (retries, misses).
 QUIET_LIBRARIES = ("apscheduler", "botocore", "urllib3", "kubernetes")
+#: Fields the console shows with the project's word when they have no value (JSON keeps null):
+#: `actor` as the metrics' actor label and the pages say it when CloudTrail named no one.
+CONSOLE_UNKNOWN = {"actor": "unknown"}
+
+
+def readable_absences(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    """structlog processor for console output: a field without a value (None) is left out rather
+    than printed as `None` (an open gap's `end`, a gap without trigger), but for the fields of
+    CONSOLE_UNKNOWN, shown as `unknown`. JSON lines keep every field, null when it has no value."""
+    return {
+        key: CONSOLE_UNKNOWN[key] if value is None else value
+        for key, value in event.items()
+        if value is not None or key in CONSOLE_UNKNOWN
+    }
 
 
 def configure_logging(log_format: str = "auto", level: str = "info") -> None:
@@ -35,7 +51,8 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
         else structlog.processors.JSONRenderer()
     )
     # JSON escapes control characters itself; the console shows them as escapes (exporter/textsafe.py)
-    safe: list[structlog.typing.Processor] = [printable_log_event] if console else []
+    # and leaves out what has no value
+    safe: list[structlog.typing.Processor] = [readable_absences, printable_log_event] if console else []
     stamped: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

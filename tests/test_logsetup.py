@@ -8,14 +8,17 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
+from exporter.daemon.service import gap_facts
 from exporter.logsetup import EVENT_LOGGER, QUIET_LIBRARIES, configure_logging
 from tests.awsworld import MotoServer
+from tests.snapshot_samples import CHECKOUT_TG, gap, target_group
 from tests.support import wait_for
 from tests.test_faults_support import DaemonProcess, daemon_env, write_config
 
@@ -124,3 +127,38 @@ def test_a_running_daemon_writes_only_json_lines(clean_moto: MotoServer, tmp_pat
     off = [e for e in lines if e["event"].startswith("kubernetes correlation off")]
     assert len(off) == 1, events
     assert off[0]["logger"] == "exporter.sources.kubernetes" and off[0]["level"] == "warning"
+
+
+def test_console_shows_an_unknown_actor_as_unknown_and_leaves_out_fields_without_a_value(
+    configure: Configure,
+) -> None:
+    """A gap the polls saw but no CloudTrail record explains has no actor: JSON says null, the
+    console says `actor=unknown` (the word of the metrics' actor label and the pages), and drops
+    the other fields with no value (`end=None` of an open gap) rather than print `None`."""
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    checkout = target_group(
+        CHECKOUT_TG,
+        namespace="shop",
+        service="checkout",
+        mode="legacy",
+        scheme="internet-facing",
+        target_type="instance",
+        preserve=True,
+        targets=3,
+        traffic_ok=0,
+        health_ok=3,
+    )
+    facts = gap_facts(gap(checkout, "traffic", now - timedelta(minutes=2), None, "revoke", actor=""))
+    assert facts["actor"] is None and facts["end"] is None  # what the console is given
+    stderr = configure("json", "info")
+    structlog.get_logger(EVENT_LOGGER).warning("rule gap opened", **facts)
+    line = _json_lines(stderr.getvalue())[0]
+    assert line["actor"] is None and line["end"] is None and line["cause"] == "revoke"
+    stderr = configure("console", "info")
+    structlog.get_logger(EVENT_LOGGER).warning("rule gap opened", **facts)
+    text = stderr.getvalue().splitlines()[-1]  # the buffer keeps the JSON line above it
+    assert "None" not in text, text
+    assert "actor=unknown" in text and "cause=revoke" in text and "explained=False" in text, text
+    assert "end=" not in text and "trigger=" not in text, text
+    structlog.get_logger(EVENT_LOGGER).warning("rule gap opened", **(facts | {"actor": "deployer"}))
+    assert "actor=deployer" in stderr.getvalue().splitlines()[-1]
