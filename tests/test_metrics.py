@@ -946,3 +946,30 @@ def test_kept_lines_give_prometheus_clients_bytes_for_target_groups_changed_in_p
     ):
         holder[0] = snapshot
         assert cache.body("text") == generate_latest(build_registry(lambda s=snapshot: s))
+
+
+def test_docs_metrics_md_names_the_sources_whose_sgchurn_up_has_no_account_or_region() -> None:
+    """The kubernetes and state sources are not per account and region: a daemon exposes their
+    sgchurn_up with empty aws_account_id and aws_region (in PromQL the same as no label), and
+    docs/metrics.md says so, naming exactly those sources."""
+    from exporter.daemon.service import Daemon
+    from exporter.daemon.state import StateStore
+
+    store = StateStore(":memory:")
+    try:
+        daemon = Daemon([], [], store, intervals={"kubernetes": 60}, kube_sync=lambda: None)  # type: ignore[arg-type,return-value]
+        text = render_exposition(daemon.publish()).decode()
+    finally:
+        store.close()
+    placeless = {
+        up.labels["source"]
+        for up in series(text, "sgchurn_up")
+        if up.labels["aws_account_id"] == "" and up.labels["aws_region"] == ""
+    }
+    assert placeless == {"kubernetes", "state"}, text
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    note = next(
+        (line for line in doc.splitlines() if line.startswith("- `aws_account_id`, `aws_region` of")), ""
+    )
+    assert "sgchurn_up" in note, "docs/metrics.md has no note on sgchurn_up's empty account and region"
+    assert set(re.findall(r"source=\"(\w+)\"", note)) == placeless, note

@@ -196,9 +196,14 @@ def merge_histograms(
     return merged
 
 
+#: The sources not tied to one account and region (the Kubernetes API, the state file): their
+#: SourceHealth, and so their sgchurn_up series, carry empty aws_account_id and aws_region.
+SOURCES_WITHOUT_ACCOUNT_REGION = ("kubernetes", "state")
+
+
 @dataclass(frozen=True)
 class SourceHealth:
-    source: str  # inventory | cloudtrail | sqs | kubernetes
+    source: str  # inventory | lookup_events | sqs (per account and region) | kubernetes | state
     aws_account_id: str
     aws_region: str
     up: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence
 
+from exporter.daemon.snapshot import SOURCES_WITHOUT_ACCOUNT_REGION
 from exporter.engine.changes import REJECTION_REASONS
 from exporter.engine.flows import NOT_EVALUABLE_REASONS, REASONS
 from exporter.engine.gaps import CAUSES, ORDERS
@@ -44,6 +45,12 @@ def render_markdown(specs: Sequence[MetricSpec] = SPECS) -> str:
         f"- `order`: {_values(ORDERS)}",
         "- `result`: `success`, `failed`",
         f"- `actor`: the role or principal name from CloudTrail, `{UNKNOWN_ACTOR}` when it named none",
+        "- `aws_account_id`, `aws_region` of `sgchurn_up`: empty for "
+        + " and ".join(f'`source="{s}"`' for s in SOURCES_WITHOUT_ACCOUNT_REGION)
+        + ", which are not per account and region; `aws_account_id` is also empty for a region "
+        "until its first inventory poll succeeds (the account is learned from it). Prometheus treats "
+        'an empty label as no label: `sgchurn_up{source="state"}` selects the series, and '
+        "SGChurnSourceDown names neither account nor region for it.",
         "",
         "| Name | Type | Labels | Stability | Help |",
         "| --- | --- | --- | --- | --- |",
