@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import build_registry
-from tests.golden_exposition import ACCEPTS, DIRECTORY, golden_snapshot, served_bodies
+from exporter.web import WebServer
+from tests.golden_exposition import ACCEPTS, DIRECTORY, NOW, golden_snapshot, served_bodies
+from tests.promstack import PromStack
 
 REGENERATE = "after an intended change: .venv/bin/python -m tests.golden_exposition, then review the diff"
 
@@ -42,3 +46,29 @@ def test_the_golden_files_are_prometheus_clients_bytes() -> None:
 def test_the_golden_snapshot_fills_every_family() -> None:
     families = text_string_to_metric_families((DIRECTORY / "metrics.txt").read_text())
     assert [family.name for family in families if not family.samples] == [], "families without series"
+
+
+@pytest.mark.e2e
+def test_a_real_prometheus_scrapes_the_openmetrics_body_and_keeps_its_units(tmp_path: Path) -> None:
+    """Prometheus negotiates OpenMetrics and rejects a whole scrape whose UNIT is not its name's
+    suffix: the served golden snapshot is scraped up, with the units as its metadata."""
+    snapshot = golden_snapshot()
+    web = WebServer(lambda: snapshot, "127.0.0.1", 0, clock=lambda: NOW)
+    web.start()
+    try:
+        with PromStack.start(tmp_path, targets=[web.url.removeprefix("http://").rstrip("/")]) as stack:
+            stack.wait_until_scraped()
+            units = stack.wait_for(
+                lambda: (
+                    {name: entries[0]["unit"] for name, entries in stack._api("/api/v1/metadata").items()}
+                    or None
+                ),
+                timeout=30,
+                message="metadata of the scraped families",
+            )
+    finally:
+        web.stop()
+    assert units["sgchurn_cloudtrail_lag_seconds"] == "seconds"
+    assert units["sgchurn_job_duration_seconds"] == "seconds"
+    assert units["sgchurn_target_group_reachability_ratio"] == "ratio"
+    assert units["sgchurn_up"] == ""

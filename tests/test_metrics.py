@@ -391,6 +391,21 @@ def test_the_openmetrics_exposition_parses_with_the_same_families() -> None:
     assert families == {spec.base_name: spec.type for spec in SPECS}
 
 
+def test_openmetrics_declares_the_unit_its_name_ends_in_and_the_text_format_none() -> None:
+    """OpenMetrics 1.0: a family's unit goes in a UNIT line and must be the suffix of its name.
+    Every family named in a base unit (seconds, bytes, ratio: Prometheus' naming practice) declares
+    it, as prometheus_client's parser reads it; the text format 0.0.4 has no UNIT lines."""
+    snapshot = sample_snapshot(NOW)
+    parsed = {f.name: f.unit for f in parse_openmetrics(render_exposition(snapshot, "openmetrics").decode())}
+    expected = {}
+    for spec in SPECS:
+        suffix = re.search(r"_(seconds|bytes|ratio)$", spec.base_name)
+        expected[spec.base_name] = suffix.group(1) if suffix else ""
+    assert parsed == expected
+    assert "seconds" in parsed.values() and "ratio" in parsed.values()
+    assert "# UNIT" not in render_exposition(snapshot).decode()
+
+
 def _names(samples_: Iterable[Sample]) -> set[str]:
     return {s.name for s in samples_}
 

@@ -28,14 +28,14 @@ log = logging.getLogger("exporter.metrics")
 
 
 def empty_family(spec: MetricSpec) -> Metric:
-    """A family with the spec's name, type, help and labels, and no samples yet."""
+    """A family with the spec's name, type, help, unit and labels, and no samples yet."""
     labels = list(spec.labels)
     if spec.type == "gauge":
-        return GaugeMetricFamily(spec.base_name, spec.help, labels=labels)
+        return GaugeMetricFamily(spec.base_name, spec.help, labels=labels, unit=spec.unit)
     if spec.type == "counter":
-        return CounterMetricFamily(spec.base_name, spec.help, labels=labels)
+        return CounterMetricFamily(spec.base_name, spec.help, labels=labels, unit=spec.unit)
     if spec.type == "histogram":
-        return HistogramMetricFamily(spec.base_name, spec.help, labels=labels)
+        return HistogramMetricFamily(spec.base_name, spec.help, labels=labels, unit=spec.unit)
     return InfoMetricFamily(spec.base_name, spec.help, labels=labels)
 
 

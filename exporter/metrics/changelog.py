@@ -9,6 +9,13 @@ from __future__ import annotations
 CHANGELOG = """\
 ## Changelog
 
+### Unreleased: OpenMetrics units
+
+- The OpenMetrics exposition declares the unit of every family whose name ends in a base unit
+  (`# UNIT <family> seconds`, and `ratio` for `sgchurn_target_group_reachability_ratio`), as
+  OpenMetrics 1.0 asks of a family with a unit. Names, types, labels and values are unchanged,
+  and so is the text format 0.0.4 (it has no UNIT lines). Prometheus keeps the unit as metadata.
+
 ### Unreleased: a third of the series (issue 15)
 
 Series per watched target group in steady state went from about 24 to under 8 (benchmark figure

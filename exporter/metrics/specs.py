@@ -22,6 +22,11 @@ Stability = Literal["stable", "experimental"]
 IDENTITY: tuple[str, ...] = IDENTITY_LABELS
 ACCOUNT_REGION: tuple[str, ...] = ("aws_account_id", "aws_region")
 
+#: The base units a family's name can end in (Prometheus' naming practice: seconds, bytes, ratio
+#: for a fraction); OpenMetrics 1.0 declares such a family's unit in a `# UNIT` line, and the unit
+#: must be the suffix of the family's name.
+BASE_UNITS: tuple[str, ...] = ("seconds", "bytes", "ratio")
+
 #: The actor label value when CloudTrail did not name one.
 UNKNOWN_ACTOR = "unknown"
 
@@ -44,6 +49,12 @@ class MetricSpec:
         if self.type == "info":
             return self.name.removesuffix("_info")
         return self.name
+
+    @property
+    def unit(self) -> str:
+        """The base unit the family's name ends in ("" for none): OpenMetrics' UNIT."""
+        unit = self.base_name.rsplit("_", 1)[-1]
+        return unit if unit in BASE_UNITS else ""
 
 
 def _s(

@@ -73,7 +73,8 @@ def _header(spec: MetricSpec, fmt: ExpositionFormat) -> str:
     help_ = spec.help.replace("\\", "\\\\").replace("\n", "\\n")
     if fmt == "openmetrics":  # OpenMetrics names the family without _total / _info and escapes '"' too
         help_ = help_.replace('"', '\\"')
-        return f"# HELP {spec.base_name} {help_}\n# TYPE {spec.base_name} {spec.type}\n"
+        unit = f"# UNIT {spec.base_name} {spec.unit}\n" if spec.unit else ""  # the text format has none
+        return f"# HELP {spec.base_name} {help_}\n# TYPE {spec.base_name} {spec.type}\n{unit}"
     return f"# HELP {spec.name} {help_}\n# TYPE {spec.name} {_TEXT_TYPES[spec.type]}\n"
 
 
