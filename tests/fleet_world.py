@@ -7,7 +7,8 @@ flow kinds a revoke of it breaks (`affected`).
 
 Setups: a dual-stack NLB in front of an IPv4 target group; a dual-stack NLB in front of an IPv6
 target group (ip targets on IPv6 addresses); ip targets on a delegated IPv4 prefix and on a
-secondary address, beside an EKS Hybrid Nodes target (AvailabilityZone "all"); an SG-mode NLB
+secondary address, beside two EKS Hybrid Nodes targets (AvailabilityZone "all", and the node's
+zone as LBC v2.17.0+ may register them); an SG-mode NLB
 whose node rule is a CIDR rule; a Service with source ranges and no Kubernetes access (the
 controller-managed rules are the intent); a rule referencing a managed prefix list.
 """
@@ -31,6 +32,9 @@ PREFIX = "10.0.3.32/28"
 PREFIX_POD_IP = "10.0.3.37"
 SOURCE_RANGES = ("203.0.113.0/24", "198.51.100.0/24")
 HYBRID_IP = "192.168.100.10"  # an EKS Hybrid Node's pod: outside the VPC
+#: Another, registered with its node's zone instead of "all" (LBC v2.17.0+, v3.5.0: when AWS
+#: answers "you must specify an Availability Zone", pkg/targetgroupbinding/resource_manager.go).
+HYBRID_ZONED_IP = "192.168.100.11"
 IMAGE = "ami-0abcdef1234567890"
 
 
@@ -223,6 +227,7 @@ def build_fleet(ec2: Any, elbv2: Any, names: tuple[str, ...] = ALL_SETUPS) -> di
                 {"Id": PREFIX_POD_IP, "Port": 8003},
                 {"Id": secondary, "Port": 8003},
                 {"Id": HYBRID_IP, "Port": 8003, "AvailabilityZone": "all"},
+                {"Id": HYBRID_ZONED_IP, "Port": 8003, "AvailabilityZone": f"{ec2.meta.region_name}a"},
             ],
             target_type="ip",
         )
@@ -232,7 +237,7 @@ def build_fleet(ec2: Any, elbv2: Any, names: tuple[str, ...] = ALL_SETUPS) -> di
             sg,
             [vpc_rule],
             frozenset({"traffic", "health_check"}),
-            not_evaluable=1,
+            not_evaluable=2,
             extra={"eni_id": eni["NetworkInterfaceId"], "secondary": secondary},
         )
 

@@ -20,7 +20,15 @@ from exporter.sources.aws import AwsClients, AwsTarget
 from exporter.sources.inventory import inventory_for
 from tests import cloudtrail_samples as samples
 from tests.awsworld import REGION, CloudTrailRecorder, LookupSink, ManualClock, MotoServer, moto_daemon
-from tests.fleet_world import ALL_SETUPS, HYBRID_IP, PREFIX, PREFIX_POD_IP, Setup, build_fleet
+from tests.fleet_world import (
+    ALL_SETUPS,
+    HYBRID_IP,
+    HYBRID_ZONED_IP,
+    PREFIX,
+    PREFIX_POD_IP,
+    Setup,
+    build_fleet,
+)
 
 SETUPS = ALL_SETUPS
 #: What each setup's client sources are judged by without Kubernetes access (the `intent` label).
@@ -93,6 +101,8 @@ def test_the_inventory_reads_family_prefixes_secondary_ips_hybrid_targets_and_pr
     assert inv.network_interfaces[setup.extra["eni_id"]].ipv4_prefixes == (PREFIX,)
     hybrid = by_id[HYBRID_IP]
     assert (hybrid.availability_zone, hybrid.eni_id, hybrid.outside_vpc) == ("all", None, True)
+    zoned = by_id[HYBRID_ZONED_IP]  # registered with its node's zone: outside by its address
+    assert (zoned.availability_zone, zoned.eni_id) == (f"{REGION}a", None)
 
     listed = inv.prefix_lists[fleet["prefix_list"].extra["prefix_list_id"]]
     assert (listed.cidrs, listed.max_entries) == (("10.0.1.0/24", "10.0.2.0/24"), 10)
@@ -114,7 +124,7 @@ def test_the_fleet_in_steady_state_has_no_gap_in_the_daemon_nor_in_replay(
     assert [
         (labels["target_group"], labels["reason"], value)
         for labels, value in _samples(assembly, "sgchurn_target_group_not_evaluable_targets")
-    ] == [("prefix-pods", "target_outside_vpc", 1.0)]
+    ] == [("prefix-pods", "target_outside_vpc", 2.0)]
     assert not _samples(assembly, "sgchurn_target_group_unadmitted_targets")
     info = _samples(assembly, "sgchurn_target_group_info")
     assert {labels["target_group"]: labels["intent"] for labels, _value in info} == INTENTS

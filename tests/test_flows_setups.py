@@ -9,6 +9,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exporter.engine.explain import explain_target_group
 from exporter.engine.flows import AdmissionChecker, expand_prefix_lists, flow_status, requirements
 from exporter.engine.gaps import analyze
 from exporter.engine.inventory import Inventory, NetworkInterface, PrefixList, Subnet, Target, Vpc
@@ -91,6 +92,49 @@ def test_a_target_outside_the_vpc_is_not_evaluable_and_never_a_gap() -> None:
         target_groups={TG_ARN: dataclasses.replace(tg, targets=(hybrid, tg.targets[0]))},
     )
     assert {g.flow for g in analyze(mixed, []).gaps} == {"traffic", "health_check"}
+
+
+def test_a_pod_outside_the_vpc_registered_with_its_zone_is_not_evaluable_either() -> None:
+    """LBC v2.17.0+ (still v3.5.0, pkg/targetgroupbinding/resource_manager.go registerPodEndpoints)
+    registers a pod outside the VPC's CIDRs with its node's zone when AWS refuses "all": no ENI
+    exists for it, so it is not evaluable, not a gap that never closes. An address inside the VPC
+    with no ENI found is still a gap (target_eni_not_found), and without the VPC's CIDRs only the
+    zone "all" says outside."""
+    base = incident_inventory(target_type="ip", preserve="false", node_rules=())
+    tg = base.target_groups[TG_ARN]
+    zoned = Target("192.168.100.11", NODE_PORT, None, "healthy", "us-east-1a")
+    zoned6 = Target("2600:1f18:bb00::11", NODE_PORT, None, "healthy", "us-east-1b")
+    lost = Target("10.0.9.9", NODE_PORT, None, "healthy", "us-east-1a")  # in the VPC, no ENI known
+    inventory = dataclasses.replace(
+        base,
+        target_groups={TG_ARN: dataclasses.replace(tg, targets=(zoned, zoned6, lost))},
+        vpcs={"vpc-1": Vpc("vpc-1", ("10.0.0.0/16",), ("2600:1f18:aa00::/56",))},
+    )
+    lb = next(iter(inventory.load_balancers.values()))
+    checker = AdmissionChecker(inventory, RuleState.from_inventory(inventory).rules_by_group())
+    for kind, s in flow_status(checker, inventory, inventory.target_groups[TG_ARN], lb, {}).items():
+        assert (kind, s.targets, s.admitted, s.not_evaluable_by_reason, s.unadmitted_by_reason) == (
+            kind,
+            3,
+            0,
+            {"target_outside_vpc": 2},
+            {"target_eni_not_found": 1},
+        )
+    assert [
+        (t.target_id, t.not_evaluable)
+        for t in explain_target_group(inventory, TG_ARN, RuleState.from_inventory(inventory))
+        .flow("traffic")
+        .targets
+    ] == [
+        ("192.168.100.11", "target_outside_vpc"),
+        ("2600:1f18:bb00::11", "target_outside_vpc"),
+        ("10.0.9.9", None),
+    ]
+    unknown_vpc = dataclasses.replace(inventory, vpcs={})
+    checker = AdmissionChecker(unknown_vpc, RuleState.from_inventory(unknown_vpc).rules_by_group())
+    status = flow_status(checker, unknown_vpc, unknown_vpc.target_groups[TG_ARN], lb, {})
+    assert status["traffic"].not_evaluable_by_reason == {}
+    assert status["traffic"].unadmitted_by_reason == {"target_eni_not_found": 3}
 
 
 def test_a_prefix_list_rule_admits_its_entries_and_its_revoke_is_a_gap() -> None:

@@ -28,6 +28,7 @@ from exporter.engine.flows import (
     health_check_port,
     preserve_client_ip,
     requirements,
+    why_not_evaluable,
 )
 from exporter.engine.gaps import analyze, groups_by_target_group, load_balancer_of
 from exporter.engine.intent import anchor_intents
@@ -386,10 +387,9 @@ def explain_target_group(
         results = []
         for target in target_group.targets:
             port = target.port if kind == "traffic" else health_check_port(target_group, target.port)
-            if target.outside_vpc and target_group.target_type == "ip":
-                results.append(
-                    TargetResult(target.target_id, port, None, (), False, not_evaluable="target_outside_vpc")
-                )
+            why_not = why_not_evaluable(inventory, target_group, target)
+            if why_not:
+                results.append(TargetResult(target.target_id, port, None, (), False, not_evaluable=why_not))
                 continue
             results.append(
                 _explain_target(

@@ -16,8 +16,9 @@ Follows the AWS Load Balancer Controller (LBC) and AWS's NLB behaviour (docs/flo
   pkg/service/model_build_load_balancer.go buildLoadBalancerSecurityGroups manages node rules
   only if buildManageSecurityGroupRulesFlag says so, which defaults to the controller's
   --enable-manage-backend-security-group-rules, false unless set).
-- An ip target AWS registered outside the VPC (AvailabilityZone "all": a peered VPC, on-premises,
-  EKS Hybrid Nodes) has no ENI and no security group: it is not evaluable, never a gap.
+- An ip target outside the VPC (a peered VPC, on-premises, EKS Hybrid Nodes) has no ENI and no
+  security group: it is not evaluable, never a gap. AWS registers it with AvailabilityZone "all",
+  or (LBC v2.17.0+, v3.5.0) with its node's zone; its address outside the VPC's CIDRs says so too.
 - A rule referencing a managed prefix list admits the list's CIDRs.
 """
 
@@ -29,7 +30,14 @@ from typing import Literal, get_args
 
 import msgspec
 
-from exporter.engine.inventory import Inventory, LoadBalancer, PrefixList, TargetGroup
+from exporter.engine.inventory import (
+    Inventory,
+    LoadBalancer,
+    PrefixList,
+    Target,
+    TargetGroup,
+    address_outside_vpc,
+)
 from exporter.engine.rules import Flow, IPNetwork, Rule, Source, uncovered
 
 FlowKind = Literal["traffic", "health_check"]
@@ -193,6 +201,22 @@ class Admission:
 
 ADMITTED = Admission(True)
 OUTSIDE_VPC = Admission(False, not_evaluable="target_outside_vpc")
+
+
+def why_not_evaluable(
+    inventory: Inventory, target_group: TargetGroup, target: Target
+) -> NotEvaluableReason | None:
+    """Why a target cannot be evaluated, or None when it can.
+
+    An ip target outside the target group's VPC: registered with AvailabilityZone "all", or with
+    an address in none of the VPC's CIDRs (registered with its node's zone: LBC v2.17.0+, still
+    at v3.5.0; engine/inventory.py address_outside_vpc).
+    """
+    if target_group.target_type != "ip":
+        return None
+    if target.outside_vpc or address_outside_vpc(target.target_id, inventory.vpcs.get(target_group.vpc_id)):
+        return "target_outside_vpc"
+    return None
 
 
 def expand_prefix_lists(rules: Sequence[Rule], prefix_lists: Mapping[str, PrefixList]) -> list[Rule]:
@@ -365,7 +389,7 @@ def target_admissions(
         return found
 
     for target in target_group.targets:
-        if target.outside_vpc and target_group.target_type == "ip":
+        if why_not_evaluable(inventory, target_group, target):
             result["traffic"].append(OUTSIDE_VPC)
             result["health_check"].append(OUTSIDE_VPC)
             continue

@@ -7,6 +7,8 @@ beyond (de)serialising plain data.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -55,6 +57,38 @@ class LoadBalancer:
 #: DescribeTargetHealth's AvailabilityZone of an ip target outside the target group's VPC (peered
 #: VPC, on-premises, EKS Hybrid Nodes): AWS then knows no ENI and no security group for it.
 OUTSIDE_VPC_ZONE = "all"
+
+
+@functools.lru_cache(maxsize=65536)
+def _outside_cidrs(address: str, cidrs: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # not an address (an instance id, an ARN): nothing to say
+    same_family = []
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            continue
+        if network.version == ip.version:
+            same_family.append(network)
+    return bool(same_family) and not any(ip in network for network in same_family)
+
+
+def address_outside_vpc(address: str, vpc: Vpc | None) -> bool:
+    """True when `address` is in none of the VPC's CIDRs of its family (both known).
+
+    The controller registers such a pod (EKS Hybrid Nodes, a peered VPC) with AvailabilityZone
+    "all", and since v2.17.0 (still at v3.5.0), when RegisterTargets answers "you must specify an
+    Availability Zone", with the zone label of the pod's node instead (LBC v3.5.0
+    pkg/targetgroupbinding/resource_manager.go: generateOverrideAzFn tests the pod IP against the
+    VPC's IPv4 and IPv6 CIDRs, registerPodEndpoints retries with getPodAvailabilityZone). Either
+    way it has no ENI in the VPC: the address, not the zone, says it is outside.
+    """
+    if vpc is None:
+        return False
+    return _outside_cidrs(address, vpc.cidrs + vpc.ipv6_cidrs)
 
 
 @dataclass(frozen=True)

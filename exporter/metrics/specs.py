@@ -109,7 +109,8 @@ SPECS: tuple[MetricSpec, ...] = (
         "sgchurn_target_group_not_evaluable_targets",
         "gauge",
         "Targets whose reachability cannot be evaluated, by reason (target_outside_vpc: an ip target "
-        "registered with AvailabilityZone all, outside the VPC, with no ENI and no security group); "
+        "outside the VPC, registered with AvailabilityZone all or with an address in none of the "
+        "VPC's CIDRs, with no ENI and no security group); "
         "never a gap; only reasons with at least one target are exported.",
         (*IDENTITY, "reason"),
     ),

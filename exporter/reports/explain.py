@@ -289,8 +289,9 @@ def explanation_text(explanation: Explanation, *, events_read: bool = True) -> s
             if first.not_evaluable:
                 lines.append(f"  NOT EVALUABLE [{first.not_evaluable}]  {names}")
                 lines.append(
-                    "    registered with AvailabilityZone all: outside the VPC (a peered VPC, on-premises, "
-                    "EKS Hybrid Nodes), so it has no ENI and no security group to check; never a gap"
+                    "    outside the VPC (AvailabilityZone all, or an address in none of the VPC's CIDRs: "
+                    "a peered VPC, on-premises, EKS Hybrid Nodes), so it has no ENI and no security "
+                    "group to check; never a gap"
                 )
             elif first.admitted:
                 lines.append(f"  ADMITTED  {names}")

@@ -7,12 +7,13 @@ subnets, VPCs, instances (instance targets), network interfaces (ip targets, and
 whose groups DescribeInstances did not carry), security groups and their rules, and the managed
 prefix lists those rules reference (DescribeManagedPrefixLists, GetManagedPrefixListEntries).
 
-ip targets resolve to their ENI as the controller resolves pod IPs (LBC v2.13.4
+ip targets resolve to their ENI as the controller resolves pod IPs (LBC v2.13.4 and v3.5.0
 pkg/networking/pod_eni_info_resolver.go): an ENI's private IPv4 addresses (primary or secondary,
 filter addresses.private-ip-address), its IPv6 addresses (ipv6-addresses.ipv6-address), or a
 delegated Ipv4Prefixes/Ipv6Prefixes prefix holding the address (no EC2 filter exists for those:
 the ENIs of the target group's VPC are then read once and matched here). A target registered
-with AvailabilityZone "all" is outside the VPC and has no ENI.
+with AvailabilityZone "all", or (LBC v2.17.0+, v3.5.0) with its node's zone but an address in
+none of the VPC's CIDRs, is outside the VPC and has no ENI.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 
 from exporter.engine.changes import WATCHED_ATTRIBUTES
 from exporter.engine.inventory import (
+    OUTSIDE_VPC_ZONE,
     Inventory,
     LoadBalancer,
     NetworkInterface,
@@ -34,6 +36,7 @@ from exporter.engine.inventory import (
     Target,
     TargetGroup,
     Vpc,
+    address_outside_vpc,
 )
 from exporter.engine.rules import Rule, Source, normalize_protocol
 from exporter.sources.aws import AwsClients
@@ -382,9 +385,21 @@ def describe_inventory(
     tg_type = {tg["TargetGroupArn"]: tg.get("TargetType", "instance") for tg in raw_tgs}
     tg_vpc = {tg["TargetGroupArn"]: tg.get("VpcId", "") for tg in raw_tgs}
     instance_ids = [t[0] for arn, ts in health.items() if tg_type[arn] == "instance" for t in ts]
-    # ip targets in the VPC (outside it, AvailabilityZone "all", there is no ENI to find).
+    # ip targets in the VPC (outside it there is no ENI to find: registered with AvailabilityZone
+    # "all", or with an address outside the VPC's CIDRs, engine/inventory.py address_outside_vpc).
+    outside = {
+        (arn, t[0])
+        for arn, ts in health.items()
+        if tg_type[arn] == "ip"
+        for t in ts
+        if t[3] == OUTSIDE_VPC_ZONE or address_outside_vpc(t[0], vpcs.get(tg_vpc[arn]))
+    }
     in_vpc = {
-        (tg_vpc[arn], t[0]) for arn, ts in health.items() if tg_type[arn] == "ip" for t in ts if t[3] != "all"
+        (tg_vpc[arn], t[0])
+        for arn, ts in health.items()
+        if tg_type[arn] == "ip"
+        for t in ts
+        if (arn, t[0]) not in outside
     }
     primary, enis = _instance_enis(ec2, instance_ids) if instance_ids else ({}, {})
     eni_by_ip: dict[tuple[str, str], str] = {}
@@ -411,7 +426,7 @@ def describe_inventory(
                 eni_id = eni_by_ip.get((tg.get("VpcId", ""), target_id)) or eni_by_ip.get(("", target_id))
             else:
                 eni_id = None
-            if zone == "all":
+            if (arn, target_id) in outside:
                 eni_id = None
             targets.append(Target(target_id, port, eni_id, state, zone))
         target_groups[arn] = TargetGroup(
