@@ -617,3 +617,39 @@ def test_explain_names_the_intent_and_why_a_target_is_not_evaluable() -> None:
     assert explain_target_group(given, TG_ARN, current_state(given, [])).intent_sources == (
         "198.51.100.0/24",
     )
+
+
+def test_live_explain_warns_on_stderr_when_throttling_outlasts_the_retries(
+    clean_moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto throttles the first LookupEvents call once and --lookup-retries 0 gives it up: the
+    report still comes (exit 0), its summary says INCOMPLETE with the error, once in the report
+    and once more on stderr as a warning, whatever the format."""
+    world = build_incident_world(clean_moto.client("ec2"), clean_moto.client("elbv2"))
+    clean_moto.throttle(1)
+    code, out, err = run_cli(capsys, "explain", world.tg_arn, "--lookup-retries", "0")
+    assert code == 0, err
+    [summary] = [line for line in out.splitlines() if "CloudTrail LookupEvents" in line]
+    assert "INCOMPLETE (" in summary and "ThrottlingException" in summary, summary
+    assert "last changes may be missing" in summary
+    warnings = [line for line in err.splitlines() if "INCOMPLETE" in line]
+    assert warnings == [f"explain: warning: {summary.strip()}"], err
+
+    clean_moto.throttle(1)
+    code, out, err = run_cli(capsys, "explain", world.tg_arn, "--lookup-retries", "0", "--format", "json")
+    assert code == 0, err
+    trail = json.loads(out)["cloudtrail"]
+    assert trail["complete"] is False and len(trail["errors"]) == 1, trail
+    assert "ThrottlingException" in trail["errors"][0]
+    assert [line for line in err.splitlines() if "warning:" in line and "INCOMPLETE" in line], err
+
+    # the default retries outlast one throttle: complete, and no warning
+    clean_moto.throttle(1)
+    code, out, err = run_cli(capsys, "explain", world.tg_arn, "--format", "json")
+    assert code == 0 and json.loads(out)["cloudtrail"]["complete"] is True, err
+    assert "INCOMPLETE" not in err and "warning" not in err, err
+
+
+def test_lookup_retries_must_not_be_negative(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "explain", "shop/web", "--region", "eu-west-1", "--lookup-retries", "-1")
+    assert code == 2 and "--lookup-retries" in err, err

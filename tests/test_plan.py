@@ -609,3 +609,21 @@ def test_live_plan_judges_the_controller_from_cloudtrail(
 
     code, out, _ = run_cli(capsys, *argv, "--no-cloudtrail")
     assert code == 0 and "CloudTrail: not read" in out and "break-before-make 0" in out
+
+
+def test_live_plan_warns_on_stderr_when_its_cloudtrail_read_is_incomplete(
+    clean_moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A LookupEvents call throttled past --lookup-retries: the plan is still printed, its
+    CloudTrail line says INCOMPLETE, and stderr repeats it as a warning."""
+    world = build_incident_world(clean_moto.client("ec2"), clean_moto.client("elbv2"))
+    clean_moto.throttle(1)
+    code, out, err = run_cli(
+        capsys, "plan", world.tg_arn, "--set", "preserve_client_ip=false", "--lookup-retries", "0"
+    )
+    assert code == 0, err
+    [summary] = [line for line in out.splitlines() if "CloudTrail LookupEvents" in line]
+    assert "INCOMPLETE (" in summary and "ThrottlingException" in summary, summary
+    assert [line for line in err.splitlines() if "INCOMPLETE" in line] == [
+        f"plan: warning: {summary.strip()}"
+    ]

@@ -55,6 +55,7 @@ from exporter.engine.timeutil import format_optional_time, format_time, parse_ti
 from exporter.engine.triggers import triggers_for
 from exporter.reports.explain import ExplanationJson, explanation_json, explanation_text
 from exporter.reports.gaps import GapLine, gap_json, gaps_text
+from exporter.sources.ratelimit import LOOKUP_MAX_RETRIES
 from exporter.textsafe import printable, printable_fields, printable_lines
 
 #: What explain and plan report as bad input (exit 2), beside commands.common's UsageError.
@@ -110,6 +111,15 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-cloudtrail", action="store_true", help="live: do not read CloudTrail (last changes unknown)"
+    )
+    parser.add_argument(
+        "--lookup-retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"live: retries of a throttled LookupEvents page, with backoff, before that lookup is given "
+        f"up and the read reported INCOMPLETE (default {LOOKUP_MAX_RETRIES}; 0 for a quick answer in a "
+        "throttling storm)",
     )
     parser.add_argument("--verbose", action="store_true", help="name each rejected record on stderr")
     parser.add_argument("--format", choices=("text", "json"), default="text")
@@ -180,6 +190,13 @@ def lookback(args: argparse.Namespace) -> timedelta:
     return window
 
 
+def lookup_retries(args: argparse.Namespace) -> int | None:
+    retries: int | None = args.lookup_retries
+    if retries is not None and retries < 0:
+        raise UsageError(f"--lookup-retries {retries}: must be 0 or more")
+    return retries
+
+
 def groups_of(inventory: Inventory, target_groups: list[TargetGroup]) -> set[str]:
     """The security groups whose rules decide the target groups: their ENIs' and their NLBs'."""
     groups: set[str] = set()
@@ -209,6 +226,7 @@ def with_live_events(
         lookback=window,
         prog=prog,
         stream=sys.stderr,
+        max_retries=lookup_retries(args),
     )
     return World(world.inventory, events, world.source, world.clients)
 
@@ -216,7 +234,8 @@ def with_live_events(
 def resolve(args: argparse.Namespace, prog: str) -> tuple[World, list[TargetGroup]]:
     """The world and the target groups TARGET names, with live CloudTrail read for them."""
     if args.inventory is None and not args.events and not args.no_cloudtrail:
-        lookback(args)  # a bad --lookback fails before any AWS call
+        lookback(args)  # a bad --lookback or --lookup-retries fails before any AWS call
+        lookup_retries(args)
     world = load_world(args, prog)
     target_groups = list(find_target_groups(world.inventory, args.target))
     return with_live_events(world, args, target_groups, prog), target_groups

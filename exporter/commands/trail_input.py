@@ -173,11 +173,14 @@ def read_lookup_events(
     lookback: timedelta,
     prog: str,
     stream: TextIO,
+    max_retries: int | None = None,
 ) -> EventsRead:
-    """LookupEvents over [now - lookback, now] for each security group and the attribute changes."""
+    """LookupEvents over [now - lookback, now] for each security group and the attribute changes;
+    a page throttled more than `max_retries` times (default: the poller's) leaves the read
+    incomplete, said on `stream` as a warning and in the report's summary."""
     from exporter.engine.records import ParseResult, parse_record
     from exporter.sources.cloudtrail import LookupEventsPoller
-    from exporter.sources.ratelimit import LOOKUP_EVENTS_RATE, TokenBucket
+    from exporter.sources.ratelimit import LOOKUP_EVENTS_RATE, LOOKUP_MAX_RETRIES, TokenBucket
 
     bucket = TokenBucket(LOOKUP_EVENTS_RATE)
     groups = sorted(set(group_ids))
@@ -203,6 +206,7 @@ def read_lookup_events(
             attribute_key=key,
             overlap=timedelta(0),
             initial_lookback=lookback,
+            max_retries=LOOKUP_MAX_RETRIES if max_retries is None else max_retries,
         )
         batch = poller.poll(now)
         events.requests += batch.counts.get("requests", 0)

@@ -28,7 +28,7 @@ from exporter.engine.timeutil import AwareTime, parse_time
 from exporter.sources.envelopes import iter_raw_records
 from exporter.sources.eventbridge import SqsConsumer
 from exporter.sources.feed import EventFeed, FeedBatch
-from exporter.sources.ratelimit import TokenBucket, full_jitter
+from exporter.sources.ratelimit import LOOKUP_MAX_RETRIES, TokenBucket, full_jitter
 from exporter.sources.s3trail import S3TrailBackfill
 from exporter.sources.seen import SeenEvents
 
@@ -91,7 +91,7 @@ class LookupEventsPoller:
         seen: SeenEvents | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
-        max_retries: int = 8,
+        max_retries: int = LOOKUP_MAX_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -127,11 +127,12 @@ class LookupEventsPoller:
                     response: dict[str, Any] = self.client.lookup_events(**kwargs)
                 return response
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in THROTTLE_CODES:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in THROTTLE_CODES:
                     raise
                 batch.count("throttled")
                 if attempt >= self.max_retries:
-                    raise _GaveUp(f"throttled {attempt + 1} times") from exc
+                    raise _GaveUp(f"{code}: throttled {attempt + 1} times, given up") from exc
                 self._sleep(full_jitter(attempt, self.backoff_base, self.backoff_cap, self._rng))
                 attempt += 1
 
@@ -162,7 +163,9 @@ class LookupEventsPoller:
             except (_GaveUp, ClientError, BotoCoreError) as exc:
                 batch.complete = False
                 batch.count("failed_names")
-                batch.errors.append(f"{event_name}: {type(exc).__name__}: {exc}")
+                # an AWS error by its code, never by our exception class (_GaveUp names the code)
+                detail = str(exc) if isinstance(exc, _GaveUp) else f"{type(exc).__name__}: {exc}"
+                batch.errors.append(f"{event_name}: {detail}")
                 continue
             positions[event_name] = now
         if newest is not None:

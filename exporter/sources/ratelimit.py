@@ -18,6 +18,9 @@ from contextlib import contextmanager
 #: LookupEvents allows 2 requests/s per account-region; `request()` already keeps any one-second
 #: window at two requests at this rate; the 10% margin covers clock differences.
 LOOKUP_EVENTS_RATE = 1.8
+#: Retries of a throttled LookupEvents page (full-jitter backoff) before its lookup is given up
+#: (the daemon's poller reads it again next poll; explain/plan report the read INCOMPLETE).
+LOOKUP_MAX_RETRIES = 8
 _EPSILON = 1e-9
 
 
