@@ -146,11 +146,12 @@ def test_a_health_check_port_moved_before_its_rule_is_a_30s_requirement_change_g
     snap = scene.assembly.daemon.snapshot()
     assert snap.open_gaps == ()
     # The daemon anchors on its latest poll (the port already moved) and the record carries only
-    # the new port: what preceded the modify is not known, so the start is not exact, as in replay.
+    # the new port; its own poll before the modify (at start-up) saw the old one, so the start is
+    # exact. `replay` from the same later anchor has no earlier poll: not exact there (below).
     assert {(g.flow, g.cause, g.start, g.duration_seconds, g.start_exact) for g in snap.recent_gaps} == {
-        ("health_check", "requirement_change", modified_at, 30.0, False)
+        ("health_check", "requirement_change", modified_at, 30.0, True)
     }
-    assert all("ModifyTargetGroup" in g.note and "not known" in g.note for g in snap.recent_gaps)
+    assert all(g.note == "" for g in snap.recent_gaps)
     assert _events(scene.metrics(), "ModifyTargetGroup") == 1.0
 
     after = scene.describe()

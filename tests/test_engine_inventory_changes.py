@@ -21,6 +21,8 @@ from exporter.engine.changes import (
 from exporter.engine.explain import explain_target_group, state_at
 from exporter.engine.gaps import Gap, analyze
 from exporter.engine.inventory import Inventory, NetworkInterface, SecurityGroup, Target
+from exporter.engine.overlay import PriorKey
+from exporter.engine.polls import Polled, inventory_values, remember
 from exporter.engine.rules import Rule, Source
 from exporter.reports.gaps import gap_record
 from tests.engine_world import (
@@ -105,6 +107,70 @@ def test_an_earlier_record_of_the_same_target_group_gives_the_old_port() -> None
     analysis = analyze(moved_health_check(LATER, after=True), changes)
     assert summary(analysis.gaps) == [("health_check", 30.0, "requirement_change", True)]
     assert analysis.gaps[0].note is None
+
+
+# The daemon's own polls (engine/polls.py): a poll that finished before the first record of an
+# object saw the value that record replaced.
+
+
+def polled(finished: datetime, inventory: Inventory) -> dict[PriorKey, Polled]:
+    return remember({}, finished, inventory_values(inventory), cutoff=T0 - seconds(3600))
+
+
+def test_a_poll_that_finished_before_the_modify_gives_the_old_port() -> None:
+    polls = polled(T0 + seconds(9), moved_health_check(T0, after=False))
+    analysis = analyze(moved_health_check(LATER, after=True), port_moved_then_rule(), polls=polls)
+    assert summary(analysis.gaps) == [("health_check", 30.0, "requirement_change", True)]
+    assert analysis.gaps[0].note is None and analysis.gaps[0].start == T0 + seconds(10)
+
+
+def test_a_poll_that_had_not_finished_before_the_modify_gives_nothing() -> None:
+    """A poll still reading at the modify's second may have seen either port: not used."""
+    for finished in (T0 + seconds(10), T0 + seconds(11)):
+        polls = polled(finished, moved_health_check(T0, after=False))
+        analysis = analyze(moved_health_check(LATER, after=True), port_moved_then_rule(), polls=polls)
+        assert summary(analysis.gaps) == [("health_check", 30.0, "requirement_change", False)], finished
+
+
+def test_a_polled_port_that_was_not_admitted_is_a_gap_from_before_the_modify() -> None:
+    """The poll saw port 31111, which nothing admitted: the health check failed before the
+    modify too, so the modify opened nothing; the gap began before the records (undetermined)."""
+    world = moved_health_check(T0, after=False)
+    unadmitted = replace(
+        world, target_groups={TG_ARN: replace(world.target_groups[TG_ARN], health_check_port="31111")}
+    )
+    analysis = analyze(
+        moved_health_check(LATER, after=True), port_moved_then_rule(), polls=polled(T0, unadmitted)
+    )
+    assert [(g.flow, g.cause, g.start_exact, g.end) for g in analysis.gaps] == [
+        ("health_check", "undetermined", False, T0 + seconds(40))
+    ]
+
+
+def test_a_poll_before_an_eni_move_gives_its_old_groups() -> None:
+    changes = [
+        eni_groups("n1", T0 + seconds(10), "eni-1", "sg-new"),
+        authorize("a1", T0 + seconds(35), tcp(NODE_PORT, "0.0.0.0/0"), group="sg-new"),
+    ]
+    before = two_groups(T0, enis_on="sg-old", new_rules=())
+    after = replace(
+        before,
+        taken_at=LATER,
+        network_interfaces={
+            **before.network_interfaces,
+            "eni-1": replace(before.network_interfaces["eni-1"], security_group_ids=("sg-new",)),
+        },
+        security_groups={
+            **before.security_groups,
+            "sg-new": SecurityGroup("sg-new", "new", "vpc-1", {}, ADMITTING),
+        },
+    )
+    expected = [("health_check", 25.0, "eni_groups_changed"), ("traffic", 25.0, "eni_groups_changed")]
+    without = analyze(after, changes)
+    assert [s[:3] for s in summary(without.gaps)] == expected
+    assert {g.start_exact for g in without.gaps} == {False}
+    with_polls = analyze(after, changes, polls=polled(T0 + seconds(1), before))
+    assert summary(with_polls.gaps) == [(*e, True) for e in expected]
 
 
 def test_a_health_check_port_moved_back_to_an_admitted_port_closes_the_gap() -> None:

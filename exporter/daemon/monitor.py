@@ -10,6 +10,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from exporter.engine.gaps import (
 )
 from exporter.engine.intent import anchor_intents
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding
+from exporter.engine.polls import PollHistory, inventory_values, remember
 from exporter.engine.records import parse_record
 from exporter.engine.rules import Rule
 from exporter.engine.timeline import RuleState
@@ -125,6 +127,10 @@ class Monitor:
         # TargetGroupBinding ones seen over time (kept in the state store across restarts).
         self.intents: dict[str, Intent] = {}
         self.binding_history: dict[str, list[tuple[datetime, Intent]]] = {}
+        # What this process's inventory polls saw over the retention window (engine/polls.py):
+        # the old value of a health-check port, an ENI's or load balancer's groups or subnets
+        # that a record does not carry. In memory only: after a restart it starts again.
+        self.polls: PollHistory = {}
 
     # --- restart -----------------------------------------------------------------------------
     def restore(self, now: datetime) -> int:
@@ -176,7 +182,12 @@ class Monitor:
 
         True when what the snapshot shows of the target groups changed (flows, attributes,
         targets): the caller then evaluates at once instead of waiting for the evaluate job."""
+        started = time.monotonic()
         inventory = self._describe(now)
+        # When the describe calls had all answered: only a poll finished before a record's
+        # moment tells the value that record replaced.
+        finished = now + timedelta(seconds=time.monotonic() - started)
+        polls = remember(self.polls, finished, inventory_values(inventory), now - self.retention)
         if binder is not None:
             inventory = inventory.with_services(binder(inventory))
         inventory = self._intended(inventory)
@@ -184,7 +195,7 @@ class Monitor:
         with self._lock:
             before = self.inventory
             changed = before is None or current != self.current or _shown(before) != _shown(inventory)
-            self.inventory, self.current = inventory, current
+            self.inventory, self.current, self.polls = inventory, current, polls
             self.account_id = inventory.account_id or self.account_id
         return self._observe(now, current) or changed
 
@@ -297,9 +308,10 @@ class Monitor:
     def _evaluate(self, now: datetime) -> MonitorView:
         with self._lock:
             inventory, current, changes = self.inventory, self.current, list(self.changes.values())
+            polls = self.polls
         if inventory is None:
             return self.view
-        analysis = analyze(inventory, changes, binding_history=self.binding_history)
+        analysis = analyze(inventory, changes, binding_history=self.binding_history, polls=polls)
         self.intents = {arn: i for arn, i in analysis.intents.items() if i.kind == "managed_rules"}
         triggers = triggers_for(analysis.gaps, changes, inventory.services)
         failure: sqlite3.Error | None = None

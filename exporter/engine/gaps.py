@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal, get_args
 
 from exporter.engine.changes import (
@@ -50,6 +51,7 @@ from exporter.engine.ordering import (
     same_second_order,
 )
 from exporter.engine.overlay import View
+from exporter.engine.polls import PollHistory, polled_before
 from exporter.engine.rules import ALL_PROTOCOLS, Rule
 from exporter.engine.timeline import RuleState, affected_group, moments, rewind
 from exporter.engine.timeutil import format_time
@@ -276,12 +278,16 @@ def analyze(
     *,
     evaluate_from: datetime | None = None,
     binding_history: BindingHistory | None = None,
+    polls: PollHistory | None = None,
 ) -> Analysis:
     """Find every gap and replacement in the changes, given the anchor inventory.
 
     Client sources follow each target group's intent at each moment (engine/intent.py): the
     anchor's `inventory.intents`, the TargetGroupBinding intents recorded over time
-    (`binding_history`), and the controller-managed rules learned along the records.
+    (`binding_history`), and the controller-managed rules learned along the records. An old
+    value a record does not carry (a health-check port, an ENI's groups, ...) comes from an
+    earlier record, else from `polls` (the daemon's own earlier inventory polls), else it is
+    not known.
 
     The sweep starts before the earliest change (or at `evaluate_from`, or at the anchor when
     there are no changes) and ends at the last change or the anchor, whichever is later; a gap
@@ -317,7 +323,7 @@ def analyze(
         for gid, tg_arn in overlay.group_edges(ordered):
             tgs_of_group.setdefault(gid, set()).add(tg_arn)
             groups_of_tg.setdefault(tg_arn, set()).add(gid)
-    rewind(state, ordered, inventory.taken_at)
+    rewind(state, ordered, inventory.taken_at, partial(polled_before, polls) if polls else None)
     start_time = ordered[0].meta.event_time if ordered else inventory.taken_at
     if evaluate_from is not None:
         start_time = min(start_time, evaluate_from)

@@ -16,8 +16,9 @@ when there is one; otherwise the value is UNKNOWN, and what depends on it is rep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from exporter.engine.changes import (
@@ -65,16 +66,23 @@ def prior_keys(change: Change) -> list[tuple[PriorKey, object]]:
     return []
 
 
-def priors(earlier: Iterable[Change]) -> dict[str, dict[PriorKey, object]]:
+def priors(
+    earlier: Iterable[Change], before: Callable[[PriorKey, datetime], object] | None = None
+) -> dict[str, dict[PriorKey, object]]:
     """For each change (by eventID) in time order, the value each of its keys had before it:
-    the value the previous record of the same key set, or UNKNOWN when there is none."""
+    the value the previous record of the same key set, else what `before(key, moment)` gives
+    (the daemon's own earlier polls, engine/polls.py), else UNKNOWN."""
     last: dict[PriorKey, object] = {}
     found: dict[str, dict[PriorKey, object]] = {}
     for change in earlier:
         pairs = prior_keys(change)
         if not pairs:
             continue
-        found[change.meta.event_id] = {key: last.get(key, UNKNOWN) for key, _ in pairs}
+        moment = change.meta.event_time
+        found[change.meta.event_id] = {
+            key: last[key] if key in last else (UNKNOWN if before is None else before(key, moment))
+            for key, _ in pairs
+        }
         for key, value in pairs:
             last[key] = value
     return found

@@ -9,7 +9,7 @@ resolution), which are applied together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
@@ -221,14 +221,20 @@ def _with_id(rule: Rule, rule_id: str) -> Rule:
     return Rule(rule.protocol, rule.from_port, rule.to_port, rule.source, rule_id, rule.description)
 
 
-def rewind(state: RuleState, changes: list[Change], anchor_time: datetime) -> list[Change]:
+def rewind(
+    state: RuleState,
+    changes: list[Change],
+    anchor_time: datetime,
+    polled: Callable[[PriorKey, datetime], object] | None = None,
+) -> list[Change]:
     """Undo every change at or before the anchor (newest first); return the changes undone.
 
     After this the state is the one in force before the earliest change, and replaying the
-    ordered changes forward passes through the anchor state again.
+    ordered changes forward passes through the anchor state again. An old value no earlier
+    record gives comes from `polled` when given (overlay.priors), else it is unknown.
     """
     earlier = [c for c in changes if c.meta.event_time <= anchor_time]
-    before = priors(earlier)
+    before = priors(earlier, polled)
     for event_id, definitions in _rule_priors(earlier).items():
         before.setdefault(event_id, {}).update(definitions)
     previous: dict[tuple[str, str], list[str]] = {}

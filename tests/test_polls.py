@@ -1,0 +1,80 @@
+"""The daemon's own inventory polls as the old values records do not carry (engine/polls.py).
+
+Property: the gaps found from a later anchor, with a poll of the world as it was before the
+first record, are the gaps found from that earlier world as the anchor. Without the poll the
+later anchor leaves what preceded each object's first record unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.engine.changes import Change, TargetsChange
+from exporter.engine.gaps import Gap, analyze
+from exporter.engine.inventory import Inventory
+from exporter.engine.overlay import UNKNOWN, InventoryOverlay, PriorKey
+from exporter.engine.polls import inventory_values, polled_before, remember
+from tests.engine_world import T0, TG_ARN, seconds
+from tests.test_overlay_properties import _registered, anchor, change_lists
+
+KEY: PriorKey = ("hc_port", TG_ARN)
+
+
+def at(n: float) -> datetime:
+    return T0 + seconds(n)
+
+
+def test_a_poll_is_read_only_before_the_moment_it_finished() -> None:
+    history = remember({}, at(10), {KEY: "traffic-port"}, cutoff=at(0))
+    history = remember(history, at(20), {KEY: "traffic-port"}, cutoff=at(0))  # same value: no entry
+    history = remember(history, at(30), {KEY: "32000"}, cutoff=at(0))
+    assert history[KEY] == ((at(10), "traffic-port"), (at(30), "32000"))
+    assert polled_before(history, KEY, at(10)) is UNKNOWN  # finished at that moment: not before it
+    assert polled_before(history, KEY, at(11)) == "traffic-port"
+    assert polled_before(history, KEY, at(30)) == "traffic-port"
+    assert polled_before(history, KEY, at(31)) == "32000"
+    assert polled_before(history, ("hc_port", "other"), at(31)) is UNKNOWN
+
+
+def test_the_history_keeps_the_value_in_force_at_the_cutoff_and_drops_gone_objects() -> None:
+    history = remember({}, at(10), {KEY: "1", ("eni_groups", "eni-1"): ("sg-a",)}, cutoff=at(0))
+    history = remember(history, at(20), {KEY: "2", ("eni_groups", "eni-1"): ("sg-a",)}, cutoff=at(0))
+    history = remember(history, at(30), {KEY: "3"}, cutoff=at(25))  # eni-1 is gone
+    assert history[KEY] == ((at(20), "2"), (at(30), "3"))  # "2" was in force at the cutoff
+    assert ("eni_groups", "eni-1") not in history
+    before = dict(history)
+    remember(history, at(40), {KEY: "4"}, cutoff=at(35))
+    assert history == before  # a reader holding the old mapping is not disturbed
+
+
+def _facts(gaps: list[Gap]) -> list[tuple[str, str, datetime, datetime | None, bool]]:
+    return sorted((g.flow, g.cause, g.start, g.end, g.start_exact) for g in gaps)
+
+
+def _worlds(changes: list[Change]) -> tuple[Inventory, Inventory, list[Change]]:
+    """The world before the changes, the world after them, and the changes that did something."""
+    before = replace(anchor(), taken_at=T0 - seconds(1))
+    overlay = InventoryOverlay(before)
+    kept: list[Change] = []
+    for change in changes:
+        if isinstance(change, TargetsChange):
+            present = change.targets[0][0] in _registered(overlay)
+            if present == (change.action == "register"):
+                continue  # a no-op no record could undo (as in test_overlay_properties)
+        overlay.apply(change)
+        kept.append(change)
+    return before, replace(overlay.view().inventory, taken_at=T0 + seconds(3600)), kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(change_lists(), st.floats(min_value=-600, max_value=-1))
+def test_from_a_later_anchor_a_poll_before_the_records_gives_the_earlier_anchors_gaps(
+    changes: list[Change], finished: float
+) -> None:
+    before, after, kept = _worlds(changes)
+    polls = remember({}, at(finished), inventory_values(before), cutoff=at(-3600))
+    assert _facts(analyze(after, kept, polls=polls).gaps) == _facts(analyze(before, kept).gaps)
