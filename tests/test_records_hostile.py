@@ -10,6 +10,7 @@ import math
 import tracemalloc
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from exporter.engine.records import (
     WATCHED_EVENT_NAMES,
     ParseResult,
     parse_record,
+    show_value,
 )
 from exporter.sources.envelopes import iter_raw_records, parse_payload
 from tests.cloudtrail_samples import (
@@ -372,3 +374,23 @@ def test_any_text_reads_as_its_bytes(pieces: list[str], data: st.DataObject) -> 
     line = json.dumps(data.draw(st.sampled_from(VALID_RECORDS)), ensure_ascii=False)
     text = data.draw(st.sampled_from(["", "\n", "\r\n", "\r"])).join([line, *pieces, line])
     assert outcome(parse_payload(text)) == outcome(parse_payload(text.encode()))
+
+
+def test_an_integer_past_64_bits_in_a_rejected_field_shows_as_its_decoder_read_it() -> None:
+    """The rejection detail shows the value the JSON decoder made: read from text (msgspec, the
+    path of every wrapper's record text) an integer past 64 bits stays an int and shows as "a big
+    int"; in a record already decoded by orjson it became a float and shows as "1e+20"; a Python
+    dict holding such an int cannot be checked for size and is rejected whole. show_value, where
+    the detail is made, says so."""
+    record = authorize_record("ev-big")
+    record["requestParameters"]["groupId"] = 10**20
+    text = json.dumps(record)
+    from_text = parse_payload(text).rejections
+    assert [r.detail for r in from_text] == ["requestParameters.groupId is a big int, not a string"]
+    from_dict = parse_record(orjson.loads(text))
+    assert isinstance(from_dict, Rejection)
+    assert from_dict.detail == "requestParameters.groupId is 1e+20, not a string"
+    python_int = parse_record(record)
+    assert isinstance(python_int, Rejection) and "64-bit" in python_int.detail
+    doc = show_value.__doc__ or ""
+    assert "a big int" in doc and "1e+20" in doc, doc

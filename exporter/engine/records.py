@@ -15,6 +15,10 @@ and gives the same answer. Two differences from the dict parser this replaced ar
 - in a record given as text, a number out of a double's range (``1e400``) in a field the parser
   does not read no longer makes the record ``not_json`` (msgspec does not check what it skips;
   the trail-file skim already had this difference).
+
+The two ways in differ in one rejection detail: an integer past 64 bits in a rejected field shows
+as "a big int" read from text and as "1e+20" from a dict decoded by orjson, which reads it as a
+float (`show_value`, where the detail is made).
 """
 
 from __future__ import annotations
@@ -187,7 +191,14 @@ def _one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
 
 
 def show_value(value: object) -> str:
-    """A short, safe rendering of a value for a detail: scalars shown, containers by type."""
+    """A short, safe rendering of a value for a detail: scalars shown, containers by type.
+
+    It shows the value the JSON decoder made, so an integer past 64 bits in a rejected field
+    reads differently by path: from a record's text (`decode_record`, msgspec) it stays an int
+    and shows as "a big int"; in a record decoded before (`parse_record` on what orjson, as the
+    envelopes use it, read) it became a float and shows as "1e+20". A Python dict holding such an
+    int is rejected whole (`wrong_type`, not serializable as JSON: its size cannot be checked).
+    """
     if isinstance(value, str):
         return repr(value[:40]) + ("..." if len(value) > 40 else "")
     if value is None or isinstance(value, bool | float):
