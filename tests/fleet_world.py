@@ -157,6 +157,30 @@ class _Builder:
         return arn
 
 
+def build_nlb_to_alb(ec2: Any, elbv2: Any) -> str:
+    """An NLB in front of an ALB (target type "alb"), as the controller's frontend NLB of an
+    Ingress makes it (LBC v2.13.0+, v3.5.0 pkg/ingress/model_build_frontend_nlb.go). The ARN of
+    its target group."""
+    b = _Builder(ec2, elbv2)
+    alb_group = b.group("alb-frontend", _perm(80, cidrs=("0.0.0.0/0",), marked=False))
+    alb: str = elbv2.create_load_balancer(
+        Name="ingress-alb",
+        Subnets=b.subnet_ids,
+        SecurityGroups=[alb_group],
+        Scheme="internal",
+        Type="application",
+    )["LoadBalancers"][0]["LoadBalancerArn"]
+    elbv2.create_listener(
+        LoadBalancerArn=alb,
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}],
+    )
+    return b.target_group(
+        b.nlb("frontend-nlb"), "frontend-nlb", 80, [{"Id": alb, "Port": 80}], target_type="alb"
+    )
+
+
 ALL_SETUPS = (
     "dualstack_ipv4_tg",
     "dualstack_ipv6_tg",

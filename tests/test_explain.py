@@ -653,3 +653,24 @@ def test_live_explain_warns_on_stderr_when_throttling_outlasts_the_retries(
 def test_lookup_retries_must_not_be_negative(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "explain", "shop/web", "--region", "eu-west-1", "--lookup-retries", "-1")
     assert code == 2 and "--lookup-retries" in err, err
+
+
+def test_explain_says_an_alb_behind_the_nlb_is_not_evaluable() -> None:
+    """An ALB registered as the NLB's target (target type "alb": the controller's frontend NLB of
+    an Ingress, LBC v3.5.0 pkg/ingress/model_build_frontend_nlb.go) has no node or pod ENI and its
+    own groups are not read: not evaluable, with why, never a gap."""
+    base = incident_inventory(node_rules=())
+    tg = base.target_groups[TG_ARN]
+    alb_arn = "arn:aws:elasticloadbalancing:us-east-1:111122223333:loadbalancer/app/ingress/0123456789abcdef"
+    alb = dataclasses.replace(tg, target_type="alb", targets=(Target(alb_arn, 80, None, "healthy"),))
+    inventory = dataclasses.replace(base, target_groups={TG_ARN: alb})
+    explanation = explain_target_group(inventory, TG_ARN, current_state(inventory, []))
+    assert explanation.fully_admitted
+    assert [(t.not_evaluable, t.admitted) for f in explanation.flows for t in f.targets] == [
+        ("target_is_alb", False),
+        ("target_is_alb", False),
+    ]
+    text = explanation_text(explanation)
+    assert f"NOT EVALUABLE [target_is_alb]  {alb_arn}" in text
+    assert "its own security groups admit the NLB's traffic" in text and "never a gap" in text
+    assert analyze(inventory, []).gaps == []

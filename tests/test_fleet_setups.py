@@ -28,6 +28,7 @@ from tests.fleet_world import (
     PREFIX_POD_IP,
     Setup,
     build_fleet,
+    build_nlb_to_alb,
 )
 
 SETUPS = ALL_SETUPS
@@ -178,3 +179,29 @@ def test_revoking_the_admitting_rule_for_20s_is_one_gap_per_affected_flow(
         (setup.tg_arn, flow, "revoke_before_authorize", CONTROLLER_ROLE) for flow in setup.affected
     )
     assert all(abs(g["duration_seconds"] - 20.0) <= 1.0 for g in replayed)
+
+
+def test_an_alb_behind_an_nlb_is_not_evaluable_and_never_a_gap(
+    clean_moto: MotoServer, tmp_path: Path
+) -> None:
+    """The controller's frontend NLB of an Ingress (LBC v2.13.0+, v3.5.0
+    pkg/ingress/model_build_frontend_nlb.go) registers the ALB itself as the target: no ENI of a
+    node or pod, and the ALB's own groups are not read. Before, a target_eni_not_found gap that
+    never closed; now not evaluable, counted by its reason."""
+    tg_arn = build_nlb_to_alb(clean_moto.client("ec2"), clean_moto.client("elbv2"))
+    clock = ManualClock()
+    inv = inventory_for(AwsClients(AwsTarget(REGION), endpoint_url=clean_moto.url), clock.now())
+    tg = inv.target_groups[tg_arn]
+    assert tg.target_type == "alb" and [t.eni_id for t in tg.targets] == [None]
+    assembly = _daemon(clean_moto, tmp_path / "state.sqlite3", clock)
+    assembly.daemon.run_all_once()
+    clock.advance(30)
+    assembly.daemon.run_all_once()
+    snap = assembly.daemon.snapshot()
+    assert snap.ready and snap.open_gaps == () and snap.recent_gaps == ()
+    assert [
+        (labels["target_group"], labels["reason"], value)
+        for labels, value in _samples(assembly, "sgchurn_target_group_not_evaluable_targets")
+    ] == [("frontend-nlb", "target_is_alb", 1.0)]
+    assert not _samples(assembly, "sgchurn_target_group_unadmitted_targets")
+    assert all(value == 1.0 for _l, value in _samples(assembly, "sgchurn_target_group_reachability_ratio"))

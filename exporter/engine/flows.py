@@ -19,6 +19,8 @@ Follows the AWS Load Balancer Controller (LBC) and AWS's NLB behaviour (docs/flo
 - An ip target outside the VPC (a peered VPC, on-premises, EKS Hybrid Nodes) has no ENI and no
   security group: it is not evaluable, never a gap. AWS registers it with AvailabilityZone "all",
   or (LBC v2.17.0+, v3.5.0) with its node's zone; its address outside the VPC's CIDRs says so too.
+- An ALB registered as the target (target type "alb", e.g. the controller's frontend NLB of an
+  Ingress) is admitted by the ALB's own security groups, which are not read: not evaluable.
 - A rule referencing a managed prefix list admits the list's CIDRs.
 """
 
@@ -54,7 +56,10 @@ Reason = Literal[
 REASONS: tuple[str, ...] = get_args(Reason)
 
 #: Why a target cannot be evaluated at all. Not a gap: counted apart (a metric label too).
-NotEvaluableReason = Literal["target_outside_vpc"]  # AvailabilityZone "all": no ENI, no security group
+NotEvaluableReason = Literal[
+    "target_outside_vpc",  # an ip target outside the VPC: no ENI, no security group
+    "target_is_alb",  # an Application Load Balancer behind the NLB: its own groups, not read here
+]
 NOT_EVALUABLE_REASONS: tuple[str, ...] = get_args(NotEvaluableReason)
 
 Family = Literal["ipv4", "ipv6"]
@@ -200,7 +205,9 @@ class Admission:
 
 
 ADMITTED = Admission(True)
-OUTSIDE_VPC = Admission(False, not_evaluable="target_outside_vpc")
+_NOT_EVALUABLE: dict[NotEvaluableReason, Admission] = {
+    reason: Admission(False, not_evaluable=reason) for reason in get_args(NotEvaluableReason)
+}
 
 
 def why_not_evaluable(
@@ -211,7 +218,14 @@ def why_not_evaluable(
     An ip target outside the target group's VPC: registered with AvailabilityZone "all", or with
     an address in none of the VPC's CIDRs (registered with its node's zone: LBC v2.17.0+, still
     at v3.5.0; engine/inventory.py address_outside_vpc).
+    An Application Load Balancer registered as the target (target type "alb": an NLB in front of
+    an ALB, as the controller's frontend NLB for an Ingress makes, LBC v2.13.0+, v3.5.0
+    pkg/ingress/model_build_frontend_nlb.go with elbv2model.TargetTypeALB): the NLB's traffic
+    and health checks reach the ALB's nodes, admitted by the ALB's own security groups, not by a
+    node or pod ENI; the exporter does not read ALBs, so it cannot say (never a gap).
     """
+    if target_group.target_type == "alb":
+        return "target_is_alb"
     if target_group.target_type != "ip":
         return None
     if target.outside_vpc or address_outside_vpc(target.target_id, inventory.vpcs.get(target_group.vpc_id)):
@@ -389,9 +403,10 @@ def target_admissions(
         return found
 
     for target in target_group.targets:
-        if why_not_evaluable(inventory, target_group, target):
-            result["traffic"].append(OUTSIDE_VPC)
-            result["health_check"].append(OUTSIDE_VPC)
+        why_not = why_not_evaluable(inventory, target_group, target)
+        if why_not:
+            result["traffic"].append(_NOT_EVALUABLE[why_not])
+            result["health_check"].append(_NOT_EVALUABLE[why_not])
             continue
         result["traffic"].append(admission("traffic", target.port, target.eni_id))
         hc_port = health_check_port(target_group, target.port)

@@ -9,6 +9,14 @@ from __future__ import annotations
 CHANGELOG = """\
 ## Changelog
 
+### Unreleased: target groups of ALBs
+
+- `sgchurn_target_group_not_evaluable_targets` has a new `reason` value, `target_is_alb`: an
+  Application Load Balancer registered as an NLB's target (target type `alb`, e.g. the AWS Load
+  Balancer Controller's frontend NLB of an Ingress). It was a gap that never closed
+  (`sgchurn_target_group_unadmitted_targets{reason="target_eni_not_found"}`); it is now counted
+  here and left out of the reachability ratio, like a target outside the VPC.
+
 ### Unreleased: OpenMetrics units
 
 - The OpenMetrics exposition declares the unit of every family whose name ends in a base unit

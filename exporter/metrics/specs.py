@@ -110,7 +110,8 @@ SPECS: tuple[MetricSpec, ...] = (
         "gauge",
         "Targets whose reachability cannot be evaluated, by reason (target_outside_vpc: an ip target "
         "outside the VPC, registered with AvailabilityZone all or with an address in none of the "
-        "VPC's CIDRs, with no ENI and no security group); "
+        "VPC's CIDRs, with no ENI and no security group; target_is_alb: an Application Load Balancer "
+        "registered as the target, admitted by its own security groups, which are not read); "
         "never a gap; only reasons with at least one target are exported.",
         (*IDENTITY, "reason"),
     ),

@@ -252,6 +252,16 @@ def _intent_text(e: Explanation) -> str:
     return f"{e.intent}, {_INTENT_TEXT.get(e.intent, e.intent)}{sources}"
 
 
+#: Why a target is not evaluable, in words (flows.NotEvaluableReason).
+_NOT_EVALUABLE_TEXT = {
+    "target_outside_vpc": "outside the VPC (AvailabilityZone all, or an address in none of the VPC's "
+    "CIDRs: a peered VPC, on-premises, EKS Hybrid Nodes), so it has no ENI and no security group "
+    "to check; never a gap",
+    "target_is_alb": "an Application Load Balancer behind the NLB: its own security groups admit "
+    "the NLB's traffic and health checks, and the exporter does not read them; never a gap",
+}
+
+
 def explanation_text(explanation: Explanation, *, events_read: bool = True) -> str:
     """A readable report: one block per flow kind, targets with the same outcome grouped.
 
@@ -288,11 +298,7 @@ def explanation_text(explanation: Explanation, *, events_read: bool = True) -> s
             names = ", ".join(_target_label(r) for r in results)
             if first.not_evaluable:
                 lines.append(f"  NOT EVALUABLE [{first.not_evaluable}]  {names}")
-                lines.append(
-                    "    outside the VPC (AvailabilityZone all, or an address in none of the VPC's CIDRs: "
-                    "a peered VPC, on-premises, EKS Hybrid Nodes), so it has no ENI and no security "
-                    "group to check; never a gap"
-                )
+                lines.append(f"    {_NOT_EVALUABLE_TEXT.get(first.not_evaluable, 'cannot be evaluated')}")
             elif first.admitted:
                 lines.append(f"  ADMITTED  {names}")
                 lines.extend(f"    by {rule_line(ref, events_read)}" for ref in first.rules)
