@@ -2,7 +2,8 @@
 
 Property: the gaps found from a later anchor, with a poll of the world as it was before the
 first record, are the gaps found from that earlier world as the anchor. Without the poll the
-later anchor leaves what preceded each object's first record unknown.
+later anchor leaves what preceded each object's first record unknown. A watched target-group
+attribute's old value comes from the poll too, before the assumption that a record is a flip.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.engine.changes import Change, TargetsChange
+from exporter.engine.flows import PRESERVE_CLIENT_IP as PRESERVE
 from exporter.engine.gaps import Gap, analyze
 from exporter.engine.inventory import Inventory
 from exporter.engine.overlay import UNKNOWN, InventoryOverlay, PriorKey
 from exporter.engine.polls import inventory_values, polled_before, remember
-from tests.engine_world import T0, TG_ARN, seconds
+from tests.engine_world import NODE_PORT, SUBNETS, T0, TG_ARN, incident_inventory, seconds, set_preserve, tcp
 from tests.test_overlay_properties import _registered, anchor, change_lists
 
 KEY: PriorKey = ("hc_port", TG_ARN)
@@ -78,3 +80,22 @@ def test_from_a_later_anchor_a_poll_before_the_records_gives_the_earlier_anchors
     before, after, kept = _worlds(changes)
     polls = remember({}, at(finished), inventory_values(before), cutoff=at(-3600))
     assert _facts(analyze(after, kept, polls=polls).gaps) == _facts(analyze(before, kept).gaps)
+
+
+def test_a_poll_before_an_attribute_modify_gives_its_old_value_not_the_opposite() -> None:
+    """preserve_client_ip set to false again (say, Terraform re-applying): the record changed
+    nothing. Without a poll it is taken as a flip (true before it: clients required, not
+    admitted by rules for the load balancer's subnets alone). The poll before it saw false."""
+    world = incident_inventory(preserve="false", node_rules=tuple(tcp(NODE_PORT, c) for c in SUBNETS))
+    anchor = replace(world, taken_at=at(3600))
+    changes = [set_preserve("p1", at(10), "false")]
+    assumed = analyze(anchor, changes).gaps
+    assert [(g.flow, g.end) for g in assumed] == [("traffic", at(10))]
+    polls = remember({}, at(5), inventory_values(world), cutoff=at(-3600))
+    assert analyze(anchor, changes, polls=polls).gaps == []
+    # a poll that saw true gives what the assumption gave, now as a fact
+    was_on = replace(
+        world, target_groups={TG_ARN: replace(world.target_groups[TG_ARN], attributes={PRESERVE: "true"})}
+    )
+    polls = remember({}, at(5), inventory_values(was_on), cutoff=at(-3600))
+    assert _facts(analyze(anchor, changes, polls=polls).gaps) == _facts(assumed)

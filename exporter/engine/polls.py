@@ -1,7 +1,7 @@
 """What the exporter's own inventory polls saw: old values the records do not carry.
 
-A ModifyTargetGroup, ModifyNetworkInterfaceAttribute, SetSecurityGroups or SetSubnets record
-carries only the new value. Walking back from the anchor, `overlay.priors` takes the old value
+A ModifyTargetGroup, ModifyTargetGroupAttributes, ModifyNetworkInterfaceAttribute,
+SetSecurityGroups or SetSubnets record carries only the new value. Walking back from the anchor, `overlay.priors` takes the old value
 from an earlier record of the same object; when no record gives it, a poll that finished before
 the record's moment saw the value in force then (no record changed it in between, or that
 record would be the earlier one). The daemon keeps the values its polls saw (`remember`); the
@@ -18,6 +18,7 @@ from bisect import bisect_left
 from collections.abc import Mapping
 from datetime import datetime
 
+from exporter.engine.changes import WATCHED_ATTRIBUTES
 from exporter.engine.inventory import Inventory
 from exporter.engine.overlay import UNKNOWN, PriorKey
 
@@ -34,12 +35,21 @@ def inventory_values(inventory: Inventory) -> dict[PriorKey, object]:
     for arn, tg in inventory.target_groups.items():
         values[("hc_port", arn)] = tg.health_check_port
         values[("hc_protocol", arn)] = tg.health_check_protocol
+        for name in WATCHED_ATTRIBUTES:
+            if name in tg.attributes:
+                values[attribute_key(arn, name)] = tg.attributes[name]
     for eni_id, eni in inventory.network_interfaces.items():
         values[("eni_groups", eni_id)] = eni.security_group_ids
     for arn, lb in inventory.load_balancers.items():
         values[("lb_groups", arn)] = lb.security_groups
         values[("lb_subnets", arn)] = tuple(s.subnet_id for s in lb.subnets)
     return values
+
+
+def attribute_key(target_group_arn: str, name: str) -> PriorKey:
+    """The key of a watched target-group attribute (ModifyTargetGroupAttributes carries only the
+    new value too)."""
+    return (f"attribute:{name}", target_group_arn)
 
 
 def remember(

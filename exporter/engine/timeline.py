@@ -25,6 +25,7 @@ from exporter.engine.changes import (
 )
 from exporter.engine.inventory import Inventory
 from exporter.engine.overlay import InventoryOverlay, PriorKey, priors
+from exporter.engine.polls import attribute_key
 from exporter.engine.rules import Rule
 
 RuleKey = tuple[str, int, int, object]
@@ -169,8 +170,9 @@ class RuleState:
         """Undo a change that the anchor already includes (walking back in time).
 
         `previous_value` gives, for an attribute change, the attribute values in force before it
-        when known (from an earlier record); otherwise a watched boolean attribute is taken to
-        have held the opposite value (a record of a change is taken to be a change). `prior`
+        when known (from an earlier record, else the daemon's earlier poll: `rewind`); otherwise
+        a watched boolean attribute is taken to have held the opposite value (a record of a
+        change is taken to be a change). `prior`
         does the same for a change of the inventory (overlay.priors); none is guessed.
         """
         if change.meta.failed:
@@ -251,6 +253,10 @@ def rewind(
                 values.pop()
                 if values:
                     prior[key] = values[-1]
+                elif polled is not None:
+                    seen = polled(attribute_key(change.target_group_arn, key), change.meta.event_time)
+                    if isinstance(seen, str):
+                        prior[key] = seen
         state.undo(change, prior, before.get(change.meta.event_id))
     return earlier
 
