@@ -190,6 +190,35 @@ def test_renderer_cli_runs_standalone() -> None:
     assert yaml.safe_load(result.stdout)["kind"] == "PrometheusRule"
 
 
+def test_job_failing_names_every_job_and_where_its_interval_is_set() -> None:
+    """The runbook names every `task` value the job families carry, and for each one the setting
+    that sets its interval (a setting of the config schema)."""
+    from exporter.config import Settings
+    from exporter.daemon.service import JOBS
+
+    section = RUNBOOKS.read_text(encoding="utf-8").split("## SGChurnJobFailing", 1)[1].split("\n## ", 1)[0]
+    listed = section.split("(`task` label:", 1)[1].split(")", 1)[0]
+    assert re.findall(r"`(\w+)`", listed) == list(JOBS), listed
+    defaults = Settings()
+    for job in JOBS:
+        [setting] = re.findall(rf"`((?:intervals\.{job}|{job}\.interval_seconds))`", section) or [""]
+        assert setting, f"SGChurnJobFailing: no interval setting named for the {job} job"
+        owner, name = setting.split(".")
+        assert hasattr(getattr(defaults, owner), name), setting
+
+
+def test_the_runbooks_grep_the_exporters_logs_for_events_it_logs() -> None:
+    """A `grep '...'` over the exporter's logs looks for an event the exporter writes."""
+    lines = [
+        line for line in RUNBOOKS.read_text(encoding="utf-8").splitlines() if "sg-churn-exporter" in line
+    ]
+    wanted = [m for line in lines if " logs " in line for m in re.findall(r"grep '([^']+)'", line)]
+    assert wanted, "the runbooks grep no exporter log"
+    code = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "exporter").rglob("*.py"))
+    for event in wanted:
+        assert re.search(rf"log\.\w+\(\s*\"{re.escape(event)}\"", code), f"no log event {event!r}"
+
+
 def test_source_down_names_the_sources_exactly_as_sgchurn_up_does() -> None:
     """The runbook and the alert's description name every `source` value sgchurn_up can carry."""
     from exporter.daemon import service

@@ -935,3 +935,41 @@ def test_the_page_links_runbooks_where_the_alerts_do(tmp_path: Path) -> None:
     }
     assert rendered_config(render(own, tmp_path / "b"))["web"]["runbook_base_url"] == "https://x.example/r"
     assert "runbook_base_url" not in (rendered_config(render({}, tmp_path / "c")).get("web") or {})
+
+
+# --------------------------------------------------------------------------------------------- runbooks
+
+
+def test_the_runbooks_kubectl_commands_find_the_exporter_as_the_readme_installs_it(tmp_path: Path) -> None:
+    """Release and namespace as README's `helm install` (sg-churn-exporter in monitoring), with and
+    without sharding (a StatefulSet then, not a Deployment): every object the runbooks' kubectl
+    commands name in that namespace exists, and every label selector matches the exporter's pods."""
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text(encoding="utf-8")
+    commands = [line for line in runbooks.splitlines() if line.startswith("kubectl -n monitoring ")]
+    assert commands
+    for name, values in (("default", {}), ("sharded", VALUE_SETS["sharded"])):
+        values_file = tmp_path / f"{name}.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        args = ["template", "sg-churn-exporter", str(CHART), "--namespace", "monitoring"]
+        args += [
+            "--kube-version",
+            KUBE_VERSION,
+            "--set",
+            f"image.repository={IMAGE}",
+            "--values",
+            str(values_file),
+        ]
+        docs = docs_of(run_helm(args).stdout)
+        objects = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        pod_labels = workload(docs)["spec"]["template"]["metadata"]["labels"]
+        kinds = {
+            "deploy": "Deployment",
+            "deployment": "Deployment",
+            "sts": "StatefulSet",
+            "sa": "ServiceAccount",
+        }
+        for command in commands:
+            for key, value in re.findall(r"-l (\S+?)=(\S+)", command):
+                assert pod_labels.get(key) == value, f"{name}: {command}"
+            for kind, obj in re.findall(r"\b(deploy|deployment|sts|sa)[/ ]([a-z0-9-]+)", command):
+                assert (kinds[kind], obj) in objects, f"{name}: no {kinds[kind]} {obj}: {command}"
