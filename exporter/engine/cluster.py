@@ -284,13 +284,20 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+#: Digits of the longest number read from an object (a port: 5; a 32-bit count: 10).
+_MAX_DIGITS = 10
+
+
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    # ASCII digits only: str.isdigit() is also true for "²" or "٣", which int() refuses; and no
+    # more of them than any port or count has (int() refuses over 4300 digits)
+    if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
+        return int(text)
     return None
 
 
