@@ -29,6 +29,10 @@ from exporter.web_auth import is_password_hash
 ENV_PREFIX = "SGCHURN_"
 #: A configuration file larger than this is refused unread.
 MAX_CONFIG_BYTES = 1024 * 1024
+#: Values (mappings, lists, scalars) a configuration holds at most, each alias counted at every use:
+#: a few lines of YAML aliases (a "billion laughs") expand to billions, which every walk of the
+#: document would visit.
+MAX_CONFIG_VALUES = 100_000
 
 
 class ConfigError(ValueError):
@@ -257,6 +261,26 @@ def _schema_error(exc: msgspec.ValidationError, data: Mapping[str, Any]) -> Conf
         expected = _EXPECTED.get(match.group(1), f"must be {match.group(1)}")
         return ConfigError(path, f"{expected}, not {_show(value)}")
     return ConfigError(path, problem)
+
+
+def _check_bounded(document: Mapping[Any, Any]) -> None:
+    """A ConfigError naming the field (the mapping keys down to it; a list's items are its own) in
+    which the document passes MAX_CONFIG_VALUES values."""
+    count = 0
+    pending: list[tuple[str, Any]] = [(str(key), value) for key, value in document.items()]
+    while pending:
+        path, node = pending.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                path,
+                f"holds more than {MAX_CONFIG_VALUES} values (each use of a YAML alias counted); "
+                "not a configuration",
+            )
+        if isinstance(node, Mapping):
+            pending.extend((f"{path}.{key}", value) for key, value in node.items())
+        elif isinstance(node, list | tuple | set):
+            pending.extend((path, item) for item in node)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -534,6 +558,7 @@ def load_settings(
             raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, Mapping):
             raise ConfigError("config", f"{path} must hold a mapping at the top level")
+        _check_bounded(loaded or {})
         data = dict(loaded or {})
     data = _merge(data, _env_overrides(environ))
     data = _merge(data, overrides or {})

@@ -217,3 +217,31 @@ def test_any_yaml_document_is_settings_or_one_config_error(
     except ConfigError as exc:
         assert "\n" not in str(exc) and exc.field
         assert printable(str(exc)) == str(exc)  # no control character obeyed on a terminal
+
+
+#: A billion laughs inside one field: each item nine aliases of the one before, 9**8 strings from
+#: a few lines (PyYAML shares the aliased lists; what walks them expands them).
+_ALIAS_BOMB = (
+    "[" + ", ".join(f"&x{i} [{', '.join([f'*x{i - 1}' if i else 'lol'] * 9)}]" for i in range(9)) + "]"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (f"targets: {_ALIAS_BOMB}\n", "targets"),
+        (f"web: {{basic_auth_users: {{a: {_ALIAS_BOMB}}}}}\n", "web.basic_auth_users.a"),
+    ],
+    ids=["alias bomb in targets", "alias bomb in web"],
+)
+def test_aliases_that_expand_without_bound_are_one_error_naming_the_field(
+    text: str, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"AWS_REGION": "us-east-1"})
+    assert caught.value.field == field
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"config error: {field}: "), err
