@@ -283,6 +283,24 @@ def _check_bounded(document: Mapping[Any, Any]) -> None:
             pending.extend((path, item) for item in node)
 
 
+def _check_no_nul(value: Any, path: str) -> None:
+    """No NUL character in any text: no file name, URL or ARN holds one, and the OS refuses a
+    path with one (ValueError) where it is opened."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigError(path, "must not contain a NUL character")
+    elif isinstance(value, Struct):
+        for name in value.__struct_fields__:
+            _check_no_nul(getattr(value, name), f"{path}.{name}" if path else name)
+    elif isinstance(value, tuple):
+        for i, item in enumerate(value):
+            _check_no_nul(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_no_nul(key, path)
+            _check_no_nul(item, f"{path}.{key}")
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """SGCHURN_LISTEN_PORT=9000 -> {"listen_port": "9000"}; SGCHURN_STATE__PATH -> {"state": {"path": ..}}."""
     tree: dict[str, Any] = {}
@@ -328,6 +346,7 @@ def _default_target(settings: Settings, environ: Mapping[str, str]) -> Settings:
 
 
 def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    _check_no_nul(settings, "")
     _check_targets(settings.targets)
     if bool(settings.web.tls_cert_file) != bool(settings.web.tls_key_file):
         raise ConfigError("web.tls_key_file", "tls_cert_file and tls_key_file go together")

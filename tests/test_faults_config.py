@@ -231,10 +231,24 @@ _ALIAS_BOMB = (
     [
         (f"targets: {_ALIAS_BOMB}\n", "targets"),
         (f"web: {{basic_auth_users: {{a: {_ALIAS_BOMB}}}}}\n", "web.basic_auth_users.a"),
+        ('state:\n  path: "/tmp/a\\0b"\n', "state.path"),
+        ('kubernetes:\n  kubeconfig: "/tmp/k\\0"\n', "kubernetes.kubeconfig"),
+        ('web:\n  tls_cert_file: "/tmp/c\\0"\n  tls_key_file: /tmp/k\n', "web.tls_cert_file"),
+        (
+            'targets:\n  - region: us-east-1\n    role_arn: "arn:aws:iam::111122223333:role/a\\0"\n',
+            "targets[0].role_arn",
+        ),
     ],
-    ids=["alias bomb in targets", "alias bomb in web"],
+    ids=[
+        "alias bomb in targets",
+        "alias bomb in web",
+        "nul in state.path",
+        "nul in kubeconfig",
+        "nul in tls file",
+        "nul in role arn",
+    ],
 )
-def test_aliases_that_expand_without_bound_are_one_error_naming_the_field(
+def test_aliases_that_expand_without_bound_and_nul_characters_are_one_error_naming_the_field(
     text: str, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "config.yaml"
