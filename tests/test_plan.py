@@ -370,6 +370,30 @@ def test_a_rule_another_target_group_relies_on_is_kept() -> None:
     assert [e.rule.rule_id for e in alone.revoke] == ["sgr-0world"]
 
 
+def test_targets_outside_the_vpc_are_noted_not_blockers_and_the_rest_is_planned() -> None:
+    """A hybrid pod (AvailabilityZone all, or its node's zone as LBC v2.17.0+ registers it) has no
+    node or pod group to edit (v3.5.0 networking_manager.go skips hybrid pods): the plan notes it
+    and plans the others; before, it blocked the plan as a target without an ENI."""
+    inventory = incident_inventory(target_type="ip", preserve="false", node_rules=SUBNET_RULES)
+    tg = inventory.target_groups[TG_ARN]
+    pods = (
+        *tg.targets,
+        Target("192.168.100.10", NODE_PORT, None, "healthy", "all"),
+        Target("192.168.100.11", NODE_PORT, None, "healthy", "us-east-1a"),
+    )
+    plan = plan_for(
+        dataclasses.replace(inventory, target_groups={TG_ARN: dataclasses.replace(tg, targets=pods)}), True
+    )
+    assert [r.kind for r in plan.risks if r.level == "blocker"] == []
+    assert [e.rule.source.value for e in plan.authorize] == ["0.0.0.0/0"]
+    note = next(n for n in plan.notes if n.kind == "not_evaluable_targets")
+    assert note.names == ("192.168.100.10", "192.168.100.11")
+    assert any(
+        text.startswith("target(s) 192.168.100.10, 192.168.100.11 cannot be evaluated")
+        for text in notes_text(plan)
+    )
+
+
 def test_a_target_without_a_known_eni_blocks_and_the_notes_name_what_the_plan_cannot_check() -> None:
     inventory = incident_inventory()
     tg = inventory.target_groups[TG_ARN]

@@ -35,6 +35,7 @@ from exporter.engine.flows import (
     health_check_port,
     preserve_client_ip,
     requirements,
+    why_not_evaluable,
 )
 from exporter.engine.gaps import (
     REPLACEMENT_WINDOW,
@@ -103,7 +104,8 @@ Advice = Literal["nothing", "repair", "in_place_no_rule_change", "in_place", "bl
 #: already the value wanted; SG mode; the target group is the controller's (change its annotation);
 #: rules authorized early that the controller does not want yet; rules not controller-managed, left
 #: alone; rules kept because other target groups rely on them; no registered targets; new
-#: connections only; SG-mode targets admitted by CIDR rules (planned as in legacy mode).
+#: connections only; SG-mode targets admitted by CIDR rules (planned as in legacy mode); targets
+#: that cannot be evaluated (outside the VPC, an ALB: flows.why_not_evaluable), not planned.
 NoteKind = Literal[
     "always_preserving",
     "attribute_already_set",
@@ -115,6 +117,7 @@ NoteKind = Literal[
     "no_targets",
     "new_connections_only",
     "cidr_targets_in_sg_mode",
+    "not_evaluable_targets",
 ]
 
 
@@ -193,8 +196,8 @@ class Risk:
 @dataclass(frozen=True)
 class Note:
     """One note of the plan: `protocol` (always_preserving), `group_id` and `rules` (early_rules,
-    not_managed, kept_for_others), `names` (kept_for_others: target groups; cidr_targets_in_sg_mode:
-    targets)."""
+    not_managed, kept_for_others), `names` (kept_for_others: target groups; cidr_targets_in_sg_mode,
+    not_evaluable_targets: targets)."""
 
     kind: NoteKind
     protocol: str = ""
@@ -397,13 +400,20 @@ def plan_attribute_change(
     cluster = cluster_name(inventory, tg)
     targets: list[_Target] = []
     edit_groups: dict[str, tuple[EditGroup, list[str]]] = {}
+    # Targets outside the VPC and ALBs have no node or pod group to edit (the controller skips
+    # hybrid pods: LBC v3.5.0 pkg/networking/networking_manager.go,
+    # computeIngressPermissionsPerSGWithPodEndpoints): noted, neither planned nor a blocker.
+    skipped = [t.target_id for t in tg.targets if why_not_evaluable(inventory, tg, t)]
+    skipped_ids = set(skipped)
     unknown_eni = [
-        t.target_id for t in tg.targets if inventory.network_interfaces.get(t.eni_id or "") is None
+        t.target_id
+        for t in tg.targets
+        if t.target_id not in skipped_ids and inventory.network_interfaces.get(t.eni_id or "") is None
     ]
     undecided: set[UndecidedEni] = set()
     for target in tg.targets:
         eni = inventory.network_interfaces.get(target.eni_id or "")
-        if eni is None:
+        if eni is None or target.target_id in skipped_ids:
             continue
         choice = edit_group(inventory, eni, cluster)
         if isinstance(choice, UndecidedEni):
@@ -534,6 +544,8 @@ def plan_attribute_change(
     notes = _notes(inventory, tg, mode, current, desired, authorize, desired_before, left_alone, protected)
     if by_cidr:
         notes.append(Note("cidr_targets_in_sg_mode", names=tuple(by_cidr)))
+    if skipped:
+        notes.append(Note("not_evaluable_targets", names=tuple(skipped)))
     required_after = {
         kind: _required(after[kind].flows, [t.ports[kind] for t in targets]) for kind in FLOW_KINDS
     }

@@ -198,6 +198,13 @@ def note_text(plan: Plan, note: Note) -> str:
             "admit under the legacy semantics (client sources with preservation on, the NLB subnets "
             "with it off), so the flip needs their rules changed as in legacy mode"
         )
+    if kind == "not_evaluable_targets":
+        return (
+            "target(s) "
+            + ", ".join(note.names)
+            + " cannot be evaluated (outside the VPC, or an ALB behind the NLB): they have no node "
+            "or pod security group to edit, and this plan does not cover them"
+        )
     assert_never(kind)
 
 
