@@ -137,6 +137,36 @@ def test_a_pod_outside_the_vpc_registered_with_its_zone_is_not_evaluable_either(
     assert status["traffic"].unadmitted_by_reason == {"target_eni_not_found": 3}
 
 
+def test_what_v3_authorizes_for_a_legacy_quic_target_group_leaves_its_health_checks_out() -> None:
+    """LBC v3.5.0 pkg/service/model_build_target_group.go, QUIC on an NLB without groups, health
+    check on the traffic port, no source ranges: udp from 0.0.0.0/0 and no subnet rule
+    (buildHealthCheckSourceCIDRs exempts only UDP). NLB health checks are tcp from the subnets, so
+    the health_check flow is not admitted (a real gap, docs/flows.md), the traffic flow is; the
+    subnet rule the Gateway API path adds for QUIC closes it."""
+    udp_world = Rule("udp", NODE_PORT, NODE_PORT, Source.cidr("0.0.0.0/0"))
+    base = incident_inventory(preserve=None, node_rules=(udp_world,))
+    quic = dataclasses.replace(base.target_groups[TG_ARN], protocol="QUIC")
+    inventory = dataclasses.replace(base, target_groups={TG_ARN: quic})
+    lb = next(iter(inventory.load_balancers.values()))
+    checker = AdmissionChecker(inventory, RuleState.from_inventory(inventory).rules_by_group())
+    status = flow_status(checker, inventory, quic, lb, quic.attributes)
+    assert status["traffic"].fully_admitted
+    assert status["health_check"].unadmitted_by_reason == {"no_rule_for_port": 2}
+    subnet_rules = tuple(
+        Rule("tcp", NODE_PORT, NODE_PORT, Source.cidr(c)) for c in ("10.0.1.0/24", "10.0.2.0/24")
+    )
+    fixed = dataclasses.replace(
+        inventory,
+        security_groups={
+            "sg-node": dataclasses.replace(
+                inventory.security_groups["sg-node"], rules=(udp_world, *subnet_rules)
+            )
+        },
+    )
+    checker = AdmissionChecker(fixed, RuleState.from_inventory(fixed).rules_by_group())
+    assert all(s.fully_admitted for s in flow_status(checker, fixed, quic, lb, quic.attributes).values())
+
+
 def test_a_prefix_list_rule_admits_its_entries_and_its_revoke_is_a_gap() -> None:
     listed = Rule("tcp", NODE_PORT, NODE_PORT, Source("prefix_list", "pl-subnets"), "sgr-pl")
     base = incident_inventory(preserve="false", node_rules=(listed,))

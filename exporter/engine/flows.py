@@ -2,20 +2,25 @@
 
 Follows the AWS Load Balancer Controller (LBC) and AWS's NLB behaviour (docs/flows.md):
 - Address family: the TARGET GROUP's IpAddressType, not the load balancer's. A dual-stack NLB
-  talks to an IPv4 target group over IPv4 only (LBC v2.13.4 pkg/service/
-  model_build_target_group.go: getDefaultIPSourceRanges and getLoadBalancerSubnetsSourceRanges
-  take the target group's IP address type).
+  talks to an IPv4 target group over IPv4 only (LBC v2.13.4, checked unchanged at v3.5.0:
+  pkg/service/model_build_target_group.go getDefaultIPSourceRanges and
+  getLoadBalancerSubnetsSourceRanges take the target group's IP address type).
 - Legacy mode (no security groups on the NLB): traffic comes from the clients when
   preserve_client_ip is on (the intent's source ranges, else 0.0.0.0/0 or ::/0 internet-facing,
   the VPC CIDRs internal), from the NLB subnets when off; health checks from the NLB subnets
-  (buildTargetGroupBindingNetworkingLegacy, buildHealthCheckSourceCIDRs, same file).
+  (buildTargetGroupBindingNetworkingLegacy, buildHealthCheckSourceCIDRs, same file, v2.13.4 and
+  v3.5.0; v3.5.0 takes the client sources for UDP, QUIC, TCP_UDP and TCP_QUIC whatever the
+  attribute, as AWS preserves them and this model always did; v2.13.4 did so for UDP only).
 - SG mode (the NLB has security groups): a rule referencing any of them admits the flow
-  whatever the attribute (what LBC writes: buildTargetGroupBindingNetworking, same file); a CIDR
+  whatever the attribute (what LBC writes: buildTargetGroupBindingNetworking, same file, v2.13.4
+  and v3.5.0, where QUIC and TCP_QUIC get udp on the port and tcp for health checks); a CIDR
   rule admits it too, under the legacy semantics above (users who bring their own frontend
   groups manage node rules themselves: with frontend groups given by annotation, LBC v2.13.4
-  pkg/service/model_build_load_balancer.go buildLoadBalancerSecurityGroups manages node rules
-  only if buildManageSecurityGroupRulesFlag says so, which defaults to the controller's
-  --enable-manage-backend-security-group-rules, false unless set).
+  and v3.5.0 pkg/service/model_build_load_balancer.go buildLoadBalancerSecurityGroups manages
+  node rules only if buildManageSecurityGroupRulesFlag says so, which defaults to the
+  controller's --enable-manage-backend-security-group-rules, false unless set; v3.5.0's
+  aws-load-balancer-disable-nlb-sg annotation makes a new NLB without groups: legacy mode, as
+  the exporter sees it from the load balancer itself).
 - An ip target outside the VPC (a peered VPC, on-premises, EKS Hybrid Nodes) has no ENI and no
   security group: it is not evaluable, never a gap. AWS registers it with AvailabilityZone "all",
   or (LBC v2.17.0+, v3.5.0) with its node's zone; its address outside the VPC's CIDRs says so too.
@@ -67,12 +72,16 @@ Family = Literal["ipv4", "ipv6"]
 PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
 #: Client IP preservation is always on for these protocols; for TCP and TLS the attribute decides,
 #: defaulting to on for instance targets and off for ip targets (AWS, "Edit target group attributes
-#: for your Network Load Balancer", Client IP preservation, Default settings).
+#: for your Network Load Balancer", Client IP preservation, Default settings; LBC v3.5.0
+#: pkg/service/model_build_target_group.go buildTargetGroupBindingNetworkingLegacy cites the same
+#: page and admits the client sources for these four protocols).
 _ALWAYS_PRESERVING = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})
 
 
 def transport_protocols(target_group_protocol: str) -> tuple[str, ...]:
-    """The IP protocols a target group's listener protocol carries to targets."""
+    """The IP protocols a target group's listener protocol carries to targets (LBC v3.5.0
+    buildTargetGroupBindingNetworkingLegacy: tcp and udp for TCP_UDP and TCP_QUIC, udp for UDP
+    and QUIC, tcp otherwise)."""
     protocol = target_group_protocol.upper()
     if protocol in ("TCP_UDP", "TCP_QUIC"):
         return ("tcp", "udp")

@@ -520,7 +520,8 @@ def _readmits(revoke: RuleChange, authorize: RuleChange, required: frozenset[tup
 
     The controller keeps one rule per (protocol, source group) on a node group, spanning the
     lowest to the highest NodePort of all its target groups (computeRestrictedIngressPermissionsPerSG
-    in pkg/targetgroupbinding/networking_manager.go, v2.3.0 to v2.13.0 at least): a new NodePort
+    in pkg/targetgroupbinding/networking_manager.go from v2.3.0, moved to
+    pkg/networking/networking_manager.go in v2.13.3, still there at v3.5.0): a new NodePort
     is a revoke of the old range and an authorize of a wider one from the same source.
     """
     for old in revoke.rules:

@@ -30,7 +30,7 @@ FLOW_LOG_DELIVERY_LAG = timedelta(minutes=15)
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """A target group's health-check cadence (defaults: the controller's, v2.13.0
+    """A target group's health-check cadence (defaults: the controller's, v2.13.0 and v3.5.0
     pkg/service/model_builder.go: interval 10 s, healthy and unhealthy thresholds 3)."""
 
     healthy_threshold: int = 3

@@ -5,8 +5,10 @@ With client IPs preserved, the controller admits the Service's loadBalancerSourc
 ranges, and guessing 0.0.0.0/0 turns every Service with ranges into a permanent gap. So, in order:
 
 - `binding`: with Kubernetes access, the TargetGroupBinding's spec.networking, which is what the
-  controller reconciles onto the node groups (LBC v2.13.4 pkg/networking/networking_manager.go;
-  built by buildTargetGroupBindingNetworkingLegacy in pkg/service/model_build_target_group.go):
+  controller reconciles onto the node groups (LBC v2.13.4 and v3.5.0
+  pkg/networking/networking_manager.go; built by buildTargetGroupBindingNetworkingLegacy in
+  pkg/service/model_build_target_group.go, or for a Gateway API NLB by nlbNoSecurityGroups in
+  pkg/gateway/model/model_build_target_group_binding_network.go, v3.5.0):
   its CIDR peers on the traffic port, less the NLB subnets (the health-check peers); with none
   (preservation off, SG mode), the Service's ranges.
 - `managed_rules`: without it, the rules the controller manages on the port (description
@@ -30,7 +32,7 @@ from exporter.engine.inventory import Intent, Inventory, LoadBalancer, TargetGro
 from exporter.engine.rules import Rule
 from exporter.engine.timeline import RuleState, affected_group, moments, rewind
 
-#: The description marker of the rules the controller manages: LBC v2.13.4
+#: The description marker of the rules the controller manages: LBC v2.13.4 and v3.5.0
 #: pkg/networking/networking_manager.go tgbNetworkingIPPermissionLabelKey=...LabelValue.
 MARKER = "elbv2.k8s.aws/targetGroupBinding=shared"
 #: How long a smaller set of controller-managed rules must hold before it is the intent.

@@ -7,7 +7,9 @@ an authorize on one group in the same second are ordered by what their caller is
   revokes the rules it no longer wants and then authorizes the new ones. From v2.12.0 on it
   authorizes first: kubernetes-sigs/aws-load-balancer-controller PR #3952, commit 31ffe10 "bug
   fix: try SG permission add prior to revoke" (first tag v2.12.0), in
-  pkg/networking/security_group_reconciler.go (reconcileIngressWithSGInfo, revokeFirst=false).
+  pkg/networking/security_group_reconciler.go (reconcileIngressWithSGInfo, revokeFirst=false;
+  the file is unchanged from v2.13.4 to v3.5.0, and v3 keeps the user agent elbv2.k8s.aws/<version>,
+  pkg/aws/aws_config.go, so a v3 release orders as v2.12.0+ does).
 - Even then, when the authorize fails with RulesPerSecurityGroupLimitExceeded the controller
   reloads the group and retries revoke-first (shouldRemoveSGRulesFirst, same file and tag): such
   a failed authorize on the group shortly before the pair means break-before-make.

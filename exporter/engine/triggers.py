@@ -5,7 +5,8 @@ trigger is the change that made the controller do it: a ModifyTargetGroupAttribu
 target group a moment before (the controller applies the attribute when it deploys the model,
 pkg/deploy/elbv2/target_group_attributes_reconciler.go, and reconciles the node security groups
 later in the TargetGroupBinding reconciler, ReconcileForNodePortEndpoints /
-ReconcileForPodEndpoints in pkg/targetgroupbinding/resource_manager.go, both at v2.13.0), with
+ReconcileForPodEndpoints in pkg/targetgroupbinding/resource_manager.go, both at v2.13.0 and
+v3.5.0), with
 who made it (role and the session that assumed it) and when.
 
 When the attribute came from the Service's annotation, the ModifyTargetGroupAttributes is the

@@ -24,7 +24,7 @@ from exporter.sources.impact import FlowLogRequest, MetricRequest, read_flow_log
 from exporter.sources.s3flowlogs import S3Location, read_flow_logs_s3
 
 #: The controller's health-check defaults for a Service's target group (interval 10 s, thresholds
-#: 3 and 3: aws-load-balancer-controller v2.13.0 pkg/service/model_builder.go), used when the
+#: 3 and 3: aws-load-balancer-controller v2.13.0 and v3.5.0 pkg/service/model_builder.go), used when the
 #: inventory does not carry the target group's own settings (a snapshot file written before).
 CONTROLLER_HEALTH_CHECK = HealthCheck(healthy_threshold=3, unhealthy_threshold=3, interval_seconds=10)
 
