@@ -12,16 +12,28 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import structlog
 
 from exporter.daemon.snapshot import GAP_DURATION_BUCKETS, HistogramState, Labels
 
 SCHEMA_VERSION = 1
 GAP_MERGE_TOLERANCE_SECONDS = 5.0
+#: 9999-12-31T23:59:59Z in epoch seconds: the last moment a datetime holds. A stored time outside
+#: [0, LAST_SECOND] (a corrupt or hand-edited file) is no time.
+LAST_SECOND = 253_402_300_799
+#: What reading a row can raise when the file holds something else than this module wrote: text
+#: where a number was, JSON that is not JSON or nested past the recursion limit, a shape other
+#: than the one written.
+ROW_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
+
+log = structlog.get_logger("sg-churn-exporter")
+R = TypeVar("R")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,7 +128,44 @@ def _labels_text(labels: Labels) -> str:
 
 
 def _labels_from(text: str) -> Labels:
-    return tuple((str(k), str(v)) for k, v in json.loads(text))
+    return tuple((read_text(k), read_text(v)) for k, v in json.loads(text))
+
+
+def read_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"not text: {type(value).__name__}")
+    return value
+
+
+def read_number(value: Any) -> float:
+    """A stored REAL: an int or a float (SQLite keeps text that is no number as text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"not a number: {type(value).__name__}")
+    return float(value)
+
+
+def read_moment(value: Any) -> float:
+    """A stored time (epoch seconds) that a datetime holds."""
+    seconds = read_number(value)
+    if not 0 <= seconds <= LAST_SECOND:
+        raise ValueError(f"not a time: {seconds:g}")
+    return seconds
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    """A stored JSON object; {} for anything else (the fields it held then read as their defaults)."""
+    try:
+        value = json.loads(text)
+    except (*ROW_ERRORS, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _buckets(text: Any) -> tuple[int, ...]:
+    counts = json.loads(text)
+    if not isinstance(counts, list) or any(isinstance(c, bool) or not isinstance(c, int) for c in counts):
+        raise TypeError("buckets are not a list of counts")
+    return tuple(counts)
 
 
 class StateStore:
@@ -138,6 +187,9 @@ class StateStore:
                 ) from exc
             _create_private(self.path)
         self._lock = threading.RLock()
+        #: Rows that could not be read, by table (each row counted once): skipped, never deleted.
+        self.rejected_rows: dict[str, int] = {}
+        self._rejected: set[tuple[str, Any]] = set()
         try:
             self._db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
             self._db.execute(
@@ -223,6 +275,21 @@ class StateStore:
                 self.note_failure(exc)
                 raise
 
+    def _readable(self, table: str, rows: Iterable[Any], read: Callable[[Any], R]) -> list[R]:
+        """Each row read by `read`; a row it cannot read (a corrupt or hand-edited file) is
+        skipped, counted in rejected_rows and logged once. The row's first column is its rowid."""
+        out: list[R] = []
+        for row in rows:
+            try:
+                out.append(read(row[1:]))
+            except ROW_ERRORS as exc:
+                if (table, row[0]) not in self._rejected:
+                    self._rejected.add((table, row[0]))
+                    self.rejected_rows[table] = self.rejected_rows.get(table, 0) + 1
+                    error = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                    log.warning("state row unreadable; skipped", table=table, rowid=row[0], error=error)
+        return out
+
     def heartbeat(self, moment: str) -> None:
         """A small write, so a store that stopped accepting writes is seen even when nothing else changes."""
         with self.transaction() as db:
@@ -265,10 +332,10 @@ class StateStore:
     def records(self, target: str, since: float) -> list[bytes]:
         with self._reading() as db:
             rows = db.execute(
-                "SELECT record FROM records WHERE target=? AND event_time>=? ORDER BY event_time",
+                "SELECT rowid, record FROM records WHERE target=? AND event_time>=? ORDER BY event_time",
                 (target, since),
             ).fetchall()
-        return [bytes(r[0]) for r in rows]
+        return self._readable("records", rows, _record)
 
     def prune_records(self, seen_before: float) -> int:
         with self.transaction() as db:
@@ -295,15 +362,21 @@ class StateStore:
 
     def observe(self, db: sqlite3.Connection, family: str, labels: Labels, value: float) -> None:
         row = db.execute(
-            "SELECT buckets, total, count FROM histograms WHERE family=? AND labels=?",
+            "SELECT rowid, labels, buckets, total, count FROM histograms WHERE family=? AND labels=?",
             (family, _labels_text(labels)),
         ).fetchone()
-        buckets = json.loads(row[0]) if row else [0] * (len(GAP_DURATION_BUCKETS) + 1)
+        # an unreadable row (counted, logged) starts again from zero: what it held is not known
+        read = self._readable("histograms", [row] if row else [], _histogram)
+        size = len(GAP_DURATION_BUCKETS) + 1
+        before = (
+            read[0][1] if read and len(read[0][1].buckets) == size else HistogramState((0,) * size, 0.0, 0)
+        )
+        buckets = list(before.buckets)
         for i, bound in enumerate((*GAP_DURATION_BUCKETS, float("inf"))):
             if value <= bound:
                 buckets[i] += 1
-        total = (row[1] if row else 0.0) + value
-        count = (row[2] if row else 0) + 1
+        total = before.total + value
+        count = before.count + 1
         db.execute(
             "INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?)",
             (family, _labels_text(labels), json.dumps(buckets), total, count),
@@ -311,21 +384,18 @@ class StateStore:
 
     def counters(self) -> dict[str, dict[Labels, float]]:
         with self._reading() as db:
-            rows = db.execute("SELECT family, labels, value FROM counters").fetchall()
+            rows = db.execute("SELECT rowid, family, labels, value FROM counters").fetchall()
         out: dict[str, dict[Labels, float]] = {}
-        for family, labels, value in rows:
-            out.setdefault(family, {})[_labels_from(labels)] = float(value)
+        for family, labels, value in self._readable("counters", rows, _counter):
+            out.setdefault(family, {})[labels] = value
         return out
 
     def histograms(self, family: str) -> dict[Labels, HistogramState]:
         with self._reading() as db:
             rows = db.execute(
-                "SELECT labels, buckets, total, count FROM histograms WHERE family=?", (family,)
+                "SELECT rowid, labels, buckets, total, count FROM histograms WHERE family=?", (family,)
             ).fetchall()
-        return {
-            _labels_from(labels): HistogramState(tuple(json.loads(buckets)), float(total), int(count))
-            for labels, buckets, total, count in rows
-        }
+        return dict(self._readable("histograms", rows, _histogram))
 
     # --- gaps -----------------------------------------------------------------------------
     def overlapping_gap(
@@ -339,7 +409,12 @@ class StateStore:
             "ORDER BY start LIMIT 1",
             (target, tg_arn, flow, end + tol, start - tol),
         ).fetchone()
-        return None if row is None else _stored(row)
+        if row is None:
+            return None
+        try:
+            return _stored(row)
+        except ROW_ERRORS:
+            return None  # unreadable: the gap written now takes its place
 
     def upsert_gap(self, db: sqlite3.Connection, gap: StoredGap) -> None:
         db.execute(
@@ -363,30 +438,33 @@ class StateStore:
     def recent_gaps(self, since: float, limit: int = 200) -> list[StoredGap]:
         with self._reading() as db:
             rows = db.execute(
-                "SELECT key, target, tg_arn, flow, start, end_time, cause, explained, data FROM gaps "
+                "SELECT rowid, key, target, tg_arn, flow, start, end_time, cause, explained, data FROM gaps "
                 "WHERE end_time IS NOT NULL AND end_time>=? ORDER BY end_time DESC LIMIT ?",
                 (since, limit),
             ).fetchall()
-        return [_stored(r) for r in rows]
+        return self._readable("gaps", rows, _stored)
 
     def closed_gaps(self, target: str, since: float) -> list[StoredGap]:
         """One target's closed gaps that ended at or after `since`, oldest end first."""
         with self._reading() as db:
             rows = db.execute(
-                "SELECT key, target, tg_arn, flow, start, end_time, cause, explained, data FROM gaps "
+                "SELECT rowid, key, target, tg_arn, flow, start, end_time, cause, explained, data FROM gaps "
                 "WHERE target=? AND end_time IS NOT NULL AND end_time>=? ORDER BY end_time",
                 (target, since),
             ).fetchall()
-        return [_stored(r) for r in rows]
+        return self._readable("gaps", rows, _stored)
 
     def last_gaps(self) -> list[StoredGap]:
         """The most recent closed gap per (target, target group, flow)."""
         with self._reading() as db:
             rows = db.execute(
-                "SELECT key, target, tg_arn, flow, start, MAX(end_time), cause, explained, data FROM gaps "
-                "WHERE end_time IS NOT NULL GROUP BY target, tg_arn, flow"
+                "SELECT rowid, key, target, tg_arn, flow, start, MAX(end_time), cause, explained, data FROM gaps "
+                # a time that is no time (text sorts above numbers) must not hide the last real one
+                "WHERE typeof(end_time) IN ('integer', 'real') AND end_time BETWEEN 0 AND ? "
+                "GROUP BY target, tg_arn, flow",
+                (LAST_SECOND,),
             ).fetchall()
-        return [_stored(r) for r in rows]
+        return self._readable("gaps", rows, _stored)
 
     # --- the impact of closed gaps (daemon/impacts.py) -------------------------------------------
     def gap_impacts(self, keys: Iterable[str]) -> dict[str, StoredImpact]:
@@ -398,10 +476,10 @@ class StateStore:
                 chunk = wanted[first : first + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT key, checked_at, final, data FROM gap_impacts WHERE key IN ({marks})", chunk
+                    f"SELECT rowid, key, checked_at, final, data FROM gap_impacts WHERE key IN ({marks})",
+                    chunk,
                 ).fetchall()
-                for key, checked_at, final, data in rows:
-                    out[str(key)] = StoredImpact(float(checked_at), bool(final), json.loads(data))
+                out.update(self._readable("gap_impacts", rows, _impact))
         return out
 
     def set_gap_impact(
@@ -422,9 +500,10 @@ class StateStore:
     def poll_gaps(self, target: str) -> list[tuple[str, str, float, float | None]]:
         with self._reading() as db:
             rows = db.execute(
-                "SELECT tg_arn, flow, start, end_time FROM poll_gaps WHERE target=? ORDER BY start", (target,)
+                "SELECT rowid, tg_arn, flow, start, end_time FROM poll_gaps WHERE target=? ORDER BY start",
+                (target,),
             ).fetchall()
-        return [(str(a), str(f), float(s), None if e is None else float(e)) for a, f, s, e in rows]
+        return self._readable("poll_gaps", rows, _poll_gap)
 
     def open_poll_gap(
         self, db: sqlite3.Connection, target: str, tg_arn: str, flow: str, start: float
@@ -449,13 +528,44 @@ class StateStore:
 def _stored(row: Iterable[Any]) -> StoredGap:
     key, target, tg_arn, flow, start, end, cause, explained, data = row
     return StoredGap(
-        key=str(key),
-        target=str(target),
-        tg_arn=str(tg_arn),
-        flow=str(flow),
-        start=float(start),
-        end=None if end is None else float(end),
-        cause=str(cause),
-        explained=bool(explained),
-        data=json.loads(data),
+        key=read_text(key),
+        target=read_text(target),
+        tg_arn=read_text(tg_arn),
+        flow=read_text(flow),
+        start=read_moment(start),
+        end=None if end is None else read_moment(end),
+        cause=read_text(cause),
+        explained=bool(read_number(explained)),
+        data=_json_object(data),
     )
+
+
+def _record(row: Iterable[Any]) -> bytes:
+    (record,) = row
+    if isinstance(record, str):
+        return record.encode()
+    if not isinstance(record, bytes):
+        raise TypeError(f"a record is not text: {type(record).__name__}")
+    return record
+
+
+def _counter(row: Iterable[Any]) -> tuple[str, Labels, float]:
+    family, labels, value = row
+    return read_text(family), _labels_from(labels), read_number(value)
+
+
+def _histogram(row: Iterable[Any]) -> tuple[Labels, HistogramState]:
+    labels, buckets, total, count = row
+    return _labels_from(labels), HistogramState(
+        _buckets(buckets), read_number(total), int(read_number(count))
+    )
+
+
+def _impact(row: Iterable[Any]) -> tuple[str, StoredImpact]:
+    key, checked_at, final, data = row
+    return read_text(key), StoredImpact(read_moment(checked_at), bool(read_number(final)), _json_object(data))
+
+
+def _poll_gap(row: Iterable[Any]) -> tuple[str, str, float, float | None]:
+    tg_arn, flow, start, end = row
+    return read_text(tg_arn), read_text(flow), read_moment(start), None if end is None else read_moment(end)

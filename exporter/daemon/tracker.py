@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import msgspec
 
 from exporter.daemon.snapshot import GapView, TargetGroupIdentity, labels_of
-from exporter.daemon.state import StateStore, StoredGap
+from exporter.daemon.state import LAST_SECOND, ROW_ERRORS, StateStore, StoredGap
 from exporter.engine.flows import FLOW_KINDS, FlowKind, FlowStatus
 from exporter.engine.gaps import Analysis, Gap
 from exporter.engine.inventory import Inventory
@@ -87,7 +87,7 @@ class GapTracker:
         try:
             rows = json.loads(self.store.get_meta(self._inexact_key) or "[]")
             return {(str(a), str(f), float(t)) for a, f, t in rows}
-        except (ValueError, TypeError):
+        except ROW_ERRORS:  # unreadable (a corrupt file): every poll gap's start reads as exact
             return set()
 
     def _save_inexact(self, db: sqlite3.Connection, rows: set[tuple[str, str, float]]) -> None:
@@ -289,10 +289,6 @@ def undetermined_view(
     )
 
 
-#: 9999-12-31T23:59:59Z in epoch seconds: a stored time past it (a corrupt file) reads as absent.
-_LAST_SECOND = 253_402_300_799
-
-
 class GapData(msgspec.Struct, frozen=True, kw_only=True):
     """A gap's facts beside the state file's columns: its JSON `data` (declared once, for the
     writer and the reader)."""
@@ -306,7 +302,7 @@ class GapData(msgspec.Struct, frozen=True, kw_only=True):
     actor_arn: str = ""
     actor_session: str = ""
     trigger_who: str = ""
-    trigger_time: Annotated[float, msgspec.Meta(ge=0, le=_LAST_SECOND)] | None = None  # epoch seconds
+    trigger_time: Annotated[float, msgspec.Meta(ge=0, le=LAST_SECOND)] | None = None  # epoch seconds
     trigger_event_id: str = ""
     trigger_detail: str = ""
     start_exact: bool = True

@@ -1,0 +1,225 @@
+"""Hostile state files: a row of the wrong type, a huge time, JSON that is not JSON. Each
+unreadable row is skipped, counted by table (StateStore.rejected_rows, exported as
+sgchurn_state_rows_rejected_total) and logged once; every good row beside it still reads, and the
+daemon's snapshot still publishes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from exporter.daemon.snapshot import merge_histograms
+from exporter.daemon.state import StateStore, StoredGap
+from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
+from exporter.reports.impact import read_impact
+
+TARGET = "default@us-east-1"
+ARN = "arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/k8s-shop-web/0123456789abcdef"
+LABELS = (("aws_account_id", "111122223333"), ("aws_region", "us-east-1"), ("flow", "traffic"))
+
+
+def _good_store(path: Path) -> None:
+    """Two of everything, so that one row spoiled leaves one good one beside it."""
+    store = StateStore(path)
+    with store.transaction() as db:
+        for i in range(2):
+            key = f"k{i}"
+            gap = StoredGap(
+                key, TARGET, f"{ARN}{i}", "traffic", 1000.0 + i, 2000.0 + i, "undetermined", False, {}
+            )
+            store.upsert_gap(db, gap)
+            store.increment(db, "rule_gaps", (*LABELS, ("n", key)))
+            store.observe(db, GAP_DURATION_FAMILY, (*LABELS, ("n", key)), 3.0)
+            store.set_gap_impact(db, key, TARGET, 3000.0, True, {"impact": "none_seen"})
+            store.open_poll_gap(db, TARGET, f"{ARN}{i}", "traffic", 1000.0 + i)
+    store.close()
+
+
+#: (table, column) -> the row spoiled is the one whose key (or first column) names `k1` / arn1.
+_COLUMNS = {
+    "gaps": ["key", "target", "tg_arn", "flow", "start", "end_time", "cause", "explained", "data"],
+    "counters": ["labels", "value"],
+    "histograms": ["labels", "buckets", "total", "count"],
+    "gap_impacts": ["checked_at", "final", "data"],
+    "poll_gaps": ["start", "end_time"],
+}
+_WHERE = {
+    "gaps": "key='k1'",
+    "counters": "labels LIKE '%k1%'",
+    "histograms": "labels LIKE '%k1%'",
+    "gap_impacts": "key='k1'",
+    "poll_gaps": f"tg_arn='{ARN}1'",
+}
+_HOSTILE = st.sampled_from(
+    [
+        None,
+        "abc",
+        "{",
+        "[1]",
+        "null",
+        '{"a": 1}',
+        '[["a"]]',
+        "[[1, 2, 3]]",
+        "[" * 5000 + "]" * 5000,
+        b"\xff\x00",
+        1e300,
+        -1e300,
+        float("inf"),
+        2**62,
+        -1,
+        0,
+    ]
+)
+
+
+def _read_all(store: StateStore) -> dict[str, Any]:
+    """What the daemon reads from the store, converted as it converts it."""
+    return {
+        "recent": [view_from_stored(g) for g in store.recent_gaps(0)],
+        "last": [view_from_stored(g) for g in store.last_gaps()],
+        "closed": [view_from_stored(g) for g in store.closed_gaps(TARGET, 0)],
+        "counters": store.counters(),
+        "histograms": merge_histograms(store.histograms(GAP_DURATION_FAMILY), keep=("n",)),
+        "impacts": {k: read_impact(v.data) for k, v in store.gap_impacts(["k0", "k1"]).items()},
+        "poll_gaps": store.poll_gaps(TARGET),
+    }
+
+
+def _has_k0(read: dict[str, Any]) -> None:
+    """The good row of each table still reads."""
+    assert any(v.key == "k0" for v in read["recent"])
+    assert any(v.key == "k0" for v in read["closed"])
+    assert any(("n", "k0") in labels for labels in read["counters"]["rule_gaps"])
+    assert (("n", "k0"),) in read["histograms"]
+    assert read["impacts"]["k0"].impact == "none_seen"
+    assert any(arn == f"{ARN}0" for arn, *_ in read["poll_gaps"])
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("state") / "state.sqlite3"
+    _good_store(path)
+    return path.read_bytes()
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    spoils=st.lists(
+        st.sampled_from([(t, c) for t, cs in _COLUMNS.items() for c in cs]).flatmap(
+            lambda tc: st.tuples(st.just(tc), _HOSTILE)
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+@example(spoils=[(("gaps", "data"), "{")])
+@example(spoils=[(("gaps", "start"), 1e300)])
+@example(spoils=[(("gaps", "end_time"), "abc")])
+@example(spoils=[(("counters", "labels"), '[["a"]]')])
+@example(spoils=[(("histograms", "buckets"), "abc")])
+@example(spoils=[(("gap_impacts", "data"), "[1]")])
+@example(spoils=[(("poll_gaps", "start"), "abc")])
+def test_an_unreadable_row_is_skipped_counted_and_the_good_rows_still_read(
+    spoils: list[tuple[tuple[str, str], Any]], template: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path = tmp_path_factory.mktemp("spoiled") / "state.sqlite3"
+    path.write_bytes(template)
+    with sqlite3.connect(path) as db:
+        for (table, column), value in spoils:
+            try:
+                db.execute(f"UPDATE {table} SET {column}=? WHERE {_WHERE[table]}", (value,))
+            except sqlite3.IntegrityError:  # NOT NULL / PRIMARY KEY: SQLite itself keeps these out
+                continue
+    db.close()
+    store = StateStore(path)
+    try:
+        read = _read_all(store)
+        _has_k0(read)
+        assert store.error is None  # a bad row is not a failing store
+        assert set(store.rejected_rows) <= set(_COLUMNS)
+        again = _read_all(store)  # each bad row counted once, however often it is read
+        assert again == read and store.rejected_rows == dict(store.rejected_rows)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        ("gaps", "start", "abc"),
+        ("gaps", "end_time", 1e300),
+        ("counters", "value", "abc"),
+        ("histograms", "count", "x"),
+        ("gap_impacts", "checked_at", "x"),
+        ("poll_gaps", "end_time", "x"),
+    ],
+)
+def test_each_table_counts_its_unreadable_rows_once(
+    table: str, column: str, value: Any, template: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(template)
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE {table} SET {column}=? WHERE {_WHERE[table]}", (value,))
+    db.close()
+    store = StateStore(path)
+    try:
+        _has_k0(_read_all(store))
+        _read_all(store)
+        assert store.rejected_rows == {table: 1}
+    finally:
+        store.close()
+
+
+def test_a_gap_is_still_committed_when_its_histogram_row_is_unreadable(
+    template: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(template)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE histograms SET buckets='{' WHERE labels LIKE '%k1%'")
+    db.close()
+    store = StateStore(path)
+    try:
+        with store.transaction() as db:  # what GapTracker._commit does for a closed gap
+            store.upsert_gap(
+                db, StoredGap("k2", TARGET, f"{ARN}1", "traffic", 5000.0, 5060.0, "undetermined", False, {})
+            )
+            store.observe(db, GAP_DURATION_FAMILY, (*LABELS, ("n", "k1")), 60.0)
+        assert "k2" in {g.key for g in store.recent_gaps(0)}
+        hist = store.histograms(GAP_DURATION_FAMILY)[(*LABELS, ("n", "k1"))]
+        assert hist.count == 1 and hist.total == 60.0  # what the unreadable row held is not known
+        assert store.rejected_rows == {"histograms": 1}
+    finally:
+        store.close()
+
+
+def test_a_time_that_is_no_time_does_not_hide_the_last_gap_of_its_flow(
+    template: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(template)
+    store = StateStore(path)
+    with store.transaction() as db:
+        store.upsert_gap(
+            db, StoredGap("bad", TARGET, f"{ARN}0", "traffic", 1500.0, 2500.0, "undetermined", False, {})
+        )
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE gaps SET end_time='later' WHERE key='bad'")  # text sorts above every number
+    db.close()
+    store = StateStore(path)
+    try:
+        assert {g.key for g in store.last_gaps()} == {"k0", "k1"}
+    finally:
+        store.close()
