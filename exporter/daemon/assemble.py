@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+import msgspec
 import structlog
 
 from exporter.config import ConfigError, Settings
@@ -160,7 +161,16 @@ def _lookup_feed(
 ) -> Feed:
     cursor_key = f"cursor:lookup_events:{key}"
     saved = store.get_meta(cursor_key)
-    cursor = LookupCursor.decode(saved) if saved else None
+    cursor = None
+    if saved:
+        try:
+            cursor = LookupCursor.decode(saved)
+        except (msgspec.DecodeError, ValueError) as exc:  # a corrupt file: read from the lookback again
+            log.warning(
+                "stored CloudTrail cursor unreadable; reading from the start lookback",
+                target=key,
+                error=" ".join(str(exc).split())[:200],
+            )
     overlap = timedelta(seconds=settings.cloudtrail.overlap_seconds)
     ttl = max(overlap * 2, timedelta(seconds=settings.state.seen_event_ttl_seconds))
     poller = LookupEventsPoller(

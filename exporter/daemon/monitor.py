@@ -26,7 +26,7 @@ from exporter.daemon.snapshot import (
     TargetGroupView,
     labels_of,
 )
-from exporter.daemon.state import StateStore
+from exporter.daemon.state import ROW_ERRORS, StateStore, read_moment, read_text
 from exporter.daemon.tracker import GapTracker, identity_of, undetermined_view
 from exporter.engine.changes import (
     AttributeChange,
@@ -441,15 +441,21 @@ def _history_to_json(history: dict[str, list[tuple[datetime, Intent]]]) -> str:
 
 
 def _history_from_json(text: str | None) -> dict[str, list[tuple[datetime, Intent]]]:
-    """The recorded TargetGroupBinding intents; {} when none or unreadable (then learned anew)."""
+    """The recorded TargetGroupBinding intents; {} when none or unreadable (then learned anew). An
+    entry that cannot be read (a corrupt file: a time no datetime holds, a wrong shape) is left
+    out, the others still read."""
     try:
         data = json.loads(text or "{}")
-        return {
-            str(arn): [
-                (datetime.fromtimestamp(float(at), tz=UTC), Intent("binding", tuple(str(c) for c in sources)))
-                for at, sources in entries
-            ]
-            for arn, entries in data.items()
-        }
-    except (ValueError, TypeError, AttributeError):
+    except ROW_ERRORS:
         return {}
+    history: dict[str, list[tuple[datetime, Intent]]] = {}
+    for arn, entries in data.items() if isinstance(data, dict) else ():
+        for entry in entries if isinstance(entries, list) else ():
+            try:
+                at, sources = entry
+                moment = datetime.fromtimestamp(read_moment(at), tz=UTC)
+                intent = Intent("binding", tuple(read_text(c) for c in sources))
+            except ROW_ERRORS:
+                continue
+            history.setdefault(str(arn), []).append((moment, intent))
+    return history
