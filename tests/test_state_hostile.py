@@ -6,6 +6,7 @@ daemon's snapshot still publishes."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from exporter.daemon.snapshot import merge_histograms
 from exporter.daemon.state import StateStore, StoredGap
 from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
 from exporter.reports.impact import read_impact
+from exporter.sources.cloudtrail import LookupCursor, LookupEventsPoller
+from exporter.sources.ratelimit import TokenBucket
+from tests.awsworld import MotoServer
 
 TARGET = "default@us-east-1"
 ARN = "arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/k8s-shop-web/0123456789abcdef"
@@ -223,3 +227,88 @@ def test_a_time_that_is_no_time_does_not_hide_the_last_gap_of_its_flow(
         assert {g.key for g in store.last_gaps()} == {"k0", "k1"}
     finally:
         store.close()
+
+
+# --- what the daemon reads from the state file at start ----------------------------------------
+
+
+def test_a_start_on_a_file_with_an_unreadable_cursor_history_and_record_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from exporter.config import load_settings
+    from exporter.daemon.assemble import build_daemon
+    from exporter.daemon.monitor import Monitor
+    from tests import cloudtrail_samples as samples
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing is called while assembling
+    }.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "state.sqlite3"
+    store = StateStore(path)
+
+    def describe(_: datetime) -> Any:
+        raise AssertionError("not polled")
+
+    monitor = Monitor(
+        TARGET, "us-east-1", store, settle_seconds=0, retention_seconds=86400, describe=describe
+    )
+    when = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    good = samples.revoke_record(
+        "ev-good", when, "sg-0123456789abcdef0", [samples.permission(cidrs=["0.0.0.0/0"])]
+    )
+    spoiled = samples.revoke_record(
+        "ev-text", when, "sg-0123456789abcdef0", [samples.permission(cidrs=["10.0.0.0/8"])]
+    )
+    assert monitor.ingest(when, [good, spoiled]).new == 2
+    store.set_meta(f"cursor:lookup_events:{TARGET}", '{"positions": 5}')
+    store.set_meta(
+        f"binding_intents:{TARGET}",
+        f'{{"{ARN}": [[1e300, ["10.0.0.0/8"]], [{when.timestamp()}, ["203.0.113.0/24"]]]}}',
+    )
+    store.close()
+    with sqlite3.connect(path) as db:  # a record kept as text, not as the bytes written
+        db.execute("UPDATE records SET record=CAST(record AS TEXT) WHERE event_id='ev-text'")
+    db.close()
+
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "targets": [{"region": "us-east-1"}],
+            "state": {"path": str(path)},
+            "kubernetes": {"enabled": "false"},
+            "cloudtrail": {"retention_seconds": 90 * 86400},
+        },
+    )
+    assembly = build_daemon(settings, clock=lambda: when + timedelta(minutes=5))
+    try:
+        (restored,) = assembly.daemon.monitors
+        assert set(restored.changes) == {"ev-good", "ev-text"}
+        assert [i.sources for _at, i in restored.binding_history[ARN]] == [("203.0.113.0/24",)]
+        (feed,) = assembly.daemon.feeds
+        assert isinstance(feed.poller, LookupEventsPoller)
+        assert feed.poller.cursor.positions == {}  # read again from the start lookback
+    finally:
+        assembly.store.close()
+
+
+def test_a_stored_position_past_now_reads_from_now_and_loses_no_record(clean_moto: MotoServer) -> None:
+    from tests import cloudtrail_samples as samples
+    from tests.test_cloudtrail_sources import REGION, REVOKE, T0, exporter_clients
+
+    records = [samples.revoke_record(time=T0 + timedelta(seconds=n), region=REGION) for n in range(3)]
+    clean_moto.add_records(records)
+    cursor = LookupCursor.decode(f'{{"positions": {{"{REVOKE}": "9999-12-31T23:59:59Z"}}}}')
+    poller = LookupEventsPoller(
+        exporter_clients(clean_moto).client("cloudtrail"),
+        TokenBucket(50.0),
+        event_names=[REVOKE],
+        cursor=cursor,
+    )
+    batch = poller.poll(T0 + timedelta(minutes=5))  # the overlap (15 minutes) covers the records
+    assert batch.complete and sorted(r["eventID"] for r in batch.records) == sorted(
+        r["eventID"] for r in records
+    )

@@ -143,7 +143,10 @@ class LookupEventsPoller:
         positions: dict[str, datetime] = {}
         newest = self.cursor.newest_event_time
         for event_name in self.event_names:
-            start = self.cursor.positions.get(event_name, now - self.initial_lookback) - self.overlap
+            # a position past now (a corrupt state file, a clock set back) reads from now
+            start = (
+                min(self.cursor.positions.get(event_name, now - self.initial_lookback), now) - self.overlap
+            )
             kwargs: dict[str, Any] = {
                 "LookupAttributes": [{"AttributeKey": self.attribute_key, "AttributeValue": event_name}],
                 "StartTime": start,
