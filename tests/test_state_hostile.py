@@ -312,3 +312,80 @@ def test_a_stored_position_past_now_reads_from_now_and_loses_no_record(clean_mot
     assert batch.complete and sorted(r["eventID"] for r in batch.records) == sorted(
         r["eventID"] for r in records
     )
+
+
+# --- the daemon over such a file -------------------------------------------------------------------
+
+
+def test_the_daemon_counts_unreadable_rows_and_publishes_through_a_file_whose_pages_break(
+    clean_moto: MotoServer, tmp_path: Path
+) -> None:
+    from prometheus_client import generate_latest
+
+    from exporter.daemon.assemble import build_daemon
+    from exporter.metrics import build_registry
+    from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, build_incident_world
+    from tests.test_faults import _settings
+    from tests.test_faults_support import by_label
+
+    ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
+    world = build_incident_world(ec2, elbv2, cluster="demo")
+    clock = ManualClock(datetime.now(tz=UTC).replace(microsecond=0))
+    CloudTrailRecorder(LookupSink(clean_moto), clock).attach(ec2, elbv2)
+    path = tmp_path / "state.sqlite3"
+    assembly = build_daemon(_settings(path), endpoint_url=clean_moto.url, clock=clock.now)
+    daemon = assembly.daemon
+
+    def metrics() -> str:
+        return generate_latest(build_registry(daemon.snapshot)).decode()
+
+    try:
+        daemon.run_all_once()
+        clock.advance(10)
+        permission = [
+            {"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ]
+        ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=permission)
+        clock.advance(5)
+        ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=permission)
+        clock.advance(5)
+        daemon.run_all_once()
+        events = by_label(metrics(), "sgchurn_cloudtrail_events_total", "event_name")
+        assert events == {"RevokeSecurityGroupIngress": 1.0, "AuthorizeSecurityGroupIngress": 1.0}
+
+        with sqlite3.connect(path) as db:  # one counter row spoiled by hand
+            db.execute(
+                "UPDATE counters SET value='many' WHERE family='cloudtrail_events' AND labels LIKE '%Revoke%'"
+            )
+        db.close()
+        clock.advance(5)
+        daemon.run_all_once()
+        text = metrics()
+        assert by_label(text, "sgchurn_cloudtrail_events_total", "event_name") == {
+            "AuthorizeSecurityGroupIngress": 1.0
+        }
+        assert by_label(text, "sgchurn_rule_gaps_total", "flow")  # the gaps' counters still read
+
+        with sqlite3.connect(path) as db:  # then its pages: garbage from the third page on
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        size = path.stat().st_size
+        with path.open("r+b") as file:
+            file.seek(2 * 4096)
+            file.write(bytes(range(256)) * ((size - 2 * 4096) // 256 + 1))
+        before = daemon.snapshot().generated_at
+        clock.advance(5)
+        daemon.run_all_once()
+        snapshot = daemon.snapshot()
+        assert snapshot.generated_at > before  # still published
+        state = next(s for s in snapshot.sources if s.source == "state")
+        assert not state.up and state.last_error is not None and "malformed" in state.last_error
+        text = metrics()
+        assert by_label(text, "sgchurn_up", "source")["state"] == 0
+        assert by_label(text, "sgchurn_up", "source")["inventory"] == 1
+        # what was read last still stands
+        assert by_label(text, "sgchurn_cloudtrail_events_total", "event_name") == {
+            "AuthorizeSecurityGroupIngress": 1.0
+        }
+    finally:
+        assembly.store.close()

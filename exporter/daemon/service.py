@@ -30,7 +30,9 @@ from exporter.daemon.monitor import Monitor, ServiceBinder, StateUnavailable
 from exporter.daemon.snapshot import (
     JOB_DURATION_BUCKETS,
     GapView,
+    HistogramState,
     JobStats,
+    Labels,
     Snapshot,
     SourceHealth,
     merge_histograms,
@@ -58,6 +60,16 @@ MIN_JOB_DEADLINE_SECONDS = 15.0
 
 def utcnow() -> datetime:
     return datetime.now(tz=UTC)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What a snapshot shows from the state store."""
+
+    recent_gaps: tuple[GapView, ...]
+    last_gaps: tuple[GapView, ...]
+    counters: Mapping[str, Mapping[Labels, float]]
+    gap_durations: Mapping[Labels, HistogramState]
 
 
 @dataclass
@@ -415,10 +427,8 @@ class Daemon:
             now = self.clock()
             target_groups = tuple(tg for m in self.monitors for tg in m.view.target_groups)
             open_gaps = tuple(g for m in self.monitors for g in m.view.open_gaps)
-            recent_stored = self.store.recent_gaps((now - RECENT_GAPS_WINDOW).timestamp())
-            last_stored = self.store.last_gaps()
-            impacts = self._impacts([*recent_stored, *last_stored])
-            recent = tuple(_with_impact(view_from_stored(g), impacts) for g in recent_stored)
+            stored = self._stored_parts(now)
+            recent = stored.recent_gaps
             self._log_transitions(open_gaps, recent)
             api_requests: dict[tuple[str, str], int] = {}
             api_errors: dict[tuple[str, str, str], int] = {}
@@ -444,9 +454,9 @@ class Daemon:
                 target_groups=target_groups,
                 open_gaps=open_gaps,
                 recent_gaps=recent,
-                counters=self.store.counters(),  # no zero series: docs/metrics.md#changelog
-                gap_durations=merge_histograms(self.store.histograms(GAP_DURATION_FAMILY)),
-                last_gaps=tuple(_with_impact(view_from_stored(g), impacts) for g in last_stored),
+                counters=stored.counters,  # no zero series: docs/metrics.md#changelog
+                gap_durations=stored.gap_durations,
+                last_gaps=stored.last_gaps,
                 sources=tuple(
                     SourceHealth(source, account, region, h.up, h.last_success, h.last_error)
                     for (source, account, region), h in sorted(self.health.items())
@@ -478,6 +488,27 @@ class Daemon:
             except Exception as exc:  # a sink's trouble must not stop the jobs
                 log.warning("publish callback failed", error=_one_line(exc))
         return snapshot
+
+    def _stored_parts(self, now: datetime) -> _Stored:
+        """What the snapshot shows from the state store; when the store cannot be read (its
+        pages corrupt, an I/O error), the state source is down and the last parts read stand,
+        so the snapshot is still published (sources, jobs, open gaps)."""
+        try:
+            recent_stored = self.store.recent_gaps((now - RECENT_GAPS_WINDOW).timestamp())
+            last_stored = self.store.last_gaps()
+            impacts = self._impacts([*recent_stored, *last_stored])
+            counters = self.store.counters()
+            gap_durations = merge_histograms(self.store.histograms(GAP_DURATION_FAMILY))
+        except sqlite3.Error as exc:
+            self._state_failed(exc)
+            last = self._snapshot
+            return _Stored(last.recent_gaps, last.last_gaps, last.counters, last.gap_durations)
+        return _Stored(
+            tuple(_with_impact(view_from_stored(g), impacts) for g in recent_stored),
+            tuple(_with_impact(view_from_stored(g), impacts) for g in last_stored),
+            counters,
+            gap_durations,
+        )
 
     def _impacts(self, gaps: Sequence[StoredGap]) -> dict[str, ImpactResult]:
         if not self.impact_checkers:
