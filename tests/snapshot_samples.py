@@ -273,6 +273,7 @@ def sample_snapshot(now: datetime, *, ready: bool = False) -> Snapshot:
                 labels_of(event_name="ModifyTargetGroupAttributes"): 2,
             },
             "cloudtrail_records_rejected": {labels_of(reason="no_rule"): 5},
+            "state_rows_rejected": {labels_of(table="gaps"): 1},
             "rule_gap_impact": {identity_labels(checkout, flow="health_check", impact="confirmed"): 1},
             IMPACT_CONFIRMED_LAST: {
                 identity_labels(checkout, flow="health_check"): (

@@ -364,6 +364,7 @@ def test_the_daemon_counts_unreadable_rows_and_publishes_through_a_file_whose_pa
         assert by_label(text, "sgchurn_cloudtrail_events_total", "event_name") == {
             "AuthorizeSecurityGroupIngress": 1.0
         }
+        assert by_label(text, "sgchurn_state_rows_rejected_total", "table") == {"counters": 1.0}
         assert by_label(text, "sgchurn_rule_gaps_total", "flow")  # the gaps' counters still read
 
         with sqlite3.connect(path) as db:  # then its pages: garbage from the third page on

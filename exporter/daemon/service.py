@@ -35,6 +35,7 @@ from exporter.daemon.snapshot import (
     Labels,
     Snapshot,
     SourceHealth,
+    labels_of,
     merge_histograms,
 )
 from exporter.daemon.state import StateStore, StoredGap
@@ -51,6 +52,8 @@ JOBS = ("inventory", "rules", "cloudtrail", "kubernetes", "evaluate", "impact")
 RECENT_GAPS_WINDOW = timedelta(hours=24)
 PENDING_CLOSE_LOG = timedelta(hours=1)
 STATE_KEY = ("state", "", "")
+#: Snapshot.counters key of the state rows that could not be read (StateStore.rejected_rows).
+STATE_ROWS_REJECTED = "state_rows_rejected"
 PRUNE_EVERY = timedelta(hours=1)
 #: A source's call may take its job's interval, and never less than this: a LookupEvents poll of
 #: every watched event name at 2 requests/s takes several seconds by design (production
@@ -497,12 +500,16 @@ class Daemon:
             recent_stored = self.store.recent_gaps((now - RECENT_GAPS_WINDOW).timestamp())
             last_stored = self.store.last_gaps()
             impacts = self._impacts([*recent_stored, *last_stored])
-            counters = self.store.counters()
+            counters = dict(self.store.counters())
             gap_durations = merge_histograms(self.store.histograms(GAP_DURATION_FAMILY))
         except sqlite3.Error as exc:
             self._state_failed(exc)
             last = self._snapshot
             return _Stored(last.recent_gaps, last.last_gaps, last.counters, last.gap_durations)
+        if self.store.rejected_rows:
+            counters[STATE_ROWS_REJECTED] = {
+                labels_of(table=table): float(count) for table, count in self.store.rejected_rows.items()
+            }
         return _Stored(
             tuple(_with_impact(view_from_stored(g), impacts) for g in recent_stored),
             tuple(_with_impact(view_from_stored(g), impacts) for g in last_stored),

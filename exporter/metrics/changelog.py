@@ -9,6 +9,13 @@ from __future__ import annotations
 CHANGELOG = """\
 ## Changelog
 
+### Unreleased: hostile state files
+
+- New: `sgchurn_state_rows_rejected_total` (experimental counter, label `table`: `gaps`,
+  `counters`, `histograms`, `gap_impacts`, `poll_gaps`, `records`): rows of the state file that
+  could not be read (text where a time was, JSON that is not JSON), each counted once per process.
+  Such a row is skipped and left in place; the rows beside it still read. Absent until one is seen.
+
 ### Unreleased: target groups of ALBs
 
 - `sgchurn_target_group_not_evaluable_targets` has a new `reason` value, `target_is_alb`: an

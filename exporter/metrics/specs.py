@@ -267,6 +267,14 @@ SPECS: tuple[MetricSpec, ...] = (
         ("reason",),
     ),
     _s(
+        "sgchurn_state_rows_rejected_total",
+        "counter",
+        "Rows of the state file that could not be read (a corrupt or hand-edited file), by table; each "
+        "row counted once per process, skipped and left in place.",
+        ("table",),
+        "experimental",
+    ),
+    _s(
         "sgchurn_cloudtrail_lag_seconds",
         "gauge",
         "Age of the newest CloudTrail record read, per account and region.",
@@ -356,6 +364,7 @@ COUNTER_SOURCES: Mapping[str, str] = {
     "cloudtrail_events": "sgchurn_cloudtrail_events_total",
     "cloudtrail_records_rejected": "sgchurn_cloudtrail_records_rejected_total",
     "rule_gap_impact": "sgchurn_rule_gap_impact_total",
+    "state_rows_rejected": "sgchurn_state_rows_rejected_total",
 }
 #: Snapshot.counters keys of the persisted "last time" gauges -> the spec they feed.
 LAST_TIME_SOURCES: Mapping[str, str] = {
