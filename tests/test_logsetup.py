@@ -18,7 +18,7 @@ import structlog
 from exporter.daemon.service import gap_facts
 from exporter.logsetup import EVENT_LOGGER, QUIET_LIBRARIES, configure_logging
 from tests.awsworld import MotoServer
-from tests.snapshot_samples import CHECKOUT_TG, gap, target_group
+from tests.snapshot_samples import CHECKOUT_TG, gap, sample_snapshot
 from tests.support import wait_for
 from tests.test_faults_support import DaemonProcess, daemon_env, write_config
 
@@ -136,18 +136,7 @@ def test_console_shows_an_unknown_actor_as_unknown_and_leaves_out_fields_without
     console says `actor=unknown` (the word of the metrics' actor label and the pages), and drops
     the other fields with no value (`end=None` of an open gap) rather than print `None`."""
     now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-    checkout = target_group(
-        CHECKOUT_TG,
-        namespace="shop",
-        service="checkout",
-        mode="legacy",
-        scheme="internet-facing",
-        target_type="instance",
-        preserve=True,
-        targets=3,
-        traffic_ok=0,
-        health_ok=3,
-    )
+    [checkout] = [tg for tg in sample_snapshot(now).target_groups if tg.name == CHECKOUT_TG]
     facts = gap_facts(gap(checkout, "traffic", now - timedelta(minutes=2), None, "revoke", actor=""))
     assert facts["actor"] is None and facts["end"] is None  # what the console is given
     stderr = configure("json", "info")
