@@ -390,3 +390,20 @@ def test_the_daemon_counts_unreadable_rows_and_publishes_through_a_file_whose_pa
         }
     finally:
         assembly.store.close()
+
+
+@pytest.mark.parametrize("version", ["abc", "", "1.5", "9" * 5000])
+def test_a_schema_version_that_is_no_number_is_an_unusable_file_never_a_crash(
+    version: str, tmp_path: Path
+) -> None:
+    from exporter.daemon.assemble import open_store
+
+    path = tmp_path / "state.sqlite3"
+    StateStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (version,))
+    db.close()
+    store, error = open_store(str(path), reset=True)
+    store.close()
+    assert store.path == ":memory:" and error is not None and "schema version" in error
+    assert path.exists()  # not corruption: nothing moved aside

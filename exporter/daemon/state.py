@@ -203,10 +203,10 @@ class StateStore:
             version = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if version is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(version[0]) != SCHEMA_VERSION:
+            elif str(version[0]) != str(SCHEMA_VERSION):  # any other text too (no int() to raise)
                 raise StateError(
-                    f"state file {self.path} has schema version {version[0]}, this build reads {SCHEMA_VERSION}; "
-                    "move it away to start fresh"
+                    f"state file {self.path} has schema version {str(version[0])[:40]}, this build reads "
+                    f"{SCHEMA_VERSION}; move it away to start fresh"
                 )
             # A file already in WAL mode opens and reads even while another process holds a write
             # lock; only writes would fail, later, inside the jobs. Take the write lock once now.
