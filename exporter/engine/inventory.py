@@ -344,11 +344,26 @@ def _to_file(inventory: Inventory) -> _File:
     )
 
 
+def _check_health_check_port(tg: TargetGroup, where: str) -> None:
+    """ "traffic-port" (or empty) or a port 1-65535 in ASCII digits, as ELBv2 gives HealthCheckPort
+    (Elastic Load Balancing API Reference, TargetGroup); anything else cannot be checked against."""
+    port = tg.health_check_port
+    if port in ("", "traffic-port") or (
+        port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
+    ):
+        return
+    raise InventoryError(
+        f'inventory: bad health_check_port {port[:40]!r} ("traffic-port" or 1-65535) - at `{where}`'
+    )
+
+
 def _from_file(file: _File) -> Inventory:
     try:
         taken_at = parse_time(file.taken_at)
     except ValueError as exc:
         raise InventoryError(f"inventory: bad 'taken_at' {file.taken_at!r}: {exc}") from exc
+    for i, tg in enumerate(file.target_groups):
+        _check_health_check_port(tg, f"$.target_groups[{i}].health_check_port")
     groups = {
         g.group_id: SecurityGroup(
             g.group_id,
