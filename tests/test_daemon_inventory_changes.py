@@ -11,7 +11,9 @@ move is done on a standalone (pod) ENI behind an ip target group.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from exporter.cli import main
-from exporter.config import load_settings
+from exporter.config import Settings, load_settings
 from exporter.daemon.assemble import Assembly, build_daemon
 from exporter.engine.inventory import Inventory
 from exporter.metrics import build_registry
@@ -49,6 +51,7 @@ class Scene:
     recorder: CloudTrailRecorder
     assembly: Assembly
     before: Inventory
+    settings: Settings
 
     def run(self, *jobs: str) -> Any:
         for job in jobs:
@@ -107,6 +110,7 @@ def _scene(server: MotoServer, tmp_path: Path, arrange: Any = None, *, sg_mode_w
         recorder,
         assembly,
         describe_inventory(ec2, elbv2, clock.now(), account_id=MOTO_ACCOUNT, region=REGION),
+        settings,
     )
     return scene
 
@@ -161,6 +165,30 @@ def test_a_health_check_port_moved_before_its_rule_is_a_30s_requirement_change_g
             ("health_check", "requirement_change", 30.0, exact)
         ]
         assert _at(lines[0]) == modified_at and lines[0]["opened_by_event"] == "ModifyTargetGroup"
+
+
+def test_a_restart_keeps_what_the_earlier_polls_saw(clean_moto: MotoServer, tmp_path: Path) -> None:
+    """The health-check port moved and no rule follows: an open gap from the modify, exact
+    because the poll at start-up saw the old port. A restart reads that poll back from the state
+    file; without it (the stored rows deleted) the restarted daemon does not know the old port."""
+    scene = _scene(clean_moto, tmp_path)
+    modified_at = scene.clock.advance(10)
+    scene.elbv2.modify_target_group(TargetGroupArn=scene.world.tg_arn, HealthCheckPort="32000")
+    scene.clock.advance(30)
+    scene.run("inventory", "cloudtrail", "evaluate")
+
+    def opened(assembly: Assembly) -> set[tuple[str, str, datetime, bool]]:
+        return {(g.flow, g.cause, g.start, g.start_exact) for g in assembly.daemon.snapshot().open_gaps}
+
+    assert opened(scene.assembly) == {("health_check", "requirement_change", modified_at, True)}
+    state = tmp_path / "state.sqlite3"
+    for forget, exact in ((False, True), (True, False)):
+        if forget:
+            with contextlib.closing(sqlite3.connect(state)) as db, db:
+                assert db.execute("DELETE FROM polled").rowcount > 0
+        restarted = build_daemon(scene.settings, endpoint_url=clean_moto.url, clock=scene.clock.now)
+        restarted.daemon.run_all_once()
+        assert opened(restarted) == {("health_check", "requirement_change", modified_at, exact)}
 
 
 # --- ENIs moved to an admitting group, then the old group deleted -------------------------------

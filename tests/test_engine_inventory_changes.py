@@ -173,6 +173,30 @@ def test_a_poll_before_an_eni_move_gives_its_old_groups() -> None:
     assert summary(with_polls.gaps) == [(*e, True) for e in expected]
 
 
+def test_a_poll_gives_the_old_groups_of_every_target_eni_moved_and_their_rules_are_followed() -> None:
+    """Both targets' ENIs moved off sg-old: at the later anchor no ENI holds it, yet undoing the
+    moves puts it back, so its rules (and their changes) must be followed from the start."""
+    changes = [
+        eni_groups("n1", T0 + seconds(10), "eni-1", "sg-new"),
+        eni_groups("n2", T0 + seconds(12), "eni-2", "sg-new"),
+        authorize("a1", T0 + seconds(30), tcp(NODE_PORT, "0.0.0.0/0"), group="sg-new"),
+    ]
+    before = two_groups(T0, enis_on="sg-old", new_rules=())
+    after = replace(
+        two_groups(LATER, enis_on="sg-new"),
+        security_groups={
+            **before.security_groups,
+            "sg-new": SecurityGroup("sg-new", "new", "vpc-1", {}, ADMITTING),
+        },
+    )
+    expected = [
+        ("health_check", 20.0, "eni_groups_changed", True),
+        ("traffic", 20.0, "eni_groups_changed", True),
+    ]
+    assert summary(analyze(before, changes).gaps) == expected
+    assert summary(analyze(after, changes, polls=polled(T0 + seconds(1), before)).gaps) == expected
+
+
 def test_a_health_check_port_moved_back_to_an_admitted_port_closes_the_gap() -> None:
     changes = [hc_port("m1", T0 + seconds(10), str(HC_PORT)), hc_port("m2", T0 + seconds(25), "traffic-port")]
     analysis = analyze(moved_health_check(T0, after=False), changes)

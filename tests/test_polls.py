@@ -10,18 +10,38 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.engine.changes import Change, TargetsChange
+from exporter.engine.changes import Change, RuleChange, TargetsChange
 from exporter.engine.flows import PRESERVE_CLIENT_IP as PRESERVE
 from exporter.engine.gaps import Gap, analyze
-from exporter.engine.inventory import Inventory
+from exporter.engine.inventory import Inventory, ServiceBinding
 from exporter.engine.overlay import UNKNOWN, InventoryOverlay, PriorKey
-from exporter.engine.polls import inventory_values, polled_before, remember
-from tests.engine_world import NODE_PORT, SUBNETS, T0, TG_ARN, incident_inventory, seconds, set_preserve, tcp
-from tests.test_overlay_properties import _registered, anchor, change_lists
+from exporter.engine.polls import (
+    delta,
+    inventory_values,
+    polled_before,
+    remember,
+    seen_from_json,
+    seen_to_json,
+)
+from tests.engine_world import (
+    NODE_PORT,
+    OPERATOR,
+    SUBNETS,
+    T0,
+    TG_ARN,
+    authorize,
+    incident_inventory,
+    revoke,
+    seconds,
+    set_preserve,
+    tcp,
+)
+from tests.test_overlay_properties import GROUPS, _change, _registered, anchor, change_lists
 
 KEY: PriorKey = ("hc_port", TG_ARN)
 
@@ -32,8 +52,9 @@ def at(n: float) -> datetime:
 
 def test_a_poll_is_read_only_before_the_moment_it_finished() -> None:
     history = remember({}, at(10), {KEY: "traffic-port"}, cutoff=at(0))
-    history = remember(history, at(20), {KEY: "traffic-port"}, cutoff=at(0))  # same value: no entry
-    history = remember(history, at(30), {KEY: "32000"}, cutoff=at(0))
+    again = remember(history, at(20), {KEY: "traffic-port"}, cutoff=at(0))  # same value: no entry
+    assert again[KEY] is history[KEY]  # nothing new to store
+    history = remember(again, at(30), {KEY: "32000"}, cutoff=at(0))
     assert history[KEY] == ((at(10), "traffic-port"), (at(30), "32000"))
     assert polled_before(history, KEY, at(10)) is UNKNOWN  # finished at that moment: not before it
     assert polled_before(history, KEY, at(11)) == "traffic-port"
@@ -58,22 +79,58 @@ def _facts(gaps: list[Gap]) -> list[tuple[str, str, datetime, datetime | None, b
 
 
 def _worlds(changes: list[Change]) -> tuple[Inventory, Inventory, list[Change]]:
-    """The world before the changes, the world after them, and the changes that did something."""
-    before = replace(anchor(), taken_at=T0 - seconds(1))
+    """The world before the changes, the world after them, and the changes that did something
+    (a registration of a registered target, an authorize of a rule the group has or a revoke of
+    one it lacks change nothing, and no record could say so to undo)."""
+    # The client sources fixed (as a TargetGroupBinding fixes them): learning them from the
+    # anchor's rules is another question, with answers that depend on the anchor.
+    bound = {TG_ARN: ServiceBinding("shop", "web", ("0.0.0.0/0",), "targetgroupbinding")}
+    before = replace(anchor(), taken_at=T0 - seconds(1), services=bound)
     overlay = InventoryOverlay(before)
+    rules = {gid: {r.key: r for r in sg.rules} for gid, sg in before.security_groups.items()}
     kept: list[Change] = []
     for change in changes:
+        if isinstance(change, RuleChange):
+            held = rules[change.group_id]
+            if any((r.key in held) == (change.action == "authorize") for r in change.rules):
+                continue
+            for rule in change.rules:
+                if change.action == "authorize":
+                    held[rule.key] = rule
+                else:
+                    del held[rule.key]
+            kept.append(change)
+            continue
         if isinstance(change, TargetsChange):
             present = change.targets[0][0] in _registered(overlay)
             if present == (change.action == "register"):
-                continue  # a no-op no record could undo (as in test_overlay_properties)
+                continue
         overlay.apply(change)
         kept.append(change)
-    return before, replace(overlay.view().inventory, taken_at=T0 + seconds(3600)), kept
+    after = overlay.view().inventory
+    groups = {gid: replace(sg, rules=tuple(rules[gid].values())) for gid, sg in after.security_groups.items()}
+    return before, replace(after, taken_at=T0 + seconds(3600), security_groups=groups), kept
 
 
-@settings(max_examples=200, deadline=None)
-@given(change_lists(), st.floats(min_value=-600, max_value=-1))
+@st.composite
+def with_rule_changes(draw: Any) -> list[Change]:
+    """Inventory changes (as test_overlay_properties draws them) and rule changes on the groups
+    the ENIs move between, interleaved."""
+    changes: list[Change] = []
+    for n in range(draw(st.integers(0, 12))):
+        if draw(st.booleans()):
+            changes.append(_change(draw, n))
+            continue
+        rules = draw(
+            st.sampled_from(((tcp(NODE_PORT, "0.0.0.0/0"),), tuple(tcp(NODE_PORT, c) for c in SUBNETS)))
+        )
+        make = draw(st.sampled_from((authorize, revoke)))
+        changes.append(make(f"r{n}", at(n), *rules, group=draw(st.sampled_from(GROUPS)), actor=OPERATOR))
+    return changes
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(change_lists(), with_rule_changes()), st.floats(min_value=-600, max_value=-1))
 def test_from_a_later_anchor_a_poll_before_the_records_gives_the_earlier_anchors_gaps(
     changes: list[Change], finished: float
 ) -> None:
@@ -99,3 +156,32 @@ def test_a_poll_before_an_attribute_modify_gives_its_old_value_not_the_opposite(
     )
     polls = remember({}, at(5), inventory_values(was_on), cutoff=at(-3600))
     assert _facts(analyze(anchor, changes, polls=polls).gaps) == _facts(assumed)
+
+
+# --- the stored form ---------------------------------------------------------------------------
+
+_ids = st.text(alphabet="abcdefgh-0123456789", min_size=1, max_size=12)
+_values = st.one_of(_ids, st.lists(_ids, max_size=3).map(tuple))
+_moments = st.integers(0, 10**6).map(lambda n: at(n / 7))
+
+
+@given(st.lists(st.tuples(_moments, _values), min_size=1, max_size=4))
+def test_a_keys_stored_values_read_back_as_written(entries: list[tuple[datetime, object]]) -> None:
+    seen = tuple(sorted(entries, key=lambda e: e[0]))
+    read = seen_from_json(seen_to_json(seen))
+    assert read is not None
+    assert [(round(t.timestamp(), 6), v) for t, v in read] == [(round(t.timestamp(), 6), v) for t, v in seen]
+
+
+def test_stored_values_that_do_not_read_are_none() -> None:
+    for text in ('[[1e400, "1"]]', "[[1764000000, [1, 2]]]", '{"what": 1}', "[]", "junk"):
+        assert seen_from_json(text) is None, text
+
+
+def test_delta_names_what_remember_added_moved_and_dropped() -> None:
+    first = remember({}, at(10), {KEY: "1", ("eni_groups", "eni-1"): ("sg-a",)}, cutoff=at(0))
+    assert delta({}, first) == (list(first), [])
+    same = remember(first, at(20), {KEY: "1", ("eni_groups", "eni-1"): ("sg-a",)}, cutoff=at(0))
+    assert delta(first, same) == ([], [])
+    later = remember(same, at(30), {KEY: "2"}, cutoff=at(25))
+    assert delta(same, later) == ([KEY], [("eni_groups", "eni-1")])

@@ -46,7 +46,16 @@ from exporter.engine.gaps import (
 )
 from exporter.engine.intent import anchor_intents
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding
-from exporter.engine.polls import PollHistory, inventory_values, remember
+from exporter.engine.overlay import PriorKey
+from exporter.engine.polls import (
+    Polled,
+    PollHistory,
+    delta,
+    inventory_values,
+    remember,
+    seen_from_json,
+    seen_to_json,
+)
 from exporter.engine.records import parse_record
 from exporter.engine.rules import Rule
 from exporter.engine.timeline import RuleState
@@ -127,10 +136,11 @@ class Monitor:
         # TargetGroupBinding ones seen over time (kept in the state store across restarts).
         self.intents: dict[str, Intent] = {}
         self.binding_history: dict[str, list[tuple[datetime, Intent]]] = {}
-        # What this process's inventory polls saw over the retention window (engine/polls.py):
-        # the old value of a health-check port, an ENI's or load balancer's groups or subnets
-        # that a record does not carry. In memory only: after a restart it starts again.
+        # What the inventory polls saw over the retention window (engine/polls.py): the old
+        # value of a health-check port, an attribute, an ENI's or load balancer's groups or
+        # subnets that a record does not carry. Kept in the state store across restarts.
         self.polls: PollHistory = {}
+        self.unreadable_polls = 0  # stored keys `restore` could not read
 
     # --- restart -----------------------------------------------------------------------------
     def restore(self, now: datetime) -> int:
@@ -146,7 +156,20 @@ class Monitor:
                 self.changes[parsed.meta.event_id] = parsed
                 restored += 1
         self.binding_history = _history_from_json(self.store.get_meta(self._history_key))
+        self.polls, self.unreadable_polls = self._stored_polls()
         return restored
+
+    def _stored_polls(self) -> tuple[PollHistory, int]:
+        """The values earlier polls saw, from the state file; and how many keys did not read."""
+        polls: dict[PriorKey, Polled] = {}
+        unreadable = 0
+        for what, object_id, text in self.store.polled(self.key):
+            seen = seen_from_json(text)
+            if seen is None:
+                unreadable += 1
+            else:
+                polls[(what, object_id)] = seen
+        return polls, unreadable
 
     # --- intents ---------------------------------------------------------------------------------
     @property
@@ -188,6 +211,11 @@ class Monitor:
         # moment tells the value that record replaced.
         finished = now + timedelta(seconds=time.monotonic() - started)
         polls = remember(self.polls, finished, inventory_values(inventory), now - self.retention)
+        moved, dropped = delta(self.polls, polls)
+        if moved or dropped:
+            # Kept in memory if the store refuses (as the binding intents are).
+            with contextlib.suppress(sqlite3.Error):
+                self.store.save_polled(self.key, [(*k, seen_to_json(polls[k])) for k in moved], dropped)
         if binder is not None:
             inventory = inventory.with_services(binder(inventory))
         inventory = self._intended(inventory)

@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS histograms (
     family TEXT NOT NULL, labels TEXT NOT NULL, buckets TEXT NOT NULL, total REAL NOT NULL,
     count INTEGER NOT NULL, PRIMARY KEY (family, labels));
 CREATE TABLE IF NOT EXISTS counted (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS polled (
+    target TEXT NOT NULL, what TEXT NOT NULL, object_id TEXT NOT NULL, seen TEXT NOT NULL,
+    PRIMARY KEY (target, what, object_id));
 CREATE TABLE IF NOT EXISTS gap_impacts (
     key TEXT PRIMARY KEY, target TEXT NOT NULL, checked_at REAL NOT NULL, final INTEGER NOT NULL,
     data TEXT NOT NULL);
@@ -523,6 +526,26 @@ class StateStore:
             "DELETE FROM poll_gaps WHERE target=? AND tg_arn=? AND flow=? AND start=?",
             (target, tg_arn, flow, start),
         )
+
+    # --- what the inventory polls saw (engine/polls.py), one row per key -------------------------
+    def polled(self, target: str) -> list[tuple[str, str, str]]:
+        """(what, object id, the values seen as JSON) of every stored key."""
+        with self._reading() as db:
+            rows = db.execute("SELECT what, object_id, seen FROM polled WHERE target=?", (target,)).fetchall()
+        return [(str(w), str(o), str(v)) for w, o, v in rows]
+
+    def save_polled(
+        self, target: str, changed: Iterable[tuple[str, str, str]], dropped: Iterable[tuple[str, str]]
+    ) -> None:
+        """Store the keys whose values changed and forget the dropped ones, in one transaction."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO polled VALUES (?, ?, ?, ?)", ((target, *row) for row in changed)
+            )
+            db.executemany(
+                "DELETE FROM polled WHERE target=? AND what=? AND object_id=?",
+                ((target, *key) for key in dropped),
+            )
 
 
 def _stored(row: Iterable[Any]) -> StoredGap:

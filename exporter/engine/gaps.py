@@ -51,7 +51,7 @@ from exporter.engine.ordering import (
     same_second_order,
 )
 from exporter.engine.overlay import View
-from exporter.engine.polls import PollHistory, polled_before
+from exporter.engine.polls import PollHistory, eni_groups_before, polled_before
 from exporter.engine.rules import ALL_PROTOCOLS, Rule
 from exporter.engine.timeline import RuleState, affected_group, moments, rewind
 from exporter.engine.timeutil import format_time
@@ -313,6 +313,8 @@ def analyze(
         if (lb := load_balancer_of(inventory, tg)) is not None
     }
     moved = {g for c in ordered if isinstance(c, InterfaceGroupsChange) for g in c.group_ids}
+    held_before = eni_groups_before(polls, ordered) if polls else {}
+    moved.update(g for groups in held_before.values() for g in groups)
     watched = tgs_of_group.keys() | (moved & inventory.security_groups.keys())
     state = RuleState.from_inventory(inventory, watched_groups=watched)
     overlay = state.overlay
@@ -320,7 +322,7 @@ def analyze(
     if len(ordered) != sum(1 for c in ordered if not isinstance(c, INVENTORY_CHANGES)):
         # Targets and ENI groups move: a rule change on a group an ENI is given (or a registered
         # target's ENI has) re-evaluates the target groups behind that ENI.
-        for gid, tg_arn in overlay.group_edges(ordered):
+        for gid, tg_arn in overlay.group_edges(ordered, held_before):
             tgs_of_group.setdefault(gid, set()).add(tg_arn)
             groups_of_tg.setdefault(tg_arn, set()).add(gid)
     rewind(state, ordered, inventory.taken_at, partial(polled_before, polls) if polls else None)

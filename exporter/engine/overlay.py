@@ -213,13 +213,16 @@ class InventoryOverlay:
         assert self._tgs_of_eni is not None
         self._tgs_of_eni.setdefault(eni_id, set()).add(tg_arn)
 
-    def group_edges(self, changes: Iterable[Change]) -> set[tuple[str, str]]:
+    def group_edges(
+        self, changes: Iterable[Change], held_before: Mapping[str, set[str]] | None = None
+    ) -> set[tuple[str, str]]:
         """(security group, target group) pairs the changes can create beyond the anchor's: the
-        groups an ENI is given by a record, for the target groups with a target on that ENI, and
-        the groups of ENIs that records register (or deregister) as targets. Over-approximated (any moment), so
-        a rule change on any of them re-evaluates those target groups; call before the sweep."""
+        groups an ENI is given by a record (or held before it: `held_before`, from the daemon's
+        polls), for the target groups with a target on that ENI, and the groups of ENIs that
+        records register (or deregister) as targets. Over-approximated (any moment), so a rule
+        change on any of them re-evaluates those target groups; call before the sweep."""
         registered: list[tuple[str, str]] = []
-        recorded: dict[str, set[str]] = {}
+        recorded: dict[str, set[str]] = {eni: set(groups) for eni, groups in (held_before or {}).items()}
         for change in changes:
             if isinstance(change, TargetsChange):  # a deregistration undone registers too
                 tg = self.anchor.target_groups.get(change.target_group_arn)

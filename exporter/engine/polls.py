@@ -15,10 +15,12 @@ eventually consistent.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 
-from exporter.engine.changes import WATCHED_ATTRIBUTES
+import msgspec
+
+from exporter.engine.changes import WATCHED_ATTRIBUTES, Change, InterfaceGroupsChange
 from exporter.engine.inventory import Inventory
 from exporter.engine.overlay import UNKNOWN, PriorKey
 
@@ -86,5 +88,53 @@ def polled_before(history: PollHistory, key: PriorKey, moment: datetime) -> obje
     return seen[index - 1][1] if index else UNKNOWN
 
 
+def eni_groups_before(history: PollHistory, changes: Iterable[Change]) -> dict[str, set[str]]:
+    """For each ENI a record gives groups, the groups the polls saw on it before that record
+    (the groups undoing it can put back: their rules must be followed too)."""
+    found: dict[str, set[str]] = {}
+    for change in changes:
+        if isinstance(change, InterfaceGroupsChange):
+            seen = polled_before(history, ("eni_groups", change.eni_id), change.meta.event_time)
+            if isinstance(seen, tuple):
+                found.setdefault(change.eni_id, set()).update(seen)
+    return found
+
+
 def _finished(entry: tuple[datetime, object]) -> datetime:
     return entry[0]
+
+
+def delta(before: PollHistory, after: PollHistory) -> tuple[list[PriorKey], list[PriorKey]]:
+    """What `remember` changed: (keys added or moved, keys dropped); what the daemon stores."""
+    moved = [key for key, seen in after.items() if seen is not before.get(key)]
+    dropped = [key for key in before if key not in after]
+    return moved, dropped
+
+
+# --- the stored form: one key's values as JSON, [[finished (Unix time), value], ...] (the daemon
+# keeps a row per key in its state file, so a restart keeps what its earlier polls saw) -------
+
+_STORED = msgspec.json.Decoder(tuple[tuple[float, str | tuple[str, ...]], ...])
+
+
+def seen_to_json(seen: Polled) -> str:
+    """One key's polled values as JSON."""
+    return msgspec.json.encode([(at.timestamp(), _stored(value)) for at, value in seen]).decode()
+
+
+def seen_from_json(text: str) -> Polled | None:
+    """One key's polled values read back (oldest first); None when the text does not read."""
+    try:
+        entries = _STORED.decode(text)
+        seen = sorted(((datetime.fromtimestamp(at, tz=UTC), value) for at, value in entries), key=_finished)
+    except (msgspec.DecodeError, ValueError, OverflowError, OSError):
+        return None
+    return tuple(seen) or None
+
+
+def _stored(value: object) -> str | tuple[str, ...]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return value
+    raise TypeError(f"a polled value is text or a tuple of ids, not {type(value).__name__}")
