@@ -207,6 +207,17 @@ def test_job_failing_names_every_job_and_where_its_interval_is_set() -> None:
         assert hasattr(getattr(defaults, owner), name), setting
 
 
+def test_the_alert_unit_tests_feed_tasks_the_exporter_has() -> None:
+    """promtool's input series carry `task` values the exporter exports (daemon JOBS), so an
+    alert is proven on what it will see: there is no `sqs` job (the cloudtrail job reads SQS)."""
+    from exporter.daemon.service import JOBS
+
+    tasks = {
+        t for path in UNIT_TESTS for t in re.findall(r'task[=:] ?"(\w+)"', path.read_text(encoding="utf-8"))
+    }
+    assert tasks and tasks <= set(JOBS), tasks - set(JOBS)
+
+
 def test_the_runbooks_grep_the_exporters_logs_for_events_it_logs() -> None:
     """A `grep '...'` over the exporter's logs looks for an event the exporter writes."""
     lines = [
