@@ -355,7 +355,9 @@ def describe_inventory(
     subnets = {
         s["SubnetId"]: Subnet(
             s["SubnetId"],
-            s["CidrBlock"],
+            # absent for an IPv6-only subnet (as GetSubnetAssociatedIPv4CIDRs allows,
+            # pkg/networking/utils.go, aws-load-balancer-controller v2.13.0): no IPv4 range, "" (unknown)
+            s.get("CidrBlock") or "",
             _first_ipv6(s.get("Ipv6CidrBlockAssociationSet")),
             s.get("AvailabilityZone"),
         )
