@@ -24,6 +24,10 @@ def bind_services(
 ) -> dict[str, ServiceBinding]:
     """Map target group ARNs to their Service: TargetGroupBinding first, else the stack tag.
 
+    The binding is the better witness: for a weighted target group of another Service (LBC v3,
+    buildTargetGroupTuples in pkg/service/model_build_target_group.go, v3.5.0) its serviceRef
+    names that Service while the stack tag names the Service that owns the load balancer.
+
     A target group is ours when a binding in `view` names it or its elbv2.k8s.aws/cluster tag
     equals `cluster_name`; only ours read source ranges from the view. Others still map from
     their tags, with cluster set to their own tag value. No I/O.

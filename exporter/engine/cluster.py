@@ -16,6 +16,10 @@ from exporter.engine.rules import Rule, Source, normalize_protocol
 from exporter.engine.timeutil import parse_time
 
 TGB_GROUP = "elbv2.k8s.aws"
+#: Served and stored through LBC v3.5.0 (config/crd/bases/elbv2.k8s.aws_targetgroupbindings.yaml);
+#: from v2.13.4 to v3.5.0 apis/elbv2/v1beta1/targetgroupbinding_types.go adds only
+#: spec.targetGroupProtocol and status.conditions: networking (ipBlock / securityGroup peers,
+#: TCP | UDP ports) reads as before.
 TGB_VERSION = "v1beta1"
 TGB_PLURAL = "targetgroupbindings"
 
