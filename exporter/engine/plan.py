@@ -327,7 +327,10 @@ def cluster_name(inventory: Inventory, target_group: TargetGroup) -> str | None:
 
 
 def edit_group(inventory: Inventory, eni: NetworkInterface, cluster: str | None) -> EditGroup | UndecidedEni:
-    """The group the controller edits on this ENI (DOMAIN.md) and why, else why it cannot be told."""
+    """The group the controller edits on this ENI (DOMAIN.md) and why, else why it cannot be told
+    (LBC resolveEndpointSGForENI in pkg/networking/networking_manager.go, unchanged from v2.13.4 to
+    v3.5.0: the only group, else exactly one tagged kubernetes.io/cluster/<cluster>, and with the
+    controller's --service-target-eni-security-group-tags, which the exporter does not know)."""
     groups = tuple(eni.security_group_ids)
     if len(groups) == 1:
         return EditGroup(groups[0], "only_group")
