@@ -42,6 +42,9 @@ CREDENTIAL_ERROR_CODES = frozenset(
 )
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+#: The longest duration a command reads: 100 years (CloudTrail began in 2013; much further back, a
+#: date falls off the calendar, year 1, and the command would die with OverflowError).
+MAX_DURATION = timedelta(days=36500)
 
 
 class CommandError(Exception):
@@ -118,8 +121,16 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if not match or not any(match.groups()):
         raise ValueError(f"not a duration: {text!r} (examples: 7d, 12h, 1d12h, 30m)")
+    if any(len(g or "") > 12 for g in match.groups()):
+        raise ValueError(f"too long: {text[:40]!r} (at most {MAX_DURATION.days}d)")
     days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        duration = MAX_DURATION + MAX_DURATION
+    if duration > MAX_DURATION:
+        raise ValueError(f"too long: {text[:40]!r} (at most {MAX_DURATION.days}d)")
+    return duration
 
 
 def load_inventory(path: Path) -> Inventory:
