@@ -7,11 +7,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.engine.bindings import bind_services
 from exporter.engine.cluster import ClusterView, binding_from_dict, service_from_dict
+from exporter.engine.timeutil import parse_time
 from exporter.sources.kubernetes import load_kube_client, read_cluster
 from tests.kube_emulator import KubeEmulator
 from tests.test_kubernetes_source import CLUSTER, TG_ARN, WEB_SERVICE, WEB_TGB, lbc_tags, target_group
@@ -130,3 +132,19 @@ def test_a_port_in_other_digits_is_no_port_and_the_rest_of_the_cluster_still_rea
     assert odd.rules("shop") == ()  # a named port is not resolved here: no rule (not all ports)
     web = next(b for b in view.bindings if b.name != "odd")
     assert len(web.rules("shop")) == 1
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_managed_fields_time_off_the_calendar_in_utc_is_no_time(moment: str) -> None:
+    """An offset that moves the time past year 1 or 9999 in UTC: parse_time raised OverflowError
+    (not ValueError), and one such Service failed the whole read of the cluster."""
+    service = copy.deepcopy(WEB_SERVICE)
+    service["metadata"]["managedFields"] = [
+        {"manager": "odd", "operation": "Update", "time": moment},
+        {"manager": "kubectl", "operation": "Update", "time": "2026-11-20T12:00:00Z"},
+    ]
+    parsed = service_from_dict(service)
+    assert parsed is not None and parsed.last_change is not None
+    assert parsed.last_change.manager == "kubectl"
+    with pytest.raises(ValueError):
+        parse_time(moment)

@@ -13,7 +13,15 @@ AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 def parse_time(value: object) -> datetime:
-    """Parse an ISO 8601 string (a trailing Z allowed) or epoch seconds into an aware UTC datetime."""
+    """Parse an ISO 8601 string (a trailing Z allowed) or epoch seconds into an aware UTC datetime;
+    ValueError for anything else, a time off the calendar in UTC included (year 1 at +14:00)."""
+    try:
+        return _parse_time(value)
+    except OverflowError as exc:  # datetime's range: fromtimestamp, astimezone
+        raise ValueError(f"not a time in UTC: {exc}") from exc
+
+
+def _parse_time(value: object) -> datetime:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a time")
     if isinstance(value, int | float):
