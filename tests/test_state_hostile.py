@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from exporter.daemon.snapshot import merge_histograms
 from exporter.daemon.state import StateStore, StoredGap
 from exporter.daemon.tracker import GAP_DURATION_FAMILY, view_from_stored
+from exporter.engine.polls import seen_to_json
 from exporter.reports.impact import read_impact
 from exporter.sources.cloudtrail import LookupCursor, LookupEventsPoller
 from exporter.sources.ratelimit import TokenBucket
@@ -41,6 +42,8 @@ def _good_store(path: Path) -> None:
             store.observe(db, GAP_DURATION_FAMILY, (*LABELS, ("n", key)), 3.0)
             store.set_gap_impact(db, key, TARGET, 3000.0, True, {"impact": "none_seen"})
             store.open_poll_gap(db, TARGET, f"{ARN}{i}", "traffic", 1000.0 + i)
+    seen = seen_to_json(((datetime.fromtimestamp(1000.0, tz=UTC), "traffic-port"),))
+    store.save_polled(TARGET, [("hc_port", f"{ARN}{i}", seen) for i in range(2)], [])
     store.close()
 
 
@@ -51,6 +54,7 @@ _COLUMNS = {
     "histograms": ["labels", "buckets", "total", "count"],
     "gap_impacts": ["checked_at", "final", "data"],
     "poll_gaps": ["start", "end_time"],
+    "polled": ["seen"],
 }
 _WHERE = {
     "gaps": "key='k1'",
@@ -58,6 +62,7 @@ _WHERE = {
     "histograms": "labels LIKE '%k1%'",
     "gap_impacts": "key='k1'",
     "poll_gaps": f"tg_arn='{ARN}1'",
+    "polled": f"object_id='{ARN}1'",
 }
 _HOSTILE = st.sampled_from(
     [
@@ -91,6 +96,7 @@ def _read_all(store: StateStore) -> dict[str, Any]:
         "histograms": merge_histograms(store.histograms(GAP_DURATION_FAMILY), keep=("n",)),
         "impacts": {k: read_impact(v.data) for k, v in store.gap_impacts(["k0", "k1"]).items()},
         "poll_gaps": store.poll_gaps(TARGET),
+        "polled": store.polled(TARGET),
     }
 
 
@@ -102,6 +108,7 @@ def _has_k0(read: dict[str, Any]) -> None:
     assert (("n", "k0"),) in read["histograms"]
     assert read["impacts"]["k0"].impact == "none_seen"
     assert any(arn == f"{ARN}0" for arn, *_ in read["poll_gaps"])
+    assert read["polled"][("hc_port", f"{ARN}0")][0][1] == "traffic-port"
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +140,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 @example(spoils=[(("histograms", "buckets"), "abc")])
 @example(spoils=[(("gap_impacts", "data"), "[1]")])
 @example(spoils=[(("poll_gaps", "start"), "abc")])
+@example(spoils=[(("polled", "seen"), '[["a"]]')])
 def test_an_unreadable_row_is_skipped_counted_and_the_good_rows_still_read(
     spoils: list[tuple[tuple[str, str], Any]], template: bytes, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -166,6 +174,7 @@ def test_an_unreadable_row_is_skipped_counted_and_the_good_rows_still_read(
         ("histograms", "count", "x"),
         ("gap_impacts", "checked_at", "x"),
         ("poll_gaps", "end_time", "x"),
+        ("polled", "seen", "[[1e400, 1]]"),
     ],
 )
 def test_each_table_counts_its_unreadable_rows_once(

@@ -110,12 +110,6 @@ def build_daemon(
         restored = monitor.restore(now)
         if restored:
             log.info("restored CloudTrail records from state", target=key, records=restored)
-        if monitor.unreadable_polls:
-            log.warning(
-                "stored poll history partly unreadable; left out until polled again",
-                target=key,
-                unreadable=monitor.unreadable_polls,
-            )
         monitors.append(monitor)
         if settings.cloudtrail.lookup_events:
             feeds.append(_lookup_feed(settings, store, monitor, clients, key))

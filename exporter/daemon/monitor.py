@@ -46,14 +46,11 @@ from exporter.engine.gaps import (
 )
 from exporter.engine.intent import anchor_intents
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding
-from exporter.engine.overlay import PriorKey
 from exporter.engine.polls import (
-    Polled,
     PollHistory,
     delta,
     inventory_values,
     remember,
-    seen_from_json,
     seen_to_json,
 )
 from exporter.engine.records import parse_record
@@ -140,7 +137,6 @@ class Monitor:
         # value of a health-check port, an attribute, an ENI's or load balancer's groups or
         # subnets that a record does not carry. Kept in the state store across restarts.
         self.polls: PollHistory = {}
-        self.unreadable_polls = 0  # stored keys `restore` could not read
 
     # --- restart -----------------------------------------------------------------------------
     def restore(self, now: datetime) -> int:
@@ -156,20 +152,8 @@ class Monitor:
                 self.changes[parsed.meta.event_id] = parsed
                 restored += 1
         self.binding_history = _history_from_json(self.store.get_meta(self._history_key))
-        self.polls, self.unreadable_polls = self._stored_polls()
+        self.polls = self.store.polled(self.key)
         return restored
-
-    def _stored_polls(self) -> tuple[PollHistory, int]:
-        """The values earlier polls saw, from the state file; and how many keys did not read."""
-        polls: dict[PriorKey, Polled] = {}
-        unreadable = 0
-        for what, object_id, text in self.store.polled(self.key):
-            seen = seen_from_json(text)
-            if seen is None:
-                unreadable += 1
-            else:
-                polls[(what, object_id)] = seen
-        return polls, unreadable
 
     # --- intents ---------------------------------------------------------------------------------
     @property

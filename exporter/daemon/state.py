@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import structlog
 
 from exporter.daemon.snapshot import GAP_DURATION_BUCKETS, HistogramState, Labels
+from exporter.engine.overlay import PriorKey
+from exporter.engine.polls import Polled, seen_from_json
 
 SCHEMA_VERSION = 1
 GAP_MERGE_TOLERANCE_SECONDS = 5.0
@@ -528,11 +530,13 @@ class StateStore:
         )
 
     # --- what the inventory polls saw (engine/polls.py), one row per key -------------------------
-    def polled(self, target: str) -> list[tuple[str, str, str]]:
-        """(what, object id, the values seen as JSON) of every stored key."""
+    def polled(self, target: str) -> dict[PriorKey, Polled]:
+        """The values the inventory polls saw, by key (a row that does not read is skipped)."""
         with self._reading() as db:
-            rows = db.execute("SELECT what, object_id, seen FROM polled WHERE target=?", (target,)).fetchall()
-        return [(str(w), str(o), str(v)) for w, o, v in rows]
+            rows = db.execute(
+                "SELECT rowid, what, object_id, seen FROM polled WHERE target=?", (target,)
+            ).fetchall()
+        return dict(self._readable("polled", rows, _polled))
 
     def save_polled(
         self, target: str, changed: Iterable[tuple[str, str, str]], dropped: Iterable[tuple[str, str]]
@@ -546,6 +550,14 @@ class StateStore:
                 "DELETE FROM polled WHERE target=? AND what=? AND object_id=?",
                 ((target, *key) for key in dropped),
             )
+
+
+def _polled(row: Iterable[Any]) -> tuple[PriorKey, Polled]:
+    what, object_id, text = row
+    seen = seen_from_json(str(text))
+    if seen is None:
+        raise ValueError("the polled values do not read")
+    return (str(what), str(object_id)), seen
 
 
 def _stored(row: Iterable[Any]) -> StoredGap:

@@ -12,7 +12,7 @@ CHANGELOG = """\
 ### Unreleased: hostile state files
 
 - New: `sgchurn_state_rows_rejected_total` (experimental counter, label `table`: `gaps`,
-  `counters`, `histograms`, `gap_impacts`, `poll_gaps`, `records`): rows of the state file that
+  `counters`, `histograms`, `gap_impacts`, `poll_gaps`, `polled`, `records`): rows of the state file that
   could not be read (text where a time was, JSON that is not JSON), each counted once per process.
   Such a row is skipped and left in place; the rows beside it still read. Absent until one is seen.
 
