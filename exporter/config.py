@@ -302,18 +302,33 @@ def _check_no_nul(value: Any, path: str) -> None:
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """SGCHURN_LISTEN_PORT=9000 -> {"listen_port": "9000"}; SGCHURN_STATE__PATH -> {"state": {"path": ..}}."""
+    """SGCHURN_LISTEN_PORT=9000 -> {"listen_port": "9000"}; SGCHURN_STATE__PATH -> {"state": {"path": ..}}.
+
+    A ConfigError names a variable that names no setting (SGCHURN_, an empty part between the
+    `__`) and a field set both as a value and as a section (SGCHURN_WEB and SGCHURN_WEB__...)."""
     tree: dict[str, Any] = {}
-    for name, value in environ.items():
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == "SGCHURN_SHARD_FROM_HOSTNAME":
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if not all(parts):
+            raise ConfigError(name, "names no setting (a name before, between and after each __)")
         node = tree
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        for depth, part in enumerate(parts):
+            path = ".".join(parts[: depth + 1])
+            last = depth == len(parts) - 1
+            existing = node.get(part)
+            if existing is not None and isinstance(existing, dict) == last:
+                raise ConfigError(path, f"set both as a value and as a section in the environment ({name})")
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
     if environ.get("SGCHURN_SHARD_FROM_HOSTNAME"):
-        tree.setdefault("sharding", {})["shard_from_hostname"] = environ["SGCHURN_SHARD_FROM_HOSTNAME"]
+        sharding = tree.setdefault("sharding", {})
+        if not isinstance(sharding, dict):
+            raise ConfigError("sharding", "set both as a value and as a section in the environment")
+        sharding["shard_from_hostname"] = environ["SGCHURN_SHARD_FROM_HOSTNAME"]
     return tree
 
 
@@ -371,7 +386,7 @@ def _validate(settings: Settings, environ: Mapping[str, str]) -> Settings:
     sharding = settings.sharding
     if sharding.shard_from_hostname:
         hostname = environ.get("HOSTNAME", "")
-        match = re.search(r"-(\d+)$", hostname)
+        match = re.search(r"-([0-9]{1,9})$", hostname)  # ASCII digits; a StatefulSet's ordinal is small
         if not match:
             raise ConfigError(
                 "sharding.shard_from_hostname", f"HOSTNAME {hostname!r} has no trailing -<ordinal>"

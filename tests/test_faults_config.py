@@ -259,3 +259,38 @@ def test_aliases_that_expand_without_bound_and_nul_characters_are_one_error_nami
     assert main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith(f"config error: {field}: "), err
+
+
+@pytest.mark.parametrize(
+    ("environ", "field"),
+    [
+        ({"SGCHURN_INTERVALS": "5", "SGCHURN_INTERVALS__INVENTORY": "5"}, "intervals"),
+        ({"SGCHURN_INTERVALS__INVENTORY": "5", "SGCHURN_INTERVALS": "5"}, "intervals"),
+        ({"SGCHURN_WEB": "x", "SGCHURN_WEB__BASIC_AUTH_USERS__A": "x"}, "web"),
+        ({"SGCHURN_SHARDING": "x", "SGCHURN_SHARD_FROM_HOSTNAME": "true", "HOSTNAME": "e-1"}, "sharding"),
+        ({"SGCHURN_": "x"}, "SGCHURN_"),
+        ({"SGCHURN_STATE____PATH": "x"}, "SGCHURN_STATE____PATH"),
+        (
+            {"SGCHURN_SHARD_FROM_HOSTNAME": "true", "HOSTNAME": "exporter-" + "9" * 5000},
+            "sharding.shard_from_hostname",
+        ),
+        ({"SGCHURN_SHARD_FROM_HOSTNAME": "true", "HOSTNAME": "exporter-٣"}, "sharding.shard_from_hostname"),
+    ],
+    ids=[
+        "value then section",
+        "section then value",
+        "deeper",
+        "sharding",
+        "prefix alone",
+        "empty part",
+        "long ordinal",
+        "other digits",
+    ],
+)
+def test_environment_variables_that_contradict_or_name_nothing_are_one_error_naming_them(
+    environ: dict[str, str], field: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={**environ, "AWS_REGION": "us-east-1"})
+    assert caught.value.field == field
+    assert "\n" not in str(caught.value)
