@@ -548,6 +548,42 @@ def _flatten(obj: Struct, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _load_yaml(text: str) -> Any:
+    """yaml.safe_load, refusing a key given twice in one mapping (YAML 1.2 says keys are unique;
+    PyYAML keeps the last silently, dropping the first value without a word)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_unique_keys(node, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_unique_keys(node: yaml.Node, path: str, seen: set[int]) -> None:
+    """A ConfigError naming the first key given twice; each node walked once (aliases share)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[tuple[str, str]] = set()
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else ""
+            where = f"{path}.{name}" if path else name
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, name) in keys:
+                    raise ConfigError(
+                        where, f"given twice (line {key.start_mark.line + 1}); give each key once"
+                    )
+                keys.add((key.tag, name))
+            _check_unique_keys(value, where, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, f"{path}[{i}]", seen)
+
+
 def _yaml_where(exc: yaml.YAMLError) -> str:
     """':line:column' (1-based) of a YAML error, when the parser knows it."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -581,7 +617,9 @@ def load_settings(
         except UnicodeDecodeError as exc:
             raise ConfigError("config", f"{path} is not UTF-8 text (byte {exc.start})") from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = _load_yaml(text)
+        except ConfigError:  # a key given twice: named already
+            raise
         except yaml.YAMLError as exc:
             raise ConfigError(
                 "config", f"{path}{_yaml_where(exc)} is not valid YAML: {_yaml_problem(exc)}"

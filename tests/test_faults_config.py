@@ -294,3 +294,28 @@ def test_environment_variables_that_contradict_or_name_nothing_are_one_error_nam
         load_settings(None, environ={**environ, "AWS_REGION": "us-east-1"})
     assert caught.value.field == field
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("listen_port: 9000\nlisten_port: 9100\n", "listen_port"),
+        ("intervals:\n  inventory: 10\n  inventory: 20\n", "intervals.inventory"),
+        ("targets:\n  - region: us-east-1\n    region: eu-west-1\n", "targets[0].region"),
+        ("web:\n  basic_auth_users:\n    alice: a\n    alice: b\n", "web.basic_auth_users.alice"),
+    ],
+    ids=["top", "section", "list item", "mapping"],
+)
+def test_a_key_given_twice_is_an_error_naming_it(
+    text: str, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML says a mapping's keys are unique; PyYAML kept the last silently, so a setting's first
+    value (a typo's victim) was dropped without a word."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"AWS_REGION": "us-east-1"})
+    assert caught.value.field == field and "given twice" in str(caught.value)
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"config error: {field}: "), err
