@@ -416,3 +416,26 @@ def test_a_schema_version_that_is_no_number_is_an_unusable_file_never_a_crash(
     store.close()
     assert store.path == ":memory:" and error is not None and "schema version" in error
     assert path.exists()  # not corruption: nothing moved aside
+
+
+def test_a_stored_record_over_the_parser_s_limit_is_not_read_into_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from exporter.engine.records import MAX_RECORD_BYTES
+
+    store = StateStore(tmp_path / "state.sqlite3")
+    try:
+        with store.transaction() as db:
+            store.add_record(db, "small", TARGET, 1000.0, 1000.0, b'{"eventID": "small"}')
+            store.add_record(db, "huge", TARGET, 1001.0, 1001.0, b"x" * (64 * MAX_RECORD_BYTES))
+        tracemalloc.start()
+        try:
+            blobs = store.records(TARGET, 0)
+            _current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert blobs == [b'{"eventID": "small"}']
+        assert peak < 4 * MAX_RECORD_BYTES  # the 16 MiB blob was never fetched
+        assert store.rejected_rows == {"records": 1}
+    finally:
+        store.close()

@@ -23,6 +23,7 @@ import structlog
 from exporter.daemon.snapshot import GAP_DURATION_BUCKETS, HistogramState, Labels
 from exporter.engine.overlay import PriorKey
 from exporter.engine.polls import Polled, seen_from_json
+from exporter.engine.records import MAX_RECORD_BYTES
 
 SCHEMA_VERSION = 1
 GAP_MERGE_TOLERANCE_SECONDS = 5.0
@@ -336,9 +337,11 @@ class StateStore:
 
     def records(self, target: str, since: float) -> list[bytes]:
         with self._reading() as db:
+            # a record over the parser's limit was never stored by this module: not read into memory
             rows = db.execute(
-                "SELECT rowid, record FROM records WHERE target=? AND event_time>=? ORDER BY event_time",
-                (target, since),
+                "SELECT rowid, CASE WHEN length(record) <= ? THEN record END FROM records "
+                "WHERE target=? AND event_time>=? ORDER BY event_time",
+                (MAX_RECORD_BYTES, target, since),
             ).fetchall()
         return self._readable("records", rows, _record)
 
@@ -579,6 +582,8 @@ def _record(row: Iterable[Any]) -> bytes:
     (record,) = row
     if isinstance(record, str):
         return record.encode()
+    if record is None:
+        raise ValueError(f"a record over {MAX_RECORD_BYTES} bytes")
     if not isinstance(record, bytes):
         raise TypeError(f"a record is not text: {type(record).__name__}")
     return record
