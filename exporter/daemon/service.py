@@ -506,9 +506,10 @@ class Daemon:
             self._state_failed(exc)
             last = self._snapshot
             return _Stored(last.recent_gaps, last.last_gaps, last.counters, last.gap_durations)
-        if self.store.rejected_rows:
+        rejected = self.store.rejected_rows  # replaced, never changed in place, by the readers
+        if rejected:
             counters[STATE_ROWS_REJECTED] = {
-                labels_of(table=table): float(count) for table, count in self.store.rejected_rows.items()
+                labels_of(table=table): float(count) for table, count in rejected.items()
             }
         return _Stored(
             tuple(_with_impact(view_from_stored(g), impacts) for g in recent_stored),

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +194,8 @@ class StateStore:
             _create_private(self.path)
         self._lock = threading.RLock()
         #: Rows that could not be read, by table (each row counted once): skipped, never deleted.
-        self.rejected_rows: dict[str, int] = {}
+        #: Replaced, never changed in place, so a reader on another thread may walk the one it holds.
+        self.rejected_rows: Mapping[str, int] = {}
         self._rejected: set[tuple[str, Any]] = set()
         try:
             self._db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
@@ -289,11 +290,14 @@ class StateStore:
             try:
                 out.append(read(row[1:]))
             except ROW_ERRORS as exc:
-                if (table, row[0]) not in self._rejected:
+                with self._lock:  # the jobs' threads read the store at once
+                    if (table, row[0]) in self._rejected:
+                        continue
                     self._rejected.add((table, row[0]))
-                    self.rejected_rows[table] = self.rejected_rows.get(table, 0) + 1
-                    error = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-                    log.warning("state row unreadable; skipped", table=table, rowid=row[0], error=error)
+                    # a new mapping: publish may be walking the one it holds on another thread
+                    self.rejected_rows = {**self.rejected_rows, table: self.rejected_rows.get(table, 0) + 1}
+                error = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                log.warning("state row unreadable; skipped", table=table, rowid=row[0], error=error)
         return out
 
     def heartbeat(self, moment: str) -> None:
