@@ -350,3 +350,30 @@ def test_the_load_balancer_moved_off_the_referenced_group_is_a_requirement_chang
         ("health_check", "requirement_change", 20.0, "SetSecurityGroups"),
         ("traffic", "requirement_change", 20.0, "SetSecurityGroups"),
     ]
+
+
+def test_a_poll_whose_history_the_store_refused_is_stored_with_the_next_poll(
+    clean_moto: MotoServer, tmp_path: Path
+) -> None:
+    """The port moved (no record of it here); the poll that saw it could not store its history
+    (another process held the state file's write lock). The next poll, the store writable again,
+    stores it: the state file holds what memory holds, and a restart reads back the same history
+    (a stale row would give a later record's old value wrongly, as a fact)."""
+    scene = _scene(clean_moto, tmp_path)
+    unrecorded = clean_moto.client("elbv2")
+    scene.clock.advance(60)
+    unrecorded.modify_target_group(TargetGroupArn=scene.world.tg_arn, HealthCheckPort="32000")
+    scene.clock.advance(60)
+    state = tmp_path / "state.sqlite3"
+    monitor = scene.assembly.daemon.monitors[0]
+    with contextlib.closing(sqlite3.connect(state, isolation_level=None)) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")
+        scene.run("inventory")
+        blocker.execute("ROLLBACK")
+    key = ("hc_port", scene.world.tg_arn)
+    assert [value for _, value in monitor.polls[key]] == ["traffic-port", "32000"]
+    scene.clock.advance(60)
+    scene.run("inventory")  # nothing changed since
+    assert scene.assembly.daemon.store.polled(monitor.key) == monitor.polls
+    restarted = build_daemon(scene.settings, endpoint_url=clean_moto.url, clock=scene.clock.now)
+    assert restarted.daemon.monitors[0].polls == monitor.polls

@@ -46,6 +46,7 @@ from exporter.engine.gaps import (
 )
 from exporter.engine.intent import anchor_intents
 from exporter.engine.inventory import Intent, Inventory, ServiceBinding
+from exporter.engine.overlay import PriorKey
 from exporter.engine.polls import (
     PollHistory,
     delta,
@@ -137,6 +138,7 @@ class Monitor:
         # value of a health-check port, an attribute, an ENI's or load balancer's groups or
         # subnets that a record does not carry. Kept in the state store across restarts.
         self.polls: PollHistory = {}
+        self._unsaved_polls: set[PriorKey] = set()  # keys whose stored row the store refused
 
     # --- restart -----------------------------------------------------------------------------
     def restore(self, now: datetime) -> int:
@@ -195,11 +197,7 @@ class Monitor:
         # moment tells the value that record replaced.
         finished = now + timedelta(seconds=time.monotonic() - started)
         polls = remember(self.polls, finished, inventory_values(inventory), now - self.retention)
-        moved, dropped = delta(self.polls, polls)
-        if moved or dropped:
-            # Kept in memory if the store refuses (as the binding intents are).
-            with contextlib.suppress(sqlite3.Error):
-                self.store.save_polled(self.key, [(*k, seen_to_json(polls[k])) for k in moved], dropped)
+        self._save_polls(polls)
         if binder is not None:
             inventory = inventory.with_services(binder(inventory))
         inventory = self._intended(inventory)
@@ -210,6 +208,25 @@ class Monitor:
             self.inventory, self.current, self.polls = inventory, current, polls
             self.account_id = inventory.account_id or self.account_id
         return self._observe(now, current) or changed
+
+    def _save_polls(self, polls: PollHistory) -> None:
+        """Store the keys this poll added, moved or dropped, and those an earlier poll could not
+        store; kept in memory if the store refuses (as the binding intents are), and stored with
+        the next poll it takes: a stale row would give a restarted daemon a wrong old value."""
+        moved, dropped = delta(self.polls, polls)
+        pending = self._unsaved_polls.union(moved, dropped)
+        if not pending:
+            return
+        try:
+            self.store.save_polled(
+                self.key,
+                [(*k, seen_to_json(polls[k])) for k in pending if k in polls],
+                [k for k in pending if k not in polls],
+            )
+        except sqlite3.Error:
+            self._unsaved_polls = pending
+        else:
+            self._unsaved_polls = set()
 
     def watched_groups(self) -> list[str]:
         """The security groups on the ENIs of registered targets: the node groups that matter."""
