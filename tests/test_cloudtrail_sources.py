@@ -202,6 +202,27 @@ def test_giving_up_keeps_the_position_so_the_next_poll_reads_it_all(clean_moto: 
     assert ids(retried.records) == ids(records) and retried.complete
 
 
+def test_a_stored_newest_event_time_past_now_does_not_hold_the_lag_below_zero(clean_moto: MotoServer) -> None:
+    """A cursor whose newest eventTime is in year 9999 (a corrupt state file, a clock set back):
+    the lag is what the records read say (sgchurn_cloudtrail_lag_seconds, SGChurnCloudTrailLagging),
+    not a negative number that no later record could ever replace."""
+    records = [samples.revoke_record(time=T0 + timedelta(seconds=n), region=REGION) for n in range(3)]
+    clean_moto.add_records(records)
+    cursor = LookupCursor.decode('{"newest_event_time": "9999-12-31T23:59:59Z"}')
+    poller = LookupEventsPoller(
+        exporter_clients(clean_moto).client("cloudtrail"),
+        TokenBucket(50.0),
+        event_names=[REVOKE],
+        cursor=cursor,
+    )
+    now = T0 + timedelta(minutes=5)
+    assert poller.lag_seconds(now) is None  # nothing known until a record is read
+    batch = poller.poll(now)
+    assert len(batch.records) == 3 and batch.lag_seconds == 298.0
+    batch.commit()
+    assert poller.lag_seconds(now) == 298.0 and poller.cursor.newest_event_time == T0 + timedelta(seconds=2)
+
+
 def test_pollers_sharing_a_bucket_stay_under_two_requests_per_second(clean_moto: MotoServer) -> None:
     names = [AUTHORIZE, REVOKE, "DeleteSecurityGroup", "ModifySecurityGroupRules"]
     clean_moto.add_records(

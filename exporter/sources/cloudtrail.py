@@ -115,8 +115,14 @@ class LookupEventsPoller:
 
     def lag_seconds(self, now: datetime) -> float | None:
         """Now minus the newest eventTime seen (None before any event)."""
-        newest = self.cursor.newest_event_time
+        newest = self._newest(now)
         return None if newest is None else (now - newest).total_seconds()
+
+    def _newest(self, now: datetime) -> datetime | None:
+        """The cursor's newest eventTime; None when past now (a corrupt state file, a clock set
+        back): it would hold the lag negative, and no record read would ever replace it."""
+        newest = self.cursor.newest_event_time
+        return None if newest is None or newest > now else newest
 
     def _page(self, batch: FeedBatch, kwargs: dict[str, Any]) -> dict[str, Any]:
         attempt = 0
@@ -141,7 +147,7 @@ class LookupEventsPoller:
         batch = FeedBatch(feed=self.name)
         taken: dict[str, datetime] = {}
         positions: dict[str, datetime] = {}
-        newest = self.cursor.newest_event_time
+        newest = self._newest(now)
         for event_name in self.event_names:
             # a position past now (a corrupt state file, a clock set back) reads from now
             start = (
@@ -176,9 +182,8 @@ class LookupEventsPoller:
 
         def commit() -> None:
             self.cursor.positions.update(positions)
-            if newest is not None and (
-                self.cursor.newest_event_time is None or newest > self.cursor.newest_event_time
-            ):
+            stored = self._newest(now)
+            if newest is not None and (stored is None or newest > stored):
                 self.cursor.newest_event_time = newest
             self.seen.add_all(taken, now)
 
