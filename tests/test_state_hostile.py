@@ -329,12 +329,10 @@ def test_a_stored_position_past_now_reads_from_now_and_loses_no_record(clean_mot
 def test_the_daemon_counts_unreadable_rows_and_publishes_through_a_file_whose_pages_break(
     clean_moto: MotoServer, tmp_path: Path
 ) -> None:
-    from prometheus_client import generate_latest
-
     from exporter.daemon.assemble import build_daemon
-    from exporter.metrics import build_registry
     from tests.awsworld import CloudTrailRecorder, LookupSink, ManualClock, build_incident_world
     from tests.test_faults import _settings
+    from tests.test_faults_state import PERMISSION, _metrics
     from tests.test_faults_support import by_label
 
     ec2, elbv2 = clean_moto.client("ec2"), clean_moto.client("elbv2")
@@ -346,17 +344,14 @@ def test_the_daemon_counts_unreadable_rows_and_publishes_through_a_file_whose_pa
     daemon = assembly.daemon
 
     def metrics() -> str:
-        return generate_latest(build_registry(daemon.snapshot)).decode()
+        return _metrics(daemon)
 
     try:
         daemon.run_all_once()
         clock.advance(10)
-        permission = [
-            {"IpProtocol": "tcp", "FromPort": 31080, "ToPort": 31080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-        ]
-        ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=permission)
+        ec2.revoke_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=PERMISSION)
         clock.advance(5)
-        ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=permission)
+        ec2.authorize_security_group_ingress(GroupId=world.node_sg_id, IpPermissions=PERMISSION)
         clock.advance(5)
         daemon.run_all_once()
         events = by_label(metrics(), "sgchurn_cloudtrail_events_total", "event_name")
