@@ -128,3 +128,19 @@ def test_a_health_check_port_that_is_no_port_is_named(
     assert main(_run("replay", inventory, events)) == 2
     err = capsys.readouterr().err
     assert "$.target_groups[0].health_check_port" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[" * 100_000 + "]" * 100_000, '{"format": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+    ids=["deep array", "deep field"],
+)
+def test_a_file_nested_thousands_deep_is_one_line(
+    content: str, events: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(content)
+    for command in ("replay", "explain", "plan"):
+        assert main(_run(command, inventory, events)) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "nested too deeply" in err, err

@@ -145,4 +145,6 @@ def load_inventory(path: Path) -> Inventory:
         raise InventoryError(f"cannot read inventory {path}: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InventoryError(f"inventory {path} is not JSON: {exc}") from exc
+    except RecursionError as exc:  # arrays in arrays, thousands deep: no snapshot file is
+        raise InventoryError(f"inventory {path} is nested too deeply to be a snapshot file") from exc
     return Inventory.from_dict(data)
