@@ -21,6 +21,7 @@ from exporter.engine.gaps import Gap, analyze
 from exporter.engine.inventory import Inventory, ServiceBinding
 from exporter.engine.overlay import UNKNOWN, InventoryOverlay, PriorKey
 from exporter.engine.polls import (
+    attribute_key,
     delta,
     inventory_values,
     polled_before,
@@ -185,3 +186,38 @@ def test_delta_names_what_remember_added_moved_and_dropped() -> None:
     assert delta(first, same) == ([], [])
     later = remember(same, at(30), {KEY: "2"}, cutoff=at(25))
     assert delta(same, later) == ([KEY], [("eni_groups", "eni-1")])
+
+
+def test_remember_keeps_each_change_the_value_in_force_at_the_cutoff_and_gone_keys_seen_since() -> None:
+    """Mutation testing found these unpinned: the history is cut at the entry in force at the
+    cutoff (one finished exactly at it included), a value seen again after another is a new
+    entry, and a gone key is kept while something of it was seen after the cutoff."""
+    eni: PriorKey = ("eni_groups", "eni-1")
+    history = remember({}, at(10), {KEY: "a", eni: ("sg-a",)}, cutoff=at(0))
+    history = remember(history, at(20), {KEY: "b", eni: ("sg-b",)}, cutoff=at(0))
+    history = remember(history, at(30), {KEY: "a"}, cutoff=at(0))  # eni-1 gone; "a" again
+    assert history[KEY] == ((at(10), "a"), (at(20), "b"), (at(30), "a"))
+    assert history[eni] == ((at(10), ("sg-a",)), (at(20), ("sg-b",)))  # seen after the cutoff: kept
+    cut = remember(history, at(40), {KEY: "a"}, cutoff=at(20))
+    assert cut[KEY] == ((at(20), "b"), (at(30), "a"))  # "b" finished at the cutoff: in force there
+    assert eni not in cut  # nothing of it seen after the cutoff
+    assert remember(history, at(40), {KEY: "a"}, cutoff=at(15))[eni] == history[eni]  # its last after it
+    late = remember(history, at(40), {KEY: "a"}, cutoff=at(35))
+    assert late[KEY] == ((at(30), "a"),)
+
+
+def test_inventory_values_gives_each_target_groups_own_keys() -> None:
+    world = incident_inventory(preserve="false")
+    tg = world.target_groups[TG_ARN]
+    other = replace(
+        tg,
+        arn="arn:other",
+        health_check_protocol="HTTP",
+        attributes={PRESERVE: "true", "proxy_protocol_v2.enabled": "x"},
+    )
+    values = inventory_values(replace(world, target_groups={TG_ARN: tg, "arn:other": other}))
+    assert values[("hc_protocol", "arn:other")] == "HTTP"
+    assert values[("hc_protocol", TG_ARN)] == tg.health_check_protocol
+    assert values[attribute_key(TG_ARN, PRESERVE)] == "false"
+    assert values[attribute_key("arn:other", PRESERVE)] == "true"
+    assert values[attribute_key("arn:other", "proxy_protocol_v2.enabled")] == "x"
