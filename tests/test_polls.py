@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -221,3 +222,9 @@ def test_inventory_values_gives_each_target_groups_own_keys() -> None:
     assert values[attribute_key(TG_ARN, PRESERVE)] == "false"
     assert values[attribute_key("arn:other", PRESERVE)] == "true"
     assert values[attribute_key("arn:other", "proxy_protocol_v2.enabled")] == "x"
+
+
+def test_a_polled_value_that_is_not_text_or_a_tuple_of_ids_is_refused_when_stored() -> None:
+    for value in (5, ["sg-a"], ("sg-a", 5), None):
+        with pytest.raises(TypeError):
+            seen_to_json(((at(1), value),))
