@@ -607,10 +607,11 @@ def load_settings(
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = Path(path).read_bytes() if Path(path).stat().st_size <= MAX_CONFIG_BYTES else None
+            with Path(path).open("rb") as handle:  # read at most one byte over: /dev/zero has size 0
+                raw = handle.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
-        if raw is None:
+        if len(raw) > MAX_CONFIG_BYTES:
             raise ConfigError("config", f"{path} is over {MAX_CONFIG_BYTES} bytes; not a configuration file")
         try:
             text = raw.decode("utf-8")

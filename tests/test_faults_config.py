@@ -319,3 +319,14 @@ def test_a_key_given_twice_is_an_error_naming_it(
     assert main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith(f"config error: {field}: "), err
+
+
+def test_a_config_that_never_ends_is_refused_after_its_first_mebibyte(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """/dev/zero has size 0 in stat(): the size check passed and read_bytes() read without end."""
+    assert main(["check-config", "/dev/zero"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("config error: config: /dev/zero is over 1048576 bytes") and len(err.splitlines()) == 1
+    )
